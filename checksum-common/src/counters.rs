@@ -1,0 +1,51 @@
+//! Per-CPU counters. One `Counters` value lives in a per-CPU array at index 0; user space sums the
+//! CPUs. Nothing is dropped without being counted here.
+
+use crate::event::{Kind, Layer, Status};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames the program ran on.
+    pub packets: u64,
+    /// Frames that are not IPv4/IPv6 (ARP, LLDP, ...).
+    pub not_ip: u64,
+    /// Frames with inconsistent lengths or headers. Counted, never reported as mismatches.
+    pub malformed: u64,
+    /// Events that could not be written because the ring buffer was full.
+    pub events_lost: u64,
+    /// Checks by `[layer][status]`.
+    pub checks: [[u64; Status::COUNT]; Layer::COUNT],
+    /// Mismatches by `Kind` (index 0, `Kind::Match`, stays 0).
+    pub mismatches: [u64; Kind::COUNT],
+}
+
+impl Counters {
+    /// Adds another CPU's counters.
+    pub fn accumulate(&mut self, other: &Counters) {
+        self.packets += other.packets;
+        self.not_ip += other.not_ip;
+        self.malformed += other.malformed;
+        self.events_lost += other.events_lost;
+        for (mine, theirs) in self.checks.iter_mut().zip(other.checks.iter()) {
+            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                *m += t;
+            }
+        }
+        for (m, t) in self.mismatches.iter_mut().zip(other.mismatches.iter()) {
+            *m += t;
+        }
+    }
+
+    pub fn check(&self, layer: Layer, status: Status) -> u64 {
+        self.checks[layer as usize][status as usize]
+    }
+
+    pub fn mismatch(&self, kind: Kind) -> u64 {
+        self.mismatches[kind as usize]
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `repr(C)`, only u64 fields, no padding.
+unsafe impl aya::Pod for Counters {}

@@ -1,0 +1,229 @@
+//! The record a kernel program writes to the ring buffer for every checksum mismatch (and, when
+//! the `REPORT_ALL` global is set, for every verdict; `replay --all` uses that).
+
+/// Which checksum a verdict is about.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    Ipv4 = 0,
+    Tcp = 1,
+    Udp = 2,
+    Icmp = 3,
+    Icmpv6 = 4,
+}
+
+impl Layer {
+    pub const COUNT: usize = 5;
+    pub const ALL: [Layer; Self::COUNT] = [Self::Ipv4, Self::Tcp, Self::Udp, Self::Icmp, Self::Icmpv6];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Ipv4),
+            1 => Some(Self::Tcp),
+            2 => Some(Self::Udp),
+            3 => Some(Self::Icmp),
+            4 => Some(Self::Icmpv6),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Icmp => "icmp",
+            Self::Icmpv6 => "icmpv6",
+        }
+    }
+}
+
+/// The verdict on one checksum. `malformed` frames are only counted, never reported.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Ok = 0,
+    Bad = 1,
+    /// UDP over IPv4 with a zero field: the sender chose not to checksum (legal).
+    None = 2,
+    /// Fragments and truncated segments: the bytes needed are not all here.
+    Unverifiable = 3,
+}
+
+impl Status {
+    pub const COUNT: usize = 4;
+    pub const ALL: [Status; Self::COUNT] = [Self::Ok, Self::Bad, Self::None, Self::Unverifiable];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Ok),
+            1 => Some(Self::Bad),
+            2 => Some(Self::None),
+            3 => Some(Self::Unverifiable),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Bad => "bad",
+            Self::None => "none",
+            Self::Unverifiable => "unverifiable",
+        }
+    }
+}
+
+/// The per-packet signature of a mismatch, tested in declaration order (see `csum::classify`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Not a mismatch.
+    Match = 0,
+    /// The field holds only the folded pseudo-header sum: TX checksum offload never completed.
+    OffloadPending = 1,
+    /// The field is zero where a checksum is mandatory.
+    Zero = 2,
+    /// The field is the correct value with its bytes swapped.
+    ByteSwapped = 3,
+    Corrupt = 4,
+}
+
+impl Kind {
+    pub const COUNT: usize = 5;
+    pub const MISMATCHES: [Kind; 4] =
+        [Self::OffloadPending, Self::Zero, Self::ByteSwapped, Self::Corrupt];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Match),
+            1 => Some(Self::OffloadPending),
+            2 => Some(Self::Zero),
+            3 => Some(Self::ByteSwapped),
+            4 => Some(Self::Corrupt),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Match => "match",
+            Self::OffloadPending => "offload-pending",
+            Self::Zero => "zero",
+            Self::ByteSwapped => "byte-swapped",
+            Self::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// Where a program runs.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    Xdp = 0,
+    TcIngress = 1,
+    TcEgress = 2,
+}
+
+impl Hook {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Xdp),
+            1 => Some(Self::TcIngress),
+            2 => Some(Self::TcEgress),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Xdp => "xdp",
+            Self::TcIngress => "tc-ingress",
+            Self::TcEgress => "tc-egress",
+        }
+    }
+
+    pub const fn direction(self) -> Direction {
+        match self {
+            Self::Xdp | Self::TcIngress => Direction::Ingress,
+            Self::TcEgress => Direction::Egress,
+        }
+    }
+}
+
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress = 0,
+    Egress = 1,
+}
+
+impl Direction {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Ingress),
+            1 => Some(Self::Egress),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV6: u8 = 6;
+
+/// One checksum verdict. Fields are plain integers (no enums, no bools) so that any bytes the
+/// kernel writes are a valid value; decode them with the `from_u8` constructors.
+/// Checksum values are wire (big-endian) values converted to host order, as tcpdump prints them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC.
+    pub timestamp_ns: u64,
+    pub ifindex: u32,
+    /// TCP sequence number (host order), 0 for other protocols.
+    pub tcp_seq: u32,
+    /// IPv4 addresses use the first 4 bytes.
+    pub src_addr: [u8; 16],
+    /// For IPv6 with a Routing header, the final destination used in the pseudo-header.
+    pub dst_addr: [u8; 16],
+    /// Checksummed length: the L4 segment, or the IPv4 header for `Layer::Ipv4`.
+    pub l4_len: u32,
+    /// IPv4 identification, or the IPv6 fragment identification (0 without a Fragment header).
+    pub ip_id: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// The checksum field as received.
+    pub got: u16,
+    /// The value it should hold.
+    pub want: u16,
+    /// The folded pseudo-header sum (0 for checksums without a pseudo-header).
+    pub pseudo: u16,
+    /// `Hook` value.
+    pub hook: u8,
+    /// `Direction` value.
+    pub direction: u8,
+    /// `FAMILY_IPV4` or `FAMILY_IPV6`.
+    pub family: u8,
+    /// IP protocol / IPv6 next header of the segment.
+    pub protocol: u8,
+    /// `Layer` value.
+    pub layer: u8,
+    /// `Status` value.
+    pub status: u8,
+    /// `Kind` value.
+    pub kind: u8,
+    pub _pad: [u8; 5],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `ChecksumEvent` is `repr(C)`, `Copy`, has explicit padding and every bit pattern is valid.
+unsafe impl aya::Pod for ChecksumEvent {}
+
+const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 80);

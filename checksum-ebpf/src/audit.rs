@@ -1,0 +1,228 @@
+//! The per-frame pipeline: parse, check every checksum the frame carries, count, report.
+
+use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use checksum_common::{
+    ChecksumEvent, Counters, Hook, Kind, Layer, Status,
+    csum::{classify, expected_field, fold, pseudo_header_v4, pseudo_header_v6, verifies},
+    event::FAMILY_IPV4,
+};
+
+use crate::{
+    COUNTERS, EVENTS, REPORT_ALL,
+    packet::{Packet, be16, be32, mem16},
+    parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
+    sum::sum_range,
+};
+
+/// One checksum's verdict and what a report about it needs.
+struct Verdict {
+    layer: Layer,
+    status: Status,
+    kind: Kind,
+    /// Memory-order values (see checksum_common::csum).
+    got: u16,
+    want: u16,
+    pseudo: u16,
+    len: u32,
+    src_port: u16,
+    dst_port: u16,
+    tcp_seq: u32,
+}
+
+impl Verdict {
+    #[inline(always)]
+    fn unverifiable(layer: Layer, len: u32) -> Self {
+        Self {
+            layer,
+            status: Status::Unverifiable,
+            kind: Kind::Match,
+            got: 0,
+            want: 0,
+            pseudo: 0,
+            len,
+            src_port: 0,
+            dst_port: 0,
+            tcp_seq: 0,
+        }
+    }
+}
+
+#[inline(always)]
+pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
+    let Some(counters) = COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU array value, only ever touched by this CPU.
+    let counters = unsafe { &mut *counters };
+    counters.packets += 1;
+    if audit_ip(pkt, hook, counters).is_err() {
+        counters.malformed += 1;
+    }
+}
+
+#[inline(always)]
+fn audit_ip<P: Packet>(pkt: &P, hook: Hook, c: &mut Counters) -> Result<(), ParseError> {
+    let Some((ethertype, l3_off)) = parse::ethernet(pkt) else {
+        c.not_ip += 1;
+        return Ok(());
+    };
+    let segment = if parse::is_ipv4(ethertype) {
+        let ip = parse::ipv4(pkt, l3_off)?;
+        let header = check_ipv4_header(pkt, l3_off, &ip);
+        record(pkt, hook, &ip.segment, &header, c);
+        ip.segment
+    } else if parse::is_ipv6(ethertype) {
+        parse::ipv6(pkt, l3_off)?
+    } else {
+        c.not_ip += 1;
+        return Ok(());
+    };
+    let layer = match (segment.protocol, segment.family) {
+        (IPPROTO_TCP, _) => Layer::Tcp,
+        (IPPROTO_UDP, _) => Layer::Udp,
+        (IPPROTO_ICMP, FAMILY_IPV4) => Layer::Icmp,
+        (IPPROTO_ICMPV6, fam) if fam != FAMILY_IPV4 => Layer::Icmpv6,
+        _ => return Ok(()),
+    };
+    let verdict = check_segment(pkt, &segment, layer)?;
+    record(pkt, hook, &segment, &verdict, c);
+    Ok(())
+}
+
+/// IPv4 header checksum (RFC 791): no pseudo-header, so never `offload-pending`.
+#[inline(always)]
+fn check_ipv4_header<P: Packet>(pkt: &P, off: u32, ip: &parse::Ipv4Header) -> Verdict {
+    let mut v = Verdict::unverifiable(Layer::Ipv4, ip.header_len);
+    // sum_range, not a load sized by the header length: LLVM folds the length's masks in a way the
+    // verifier cannot bound ("invalid write to stack R3 size=252").
+    let Some(sum) = sum_range(pkt, off, ip.header_len, 0) else {
+        return v;
+    };
+    let got = ip.checksum;
+    v.got = got;
+    if verifies(sum) {
+        v.status = Status::Ok;
+        v.want = got;
+    } else {
+        v.status = Status::Bad;
+        v.want = expected_field(sum, got);
+        v.kind = classify(got, v.want, None);
+    }
+    v
+}
+
+/// Offset of the checksum field and the smallest header that holds it.
+#[inline(always)]
+const fn field_layout(layer: Layer) -> (u32, u32) {
+    match layer {
+        Layer::Tcp => (16, 20),
+        Layer::Udp => (6, 8),
+        _ => (2, 4),
+    }
+}
+
+#[inline(always)]
+fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verdict, ParseError> {
+    if seg.partial || seg.truncated {
+        return Ok(Verdict::unverifiable(layer, seg.len));
+    }
+    let (field_off, min_len) = field_layout(layer);
+    if seg.len < min_len {
+        return Err(ParseError::Malformed);
+    }
+    // The first 8 bytes hold the ports, the TCP sequence number, and the UDP length and checksum.
+    let head: [u8; 8] = pkt.load(seg.off).ok_or(ParseError::Truncated)?;
+    let mut len = seg.len;
+    if layer == Layer::Udp {
+        // The UDP length may be shorter than the IP payload (trailing bytes are not summed), never
+        // longer.
+        let udp_len = be16(&head, 4) as u32;
+        if udp_len < 8 || udp_len > seg.len {
+            return Err(ParseError::Malformed);
+        }
+        len = udp_len;
+    }
+    let field: [u8; 2] = pkt.load(seg.off + field_off).ok_or(ParseError::Truncated)?;
+    let got = u16::from_ne_bytes(field);
+    let mut v = Verdict::unverifiable(layer, len);
+    v.got = got;
+    if layer == Layer::Tcp || layer == Layer::Udp {
+        v.src_port = be16(&head, 0);
+        v.dst_port = be16(&head, 2);
+    }
+    if layer == Layer::Tcp {
+        v.tcp_seq = be32(&head, 4);
+    }
+    if layer == Layer::Udp && got == 0 && seg.family == FAMILY_IPV4 {
+        // RFC 768: a zero field over IPv4 means the sender did not compute a checksum.
+        v.status = Status::None;
+        return Ok(v);
+    }
+    let pseudo = match layer {
+        Layer::Icmp => None,
+        _ if seg.family == FAMILY_IPV4 => Some(pseudo_header_v4(
+            [seg.src[0], seg.src[1], seg.src[2], seg.src[3]],
+            [seg.dst[0], seg.dst[1], seg.dst[2], seg.dst[3]],
+            seg.protocol,
+            len as u16,
+        )),
+        _ => Some(pseudo_header_v6(&seg.src, &seg.dst, seg.protocol, len)),
+    };
+    let Some(sum) = sum_range(pkt, seg.off, len, pseudo.unwrap_or(0)) else {
+        return Ok(v);
+    };
+    let folded_pseudo = pseudo.map(fold);
+    v.pseudo = folded_pseudo.unwrap_or(0);
+    if verifies(sum) {
+        v.status = Status::Ok;
+        v.want = got;
+    } else {
+        v.status = Status::Bad;
+        let mut want = expected_field(sum, got);
+        if layer == Layer::Udp && want == 0 {
+            // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+            want = 0xffff;
+        }
+        v.want = want;
+        v.kind = classify(got, want, folded_pseudo);
+    }
+    Ok(v)
+}
+
+/// Counts a verdict and, for a mismatch (or any verdict with REPORT_ALL), sends an event.
+#[inline(always)]
+fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Counters) {
+    c.checks[v.layer as usize][v.status as usize] += 1;
+    if v.status == Status::Bad {
+        c.mismatches[v.kind as usize] += 1;
+    } else if REPORT_ALL.load() == 0 {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ChecksumEvent>(0) else {
+        c.events_lost += 1;
+        return;
+    };
+    entry.write(ChecksumEvent {
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        ifindex: pkt.ifindex(),
+        tcp_seq: v.tcp_seq,
+        src_addr: seg.src,
+        dst_addr: seg.dst,
+        l4_len: v.len,
+        ip_id: seg.ip_id,
+        src_port: v.src_port,
+        dst_port: v.dst_port,
+        got: u16::from_be(v.got),
+        want: u16::from_be(v.want),
+        pseudo: u16::from_be(v.pseudo),
+        hook: hook as u8,
+        direction: hook.direction() as u8,
+        family: seg.family,
+        protocol: seg.protocol,
+        layer: v.layer as u8,
+        status: v.status as u8,
+        kind: v.kind as u8,
+        _pad: [0; 5],
+    });
+    entry.submit(0);
+}

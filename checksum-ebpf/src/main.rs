@@ -1,0 +1,57 @@
+//! Kernel programs of checksum-audit. They never drop or modify a packet: every path returns
+//! XDP_PASS. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `COUNTERS`.
+#![no_std]
+#![no_main]
+
+mod audit;
+mod packet;
+mod parse;
+mod sum;
+
+use aya_ebpf::{
+    Global,
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{PerCpuArray, RingBuf},
+    programs::XdpContext,
+};
+use checksum_common::{Counters, Hook};
+
+/// Mismatch events. User space sizes it at load time (`set_max_entries`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU staging area for `sum::sum_range`: the BPF stack (512 bytes in all) is too small, and
+/// `bpf_csum_diff` may not read packet memory of a variable length (aya#1562).
+#[map]
+static SCRATCH: PerCpuArray<[u8; sum::CHUNK as usize]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Set to 1 by `checksum-audit replay --all` to report every verdict, not only mismatches.
+#[unsafe(no_mangle)]
+static REPORT_ALL: Global<u8> = Global::new(0);
+
+#[xdp(frags)]
+pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {
+    audit::audit_frame(&packet::XdpPacket(ctx), Hook::Xdp);
+    xdp_action::XDP_PASS
+}
+
+/// The baseline for benchmarks: the cost of running any XDP program at all.
+#[xdp(frags)]
+pub fn noop_xdp(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects infinite loops, and no panic path is reachable in verified code.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

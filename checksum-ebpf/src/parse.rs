@@ -1,0 +1,199 @@
+//! Header parsing: Ethernet with up to two VLAN tags, IPv4 (options), IPv6 (extension headers).
+//! Produces where the L4 segment is and what its pseudo-header needs.
+
+use checksum_common::event::{FAMILY_IPV4, FAMILY_IPV6};
+
+use crate::packet::{Packet, be16, be32};
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_QINQ_OLD: u16 = 0x9100;
+const MAX_VLAN_TAGS: usize = 2;
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// Returns the ethertype after any VLAN tags and the offset of the L3 header.
+#[inline(always)]
+pub fn ethernet<P: Packet>(pkt: &P) -> Option<(u16, u32)> {
+    let eth: [u8; 14] = pkt.load(0)?;
+    let mut ethertype = be16(&eth, 12);
+    let mut off = 14u32;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_OLD {
+            break;
+        }
+        let tag: [u8; 4] = pkt.load(off)?;
+        ethertype = be16(&tag, 2);
+        off += 4;
+    }
+    Some((ethertype, off))
+}
+
+pub fn is_ipv4(ethertype: u16) -> bool {
+    ethertype == ETH_P_IPV4
+}
+
+pub fn is_ipv6(ethertype: u16) -> bool {
+    ethertype == ETH_P_IPV6
+}
+
+/// The L4 segment of an IP packet and what its checksum needs.
+pub struct Segment {
+    pub family: u8,
+    pub protocol: u8,
+    pub src: [u8; 16],
+    /// Final destination (IPv6 Routing header) as used in the pseudo-header.
+    pub dst: [u8; 16],
+    pub ip_id: u32,
+    pub off: u32,
+    pub len: u32,
+    /// A fragment (or an IP length of 0, as TSO/GSO writes): the segment cannot be verified.
+    pub partial: bool,
+    /// The packet ends before the segment does.
+    pub truncated: bool,
+}
+
+/// Why a frame could not be parsed.
+pub enum ParseError {
+    /// Lengths or versions that contradict each other.
+    Malformed,
+    /// The frame ends inside a header.
+    Truncated,
+}
+
+/// IPv4 header as parsed; the header checksum is checked by the caller.
+pub struct Ipv4Header {
+    pub header_len: u32,
+    /// The header checksum field, memory order.
+    pub checksum: u16,
+    pub segment: Segment,
+}
+
+#[inline(always)]
+pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
+    let h: [u8; 20] = pkt.load(off).ok_or(ParseError::Truncated)?;
+    if h[0] >> 4 != 4 {
+        return Err(ParseError::Malformed);
+    }
+    let header_len = ((h[0] & 0x0f) as u32) << 2;
+    let total_len = be16(&h, 2) as u32;
+    if header_len < 20 || (total_len != 0 && total_len < header_len) {
+        return Err(ParseError::Malformed);
+    }
+    let frag = be16(&h, 6);
+    let is_fragment = frag & 0x2000 != 0 || frag & 0x1fff != 0;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&h[12..16]);
+    dst[..4].copy_from_slice(&h[16..20]);
+    let seg_off = off + header_len;
+    let seg_len = total_len.saturating_sub(header_len);
+    Ok(Ipv4Header {
+        header_len,
+        checksum: u16::from_ne_bytes([h[10], h[11]]),
+        segment: Segment {
+            family: FAMILY_IPV4,
+            protocol: h[9],
+            src,
+            dst,
+            ip_id: be16(&h, 4) as u32,
+            off: seg_off,
+            len: seg_len,
+            partial: is_fragment || total_len == 0,
+            truncated: off + total_len > pkt.len(),
+        },
+    })
+}
+
+#[inline(always)]
+pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
+    let h: [u8; 40] = pkt.load(off).ok_or(ParseError::Truncated)?;
+    if h[0] >> 4 != 6 {
+        return Err(ParseError::Malformed);
+    }
+    let payload_len = be16(&h, 4) as u32;
+    let end = off + 40 + payload_len;
+    let mut next = h[6];
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    dst.copy_from_slice(&h[24..40]);
+    let mut ip_id = 0;
+    let mut is_fragment = false;
+    let mut pos = off + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if next != IPPROTO_HOPOPTS
+            && next != IPPROTO_ROUTING
+            && next != IPPROTO_DSTOPTS
+            && next != IPPROTO_FRAGMENT
+            && next != IPPROTO_AH
+        {
+            break;
+        }
+        let ext: [u8; 8] = pkt.load(pos).ok_or(ParseError::Truncated)?;
+        let ext_len = match next {
+            IPPROTO_FRAGMENT => {
+                let frag = be16(&ext, 2);
+                is_fragment = frag & 0xfff8 != 0 || frag & 1 != 0;
+                ip_id = be32(&ext, 4);
+                8
+            }
+            IPPROTO_AH => (ext[1] as u32 + 2) << 2,
+            _ => {
+                if next == IPPROTO_ROUTING && ext[3] != 0 {
+                    // RFC 8200 section 8.1: the pseudo-header carries the final destination.
+                    if let Some(final_dst) = routing_final_destination(pkt, pos, &ext) {
+                        dst = final_dst;
+                    }
+                }
+                (ext[1] as u32 + 1) << 3
+            }
+        };
+        next = ext[0];
+        pos += ext_len;
+    }
+    if payload_len != 0 && pos > end {
+        return Err(ParseError::Malformed);
+    }
+    Ok(Segment {
+        family: FAMILY_IPV6,
+        protocol: next,
+        src,
+        dst,
+        ip_id,
+        off: pos,
+        len: end.saturating_sub(pos),
+        // A payload length of 0 is a jumbogram or a GSO super-packet.
+        partial: is_fragment || payload_len == 0,
+        truncated: end > pkt.len(),
+    })
+}
+
+/// The last address a Routing header leads to, for the types that carry it in the clear.
+#[inline(always)]
+fn routing_final_destination<P: Packet>(pkt: &P, pos: u32, ext: &[u8; 8]) -> Option<[u8; 16]> {
+    match ext[2] {
+        // Type 0 (deprecated source route): the last address of the list.
+        0 => {
+            let addresses = (ext[1] / 2) as u32;
+            if addresses == 0 {
+                return None;
+            }
+            pkt.load(pos + 8 + 16 * (addresses - 1))
+        }
+        // Type 2 (Mobile IPv6 home address) and type 4 (SRH: segment list[0] is the last).
+        2 | 4 => pkt.load(pos + 8),
+        _ => None,
+    }
+}
