@@ -1,6 +1,7 @@
 //! The per-frame pipeline: parse, check every checksum the frame carries, count, report.
 
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use aya_log_ebpf::debug;
 use checksum_common::{
     ChecksumEvent, Counters, Hook, Kind, Layer, Status,
     csum::{classify, expected_field, fold, pseudo_header_v4, pseudo_header_v6, verifies},
@@ -9,7 +10,7 @@ use checksum_common::{
 
 use crate::{
     COUNTERS, EVENTS, REPORT_ALL,
-    packet::{Packet, be16, be32, mem16},
+    packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     sum::sum_range,
 };
@@ -57,6 +58,8 @@ pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
     counters.packets += 1;
     if audit_ip(pkt, hook, counters).is_err() {
         counters.malformed += 1;
+        // Off unless `checksum-audit -v` (AYA_LOG_LEVEL), and only on this rare path.
+        debug!(pkt.context(), "malformed frame: {} bytes", pkt.len());
     }
 }
 

@@ -8,6 +8,8 @@ use aya_ebpf::{
 };
 
 pub trait Packet {
+    type Ctx: EbpfContext;
+    fn context(&self) -> &Self::Ctx;
     /// Total length, fragments included.
     fn len(&self) -> u32;
     fn ifindex(&self) -> u32;
@@ -25,6 +27,12 @@ pub trait Packet {
 pub struct XdpPacket(pub XdpContext);
 
 impl Packet for XdpPacket {
+    type Ctx = XdpContext;
+
+    #[inline(always)]
+    fn context(&self) -> &XdpContext {
+        &self.0
+    }
     #[inline(always)]
     fn len(&self) -> u32 {
         unsafe { bpf_xdp_get_buff_len(self.0.as_ptr().cast()) as u32 }

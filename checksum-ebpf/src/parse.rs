@@ -3,7 +3,7 @@
 
 use checksum_common::event::{FAMILY_IPV4, FAMILY_IPV6};
 
-use crate::packet::{Packet, be16, be32};
+use crate::packet::{Packet, be16, be32, mem16};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -101,7 +101,7 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
     let seg_len = total_len.saturating_sub(header_len);
     Ok(Ipv4Header {
         header_len,
-        checksum: u16::from_ne_bytes([h[10], h[11]]),
+        checksum: mem16(&h, 10),
         segment: Segment {
             family: FAMILY_IPV4,
             protocol: h[9],

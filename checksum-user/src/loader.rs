@@ -1,4 +1,203 @@
-//! Loads the kernel programs.
+//! Loads the kernel programs and reads their counters.
+
+use std::{fs, path::Path};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, Xdp},
+};
+use checksum_common::Counters;
 
 /// The eBPF object built by build.rs.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/checksum-ebpf"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/checksum-ebpf"));
+
+/// Program names in the object (the kernel keeps 15 characters).
+pub const AUDIT_XDP: &str = "csum_audit_xdp";
+pub const NOOP_XDP: &str = "noop_xdp";
+pub const EVENTS_MAP: &str = "EVENTS";
+const COUNTERS_MAP: &str = "COUNTERS";
+
+/// Default ring buffer size: at 80 bytes per event, about 3,300 events of headroom per drain.
+pub const DEFAULT_RING_BYTES: u32 = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Report every verdict, not only mismatches (`replay --all`).
+    pub report_all: bool,
+    /// Ring buffer size in bytes: a power of two and a multiple of the page size.
+    pub ring_bytes: u32,
+    /// Enable aya-log messages from the kernel side.
+    pub kernel_log: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            report_all: false,
+            ring_bytes: DEFAULT_RING_BYTES,
+            kernel_log: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "missing privileges: loading eBPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
+         (or CAP_SYS_ADMIN); run as root or grant them, e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep checksum-audit`"
+    )]
+    MissingPrivileges,
+    #[error(
+        "this kernel has no BPF ring buffer (needs Linux >= 5.8 with CONFIG_BPF_SYSCALL): {0}"
+    )]
+    NoRingBuffer(String),
+    #[error(
+        "this kernel exposes no BTF ({0} is missing); checksum-audit needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoBtf(String),
+    #[error("--ring-buffer-size {0}: must be a power of two and at least 4096 bytes")]
+    BadRingSize(u32),
+    #[error("the kernel rejected the checksum program: {0}")]
+    Verifier(String),
+    #[error("loading the eBPF object failed: {0}")]
+    Other(String),
+}
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// Capabilities the kernel checks when we load and attach (bit numbers from linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Checks the effective capability set before touching the kernel, so that the error names what is
+/// missing rather than surfacing a bare EPERM from some syscall.
+pub fn check_privileges() -> Result<(), LoadError> {
+    let Some(cap_eff) = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    }) else {
+        return Ok(()); // Cannot tell; let the kernel decide.
+    };
+    let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
+    let bpf_ok = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    if bpf_ok && has(CAP_NET_ADMIN) {
+        Ok(())
+    } else {
+        Err(LoadError::MissingPrivileges)
+    }
+}
+
+/// Checks the kernel features the program needs.
+pub fn check_kernel() -> Result<(), LoadError> {
+    if !Path::new(BTF_PATH).exists() {
+        return Err(LoadError::NoBtf(BTF_PATH.into()));
+    }
+    Ok(())
+}
+
+/// One loaded copy of the programs, with its own maps (so counters are per copy).
+pub struct Loaded {
+    pub ebpf: Ebpf,
+}
+
+impl Loaded {
+    pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
+        check_privileges()?;
+        check_kernel()?;
+        if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
+            return Err(LoadError::BadRingSize(opts.ring_bytes));
+        }
+        let report_all = u8::from(opts.report_all);
+        // aya-log levels: 0 is off; Debug is 4.
+        let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("REPORT_ALL", &report_all, true)
+            .override_global(aya_log::LEVEL, &log_level, true)
+            .map_max_entries(EVENTS_MAP, opts.ring_bytes);
+        let ebpf = loader.load(EBPF_OBJECT).map_err(classify_load_error)?;
+        let mut loaded = Self { ebpf };
+        for name in [AUDIT_XDP, NOOP_XDP] {
+            loaded
+                .xdp(name)?
+                .load()
+                .map_err(|e| classify_program_error(name, e))?;
+        }
+        Ok(loaded)
+    }
+
+    pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp, LoadError> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| LoadError::Other(format!("program {name} missing from the object")))?
+            .try_into()
+            .map_err(|e: ProgramError| LoadError::Other(e.to_string()))
+    }
+
+    /// Takes the events ring buffer out of the object (it can be taken once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(EVENTS_MAP)
+            .ok_or_else(|| LoadError::Other("EVENTS map already taken".into()))?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Other(e.to_string()))
+    }
+
+    /// Starts forwarding kernel log records to the `log` crate (shown at -v).
+    pub fn start_kernel_log(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf)
+            .map_err(|e| log::warn!("kernel log unavailable: {e}"))
+            .ok()
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn counters(&self) -> Result<Counters, MapError> {
+        let map = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .ok_or(MapError::InvalidName { name: COUNTERS_MAP.into() })?;
+        let array: PerCpuArray<&MapData, Counters> = PerCpuArray::try_from(map)?;
+        let mut total = Counters::default();
+        for cpu in array.get(&0, 0)?.iter() {
+            total.accumulate(cpu);
+        }
+        Ok(total)
+    }
+}
+
+fn is_eperm(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+}
+
+fn classify_load_error(e: EbpfError) -> LoadError {
+    match &e {
+        EbpfError::MapError(MapError::CreateError { name, io_error, .. }) => {
+            if is_eperm(io_error) {
+                LoadError::MissingPrivileges
+            } else if name == EVENTS_MAP {
+                LoadError::NoRingBuffer(io_error.to_string())
+            } else {
+                LoadError::Other(format!("{e:#}"))
+            }
+        }
+        _ => LoadError::Other(format!("{e:#}")),
+    }
+}
+
+fn classify_program_error(name: &str, e: ProgramError) -> LoadError {
+    match &e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            if is_eperm(io_error) && verifier_log.to_string().trim().is_empty() {
+                LoadError::MissingPrivileges
+            } else {
+                LoadError::Verifier(format!("{name}: {io_error}\n{verifier_log}"))
+            }
+        }
+        _ => LoadError::Other(format!("{name}: {e}")),
+    }
+}

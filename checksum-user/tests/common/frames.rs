@@ -1,0 +1,240 @@
+//! Frame construction for tests, with a deliberately plain big-endian reference checksum that
+//! shares no code with checksum-common (the kernel and the CLI use that one).
+
+pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+pub const IP4_A: [u8; 4] = [10, 9, 0, 1];
+pub const IP4_B: [u8; 4] = [10, 9, 0, 2];
+pub const IP6_A: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub const IP6_B: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+pub const IP6_C: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
+
+/// RFC 1071 over big-endian words, 32-bit accumulator, folded and complemented.
+pub fn reference_checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u64 = 0;
+    for part in parts {
+        let mut i = 0;
+        while i + 1 < part.len() {
+            sum += ((part[i] as u64) << 8) | part[i + 1] as u64;
+            i += 2;
+        }
+        if i < part.len() {
+            sum += (part[i] as u64) << 8;
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+pub fn pseudo_v4(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(len as u16).to_be_bytes());
+    p
+}
+
+pub fn pseudo_v6(src: [u8; 16], dst: [u8; 16], proto: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&(len as u32).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, proto]);
+    p
+}
+
+/// Offset of the checksum field within each L4 header.
+pub fn field_offset(proto: u8) -> usize {
+    match proto {
+        TCP => 16,
+        UDP => 6,
+        _ => 2,
+    }
+}
+
+pub fn tcp_segment(sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut s = Vec::new();
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(&0u32.to_be_bytes()); // ack
+    s.extend_from_slice(&[0x50, 0x18]); // data offset 5, PSH|ACK
+    s.extend_from_slice(&512u16.to_be_bytes()); // window
+    s.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+    s.extend_from_slice(payload);
+    s
+}
+
+pub fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut s = Vec::new();
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    s.extend_from_slice(&[0, 0]);
+    s.extend_from_slice(payload);
+    s
+}
+
+/// ICMP / ICMPv6 echo request (type 8 / 128).
+pub fn echo_request(v6: bool, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut s = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
+    s.extend_from_slice(&id.to_be_bytes());
+    s.extend_from_slice(&seq.to_be_bytes());
+    s.extend_from_slice(payload);
+    s
+}
+
+/// Writes the correct checksum into `seg` (whose field is zero) for the given pseudo-header.
+pub fn fill_checksum(seg: &mut [u8], proto: u8, pseudo: &[u8]) -> u16 {
+    let off = field_offset(proto);
+    seg[off..off + 2].copy_from_slice(&[0, 0]);
+    let mut c = reference_checksum(&[pseudo, seg]);
+    if proto == UDP && c == 0 {
+        c = 0xffff;
+    }
+    seg[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    c
+}
+
+/// IPv4 header (with `options`, a multiple of 4 bytes) and a correct header checksum.
+pub fn ipv4_header(proto: u8, payload_len: usize, options: &[u8], id: u16, frag: u16) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let ihl = (20 + options.len()) / 4;
+    let mut h = vec![0x40 | ihl as u8, 0];
+    h.extend_from_slice(&((ihl * 4 + payload_len) as u16).to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&frag.to_be_bytes());
+    h.extend_from_slice(&[64, proto, 0, 0]);
+    h.extend_from_slice(&IP4_A);
+    h.extend_from_slice(&IP4_B);
+    h.extend_from_slice(options);
+    let c = reference_checksum(&[&h]);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+pub fn ipv6_header(next: u8, payload_len: usize, src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    h.extend_from_slice(&[next, 64]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h
+}
+
+/// Ethernet header with VLAN tags given as TPIDs (0x8100, 0x88a8).
+pub fn ethernet(tpids: &[u16], ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&MAC_A);
+    for (i, tpid) in tpids.iter().enumerate() {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&(100 + i as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// A built frame and where its L4 checksum field is.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    pub l3_off: usize,
+    pub l4_off: usize,
+    pub proto: u8,
+    /// The correct L4 checksum.
+    pub checksum: u16,
+    /// Folded pseudo-header sum (not complemented), 0 for ICMPv4.
+    pub pseudo: u16,
+}
+
+impl Frame {
+    pub fn field_pos(&self) -> usize {
+        self.l4_off + field_offset(self.proto)
+    }
+
+    pub fn field(&self) -> u16 {
+        let p = self.field_pos();
+        u16::from_be_bytes([self.bytes[p], self.bytes[p + 1]])
+    }
+
+    pub fn set_field(&mut self, v: u16) -> &mut Self {
+        let p = self.field_pos();
+        self.bytes[p..p + 2].copy_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    /// Flips bits in the last payload byte: the checksum no longer matches.
+    pub fn corrupt_payload(&mut self) -> &mut Self {
+        let last = self.bytes.len() - 1;
+        self.bytes[last] ^= 0x5a;
+        self
+    }
+
+    pub fn pad_to(&mut self, len: usize, byte: u8) -> &mut Self {
+        self.bytes.resize(len.max(self.bytes.len()), byte);
+        self
+    }
+}
+
+fn folded_pseudo(pseudo: &[u8]) -> u16 {
+    !reference_checksum(&[pseudo])
+}
+
+/// L4 segment `seg` (checksum field zero) over IPv4.
+pub fn v4_frame(tpids: &[u16], proto: u8, mut seg: Vec<u8>, options: &[u8]) -> Frame {
+    let pseudo = if proto == ICMP { Vec::new() } else { pseudo_v4(IP4_A, IP4_B, proto, seg.len()) };
+    let checksum = fill_checksum(&mut seg, proto, &pseudo);
+    let mut bytes = ethernet(tpids, 0x0800);
+    let l3_off = bytes.len();
+    bytes.extend(ipv4_header(proto, seg.len(), options, 0x1234, 0x4000));
+    let l4_off = bytes.len();
+    bytes.extend(seg);
+    Frame { bytes, l3_off, l4_off, proto, checksum, pseudo: if pseudo.is_empty() { 0 } else { folded_pseudo(&pseudo) } }
+}
+
+/// L4 segment over IPv6 with extension headers `ext` (already encoded, chained by the caller:
+/// `first_next` is the IPv6 header's next header). `final_dst` is the pseudo-header destination.
+pub fn v6_frame_ext(
+    proto: u8,
+    mut seg: Vec<u8>,
+    first_next: u8,
+    ext: &[u8],
+    final_dst: [u8; 16],
+) -> Frame {
+    let pseudo = pseudo_v6(IP6_A, final_dst, proto, seg.len());
+    let checksum = fill_checksum(&mut seg, proto, &pseudo);
+    let mut bytes = ethernet(&[], 0x86dd);
+    let l3_off = bytes.len();
+    bytes.extend(ipv6_header(first_next, ext.len() + seg.len(), IP6_A, IP6_B));
+    bytes.extend_from_slice(ext);
+    let l4_off = bytes.len();
+    bytes.extend(seg);
+    Frame { bytes, l3_off, l4_off, proto, checksum, pseudo: folded_pseudo(&pseudo) }
+}
+
+pub fn v6_frame(proto: u8, seg: Vec<u8>) -> Frame {
+    v6_frame_ext(proto, seg, proto, &[], IP6_B)
+}
+
+pub fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+pub fn segment(proto: u8, payload_len: usize) -> Vec<u8> {
+    let p = payload(payload_len);
+    match proto {
+        TCP => tcp_segment(40682, 8080, 0x01020304, &p),
+        UDP => udp_datagram(5353, 53, &p),
+        ICMP => echo_request(false, 7, 1, &p),
+        _ => echo_request(true, 7, 1, &p),
+    }
+}

@@ -1,0 +1,130 @@
+//! Network namespaces and veth pairs owned by a test, removed on drop even when the test panics.
+//! Tests never touch the host's own interfaces.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new(tag: &str) -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!("csa-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) {
+        let mut full = vec!["ip", "-n", &self.name];
+        full.extend_from_slice(args);
+        sh(&full);
+    }
+
+    /// A command line prefix that runs a program inside the namespace.
+    pub fn exec(&self) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]);
+        c
+    }
+
+    /// Runs `f` on a thread that has joined this namespace; sockets it opens live there.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = File::open(&path).expect("open netns");
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread panicked")
+    }
+
+    pub fn ifindex(&self, iface: &str) -> u32 {
+        let iface = iface.to_owned();
+        self.run(move || {
+            let c = std::ffi::CString::new(iface).unwrap();
+            unsafe { libc::if_nametoindex(c.as_ptr()) }
+        })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+pub const VETH_A: &str = "veth-a";
+pub const VETH_B: &str = "veth-b";
+pub const ADDR_A: &str = "10.199.0.1";
+pub const ADDR_B: &str = "10.199.0.2";
+pub const ADDR6_A: &str = "fd00:199::1";
+pub const ADDR6_B: &str = "fd00:199::2";
+
+/// Two namespaces joined by a veth pair: `a` holds VETH_A (ADDR_A), `b` holds VETH_B (ADDR_B).
+pub struct VethPair {
+    pub a: NetNs,
+    pub b: NetNs,
+}
+
+impl VethPair {
+    pub fn new(tag: &str) -> Self {
+        let a = NetNs::new(&format!("{tag}a"));
+        let b = NetNs::new(&format!("{tag}b"));
+        a.ip(&["link", "add", VETH_A, "type", "veth", "peer", "name", VETH_B, "netns", &b.name]);
+        for (ns, dev, v4, v6) in [(&a, VETH_A, ADDR_A, ADDR6_A), (&b, VETH_B, ADDR_B, ADDR6_B)] {
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        Self { a, b }
+    }
+}
+
+/// Sends raw Ethernet frames out of `iface` with an AF_PACKET socket (call inside the namespace).
+/// The kernel does not touch their checksums, so the peer sees exactly these bytes.
+pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
+    let c = std::ffi::CString::new(iface).unwrap();
+    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(ifindex, 0, "no interface {iface}");
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    for frame in frames {
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(n as usize, frame.len(), "sendto: {}", std::io::Error::last_os_error());
+    }
+    unsafe { libc::close(fd) };
+}
