@@ -1,6 +1,12 @@
 //! checksum-audit's user side as a library, so the tests drive exactly what the binary runs.
 
+pub mod aggregate;
+pub mod capture;
+pub mod cli;
 pub mod event;
+pub mod live;
 pub mod loader;
-pub mod xdp_slot;
+pub mod output;
+pub mod replay;
 pub mod testrun;
+pub mod xdp_slot;

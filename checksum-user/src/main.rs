@@ -1,6 +1,33 @@
-fn main() -> anyhow::Result<()> {
-    let mut l = checksum_user::loader::Loaded::load(&Default::default())?;
-    let _ = l.counters()?;
-    println!("loaded");
-    Ok(())
+use std::process::ExitCode;
+
+use clap::Parser;
+use checksum_user::{
+    cli::{Cli, Command},
+    live, replay,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn,netlink_packet_route=error",
+        1 => "info,checksum_ebpf=debug,netlink_packet_route=error",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter)).init();
+
+    let result = match &cli.command {
+        Some(Command::Replay(args)) => replay::replay(args, &mut std::io::stdout().lock()).map(|_| ()),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(live::run(&cli.live, cli.verbose > 0))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("checksum-audit: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

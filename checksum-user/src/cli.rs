@@ -1,0 +1,121 @@
+//! Command line.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Audits IPv4, TCP, UDP, ICMP and ICMPv6 checksums in the kernel and explains the mismatches.
+///
+/// Live: `checksum-audit --iface eth0 --iface veth1`. Offline: `checksum-audit replay FILE`.
+#[derive(Debug, Parser)]
+#[command(name = "checksum-audit", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// More logging; -v also shows the kernel program's own log messages.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Feed a pcap/pcapng file through the same kernel program with BPF_PROG_TEST_RUN.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    /// Native (driver) XDP, falling back to generic where the driver refuses.
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Interface to audit (repeatable). Programs attach at XDP, so only received frames are seen.
+    #[arg(long = "iface", short = 'i', value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// Stop after this long (e.g. 30s, 5m, 1h); runs until Ctrl-C or SIGTERM by default.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    pub xdp_mode: XdpModeArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also list offload-pending mismatches one by one (they are always counted). They are normal
+    /// on veth, tap and on the sending host, where the NIC or peer completes the checksum.
+    #[arg(long)]
+    pub show_offload: bool,
+    /// How often to print a summary.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub interval: Duration,
+    /// Ring buffer size per interface, in bytes (a power of two). Events that do not fit are
+    /// counted as lost, never silently dropped.
+    #[arg(long, default_value_t = crate::loader::DEFAULT_RING_BYTES)]
+    pub ring_buffer_size: u32,
+    /// Write this file once every program is attached (for scripts and tests).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// pcap or pcapng file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print every verdict, not only mismatches.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("invalid duration '{s}': expected e.g. 30s, 5m, 500ms"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration unit '{unit}' in '{s}': use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration '{s}' must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn cli_shape() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,242 @@
+//! Rendering verdicts and summaries as text for people and JSON lines for machines.
+
+use std::{
+    fmt::Write as _,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use checksum_common::{Counters, Kind, Layer, Status};
+use serde_json::{Value, json};
+
+use crate::{
+    aggregate::Aggregator,
+    event::{Verdict, hex},
+};
+
+/// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Wall-clock nanoseconds minus monotonic nanoseconds, sampled once.
+    offset_ns: i128,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i128;
+        Self { offset_ns: wall - mono }
+    }
+
+    pub fn wall_ns(&self, mono_ns: u64) -> i128 {
+        mono_ns as i128 + self.offset_ns
+    }
+
+    /// RFC 3339 UTC time with microseconds.
+    pub fn rfc3339(&self, mono_ns: u64) -> String {
+        rfc3339(self.wall_ns(mono_ns))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Formats Unix nanoseconds as RFC 3339 UTC (civil-from-days, H. Hinnant's algorithm).
+pub fn rfc3339(unix_ns: i128) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
+    let micros = (unix_ns.rem_euclid(1_000_000_000) / 1000) as u32;
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        tod / 3600,
+        tod % 3600 / 60,
+        tod % 60
+    )
+}
+
+/// One line per verdict, text form: `tcp bad got 0x1443 want 0x46a1 offload-pending ...`.
+pub fn verdict_text(v: &Verdict) -> String {
+    let mut s = format!("{:<6} {:<12}", v.layer.name(), v.status.name());
+    match v.status {
+        Status::Bad => {
+            let _ = write!(s, " got {} want {} {:<15}", hex(v.got), hex(v.want), v.kind.name());
+        }
+        Status::Ok => {
+            let _ = write!(s, " {}", hex(v.got));
+        }
+        _ => {}
+    }
+    let _ = write!(s, " {} {}", v.family(), v.flow);
+    s
+}
+
+/// A summary of one interface (or one replayed file).
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub hook: &'a str,
+    /// XDP mode in use ("native", "generic"), or "test-run" for replay.
+    pub mode: &'a str,
+    pub counters: Counters,
+}
+
+fn checks_json(c: &Counters) -> Value {
+    let mut layers = serde_json::Map::new();
+    for layer in Layer::ALL {
+        let mut statuses = serde_json::Map::new();
+        for status in Status::ALL {
+            statuses.insert(status.name().into(), json!(c.check(layer, status)));
+        }
+        layers.insert(layer.name().into(), Value::Object(statuses));
+    }
+    Value::Object(layers)
+}
+
+fn mismatches_json(c: &Counters) -> Value {
+    let mut kinds = serde_json::Map::new();
+    for kind in Kind::MISMATCHES {
+        kinds.insert(kind.name().into(), json!(c.mismatch(kind)));
+    }
+    Value::Object(kinds)
+}
+
+pub fn source_json(s: &Source) -> Value {
+    json!({
+        "iface": s.name,
+        "hook": s.hook,
+        "mode": s.mode,
+        "packets": s.counters.packets,
+        "not_ip": s.counters.not_ip,
+        "malformed": s.counters.malformed,
+        "events_lost": s.counters.events_lost,
+        "checks": checks_json(&s.counters),
+        "mismatches": mismatches_json(&s.counters),
+    })
+}
+
+/// The text block for one source: counters by layer and the mismatch kinds.
+pub fn source_text(s: &Source) -> String {
+    let c = &s.counters;
+    let mut out = format!(
+        "{} ({}, {}): {} packets, {} not IP, {} malformed, {} events lost{}\n",
+        s.name,
+        s.hook,
+        s.mode,
+        c.packets,
+        c.not_ip,
+        c.malformed,
+        c.events_lost,
+        if c.events_lost > 0 { " (ring buffer full: raise --ring-buffer-size)" } else { "" },
+    );
+    for layer in Layer::ALL {
+        let total: u64 = Status::ALL.iter().map(|st| c.check(layer, *st)).sum();
+        if total == 0 {
+            continue;
+        }
+        let _ = write!(out, "  {:<7}", layer.name());
+        for status in Status::ALL {
+            let _ = write!(out, " {} {:<8}", status.name(), c.check(layer, status));
+        }
+        out.push('\n');
+    }
+    let real: u64 = [Kind::Zero, Kind::ByteSwapped, Kind::Corrupt].iter().map(|k| c.mismatch(*k)).sum();
+    let _ = writeln!(
+        out,
+        "  mismatches: {real} real (zero {}, byte-swapped {}, corrupt {}); {} offload-pending (partial checksum: expected on veth, tap and sending hosts)",
+        c.mismatch(Kind::Zero),
+        c.mismatch(Kind::ByteSwapped),
+        c.mismatch(Kind::Corrupt),
+        c.mismatch(Kind::OffloadPending),
+    );
+    out
+}
+
+/// Rows of the flow table (text), at most `limit`, offload-pending rows only with `show_offload`.
+pub fn flows_text(agg: &Aggregator, iface_name: &dyn Fn(u32) -> String, clock: &Clock, limit: usize, show_offload: bool) -> String {
+    let rows: Vec<_> = agg.rows().into_iter().filter(|(k, _)| show_offload || k.kind != Kind::OffloadPending).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "  {:<12} {:<10} {:<6} {:<15} {:>8}  {:<15} {:<27} FLOW\n",
+        "IFACE", "HOOK", "LAYER", "KIND", "COUNT", "GOT -> WANT", "LAST SEEN"
+    );
+    for (k, e) in rows.iter().take(limit) {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<10} {:<6} {:<15} {:>8}  {} -> {}  {:<27} {}",
+            iface_name(k.ifindex),
+            k.hook.name(),
+            k.layer.name(),
+            k.kind.name(),
+            e.count,
+            hex(e.got),
+            hex(e.want),
+            clock.rfc3339(e.last_ns),
+            k.flow,
+        );
+    }
+    if rows.len() > limit {
+        let _ = writeln!(out, "  ... {} more flows", rows.len() - limit);
+    }
+    if agg.untracked > 0 {
+        let _ = writeln!(out, "  {} mismatches not tracked per flow (flow table full)", agg.untracked);
+    }
+    out
+}
+
+pub fn flows_json(agg: &Aggregator, iface_name: &dyn Fn(u32) -> String, clock: &Clock) -> Value {
+    Value::Array(
+        agg.rows()
+            .into_iter()
+            .map(|(k, e)| {
+                let (sport, dport) = k.flow.ports.map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
+                json!({
+                    "iface": iface_name(k.ifindex),
+                    "hook": k.hook.name(),
+                    "layer": k.layer.name(),
+                    "kind": k.kind.name(),
+                    "family": if k.flow.src.is_ipv4() { "ipv4" } else { "ipv6" },
+                    "src": k.flow.src.to_string(),
+                    "dst": k.flow.dst.to_string(),
+                    "sport": sport,
+                    "dport": dport,
+                    "count": e.count,
+                    "first_seen": clock.rfc3339(e.first_ns),
+                    "last_seen": clock.rfc3339(e.last_ns),
+                    "got": hex(e.got),
+                    "want": hex(e.want),
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn elapsed_text(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(rfc3339(1_795_690_000_123_456_789), "2026-11-26T09:26:40.123456Z");
+    }
+}
