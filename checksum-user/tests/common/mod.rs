@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod frames;
+pub mod auditor;
 pub mod netns;
 
 /// True when the test may touch the kernel. Unprivileged runs skip with a message, except in CI

@@ -47,6 +47,11 @@ impl NetNs {
 
     /// Runs `f` on a thread that has joined this namespace; sockets it opens live there.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().expect("netns thread panicked")
+    }
+
+    /// Like `run`, without waiting.
+    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let ns = File::open(&path).expect("open netns");
@@ -54,8 +59,6 @@ impl NetNs {
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
             f()
         })
-        .join()
-        .expect("netns thread panicked")
     }
 
     pub fn ifindex(&self, iface: &str) -> u32 {
@@ -127,4 +130,50 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
         assert_eq!(n as usize, frame.len(), "sendto: {}", std::io::Error::last_os_error());
     }
     unsafe { libc::close(fd) };
+}
+
+/// A real TCP connection from `a` to `b` (ADDR_B:port) carrying `bytes` bytes each way, plus UDP
+/// datagrams and pings: the ordinary traffic an auditor must not call corrupt.
+pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream, UdpSocket},
+        sync::mpsc,
+    };
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = pair.b.spawn(move || {
+        let listener = TcpListener::bind((ADDR_B, port)).expect("bind");
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut got = vec![0u8; bytes];
+        conn.read_exact(&mut got).expect("server read");
+        conn.write_all(&got).expect("server write");
+        let udp = UdpSocket::bind((ADDR_B, port)).expect("udp bind");
+        udp.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        while n < 20 && udp.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    ready_rx.recv().expect("server ready");
+    pair.a.run(move || {
+        let mut conn = TcpStream::connect((ADDR_B, port)).expect("connect");
+        let data: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+        conn.write_all(&data).expect("client write");
+        let mut back = vec![0u8; bytes];
+        conn.read_exact(&mut back).expect("client read");
+        assert_eq!(back, data);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let udp = UdpSocket::bind((ADDR_A, 0)).expect("udp");
+        for i in 0..20u32 {
+            udp.send_to(&vec![i as u8; 100 + i as usize * 37], (ADDR_B, port)).expect("udp send");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    let received = server.join().expect("server");
+    assert!(received > 0, "no UDP datagram arrived");
+    let ping = pair.a.exec().args(["ping", "-c", "3", "-i", "0.1", "-W", "1", ADDR_B]).output().expect("ping");
+    assert!(ping.status.success(), "ping failed: {}", String::from_utf8_lossy(&ping.stderr));
 }

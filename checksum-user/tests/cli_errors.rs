@@ -1,0 +1,156 @@
+//! Bad input gets a one-line error that says what to do, and a non-zero exit.
+
+mod common;
+
+use std::{io::Write, process::Command};
+
+use common::{
+    auditor::{BIN, run_to_end},
+    require_root,
+};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    run_to_end(Command::new(BIN).args(args))
+}
+
+fn assert_one_line_error(code: i32, stderr: &str, needle: &str) {
+    assert_eq!(code, 1, "exit code; stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("checksum-audit: error: "), "{stderr}");
+}
+
+#[test]
+fn no_interface() {
+    let (code, _, err) = run(&[]);
+    assert_one_line_error(code, &err, "no interface given: pass --iface IF");
+}
+
+#[test]
+fn unknown_interface() {
+    let (code, _, err) = run(&["--iface", "definitely-not-here0"]);
+    assert_one_line_error(code, &err, "unknown interface 'definitely-not-here0'");
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let (code, _, err) = run(&["--iface", "lo", "--duration", "soon"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid duration"), "{err}");
+    let (code, _, err) = run(&["--iface", "lo", "--xdp-mode", "turbo"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn missing_privileges_name_the_capabilities() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    // Drop to an unprivileged user with no capabilities: the error must say what is needed.
+    let (code, _, err) = run_to_end(Command::new("setpriv").args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        BIN,
+        "--iface",
+        "lo",
+    ]));
+    assert_one_line_error(code, &err, "missing privileges");
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_NET_ADMIN") && err.contains("CAP_PERFMON"), "{err}");
+    // The same for replay, which needs to load the program too.
+    let capture = write_temp("priv.pcap", &pcap_bytes(1, &[&[0u8; 60]]));
+    std::fs::set_permissions(&capture, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, _, err) = run_to_end(Command::new("setpriv").args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        BIN,
+        "replay",
+        capture.to_str().unwrap(),
+    ]));
+    assert_one_line_error(code, &err, "missing privileges");
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("csa-{}-{name}", std::process::id()));
+    std::fs::File::create(&path).unwrap().write_all(bytes).unwrap();
+    path
+}
+
+fn pcap_bytes(linktype: u32, packets: &[&[u8]]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    f.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&linktype.to_le_bytes());
+    for p in packets {
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(p);
+    }
+    f
+}
+
+#[test]
+fn replay_missing_file() {
+    let (code, _, err) = run(&["replay", "/nonexistent/capture.pcap"]);
+    assert_one_line_error(code, &err, "cannot open capture file /nonexistent/capture.pcap: No such file");
+}
+
+#[test]
+fn replay_directory() {
+    let (code, _, err) = run(&["replay", "/tmp"]);
+    assert_one_line_error(code, &err, "is a directory");
+}
+
+#[test]
+fn replay_unreadable_file() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let path = write_temp("secret.pcap", &pcap_bytes(1, &[]));
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (code, _, err) = run_to_end(Command::new("setpriv").args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        BIN,
+        "replay",
+        path.to_str().unwrap(),
+    ]));
+    assert_one_line_error(code, &err, "Permission denied");
+}
+
+#[test]
+fn replay_not_a_capture() {
+    let path = write_temp("notes.txt", b"these are not packets\n");
+    let (code, _, err) = run(&["replay", path.to_str().unwrap()]);
+    assert_one_line_error(code, &err, "not a pcap or pcapng file");
+}
+
+#[test]
+fn replay_unsupported_link_type() {
+    // 105: IEEE 802.11.
+    let path = write_temp("wifi.pcap", &pcap_bytes(105, &[&[0u8; 40]]));
+    let (code, _, err) = run(&["replay", path.to_str().unwrap()]);
+    assert_one_line_error(code, &err, "unsupported link type 105");
+    assert!(err.contains("Ethernet (1)"), "{err}");
+}
+
+#[test]
+fn replay_truncated_capture() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let mut bytes = pcap_bytes(1, &[&[0u8; 60], &[0u8; 60]]);
+    bytes.truncate(bytes.len() - 10);
+    let path = write_temp("cut.pcap", &bytes);
+    let (code, _, err) = run(&["replay", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("corrupt capture at record 2"), "{err}");
+}

@@ -1,0 +1,122 @@
+//! Runs the real `checksum-audit` binary inside a test namespace and collects its JSON output.
+
+use std::{
+    io::Read,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::netns::NetNs;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_checksum-audit");
+
+pub struct Running {
+    child: Child,
+    ready: PathBuf,
+}
+
+/// Output of a finished run.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub lines: Vec<Value>,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn verdicts(&self) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["type"] == "verdict").collect()
+    }
+
+    pub fn final_summary(&self) -> &Value {
+        self.lines
+            .iter()
+            .rev()
+            .find(|l| l["type"] == "summary" && l["final"] == true)
+            .unwrap_or_else(|| panic!("no final summary; stderr: {}", self.stderr))
+    }
+
+    /// Counter of the first interface in the final summary, e.g. `["mismatches"]["corrupt"]`.
+    pub fn counter(&self, path: &[&str]) -> u64 {
+        let mut v = &self.final_summary()["interfaces"][0];
+        for p in path {
+            v = &v[*p];
+        }
+        v.as_u64().unwrap_or_else(|| panic!("no counter {path:?} in {}", self.final_summary()))
+    }
+}
+
+impl Running {
+    /// Starts `checksum-audit ARGS --format json` in `ns` and waits until it has attached.
+    pub fn start(ns: &NetNs, args: &[&str]) -> Self {
+        let ready = std::env::temp_dir().join(format!("{}.ready", ns.name));
+        let _ = std::fs::remove_file(&ready);
+        let child = ns
+            .exec()
+            .arg(BIN)
+            .args(args)
+            .args(["--format", "json", "--interval", "1h", "--ready-file"])
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn checksum-audit");
+        let mut running = Self { child, ready };
+        running.wait_ready();
+        running
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        while !self.ready.exists() {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("checksum-audit exited early ({status}): {err}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "checksum-audit did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` (to `ip netns exec`, which execs the binary: same process) and collects.
+    pub fn stop(mut self, signal: i32) -> Finished {
+        unsafe { libc::kill(self.pid(), signal) };
+        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let out = out.wait_with_output().expect("wait");
+        let _ = std::fs::remove_file(&self.ready);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Finished {
+            status: out.status,
+            lines: stdout
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+                .collect(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs the binary to completion (for error paths) with extra environment-free arguments.
+pub fn run_to_end(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run checksum-audit");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The XDP program attached to `iface` in `ns`, as `ip -d link` reports it ("" if none).
+pub fn xdp_state(ns: &NetNs, iface: &str) -> String {
+    let out = Command::new("ip").args(["-n", &ns.name, "-d", "link", "show", iface]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().filter(|l| l.contains("xdp") || l.contains("prog/xdp")).collect::<Vec<_>>().join("\n")
+}
