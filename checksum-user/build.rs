@@ -1,10 +1,11 @@
 use aya_build::{Package, Toolchain};
 
-/// The nightly that compiles the eBPF crate (`-Z build-std=core`); scripts/bootstrap.sh builds
-/// bpf-linker against its LLVM. Keep the two in step.
-const EBPF_TOOLCHAIN: &str = "nightly-2026-10-29";
+/// The nightly that compiles the eBPF crate (`-Z build-std=core`). One file names it for this
+/// build, scripts/bootstrap.sh (which builds bpf-linker against its LLVM) and xtask.
+const EBPF_TOOLCHAIN: &str = include_str!("../checksum-ebpf/TOOLCHAIN");
 
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-changed=../checksum-ebpf/TOOLCHAIN");
     let ebpf_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../checksum-ebpf");
     aya_build::build_ebpf(
         [Package {
@@ -12,6 +13,6 @@ fn main() -> anyhow::Result<()> {
             root_dir: ebpf_dir,
             ..Default::default()
         }],
-        Toolchain::Custom(EBPF_TOOLCHAIN),
+        Toolchain::Custom(EBPF_TOOLCHAIN.trim()),
     )
 }

@@ -3,9 +3,10 @@
 # quick when everything is already there. RUSTUP_AUTO_INSTALL=0 is set on these machines, so the
 # toolchains pinned in rust-toolchain.toml / xtask are installed here explicitly.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-STABLE=1.99.1                 # user side: aya 0.16 needs rustc >= 1.98
-NIGHTLY=nightly-2026-10-29    # eBPF side: -Z build-std=core, LLVM 23
+STABLE=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)   # user side: aya 0.16 needs >= 1.98
+NIGHTLY=$(tr -d '[:space:]' < checksum-ebpf/TOOLCHAIN)              # eBPF side: -Z build-std=core
 BPF_LINKER_VERSION=0.13.0
 DEBIAN_PACKAGES=(iproute2 iputils-ping bpftool tcpdump ethtool)
 
@@ -23,10 +24,12 @@ for comp in rustfmt clippy; do
 done
 if ! have_toolchain "$NIGHTLY"; then
   log "installing Rust $NIGHTLY with rust-src"
-  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src,clippy
 fi
-rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src' \
-  || rustup component add --toolchain "$NIGHTLY" rust-src
+for comp in rust-src clippy; do
+  rustup component list --toolchain "$NIGHTLY" --installed | grep -q "^$comp" \
+    || rustup component add --toolchain "$NIGHTLY" "$comp"
+done
 
 # bpf-linker must use the same LLVM major as the nightly; link it against that nightly's own libLLVM.
 if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then

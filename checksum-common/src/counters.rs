@@ -16,8 +16,8 @@ pub struct Counters {
     pub events_lost: u64,
     /// Checks by `[layer][status]`.
     pub checks: [[u64; Status::COUNT]; Layer::COUNT],
-    /// Mismatches by `Kind` (index 0, `Kind::Match`, stays 0).
-    pub mismatches: [u64; Kind::COUNT],
+    /// Mismatches by `[layer][kind]` (`Kind::Match`, index 0, stays 0).
+    pub mismatches: [[u64; Kind::COUNT]; Layer::COUNT],
 }
 
 impl Counters {
@@ -32,17 +32,47 @@ impl Counters {
                 *m += t;
             }
         }
-        for (m, t) in self.mismatches.iter_mut().zip(other.mismatches.iter()) {
-            *m += t;
+        for (mine, theirs) in self.mismatches.iter_mut().zip(other.mismatches.iter()) {
+            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                *m += t;
+            }
         }
+    }
+
+    /// What was counted between `earlier` and `self` (rates, per-test deltas).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut d = *self;
+        d.packets = d.packets.saturating_sub(earlier.packets);
+        d.not_ip = d.not_ip.saturating_sub(earlier.not_ip);
+        d.malformed = d.malformed.saturating_sub(earlier.malformed);
+        d.events_lost = d.events_lost.saturating_sub(earlier.events_lost);
+        for (mine, theirs) in d.checks.iter_mut().zip(earlier.checks.iter()) {
+            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                *m = m.saturating_sub(*t);
+            }
+        }
+        for (mine, theirs) in d.mismatches.iter_mut().zip(earlier.mismatches.iter()) {
+            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                *m = m.saturating_sub(*t);
+            }
+        }
+        d
     }
 
     pub fn check(&self, layer: Layer, status: Status) -> u64 {
         self.checks[layer as usize][status as usize]
     }
 
+    /// Mismatches of `kind` over all layers.
     pub fn mismatch(&self, kind: Kind) -> u64 {
-        self.mismatches[kind as usize]
+        self.mismatches
+            .iter()
+            .map(|by_kind| by_kind[kind as usize])
+            .sum()
+    }
+
+    pub fn layer_mismatch(&self, layer: Layer, kind: Kind) -> u64 {
+        self.mismatches[layer as usize][kind as usize]
     }
 }
 

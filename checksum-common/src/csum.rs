@@ -25,11 +25,11 @@ pub const fn wire_word(v: u16) -> u16 {
 /// Reference summation for user space and tests; the kernel sums with `bpf_csum_diff`.
 pub fn sum_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut sum = seed;
-    let mut words = bytes.chunks_exact(2);
-    for w in &mut words {
-        sum += u16::from_ne_bytes([w[0], w[1]]) as u64;
+    let (words, rest) = bytes.as_chunks::<2>();
+    for w in words {
+        sum += u16::from_ne_bytes(*w) as u64;
     }
-    if let [last] = words.remainder() {
+    if let [last] = rest {
         sum += u16::from_ne_bytes([*last, 0]) as u64;
     }
     sum

@@ -14,7 +14,8 @@ pub enum Layer {
 
 impl Layer {
     pub const COUNT: usize = 5;
-    pub const ALL: [Layer; Self::COUNT] = [Self::Ipv4, Self::Tcp, Self::Udp, Self::Icmp, Self::Icmpv6];
+    pub const ALL: [Layer; Self::COUNT] =
+        [Self::Ipv4, Self::Tcp, Self::Udp, Self::Icmp, Self::Icmpv6];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
         match v {
@@ -91,8 +92,12 @@ pub enum Kind {
 
 impl Kind {
     pub const COUNT: usize = 5;
-    pub const MISMATCHES: [Kind; 4] =
-        [Self::OffloadPending, Self::Zero, Self::ByteSwapped, Self::Corrupt];
+    pub const MISMATCHES: [Kind; 4] = [
+        Self::OffloadPending,
+        Self::Zero,
+        Self::ByteSwapped,
+        Self::Corrupt,
+    ];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
         match v {

@@ -197,7 +197,7 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
 fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Counters) {
     c.checks[v.layer as usize][v.status as usize] += 1;
     if v.status == Status::Bad {
-        c.mismatches[v.kind as usize] += 1;
+        c.mismatches[v.layer as usize][v.kind as usize] += 1;
     } else if REPORT_ALL.load() == 0 {
         return;
     }

@@ -20,7 +20,8 @@ pub trait Packet {
     #[inline(always)]
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
         let mut buf = [0u8; N];
-        self.load_raw(off, buf.as_mut_ptr(), N as u32).then_some(buf)
+        self.load_raw(off, buf.as_mut_ptr(), N as u32)
+            .then_some(buf)
     }
 }
 

@@ -14,8 +14,7 @@ pub const LINKTYPE_IPV4: u32 = 228;
 pub const LINKTYPE_IPV6: u32 = 229;
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 
-pub const SUPPORTED_LINKTYPES: &str =
-    "Ethernet (1), raw IP (101, 228, 229), Linux cooked SLL (113) and SLL2 (276), BSD loopback (0, 108)";
+pub const SUPPORTED_LINKTYPES: &str = "Ethernet (1), raw IP (101, 228, 229), Linux cooked SLL (113) and SLL2 (276), BSD loopback (0, 108)";
 
 /// Largest record accepted: far above any real frame (jumbo, 64 KiB GSO), far below memory limits.
 const MAX_RECORD: usize = 256 * 1024;
@@ -42,8 +41,14 @@ pub struct Record {
 }
 
 enum Format {
-    Pcap { big_endian: bool, linktype: u32 },
-    PcapNg { big_endian: bool, linktypes: Vec<u32> },
+    Pcap {
+        big_endian: bool,
+        linktype: u32,
+    },
+    PcapNg {
+        big_endian: bool,
+        linktypes: Vec<u32>,
+    },
 }
 
 pub struct CaptureReader<R: Read> {
@@ -54,12 +59,20 @@ pub struct CaptureReader<R: Read> {
 
 fn u32_at(b: &[u8], big_endian: bool) -> u32 {
     let a = [b[0], b[1], b[2], b[3]];
-    if big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+    if big_endian {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
 }
 
 fn u16_at(b: &[u8], big_endian: bool) -> u16 {
     let a = [b[0], b[1]];
-    if big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+    if big_endian {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
 }
 
 const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
@@ -74,24 +87,47 @@ const PCAPNG_EPB: u32 = 6;
 impl<R: Read> CaptureReader<R> {
     pub fn new(mut input: R) -> Result<Self, CaptureError> {
         let mut magic = [0u8; 4];
-        read_exact_or(&mut input, &mut magic, 0, "file shorter than a capture header")?;
+        read_exact_or(
+            &mut input,
+            &mut magic,
+            0,
+            "file shorter than a capture header",
+        )?;
         let le = u32::from_le_bytes(magic);
         let be = u32::from_be_bytes(magic);
-        let format = if le == PCAP_MAGIC_US || le == PCAP_MAGIC_NS || be == PCAP_MAGIC_US || be == PCAP_MAGIC_NS {
+        let format = if le == PCAP_MAGIC_US
+            || le == PCAP_MAGIC_NS
+            || be == PCAP_MAGIC_US
+            || be == PCAP_MAGIC_NS
+        {
             let big_endian = be == PCAP_MAGIC_US || be == PCAP_MAGIC_NS;
             let mut rest = [0u8; 20];
             read_exact_or(&mut input, &mut rest, 0, "truncated pcap header")?;
             // linktype: low 16 bits of the last field (the upper bits hold FCS information).
             let linktype = u32_at(&rest[16..20], big_endian) & 0xffff;
-            Format::Pcap { big_endian, linktype }
+            Format::Pcap {
+                big_endian,
+                linktype,
+            }
         } else if le == PCAPNG_SHB {
-            let mut reader = Self { input, format: Format::PcapNg { big_endian: false, linktypes: Vec::new() }, records: 0 };
+            let mut reader = Self {
+                input,
+                format: Format::PcapNg {
+                    big_endian: false,
+                    linktypes: Vec::new(),
+                },
+                records: 0,
+            };
             reader.read_section_header()?;
             return Ok(reader);
         } else {
             return Err(CaptureError::NotCapture(be));
         };
-        Ok(Self { input, format, records: 0 })
+        Ok(Self {
+            input,
+            format,
+            records: 0,
+        })
     }
 
     /// The link type of a classic pcap file (pcapng has one per interface).
@@ -103,25 +139,22 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn corrupt(&self, what: impl Into<String>) -> CaptureError {
-        CaptureError::Corrupt { record: self.records + 1, what: what.into() }
+        CaptureError::Corrupt {
+            record: self.records + 1,
+            what: what.into(),
+        }
     }
 
     /// Reads a section header block after its type field (already consumed).
     fn read_section_header(&mut self) -> Result<(), CaptureError> {
-        let mut head = [0u8; 8];
-        read_exact_or(&mut self.input, &mut head, self.records + 1, "truncated section header")?;
-        let big_endian = match u32::from_le_bytes([head[4], head[5], head[6], head[7]]) {
-            PCAPNG_BOM => false,
-            x if x.swap_bytes() == PCAPNG_BOM => true,
-            _ => return Err(self.corrupt("bad pcapng byte-order magic")),
-        };
-        let total = u32_at(&head[0..4], big_endian) as usize;
-        if total < 28 || total % 4 != 0 || total > MAX_RECORD {
-            return Err(self.corrupt(format!("section header length {total}")));
-        }
-        self.skip(total - 12)?;
-        self.format = Format::PcapNg { big_endian, linktypes: Vec::new() };
-        Ok(())
+        let mut len = [0u8; 4];
+        read_exact_or(
+            &mut self.input,
+            &mut len,
+            self.records + 1,
+            "truncated section header",
+        )?;
+        self.read_section_header_after_type(&len)
     }
 
     fn skip(&mut self, n: usize) -> Result<(), CaptureError> {
@@ -135,7 +168,10 @@ impl<R: Read> CaptureReader<R> {
     /// The next frame, `None` at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
         let record = match self.format {
-            Format::Pcap { big_endian, linktype } => self.next_pcap(big_endian, linktype)?,
+            Format::Pcap {
+                big_endian,
+                linktype,
+            } => self.next_pcap(big_endian, linktype)?,
             Format::PcapNg { big_endian, .. } => self.next_pcapng(big_endian)?,
         };
         if record.is_some() {
@@ -144,7 +180,11 @@ impl<R: Read> CaptureReader<R> {
         Ok(record)
     }
 
-    fn next_pcap(&mut self, big_endian: bool, linktype: u32) -> Result<Option<Record>, CaptureError> {
+    fn next_pcap(
+        &mut self,
+        big_endian: bool,
+        linktype: u32,
+    ) -> Result<Option<Record>, CaptureError> {
         let mut head = [0u8; 16];
         if !read_exact_or_eof(&mut self.input, &mut head)? {
             return Ok(None);
@@ -155,8 +195,17 @@ impl<R: Read> CaptureReader<R> {
             return Err(self.corrupt(format!("captured length {caplen} exceeds {MAX_RECORD}")));
         }
         let mut data = vec![0u8; caplen];
-        read_exact_or(&mut self.input, &mut data, self.records + 1, "file ends inside a packet")?;
-        Ok(Some(Record { linktype, data, orig_len: orig_len.max(caplen as u32) }))
+        read_exact_or(
+            &mut self.input,
+            &mut data,
+            self.records + 1,
+            "file ends inside a packet",
+        )?;
+        Ok(Some(Record {
+            linktype,
+            data,
+            orig_len: orig_len.max(caplen as u32),
+        }))
     }
 
     fn next_pcapng(&mut self, mut big_endian: bool) -> Result<Option<Record>, CaptureError> {
@@ -169,15 +218,26 @@ impl<R: Read> CaptureReader<R> {
             if block_type == PCAPNG_SHB {
                 // A new section: byte order and interfaces start over.
                 self.read_section_header_after_type(&head[4..8])?;
-                big_endian = matches!(self.format, Format::PcapNg { big_endian: true, .. });
+                big_endian = matches!(
+                    self.format,
+                    Format::PcapNg {
+                        big_endian: true,
+                        ..
+                    }
+                );
                 continue;
             }
             let total = u32_at(&head[4..8], big_endian) as usize;
-            if total < 12 || total % 4 != 0 || total > MAX_RECORD {
+            if total < 12 || !total.is_multiple_of(4) || total > MAX_RECORD {
                 return Err(self.corrupt(format!("block length {total}")));
             }
             let mut body = vec![0u8; total - 8];
-            read_exact_or(&mut self.input, &mut body, self.records + 1, "file ends inside a block")?;
+            read_exact_or(
+                &mut self.input,
+                &mut body,
+                self.records + 1,
+                "file ends inside a block",
+            )?;
             let body = &body[..body.len() - 4]; // trailing length copy
             let linktypes = match &mut self.format {
                 Format::PcapNg { linktypes, .. } => linktypes,
@@ -202,12 +262,18 @@ impl<R: Read> CaptureReader<R> {
                     let caplen = u32_at(&body[12..16], big_endian) as usize;
                     let orig_len = u32_at(&body[16..20], big_endian);
                     let Some(&linktype) = linktypes.get(iface) else {
-                        return Err(self.corrupt(format!("packet names undeclared interface {iface}")));
+                        return Err(
+                            self.corrupt(format!("packet names undeclared interface {iface}"))
+                        );
                     };
                     let Some(data) = body.get(20..20 + caplen) else {
                         return Err(self.corrupt("captured length exceeds the block"));
                     };
-                    return Ok(Some(Record { linktype, data: data.to_vec(), orig_len: orig_len.max(caplen as u32) }));
+                    return Ok(Some(Record {
+                        linktype,
+                        data: data.to_vec(),
+                        orig_len: orig_len.max(caplen as u32),
+                    }));
                 }
                 PCAPNG_SPB => {
                     if body.len() < 4 {
@@ -218,34 +284,55 @@ impl<R: Read> CaptureReader<R> {
                     };
                     let orig_len = u32_at(&body[0..4], big_endian);
                     let caplen = (orig_len as usize).min(body.len() - 4);
-                    return Ok(Some(Record { linktype, data: body[4..4 + caplen].to_vec(), orig_len }));
+                    return Ok(Some(Record {
+                        linktype,
+                        data: body[4..4 + caplen].to_vec(),
+                        orig_len,
+                    }));
                 }
                 _ => {} // statistics, name resolution, custom: not packets
             }
         }
     }
 
+    /// Reads the rest of a section header block, given its (still undecoded) length field.
     fn read_section_header_after_type(&mut self, len_bytes: &[u8]) -> Result<(), CaptureError> {
         let mut bom = [0u8; 4];
-        read_exact_or(&mut self.input, &mut bom, self.records + 1, "truncated section header")?;
+        read_exact_or(
+            &mut self.input,
+            &mut bom,
+            self.records + 1,
+            "truncated section header",
+        )?;
         let big_endian = match u32::from_le_bytes(bom) {
             PCAPNG_BOM => false,
             x if x.swap_bytes() == PCAPNG_BOM => true,
             _ => return Err(self.corrupt("bad pcapng byte-order magic")),
         };
         let total = u32_at(len_bytes, big_endian) as usize;
-        if total < 28 || total % 4 != 0 || total > MAX_RECORD {
+        if total < 28 || !total.is_multiple_of(4) || total > MAX_RECORD {
             return Err(self.corrupt(format!("section header length {total}")));
         }
         self.skip(total - 12)?;
-        self.format = Format::PcapNg { big_endian, linktypes: Vec::new() };
+        self.format = Format::PcapNg {
+            big_endian,
+            linktypes: Vec::new(),
+        };
         Ok(())
     }
 }
 
-fn read_exact_or(r: &mut impl Read, buf: &mut [u8], record: usize, what: &str) -> Result<(), CaptureError> {
+fn read_exact_or(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    record: usize,
+    what: &str,
+) -> Result<(), CaptureError> {
     r.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => CaptureError::Corrupt { record, what: what.into() },
+        io::ErrorKind::UnexpectedEof => CaptureError::Corrupt {
+            record,
+            what: what.into(),
+        },
         _ => CaptureError::Io(e),
     })
 }
@@ -257,7 +344,10 @@ fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> Result<bool, CaptureE
         match r.read(&mut buf[filled..]) {
             Ok(0) if filled == 0 => return Ok(false),
             Ok(0) => {
-                return Err(CaptureError::Corrupt { record: 0, what: "file ends inside a record header".into() });
+                return Err(CaptureError::Corrupt {
+                    record: 0,
+                    what: "file ends inside a record header".into(),
+                });
             }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -271,7 +361,14 @@ fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> Result<bool, CaptureE
 pub fn supported(linktype: u32) -> bool {
     matches!(
         linktype,
-        LINKTYPE_NULL | LINKTYPE_ETHERNET | LINKTYPE_RAW | LINKTYPE_LOOP | LINKTYPE_LINUX_SLL | LINKTYPE_IPV4 | LINKTYPE_IPV6 | LINKTYPE_LINUX_SLL2
+        LINKTYPE_NULL
+            | LINKTYPE_ETHERNET
+            | LINKTYPE_RAW
+            | LINKTYPE_LOOP
+            | LINKTYPE_LINUX_SLL
+            | LINKTYPE_IPV4
+            | LINKTYPE_IPV6
+            | LINKTYPE_LINUX_SLL2
     )
 }
 
@@ -346,8 +443,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_truncation() {
-        assert!(matches!(CaptureReader::new(&b"hello world, not a capture"[..]), Err(CaptureError::NotCapture(_))));
-        assert!(matches!(CaptureReader::new(&b"he"[..]), Err(CaptureError::Corrupt { .. })));
+        assert!(matches!(
+            CaptureReader::new(&b"hello world, not a capture"[..]),
+            Err(CaptureError::NotCapture(_))
+        ));
+        assert!(matches!(
+            CaptureReader::new(&b"he"[..]),
+            Err(CaptureError::Corrupt { .. })
+        ));
         let mut file = pcap(1, &[b"abcdefghijklmnop"]);
         file.truncate(file.len() - 3);
         let mut r = CaptureReader::new(&file[..]).unwrap();
@@ -364,20 +467,38 @@ mod tests {
     fn synthesizes_ethernet_headers() {
         let ip4 = [0x45u8, 0, 0, 20];
         let ip6 = [0x60u8, 0, 0, 0];
-        assert_eq!(&to_ethernet(LINKTYPE_RAW, &ip4).unwrap().unwrap()[12..], &[0x08, 0x00, 0x45, 0, 0, 20]);
-        assert_eq!(&to_ethernet(LINKTYPE_RAW, &ip6).unwrap().unwrap()[12..14], &[0x86, 0xdd]);
+        assert_eq!(
+            &to_ethernet(LINKTYPE_RAW, &ip4).unwrap().unwrap()[12..],
+            &[0x08, 0x00, 0x45, 0, 0, 20]
+        );
+        assert_eq!(
+            &to_ethernet(LINKTYPE_RAW, &ip6).unwrap().unwrap()[12..14],
+            &[0x86, 0xdd]
+        );
         let mut null = vec![30, 0, 0, 0];
         null.extend_from_slice(&ip6);
-        assert_eq!(&to_ethernet(LINKTYPE_NULL, &null).unwrap().unwrap()[12..14], &[0x86, 0xdd]);
+        assert_eq!(
+            &to_ethernet(LINKTYPE_NULL, &null).unwrap().unwrap()[12..14],
+            &[0x86, 0xdd]
+        );
         let mut sll = vec![0u8; 14];
         sll.extend_from_slice(&[0x08, 0x00]);
         sll.extend_from_slice(&ip4);
-        assert_eq!(&to_ethernet(LINKTYPE_LINUX_SLL, &sll).unwrap().unwrap()[12..], &[0x08, 0x00, 0x45, 0, 0, 20]);
+        assert_eq!(
+            &to_ethernet(LINKTYPE_LINUX_SLL, &sll).unwrap().unwrap()[12..],
+            &[0x08, 0x00, 0x45, 0, 0, 20]
+        );
         let mut sll2 = vec![0x86, 0xdd];
         sll2.extend_from_slice(&[0u8; 18]);
         sll2.extend_from_slice(&ip6);
-        assert_eq!(&to_ethernet(LINKTYPE_LINUX_SLL2, &sll2).unwrap().unwrap()[12..14], &[0x86, 0xdd]);
+        assert_eq!(
+            &to_ethernet(LINKTYPE_LINUX_SLL2, &sll2).unwrap().unwrap()[12..14],
+            &[0x86, 0xdd]
+        );
         assert!(to_ethernet(LINKTYPE_LINUX_SLL, &[0; 10]).unwrap().is_none());
-        assert!(matches!(to_ethernet(105, &ip4), Err(CaptureError::UnsupportedLinkType(105))));
+        assert!(matches!(
+            to_ethernet(105, &ip4),
+            Err(CaptureError::UnsupportedLinkType(105))
+        ));
     }
 }

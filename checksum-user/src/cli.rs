@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Live: `checksum-audit --iface eth0 --iface veth1`. Offline: `checksum-audit replay FILE`.
 #[derive(Debug, Parser)]
-#[command(name = "checksum-audit", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "checksum-audit",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -81,15 +85,23 @@ pub struct ReplayArgs {
 /// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid duration '{s}': expected e.g. 30s, 5m, 500ms"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}': expected e.g. 30s, 5m, 500ms"))?;
     let secs = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration unit '{unit}' in '{s}': use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit '{unit}' in '{s}': use ms, s, m or h"
+            ));
+        }
     };
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("duration '{s}' must be positive"));

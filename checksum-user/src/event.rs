@@ -21,7 +21,9 @@ pub struct Flow {
 impl std::fmt::Display for Flow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.ports, self.src) {
-            (Some((sp, dp)), IpAddr::V6(_)) => write!(f, "[{}]:{sp} -> [{}]:{dp}", self.src, self.dst),
+            (Some((sp, dp)), IpAddr::V6(_)) => {
+                write!(f, "[{}]:{sp} -> [{}]:{dp}", self.src, self.dst)
+            }
             (Some((sp, dp)), _) => write!(f, "{}:{sp} -> {}:{dp}", self.src, self.dst),
             (None, _) => write!(f, "{} -> {}", self.src, self.dst),
         }
@@ -69,9 +71,15 @@ impl Verdict {
         let (src, dst) = if e.family == FAMILY_IPV4 {
             let [a, b, c, d, ..] = e.src_addr;
             let [w, x, y, z, ..] = e.dst_addr;
-            (IpAddr::V4(Ipv4Addr::new(a, b, c, d)), IpAddr::V4(Ipv4Addr::new(w, x, y, z)))
+            (
+                IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+                IpAddr::V4(Ipv4Addr::new(w, x, y, z)),
+            )
         } else {
-            (IpAddr::V6(Ipv6Addr::from(e.src_addr)), IpAddr::V6(Ipv6Addr::from(e.dst_addr)))
+            (
+                IpAddr::V6(Ipv6Addr::from(e.src_addr)),
+                IpAddr::V6(Ipv6Addr::from(e.dst_addr)),
+            )
         };
         let ports = matches!(layer, Layer::Tcp | Layer::Udp).then_some((e.src_port, e.dst_port));
         Ok(Self {
@@ -98,7 +106,11 @@ impl Verdict {
     }
 
     pub fn family(&self) -> &'static str {
-        if self.flow.src.is_ipv4() { "ipv4" } else { "ipv6" }
+        if self.flow.src.is_ipv4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        }
     }
 
     /// The JSON object shared by `replay --format json` and live `--format json`; the caller adds
@@ -109,16 +121,37 @@ impl Verdict {
         m.insert("layer".into(), json!(self.layer.name()));
         m.insert("status".into(), json!(self.status.name()));
         let verified = matches!(self.status, Status::Ok | Status::Bad);
-        m.insert("got".into(), if verified || self.status == Status::None { json!(hex(self.got)) } else { Value::Null });
-        m.insert("want".into(), if verified { json!(hex(self.want)) } else { Value::Null });
+        m.insert(
+            "got".into(),
+            if verified || self.status == Status::None {
+                json!(hex(self.got))
+            } else {
+                Value::Null
+            },
+        );
+        m.insert(
+            "want".into(),
+            if verified {
+                json!(hex(self.want))
+            } else {
+                Value::Null
+            },
+        );
         m.insert(
             "kind".into(),
-            if self.status == Status::Bad { json!(self.kind.name()) } else { Value::Null },
+            if self.status == Status::Bad {
+                json!(self.kind.name())
+            } else {
+                Value::Null
+            },
         );
         m.insert("family".into(), json!(self.family()));
         m.insert("src".into(), json!(self.flow.src.to_string()));
         m.insert("dst".into(), json!(self.flow.dst.to_string()));
-        let (sport, dport) = self.flow.ports.map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
+        let (sport, dport) = self
+            .flow
+            .ports
+            .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
         m.insert("sport".into(), sport);
         m.insert("dport".into(), dport);
         m

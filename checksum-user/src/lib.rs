@@ -8,5 +8,6 @@ pub mod live;
 pub mod loader;
 pub mod output;
 pub mod replay;
+pub mod testkit;
 pub mod testrun;
 pub mod xdp_slot;

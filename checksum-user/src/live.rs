@@ -32,7 +32,9 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error("unknown interface '{0}': no such device in this network namespace (list them with `ip link`)")]
+    #[error(
+        "unknown interface '{0}': no such device in this network namespace (list them with `ip link`)"
+    )]
     UnknownInterface(String),
     #[error(
         "the XDP slot of {iface} is taken by {holder}; checksum-audit never replaces another program. \
@@ -90,15 +92,26 @@ fn is_busy(e: &ProgramError) -> bool {
         ProgramError::SyscallError(s) => Some(&s.io_error),
         _ => None,
     };
-    matches!(io.and_then(std::io::Error::raw_os_error), Some(libc::EBUSY) | Some(libc::EEXIST))
-        || e.to_string().contains("busy")
+    matches!(
+        io.and_then(std::io::Error::raw_os_error),
+        Some(libc::EBUSY) | Some(libc::EEXIST)
+    ) || e.to_string().contains("busy")
 }
 
 /// Loads a fresh copy of the programs and attaches it to `iface`.
-pub fn attach(iface: &str, mode: XdpModeArg, opts: &LoadOptions) -> Result<(Attachment, RingBuf<MapData>)> {
+pub fn attach(
+    iface: &str,
+    mode: XdpModeArg,
+    opts: &LoadOptions,
+) -> Result<(Attachment, RingBuf<MapData>)> {
     let ifindex = ifindex_of(iface)?;
-    let slot_taken = |holder| AttachError::SlotTaken { iface: iface.into(), holder };
-    if let Some(holder) = xdp_holder(ifindex).with_context(|| format!("{iface}: reading its XDP state over rtnetlink"))? {
+    let slot_taken = |holder| AttachError::SlotTaken {
+        iface: iface.into(),
+        holder,
+    };
+    if let Some(holder) = xdp_holder(ifindex)
+        .with_context(|| format!("{iface}: reading its XDP state over rtnetlink"))?
+    {
         return Err(slot_taken(holder).into());
     }
     let mut loaded = Loaded::load(opts)?;
@@ -114,14 +127,26 @@ pub fn attach(iface: &str, mode: XdpModeArg, opts: &LoadOptions) -> Result<(Atta
         match prog.attach(ifindex, xdp_mode) {
             Ok(link) => {
                 if last_err.is_some() {
-                    eprintln!("checksum-audit: {iface}: native XDP refused ({}); using generic mode", last_err.unwrap_or_default());
+                    eprintln!(
+                        "checksum-audit: {iface}: native XDP refused ({}); using generic mode",
+                        last_err.unwrap_or_default()
+                    );
                 }
-                let att = Attachment { iface: iface.into(), ifindex, mode: name, loaded, link: Some(link) };
+                let att = Attachment {
+                    iface: iface.into(),
+                    ifindex,
+                    mode: name,
+                    loaded,
+                    link: Some(link),
+                };
                 return Ok((att, events));
             }
             Err(e) if is_busy(&e) => {
                 // Someone attached between our check and our attach.
-                let holder = xdp_holder(ifindex).ok().flatten().unwrap_or(XdpHolder { prog_id: 0, name: None });
+                let holder = xdp_holder(ifindex).ok().flatten().unwrap_or(XdpHolder {
+                    prog_id: 0,
+                    name: None,
+                });
                 return Err(slot_taken(holder).into());
             }
             Err(e) => last_err = Some(format!("{e:#}")),
@@ -129,15 +154,25 @@ pub fn attach(iface: &str, mode: XdpModeArg, opts: &LoadOptions) -> Result<(Atta
     }
     let reason = last_err.unwrap_or_default();
     Err(match mode {
-        XdpModeArg::Native => AttachError::NativeRefused { iface: iface.into(), reason },
-        _ => AttachError::Other { iface: iface.into(), reason },
+        XdpModeArg::Native => AttachError::NativeRefused {
+            iface: iface.into(),
+            reason,
+        },
+        _ => AttachError::Other {
+            iface: iface.into(),
+            reason,
+        },
     }
     .into())
 }
 
 /// Moves records from one ring buffer to the aggregator until told to stop, then drains what is
 /// left so that the final summary misses nothing.
-async fn read_events(ring: RingBuf<MapData>, tx: mpsc::Sender<Verdict>, mut stop: watch::Receiver<bool>) -> Result<()> {
+async fn read_events(
+    ring: RingBuf<MapData>,
+    tx: mpsc::Sender<Verdict>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
     // SAFETY: the ring buffer owns its fd and keeps it open, unreplaced, while the AsyncFd lives.
     let mut fd = unsafe { AsyncFd::register(ring) }.context("watching the ring buffer")?;
     loop {
@@ -186,7 +221,10 @@ struct Printer<'a> {
 
 impl Printer<'_> {
     fn iface_name(&self, ifindex: u32) -> String {
-        self.names.get(&ifindex).cloned().unwrap_or_else(|| format!("if{ifindex}"))
+        self.names
+            .get(&ifindex)
+            .cloned()
+            .unwrap_or_else(|| format!("if{ifindex}"))
     }
 
     fn on_verdict(&mut self, v: &Verdict, out: &mut impl Write) -> Result<()> {
@@ -208,8 +246,19 @@ impl Printer<'_> {
                 writeln!(out, "{}", Value::Object(m))?;
             }
             Format::Text => {
-                let key = Key { ifindex: v.ifindex, hook: v.hook, layer: v.layer, flow: v.flow, kind: v.kind };
-                let seen = self.agg.rows().iter().find(|(k, _)| *k == key).map_or(0, |(_, e)| e.count);
+                let key = Key {
+                    ifindex: v.ifindex,
+                    hook: v.hook,
+                    layer: v.layer,
+                    flow: v.flow,
+                    kind: v.kind,
+                };
+                let seen = self
+                    .agg
+                    .rows()
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or(0, |(_, e)| e.count);
                 if seen <= TEXT_LINES_PER_FLOW {
                     writeln!(
                         out,
@@ -217,7 +266,11 @@ impl Printer<'_> {
                         self.clock.rfc3339(v.timestamp_ns),
                         self.iface_name(v.ifindex),
                         output::verdict_text(v),
-                        if seen == TEXT_LINES_PER_FLOW { "  (more of this flow are counted in the summary)" } else { "" },
+                        if seen == TEXT_LINES_PER_FLOW {
+                            "  (more of this flow are counted in the summary)"
+                        } else {
+                            ""
+                        },
                     )?;
                 }
             }
@@ -230,7 +283,12 @@ impl Printer<'_> {
         let names = |i| self.iface_name(i);
         let sources: Vec<_> = attachments
             .iter()
-            .map(|a| Source { name: &a.iface, hook: "xdp", mode: a.mode, counters: a.counters() })
+            .map(|a| Source {
+                name: &a.iface,
+                hook: "xdp",
+                mode: a.mode,
+                counters: a.counters(),
+            })
             .collect();
         match self.args.format {
             Format::Json => {
@@ -254,7 +312,17 @@ impl Printer<'_> {
                 for s in &sources {
                     write!(out, "{}", output::source_text(s))?;
                 }
-                write!(out, "{}", output::flows_text(&self.agg, &names, &self.clock, SUMMARY_FLOWS, self.args.show_offload))?;
+                write!(
+                    out,
+                    "{}",
+                    output::flows_text(
+                        &self.agg,
+                        &names,
+                        &self.clock,
+                        SUMMARY_FLOWS,
+                        self.args.show_offload
+                    )
+                )?;
             }
         }
         out.flush()?;
@@ -264,9 +332,15 @@ impl Printer<'_> {
 
 pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     if args.ifaces.is_empty() {
-        anyhow::bail!("no interface given: pass --iface IF (list them with `ip link`), or use `checksum-audit replay FILE`");
+        anyhow::bail!(
+            "no interface given: pass --iface IF (list them with `ip link`), or use `checksum-audit replay FILE`"
+        );
     }
-    let opts = LoadOptions { ring_bytes: args.ring_buffer_size, kernel_log, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        ring_bytes: args.ring_buffer_size,
+        kernel_log,
+        ..LoadOptions::default()
+    };
     // Signals first: a SIGTERM during attach must still run the cleanup below.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -285,26 +359,37 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         if kernel_log && let Some(logger) = att.loaded.start_kernel_log() {
             loggers.spawn(forward_kernel_log(logger));
         }
-        eprintln!("checksum-audit: auditing {} (ifindex {}, XDP {} mode)", att.iface, att.ifindex, att.mode);
+        eprintln!(
+            "checksum-audit: auditing {} (ifindex {}, XDP {} mode)",
+            att.iface, att.ifindex, att.mode
+        );
         readers.spawn(read_events(ring, tx.clone(), stop_rx.clone()));
         attachments.push(att);
     }
     drop(tx);
     if let Some(path) = &args.ready_file {
-        std::fs::write(path, b"ready\n").with_context(|| format!("writing --ready-file {}", path.display()))?;
+        std::fs::write(path, b"ready\n")
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
 
     let mut printer = Printer {
         args,
         clock: Clock::new(),
-        names: attachments.iter().map(|a| (a.ifindex, a.iface.clone())).collect(),
+        names: attachments
+            .iter()
+            .map(|a| (a.ifindex, a.iface.clone()))
+            .collect(),
         agg: Aggregator::default(),
         started: Instant::now(),
     };
     let mut stdout = std::io::stdout().lock();
-    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
+    let deadline = tokio::time::sleep(
+        args.duration
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400)),
+    );
     tokio::pin!(deadline);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     loop {
         tokio::select! {
             Some(v) = rx.recv() => printer.on_verdict(&v, &mut stdout)?,
@@ -335,7 +420,9 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
 
 async fn forward_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
     // SAFETY: the logger owns its ring buffer fd for as long as the AsyncFd lives.
-    let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else { return };
+    let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else {
+        return;
+    };
     while let Ok(mut guard) = fd.readable_mut().await {
         guard.get_inner_mut().flush();
         guard.clear_ready();

@@ -49,9 +49,7 @@ pub enum LoadError {
          (or CAP_SYS_ADMIN); run as root or grant them, e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep checksum-audit`"
     )]
     MissingPrivileges,
-    #[error(
-        "this kernel has no BPF ring buffer (needs Linux >= 5.8 with CONFIG_BPF_SYSCALL): {0}"
-    )]
+    #[error("this kernel has no BPF ring buffer (needs Linux >= 5.8 with CONFIG_BPF_SYSCALL): {0}")]
     NoRingBuffer(String),
     #[error(
         "this kernel exposes no BTF ({0} is missing); checksum-audit needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
@@ -157,10 +155,9 @@ impl Loaded {
 
     /// Sums the per-CPU counters.
     pub fn counters(&self) -> Result<Counters, MapError> {
-        let map = self
-            .ebpf
-            .map(COUNTERS_MAP)
-            .ok_or(MapError::InvalidName { name: COUNTERS_MAP.into() })?;
+        let map = self.ebpf.map(COUNTERS_MAP).ok_or(MapError::InvalidName {
+            name: COUNTERS_MAP.into(),
+        })?;
         let array: PerCpuArray<&MapData, Counters> = PerCpuArray::try_from(map)?;
         let mut total = Counters::default();
         for cpu in array.get(&0, 0)?.iter() {
@@ -191,7 +188,10 @@ fn classify_load_error(e: EbpfError) -> LoadError {
 
 fn classify_program_error(name: &str, e: ProgramError) -> LoadError {
     match &e {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             if is_eperm(io_error) && verifier_log.to_string().trim().is_empty() {
                 LoadError::MissingPrivileges
             } else {

@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use checksum_user::{
     cli::{Cli, Command},
     live, replay,
 };
+use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,7 +16,9 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter)).init();
 
     let result = match &cli.command {
-        Some(Command::Replay(args)) => replay::replay(args, &mut std::io::stdout().lock()).map(|_| ()),
+        Some(Command::Replay(args)) => {
+            replay::replay(args, &mut std::io::stdout().lock()).map(|_| ())
+        }
         None => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

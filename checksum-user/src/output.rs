@@ -22,11 +22,19 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i128;
-        Self { offset_ns: wall - mono }
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i128;
+        Self {
+            offset_ns: wall - mono,
+        }
     }
 
     pub fn wall_ns(&self, mono_ns: u64) -> i128 {
@@ -73,7 +81,13 @@ pub fn verdict_text(v: &Verdict) -> String {
     let mut s = format!("{:<6} {:<12}", v.layer.name(), v.status.name());
     match v.status {
         Status::Bad => {
-            let _ = write!(s, " got {} want {} {:<15}", hex(v.got), hex(v.want), v.kind.name());
+            let _ = write!(
+                s,
+                " got {} want {} {:<15}",
+                hex(v.got),
+                hex(v.want),
+                v.kind.name()
+            );
         }
         Status::Ok => {
             let _ = write!(s, " {}", hex(v.got));
@@ -139,20 +153,33 @@ pub fn source_text(s: &Source) -> String {
         c.not_ip,
         c.malformed,
         c.events_lost,
-        if c.events_lost > 0 { " (ring buffer full: raise --ring-buffer-size)" } else { "" },
+        if c.events_lost > 0 {
+            " (ring buffer full: raise --ring-buffer-size)"
+        } else {
+            ""
+        },
     );
     for layer in Layer::ALL {
         let total: u64 = Status::ALL.iter().map(|st| c.check(layer, *st)).sum();
         if total == 0 {
             continue;
         }
-        let _ = write!(out, "  {:<7}", layer.name());
-        for status in Status::ALL {
-            let _ = write!(out, " {} {:<8}", status.name(), c.check(layer, status));
-        }
-        out.push('\n');
+        let partial = c.layer_mismatch(layer, Kind::OffloadPending);
+        let _ = writeln!(
+            out,
+            "  {:<7} ok {:<9} bad {:<9} (offload-pending {partial}, real {})  none {}  unverifiable {}",
+            layer.name(),
+            c.check(layer, Status::Ok),
+            c.check(layer, Status::Bad),
+            c.check(layer, Status::Bad) - partial,
+            c.check(layer, Status::None),
+            c.check(layer, Status::Unverifiable),
+        );
     }
-    let real: u64 = [Kind::Zero, Kind::ByteSwapped, Kind::Corrupt].iter().map(|k| c.mismatch(*k)).sum();
+    let real: u64 = [Kind::Zero, Kind::ByteSwapped, Kind::Corrupt]
+        .iter()
+        .map(|k| c.mismatch(*k))
+        .sum();
     let _ = writeln!(
         out,
         "  mismatches: {real} real (zero {}, byte-swapped {}, corrupt {}); {} offload-pending (partial checksum: expected on veth, tap and sending hosts)",
@@ -165,8 +192,18 @@ pub fn source_text(s: &Source) -> String {
 }
 
 /// Rows of the flow table (text), at most `limit`, offload-pending rows only with `show_offload`.
-pub fn flows_text(agg: &Aggregator, iface_name: &dyn Fn(u32) -> String, clock: &Clock, limit: usize, show_offload: bool) -> String {
-    let rows: Vec<_> = agg.rows().into_iter().filter(|(k, _)| show_offload || k.kind != Kind::OffloadPending).collect();
+pub fn flows_text(
+    agg: &Aggregator,
+    iface_name: &dyn Fn(u32) -> String,
+    clock: &Clock,
+    limit: usize,
+    show_offload: bool,
+) -> String {
+    let rows: Vec<_> = agg
+        .rows()
+        .into_iter()
+        .filter(|(k, _)| show_offload || k.kind != Kind::OffloadPending)
+        .collect();
     if rows.is_empty() {
         return String::new();
     }
@@ -193,7 +230,11 @@ pub fn flows_text(agg: &Aggregator, iface_name: &dyn Fn(u32) -> String, clock: &
         let _ = writeln!(out, "  ... {} more flows", rows.len() - limit);
     }
     if agg.untracked > 0 {
-        let _ = writeln!(out, "  {} mismatches not tracked per flow (flow table full)", agg.untracked);
+        let _ = writeln!(
+            out,
+            "  {} mismatches not tracked per flow (flow table full)",
+            agg.untracked
+        );
     }
     out
 }
@@ -203,7 +244,10 @@ pub fn flows_json(agg: &Aggregator, iface_name: &dyn Fn(u32) -> String, clock: &
         agg.rows()
             .into_iter()
             .map(|(k, e)| {
-                let (sport, dport) = k.flow.ports.map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
+                let (sport, dport) = k
+                    .flow
+                    .ports
+                    .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
                 json!({
                     "iface": iface_name(k.ifindex),
                     "hook": k.hook.name(),
@@ -236,7 +280,13 @@ mod tests {
     #[test]
     fn rfc3339_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
-        assert_eq!(rfc3339(1_795_690_000_123_456_789), "2026-11-26T09:26:40.123456Z");
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339(1_795_690_000_123_456_789),
+            "2026-11-26T09:26:40.123456Z"
+        );
     }
 }

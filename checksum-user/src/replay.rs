@@ -33,18 +33,28 @@ pub struct ReplayStats {
 
 /// Opens a capture with an error that names the file and says what to do.
 pub fn open_capture(path: &Path) -> Result<CaptureReader<BufReader<File>>> {
-    let file = File::open(path).with_context(|| format!("cannot open capture file {}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("cannot open capture file {}", path.display()))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        bail!("cannot read capture file {}: it is a directory", path.display());
+        bail!(
+            "cannot read capture file {}: it is a directory",
+            path.display()
+        );
     }
     let reader = CaptureReader::new(BufReader::new(file)).map_err(|e| match e {
-        CaptureError::Io(io) => anyhow::Error::new(io).context(format!("cannot read capture file {}", path.display())),
+        CaptureError::Io(io) => {
+            anyhow::Error::new(io).context(format!("cannot read capture file {}", path.display()))
+        }
         other => anyhow::anyhow!("{}: {other}", path.display()),
     })?;
     if let Some(lt) = reader.pcap_linktype()
         && !supported(lt)
     {
-        bail!("{}: {}", path.display(), CaptureError::UnsupportedLinkType(lt));
+        bail!(
+            "{}: {}",
+            path.display(),
+            CaptureError::UnsupportedLinkType(lt)
+        );
     }
     Ok(reader)
 }
@@ -104,9 +114,20 @@ fn write_verdict(out: &mut dyn Write, format: Format, packet: u64, v: &Verdict) 
     Ok(())
 }
 
-fn write_summary(out: &mut dyn Write, args: &ReplayArgs, stats: &ReplayStats, counters: checksum_common::Counters, agg: &Aggregator) -> Result<()> {
+fn write_summary(
+    out: &mut dyn Write,
+    args: &ReplayArgs,
+    stats: &ReplayStats,
+    counters: checksum_common::Counters,
+    agg: &Aggregator,
+) -> Result<()> {
     let name = args.file.display().to_string();
-    let source = Source { name: &name, hook: "xdp", mode: "test-run", counters };
+    let source = Source {
+        name: &name,
+        hook: "xdp",
+        mode: "test-run",
+        counters,
+    };
     let no_iface = |_| "replay".to_string();
     let clock = Clock::new();
     match args.format {

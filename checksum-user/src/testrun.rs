@@ -69,7 +69,10 @@ impl FrameAuditor {
         if frame.len() < MIN_FRAME {
             return Err(RunError::TooShort(frame.len()));
         }
-        let prog = self.loaded.xdp(program).map_err(|e| RunError::Kernel(e.to_string()))?;
+        let prog = self
+            .loaded
+            .xdp(program)
+            .map_err(|e| RunError::Kernel(e.to_string()))?;
         let result = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),

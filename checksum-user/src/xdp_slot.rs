@@ -53,7 +53,10 @@ fn xdp_prog_id(ifindex: u32) -> io::Result<Option<u32>> {
     link.header.index = ifindex;
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST;
-    let mut request = NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetLink(link)));
+    let mut request = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(link)),
+    );
     request.finalize();
     let mut buf = vec![0u8; request.buffer_len()];
     request.serialize(&mut buf);
@@ -76,7 +79,10 @@ fn xdp_prog_id(ifindex: u32) -> io::Result<Option<u32>> {
             }))
         }
         NetlinkPayload::Error(e) => Err(e.to_io()),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected rtnetlink reply")),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected rtnetlink reply",
+        )),
     }
 }
 

@@ -58,10 +58,17 @@ fn missing_privileges_name_the_capabilities() {
         "lo",
     ]));
     assert_one_line_error(code, &err, "missing privileges");
-    assert!(err.contains("CAP_BPF") && err.contains("CAP_NET_ADMIN") && err.contains("CAP_PERFMON"), "{err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_NET_ADMIN") && err.contains("CAP_PERFMON"),
+        "{err}"
+    );
     // The same for replay, which needs to load the program too.
     let capture = write_temp("priv.pcap", &pcap_bytes(1, &[&[0u8; 60]]));
-    std::fs::set_permissions(&capture, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        &capture,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let (code, _, err) = run_to_end(Command::new("setpriv").args([
         "--reuid=65534",
         "--regid=65534",
@@ -77,7 +84,10 @@ fn missing_privileges_name_the_capabilities() {
 
 fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("csa-{}-{name}", std::process::id()));
-    std::fs::File::create(&path).unwrap().write_all(bytes).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
     path
 }
 
@@ -99,7 +109,11 @@ fn pcap_bytes(linktype: u32, packets: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn replay_missing_file() {
     let (code, _, err) = run(&["replay", "/nonexistent/capture.pcap"]);
-    assert_one_line_error(code, &err, "cannot open capture file /nonexistent/capture.pcap: No such file");
+    assert_one_line_error(
+        code,
+        &err,
+        "cannot open capture file /nonexistent/capture.pcap: No such file",
+    );
 }
 
 #[test]

@@ -14,7 +14,11 @@ static AUDITOR: LazyLock<Mutex<FrameAuditor>> =
     LazyLock::new(|| Mutex::new(FrameAuditor::new(true).expect("load the XDP program")));
 
 fn audit(frame: &[u8]) -> Vec<Verdict> {
-    AUDITOR.lock().unwrap_or_else(|e| e.into_inner()).audit(frame).expect("test run")
+    AUDITOR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .audit(frame)
+        .expect("test run")
 }
 
 /// Runs a frame and returns its verdicts plus the counter deltas it caused.
@@ -23,18 +27,7 @@ fn audit_counted(frame: &[u8]) -> (Vec<Verdict>, Counters) {
     let before = a.counters();
     let v = a.audit(frame).expect("test run");
     let after = a.counters();
-    let mut delta = Counters::default();
-    delta.packets = after.packets - before.packets;
-    delta.malformed = after.malformed - before.malformed;
-    delta.not_ip = after.not_ip - before.not_ip;
-    for l in 0..Layer::COUNT {
-        for s in 0..Status::COUNT {
-            delta.checks[l][s] = after.checks[l][s] - before.checks[l][s];
-        }
-    }
-    for k in 0..Kind::COUNT {
-        delta.mismatches[k] = after.mismatches[k] - before.mismatches[k];
-    }
+    let delta = after.since(&before);
     (v, delta)
 }
 
@@ -90,8 +83,16 @@ fn good_frames_verify_for_every_protocol() {
 #[test]
 fn corrupted_payload_is_bad_with_the_right_want() {
     root_only!();
-    for (v6, proto) in PROTOS_V4.map(|p| (false, p)).into_iter().chain(PROTOS_V6.map(|p| (true, p))) {
-        let good = if v6 { v6_frame(proto, segment(proto, 33)) } else { v4_frame(&[], proto, segment(proto, 33), &[]) };
+    for (v6, proto) in PROTOS_V4
+        .map(|p| (false, p))
+        .into_iter()
+        .chain(PROTOS_V6.map(|p| (true, p)))
+    {
+        let good = if v6 {
+            v6_frame(proto, segment(proto, 33))
+        } else {
+            v4_frame(&[], proto, segment(proto, 33), &[])
+        };
         let mut bad = good.clone();
         bad.corrupt_payload();
         // The correct value for the corrupted bytes, from the reference implementation.
@@ -143,7 +144,8 @@ fn event_fields_describe_the_packet() {
 fn ipv4_header_checksum() {
     root_only!();
     let good = v4_frame(&[], UDP, segment(UDP, 10), &[]);
-    let header_sum = u16::from_be_bytes([good.bytes[good.l3_off + 10], good.bytes[good.l3_off + 11]]);
+    let header_sum =
+        u16::from_be_bytes([good.bytes[good.l3_off + 10], good.bytes[good.l3_off + 11]]);
     let mut bad = good.clone();
     bad.bytes[good.l3_off + 8] = 1; // TTL changed, checksum not updated
     let verdicts = audit(&bad.bytes);
@@ -153,7 +155,11 @@ fn ipv4_header_checksum() {
     let mut fixed = bad.bytes[bad.l3_off..bad.l3_off + 20].to_vec();
     fixed[10..12].copy_from_slice(&[0, 0]);
     assert_eq!(h.want, reference_checksum(&[&fixed]));
-    assert_eq!(h.kind, Kind::Corrupt, "no pseudo-header: never offload-pending");
+    assert_eq!(
+        h.kind,
+        Kind::Corrupt,
+        "no pseudo-header: never offload-pending"
+    );
     assert_eq!(h.l4_len, 20);
     // The L4 checksum does not cover the TTL: still fine.
     assert_eq!(layer(&verdicts, Layer::Udp).status, Status::Ok);
@@ -212,7 +218,10 @@ fn ethernet_padding_is_not_summed() {
 fn odd_and_boundary_lengths() {
     root_only!();
     // Around the 512-byte staging chunk and its 4-byte words.
-    for len in [0, 1, 2, 3, 4, 5, 7, 491, 492, 493, 495, 503, 504, 505, 511, 512, 513, 1023, 1024, 1025, 1459] {
+    for len in [
+        0, 1, 2, 3, 4, 5, 7, 491, 492, 493, 495, 503, 504, 505, 511, 512, 513, 1023, 1024, 1025,
+        1459,
+    ] {
         for proto in [TCP, UDP] {
             let f = v4_frame(&[], proto, segment(proto, len), &[]);
             assert_l4(&f, Status::Ok);
@@ -270,7 +279,11 @@ fn ipv6_extension_headers() {
     rh0.extend_from_slice(&IP6_C);
     let f = v6_frame_ext(TCP, segment(TCP, 30), ROUTING, &rh0, IP6_C);
     let v = assert_l4(&f, Status::Ok);
-    assert_eq!(v.flow.dst.to_string(), "fd00::3", "the event names the final destination");
+    assert_eq!(
+        v.flow.dst.to_string(),
+        "fd00::3",
+        "the event names the final destination"
+    );
     // The same header with no segments left: the destination field is already final.
     let mut rh0_done = rh0.clone();
     rh0_done[3] = 0;
@@ -325,7 +338,10 @@ fn truncated_segments_are_unverifiable() {
         let f = v4_frame(&[], proto, segment(proto, 200), &[]);
         let cut = &f.bytes[..f.bytes.len() - 50];
         let verdicts = audit(cut);
-        let l4 = verdicts.iter().find(|v| v.layer != Layer::Ipv4).expect("an L4 verdict");
+        let l4 = verdicts
+            .iter()
+            .find(|v| v.layer != Layer::Ipv4)
+            .expect("an L4 verdict");
         assert_eq!(l4.status, Status::Unverifiable);
     }
     let f = v6_frame(TCP, segment(TCP, 200));
@@ -391,8 +407,18 @@ fn frames_that_are_not_ip_are_counted() {
 #[test]
 fn signature_kinds() {
     root_only!();
-    for (v6, proto) in [(false, TCP), (false, UDP), (true, TCP), (true, UDP), (true, ICMPV6)] {
-        let f = if v6 { v6_frame(proto, segment(proto, 64)) } else { v4_frame(&[], proto, segment(proto, 64), &[]) };
+    for (v6, proto) in [
+        (false, TCP),
+        (false, UDP),
+        (true, TCP),
+        (true, UDP),
+        (true, ICMPV6),
+    ] {
+        let f = if v6 {
+            v6_frame(proto, segment(proto, 64))
+        } else {
+            v4_frame(&[], proto, segment(proto, 64), &[])
+        };
         // The field holds only the pseudo-header sum: TX offload never completed.
         let mut partial = f.clone();
         partial.set_field(f.pseudo);
@@ -412,7 +438,11 @@ fn signature_kinds() {
         assert_eq!(assert_l4(&other, Status::Bad).kind, Kind::Corrupt);
     }
     // Zero where mandatory.
-    for f in [v4_frame(&[], TCP, segment(TCP, 9), &[]), v4_frame(&[], ICMP, segment(ICMP, 9), &[]), v6_frame(UDP, segment(UDP, 9))] {
+    for f in [
+        v4_frame(&[], TCP, segment(TCP, 9), &[]),
+        v4_frame(&[], ICMP, segment(ICMP, 9), &[]),
+        v6_frame(UDP, segment(UDP, 9)),
+    ] {
         let mut z = f.clone();
         z.set_field(0);
         assert_eq!(assert_l4(&z, Status::Bad).kind, Kind::Zero);
@@ -453,7 +483,11 @@ fn both_ones_complement_zeros_verify() {
     z.bytes[p..p + 2].copy_from_slice(&word.to_be_bytes());
     z.set_field(0);
     let seg = z.bytes[z.l4_off..].to_vec();
-    assert_eq!(reference_checksum(&[&pseudo_v4(IP4_A, IP4_B, TCP, seg.len()), &seg]), 0, "test setup");
+    assert_eq!(
+        reference_checksum(&[&pseudo_v4(IP4_A, IP4_B, TCP, seg.len()), &seg]),
+        0,
+        "test setup"
+    );
     assert_l4(&z, Status::Ok);
     z.set_field(0xffff);
     assert_l4(&z, Status::Ok);

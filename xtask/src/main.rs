@@ -1,1 +1,82 @@
-fn main(){}
+//! `cargo xtask test|demo|bench`: what cargo alone cannot do. Run through `./x`, which installs
+//! the pinned toolchains first (scripts/bootstrap.sh).
+
+mod bench;
+mod demo;
+mod test;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// fmt, clippy and every test (unit, property, BPF_PROG_TEST_RUN, live, conformance).
+    Test,
+    /// Namespaces, a veth pair, ordinary traffic and corrupted frames, audited live.
+    Demo,
+    /// BPF_PROG_TEST_RUN cost per frame against a no-op XDP program, in one run.
+    Bench {
+        /// Test-run repetitions per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        repeat: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Cmd::Test => test::run_suite(),
+        Cmd::Demo => demo::run(),
+        Cmd::Bench { repeat } => bench::run(repeat),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, echoing it, and fails on a non-zero exit.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", format!("{cmd:?}").replace('"', ""));
+    let status = cmd
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+pub fn require_root(what: &str) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "{what} creates network namespaces and loads eBPF programs: run it as root (e.g. sudo -E ./x {what})"
+        );
+    }
+    Ok(())
+}

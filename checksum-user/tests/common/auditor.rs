@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::netns::NetNs;
+use checksum_user::testkit::netns::NetNs;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_checksum-audit");
 
@@ -27,7 +27,10 @@ pub struct Finished {
 
 impl Finished {
     pub fn verdicts(&self) -> Vec<&Value> {
-        self.lines.iter().filter(|l| l["type"] == "verdict").collect()
+        self.lines
+            .iter()
+            .filter(|l| l["type"] == "verdict")
+            .collect()
     }
 
     pub fn final_summary(&self) -> &Value {
@@ -44,7 +47,8 @@ impl Finished {
         for p in path {
             v = &v[*p];
         }
-        v.as_u64().unwrap_or_else(|| panic!("no counter {path:?} in {}", self.final_summary()))
+        v.as_u64()
+            .unwrap_or_else(|| panic!("no counter {path:?} in {}", self.final_summary()))
     }
 }
 
@@ -73,10 +77,18 @@ impl Running {
         while !self.ready.exists() {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 let mut err = String::new();
-                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("checksum-audit exited early ({status}): {err}");
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "checksum-audit did not become ready");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "checksum-audit did not become ready"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -97,7 +109,9 @@ impl Running {
             lines: stdout
                 .lines()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))
+                })
                 .collect(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
@@ -116,7 +130,13 @@ pub fn run_to_end(cmd: &mut Command) -> (i32, String, String) {
 
 /// The XDP program attached to `iface` in `ns`, as `ip -d link` reports it ("" if none).
 pub fn xdp_state(ns: &NetNs, iface: &str) -> String {
-    let out = Command::new("ip").args(["-n", &ns.name, "-d", "link", "show", iface]).output().unwrap();
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "-d", "link", "show", iface])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().filter(|l| l.contains("xdp") || l.contains("prog/xdp")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .filter(|l| l.contains("xdp") || l.contains("prog/xdp"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -9,7 +9,10 @@ use std::{
 };
 
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
     assert!(
         out.status.success(),
         "{args:?} failed: {}",
@@ -24,7 +27,11 @@ pub struct NetNs {
 impl NetNs {
     pub fn new(tag: &str) -> Self {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let name = format!("csa-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "csa-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         sh(&["ip", "netns", "add", &name]);
         let ns = Self { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -51,7 +58,10 @@ impl NetNs {
     }
 
     /// Like `run`, without waiting.
-    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let ns = File::open(&path).expect("open netns");
@@ -72,7 +82,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -93,7 +105,9 @@ impl VethPair {
     pub fn new(tag: &str) -> Self {
         let a = NetNs::new(&format!("{tag}a"));
         let b = NetNs::new(&format!("{tag}b"));
-        a.ip(&["link", "add", VETH_A, "type", "veth", "peer", "name", VETH_B, "netns", &b.name]);
+        a.ip(&[
+            "link", "add", VETH_A, "type", "veth", "peer", "name", VETH_B, "netns", &b.name,
+        ]);
         for (ns, dev, v4, v6) in [(&a, VETH_A, ADDR_A, ADDR6_A), (&b, VETH_B, ADDR_B, ADDR6_B)] {
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev]);
             ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
@@ -110,7 +124,11 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
     let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
     assert_ne!(ifindex, 0, "no interface {iface}");
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
     for frame in frames {
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -127,7 +145,12 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
                 size_of::<libc::sockaddr_ll>() as u32,
             )
         };
-        assert_eq!(n as usize, frame.len(), "sendto: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            n as usize,
+            frame.len(),
+            "sendto: {}",
+            std::io::Error::last_os_error()
+        );
     }
     unsafe { libc::close(fd) };
 }
@@ -149,7 +172,8 @@ pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
         conn.read_exact(&mut got).expect("server read");
         conn.write_all(&got).expect("server write");
         let udp = UdpSocket::bind((ADDR_B, port)).expect("udp bind");
-        udp.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        udp.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
         let mut buf = [0u8; 2048];
         let mut n = 0;
         while n < 20 && udp.recv(&mut buf).is_ok() {
@@ -168,12 +192,22 @@ pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let udp = UdpSocket::bind((ADDR_A, 0)).expect("udp");
         for i in 0..20u32 {
-            udp.send_to(&vec![i as u8; 100 + i as usize * 37], (ADDR_B, port)).expect("udp send");
+            udp.send_to(&vec![i as u8; 100 + i as usize * 37], (ADDR_B, port))
+                .expect("udp send");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     });
     let received = server.join().expect("server");
     assert!(received > 0, "no UDP datagram arrived");
-    let ping = pair.a.exec().args(["ping", "-c", "3", "-i", "0.1", "-W", "1", ADDR_B]).output().expect("ping");
-    assert!(ping.status.success(), "ping failed: {}", String::from_utf8_lossy(&ping.stderr));
+    let ping = pair
+        .a
+        .exec()
+        .args(["ping", "-c", "3", "-i", "0.1", "-W", "1", ADDR_B])
+        .output()
+        .expect("ping");
+    assert!(
+        ping.status.success(),
+        "ping failed: {}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
 }

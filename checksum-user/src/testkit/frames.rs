@@ -1,4 +1,4 @@
-//! Frame construction for tests, with a deliberately plain big-endian reference checksum that
+//! Frame construction for tests and the demo, with a deliberately plain big-endian reference checksum that
 //! shares no code with checksum-common (the kernel and the CLI use that one).
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -191,14 +191,29 @@ fn folded_pseudo(pseudo: &[u8]) -> u16 {
 
 /// L4 segment `seg` (checksum field zero) over IPv4.
 pub fn v4_frame(tpids: &[u16], proto: u8, mut seg: Vec<u8>, options: &[u8]) -> Frame {
-    let pseudo = if proto == ICMP { Vec::new() } else { pseudo_v4(IP4_A, IP4_B, proto, seg.len()) };
+    let pseudo = if proto == ICMP {
+        Vec::new()
+    } else {
+        pseudo_v4(IP4_A, IP4_B, proto, seg.len())
+    };
     let checksum = fill_checksum(&mut seg, proto, &pseudo);
     let mut bytes = ethernet(tpids, 0x0800);
     let l3_off = bytes.len();
     bytes.extend(ipv4_header(proto, seg.len(), options, 0x1234, 0x4000));
     let l4_off = bytes.len();
     bytes.extend(seg);
-    Frame { bytes, l3_off, l4_off, proto, checksum, pseudo: if pseudo.is_empty() { 0 } else { folded_pseudo(&pseudo) } }
+    Frame {
+        bytes,
+        l3_off,
+        l4_off,
+        proto,
+        checksum,
+        pseudo: if pseudo.is_empty() {
+            0
+        } else {
+            folded_pseudo(&pseudo)
+        },
+    }
 }
 
 /// L4 segment over IPv6 with extension headers `ext` (already encoded, chained by the caller:
@@ -218,7 +233,14 @@ pub fn v6_frame_ext(
     bytes.extend_from_slice(ext);
     let l4_off = bytes.len();
     bytes.extend(seg);
-    Frame { bytes, l3_off, l4_off, proto, checksum, pseudo: folded_pseudo(&pseudo) }
+    Frame {
+        bytes,
+        l3_off,
+        l4_off,
+        proto,
+        checksum,
+        pseudo: folded_pseudo(&pseudo),
+    }
 }
 
 pub fn v6_frame(proto: u8, seg: Vec<u8>) -> Frame {

@@ -1,0 +1,81 @@
+//! The full test suite, as CI runs it.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::{cargo, require_root, run};
+
+const EBPF_TOOLCHAIN: &str = include_str!("../../checksum-ebpf/TOOLCHAIN");
+
+pub fn run_suite() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "checksum-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The kernel side only builds for BPF, with the pinned nightly.
+    run(Command::new("rustup")
+        .args([
+            "run",
+            EBPF_TOOLCHAIN.trim(),
+            "cargo",
+            "clippy",
+            "--package",
+            "checksum-ebpf",
+        ])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    // Tests that need the kernel fail instead of skipping when CI=true; say so up front.
+    require_root("test")?;
+    // checksum-ebpf only builds for bpfel-unknown-none (checksum-user's build.rs does that).
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "checksum-ebpf",
+        "--no-fail-fast",
+    ]))?;
+    check_nothing_left_behind()
+}
+
+/// Every test namespace is gone and none of our programs is still loaded.
+fn check_nothing_left_behind() -> Result<()> {
+    let netns = Command::new("ip").args(["netns", "list"]).output()?;
+    let leftover: Vec<_> = String::from_utf8_lossy(&netns.stdout)
+        .lines()
+        .filter(|l| l.starts_with("csa-"))
+        .map(str::to_owned)
+        .collect();
+    let programs: Vec<_> = checksum_user_programs_loaded();
+    if !leftover.is_empty() || !programs.is_empty() {
+        bail!("tests left things behind: namespaces {leftover:?}, programs {programs:?}");
+    }
+    eprintln!("xtask: no namespaces or programs left behind");
+    Ok(())
+}
+
+fn checksum_user_programs_loaded() -> Vec<String> {
+    let Ok(out) = Command::new("bpftool").args(["prog", "show"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("name csum_audit_xdp") || l.contains("name noop_xdp"))
+        .map(str::to_owned)
+        .collect()
+}
