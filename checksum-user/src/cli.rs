@@ -8,11 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Live: `checksum-audit --iface eth0 --iface veth1`. Offline: `checksum-audit replay FILE`.
 #[derive(Debug, Parser)]
-#[command(
-    name = "checksum-audit",
-    version,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "checksum-audit", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -80,6 +76,16 @@ pub struct ReplayArgs {
     /// Print every verdict, not only mismatches.
     #[arg(long)]
     pub all: bool,
+}
+
+impl LiveArgs {
+    /// True when any live-only option was given (they make no sense with `replay`).
+    pub fn given(&self) -> bool {
+        !self.ifaces.is_empty()
+            || self.duration.is_some()
+            || self.show_offload
+            || self.ready_file.is_some()
+    }
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.

@@ -17,7 +17,13 @@ fn main() -> ExitCode {
 
     let result = match &cli.command {
         Some(Command::Replay(args)) => {
-            replay::replay(args, &mut std::io::stdout().lock()).map(|_| ())
+            if cli.live.given() {
+                eprintln!(
+                    "checksum-audit: error: live options (--iface, --duration, ...) do not apply to `replay`"
+                );
+                return ExitCode::from(2);
+            }
+            replay::replay(args, cli.verbose > 0, &mut std::io::stdout().lock()).map(|_| ())
         }
         None => tokio::runtime::Builder::new_current_thread()
             .enable_all()

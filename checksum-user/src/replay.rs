@@ -16,6 +16,7 @@ use crate::{
     capture::{CaptureError, CaptureReader, supported, to_ethernet},
     cli::{Format, ReplayArgs},
     event::Verdict,
+    loader::LoadOptions,
     output::{self, Clock, Source},
     testrun::{FrameAuditor, MIN_FRAME},
 };
@@ -60,10 +61,14 @@ pub fn open_capture(path: &Path) -> Result<CaptureReader<BufReader<File>>> {
 }
 
 /// Replays `args.file`, writing verdict lines and a summary to `out`.
-pub fn replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<ReplayStats> {
+pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Result<ReplayStats> {
     let mut reader = open_capture(&args.file)?;
     // Load only after the file checks out, so a bad path fails fast and without privileges.
-    let mut auditor = FrameAuditor::new(true)?;
+    let mut auditor = FrameAuditor::with_options(&LoadOptions {
+        report_all: true,
+        kernel_log,
+        ..LoadOptions::default()
+    })?;
     let mut stats = ReplayStats::default();
     let mut agg = Aggregator::default();
     loop {

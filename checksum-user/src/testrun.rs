@@ -35,21 +35,39 @@ pub enum RunError {
 pub struct FrameAuditor {
     loaded: Loaded,
     events: RingBuf<MapData>,
+    kernel_log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 impl FrameAuditor {
     pub fn new(report_all: bool) -> Result<Self, LoadError> {
-        let mut loaded = Loaded::load(&LoadOptions {
+        Self::with_options(&LoadOptions {
             report_all,
             ..LoadOptions::default()
-        })?;
+        })
+    }
+
+    /// With `kernel_log`, the program's aya-log messages reach the `log` crate after every frame.
+    pub fn with_options(opts: &LoadOptions) -> Result<Self, LoadError> {
+        let mut loaded = Loaded::load(opts)?;
         let events = loaded.take_events()?;
-        Ok(Self { loaded, events })
+        let kernel_log = if opts.kernel_log {
+            loaded.start_kernel_log()
+        } else {
+            None
+        };
+        Ok(Self {
+            loaded,
+            events,
+            kernel_log,
+        })
     }
 
     /// Runs one frame through the audit program and returns every verdict it reported, in order.
     pub fn audit(&mut self, frame: &[u8]) -> Result<Vec<Verdict>, RunError> {
         self.run(AUDIT_XDP, frame, 1)?;
+        if let Some(logger) = &mut self.kernel_log {
+            logger.flush();
+        }
         let mut verdicts = Vec::new();
         while let Some(record) = self.events.next() {
             verdicts.push(Verdict::decode(&record)?);

@@ -168,3 +168,29 @@ fn replay_truncated_capture() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("corrupt capture at record 2"), "{err}");
 }
+
+#[test]
+fn live_options_do_not_mix_with_replay() {
+    let (code, _, err) = run(&["--iface", "lo", "replay", "x.pcap"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("do not apply to `replay`"), "{err}");
+}
+
+#[test]
+fn verbose_shows_the_kernel_programs_log() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    // An IPv4 header whose total length is shorter than the header: malformed, logged by the
+    // kernel program through aya-log at -v, silent without it.
+    let mut frame = vec![2u8; 12];
+    frame.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 10]);
+    frame.resize(60, 0);
+    let path = write_temp("malformed.pcap", &pcap_bytes(1, &[&frame]));
+    let (code, out, err) = run(&["-v", "replay", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("malformed frame: 60 bytes"), "{err}");
+    assert!(out.contains("1 malformed"), "{out}");
+    let (_, _, quiet) = run(&["replay", path.to_str().unwrap()]);
+    assert!(!quiet.contains("malformed frame"), "{quiet}");
+}
