@@ -65,7 +65,7 @@ fn missing_privileges_name_the_capabilities() {
     // The same for replay, which needs to load the program too.
     let capture = write_temp("priv.pcap", &pcap_bytes(1, &[&[0u8; 60]]));
     std::fs::set_permissions(
-        &capture,
+        &*capture,
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
@@ -82,13 +82,29 @@ fn missing_privileges_name_the_capabilities() {
     assert_one_line_error(code, &err, "missing privileges");
 }
 
-fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+/// A file in the temp dir, removed when the test ends.
+struct TempFile(std::path::PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> TempFile {
     let path = std::env::temp_dir().join(format!("csa-{}-{name}", std::process::id()));
     std::fs::File::create(&path)
         .unwrap()
         .write_all(bytes)
         .unwrap();
-    path
+    TempFile(path)
 }
 
 fn pcap_bytes(linktype: u32, packets: &[&[u8]]) -> Vec<u8> {
@@ -128,7 +144,7 @@ fn replay_unreadable_file() {
         return;
     }
     let path = write_temp("secret.pcap", &pcap_bytes(1, &[]));
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&*path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (code, _, err) = run_to_end(Command::new("setpriv").args([
         "--reuid=65534",
         "--regid=65534",
