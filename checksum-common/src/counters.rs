@@ -14,6 +14,8 @@ pub struct Counters {
     pub malformed: u64,
     /// Events that could not be written because the ring buffer was full.
     pub events_lost: u64,
+    /// GSO/GRO super-packets (TC only): checked per segment elsewhere, never reported.
+    pub gso_aggregate: u64,
     /// Checks by `[layer][status]`.
     pub checks: [[u64; Status::COUNT]; Layer::COUNT],
     /// Mismatches by `[layer][kind]` (`Kind::Match`, index 0, stays 0).
@@ -27,6 +29,7 @@ impl Counters {
         self.not_ip += other.not_ip;
         self.malformed += other.malformed;
         self.events_lost += other.events_lost;
+        self.gso_aggregate += other.gso_aggregate;
         for (mine, theirs) in self.checks.iter_mut().zip(other.checks.iter()) {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
                 *m += t;
@@ -46,6 +49,7 @@ impl Counters {
         d.not_ip = d.not_ip.saturating_sub(earlier.not_ip);
         d.malformed = d.malformed.saturating_sub(earlier.malformed);
         d.events_lost = d.events_lost.saturating_sub(earlier.events_lost);
+        d.gso_aggregate = d.gso_aggregate.saturating_sub(earlier.gso_aggregate);
         for (mine, theirs) in d.checks.iter_mut().zip(earlier.checks.iter()) {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
                 *m = m.saturating_sub(*t);

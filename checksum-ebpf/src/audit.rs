@@ -9,7 +9,7 @@ use checksum_common::{
 };
 
 use crate::{
-    COUNTERS, EVENTS, REPORT_ALL,
+    COUNTERS, EVENTS, REPORT_ALL, REPORT_OFFLOAD,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     sum::sum_range,
@@ -56,6 +56,12 @@ pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
     // SAFETY: a per-CPU array value, only ever touched by this CPU.
     let counters = unsafe { &mut *counters };
     counters.packets += 1;
+    if pkt.is_gso_aggregate() {
+        // Checksums of a super-packet are completed (egress) or were verified (GRO) per segment;
+        // its fields hold partial or stale values by design (tcpdump reports them as incorrect).
+        counters.gso_aggregate += 1;
+        return;
+    }
     if audit_ip(pkt, hook, counters).is_err() {
         counters.malformed += 1;
         // Off unless `checksum-audit -v` (AYA_LOG_LEVEL), and only on this rare path.
@@ -65,7 +71,7 @@ pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
 
 #[inline(always)]
 fn audit_ip<P: Packet>(pkt: &P, hook: Hook, c: &mut Counters) -> Result<(), ParseError> {
-    let Some((ethertype, l3_off)) = parse::ethernet(pkt) else {
+    let Some((ethertype, l3_off)) = pkt.link_layer() else {
         c.not_ip += 1;
         return Ok(());
     };
@@ -196,9 +202,13 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
 #[inline(always)]
 fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Counters) {
     c.checks[v.layer as usize][v.status as usize] += 1;
+    let report_all = REPORT_ALL.load() != 0;
     if v.status == Status::Bad {
         c.mismatches[v.layer as usize][v.kind as usize] += 1;
-    } else if REPORT_ALL.load() == 0 {
+        if v.kind == Kind::OffloadPending && REPORT_OFFLOAD.load() == 0 && !report_all {
+            return;
+        }
+    } else if !report_all {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<ChecksumEvent>(0) else {

@@ -10,10 +10,10 @@ mod sum;
 
 use aya_ebpf::{
     Global,
-    bindings::xdp_action,
-    macros::{map, xdp},
+    bindings::{TC_ACT_UNSPEC, xdp_action},
+    macros::{classifier, map, xdp},
     maps::{PerCpuArray, RingBuf},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use checksum_common::{Counters, Hook};
 
@@ -33,10 +33,36 @@ static SCRATCH: PerCpuArray<[u8; sum::CHUNK as usize]> = PerCpuArray::with_max_e
 #[unsafe(no_mangle)]
 static REPORT_ALL: Global<u8> = Global::new(0);
 
+/// Set to 1 to send events for offload-pending mismatches too. Off, they are only counted: on veth
+/// and at egress every locally generated TCP/UDP packet carries one, and an event each would cost
+/// ring-buffer bandwidth for no information. User space turns it on where they are a problem
+/// (ingress at a physical NIC) or when asked to list them (`--show-offload`).
+#[unsafe(no_mangle)]
+static REPORT_OFFLOAD: Global<u8> = Global::new(0);
+
 #[xdp(frags)]
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {
     audit::audit_frame(&packet::XdpPacket(ctx), Hook::Xdp);
     xdp_action::XDP_PASS
+}
+
+/// TC programs return TC_ACT_UNSPEC, which is TCX_NEXT: the packet goes on to the next program in
+/// the chain exactly as if we were not there (TC_ACT_OK would end the chain for programs after us).
+#[classifier]
+pub fn csum_tc_ingress(ctx: TcContext) -> i32 {
+    audit::audit_frame(&packet::TcPacket(ctx), Hook::TcIngress);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn csum_tc_egress(ctx: TcContext) -> i32 {
+    audit::audit_frame(&packet::TcPacket(ctx), Hook::TcEgress);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn noop_tc(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
 }
 
 /// The baseline for benchmarks: the cost of running any XDP program at all.

@@ -3,8 +3,8 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::generated::{bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
-    programs::XdpContext,
+    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    programs::{TcContext, XdpContext},
 };
 
 pub trait Packet {
@@ -15,6 +15,21 @@ pub trait Packet {
     fn ifindex(&self) -> u32;
     /// Copies `len` bytes at `off` into `dst`; false when they are not all in the packet.
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool;
+
+    /// A GSO/GRO super-packet: its checksums are completed, or were verified, per segment.
+    #[inline(always)]
+    fn is_gso_aggregate(&self) -> bool {
+        false
+    }
+
+    /// The ethertype after any VLAN tags and the offset of the L3 header.
+    #[inline(always)]
+    fn link_layer(&self) -> Option<(u16, u32)>
+    where
+        Self: Sized,
+    {
+        crate::parse::ethernet(self)
+    }
 
     /// Copies a constant number of bytes to the stack.
     #[inline(always)]
@@ -47,6 +62,72 @@ impl Packet for XdpPacket {
     #[inline(always)]
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
         unsafe { bpf_xdp_load_bytes(self.0.as_ptr().cast(), off, dst.cast(), len) == 0 }
+    }
+}
+
+/// A socket buffer at a TC hook. `bpf_skb_load_bytes` reads non-linear skbs too, and a VLAN tag
+/// the driver took out of the data (`vlan_present`) is simply not in the bytes we parse.
+pub struct TcPacket(pub TcContext);
+
+impl TcPacket {
+    #[inline(always)]
+    fn skb(&self) -> &aya_ebpf::bindings::__sk_buff {
+        unsafe { &*self.0.as_ptr().cast::<aya_ebpf::bindings::__sk_buff>() }
+    }
+}
+
+impl Packet for TcPacket {
+    type Ctx = TcContext;
+
+    #[inline(always)]
+    fn context(&self) -> &TcContext {
+        &self.0
+    }
+
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        self.skb().len
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        self.skb().ifindex
+    }
+
+    #[inline(always)]
+    fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
+        unsafe { bpf_skb_load_bytes(self.0.as_ptr(), off, dst.cast(), len) == 0 }
+    }
+
+    #[inline(always)]
+    fn is_gso_aggregate(&self) -> bool {
+        self.skb().gso_size != 0 || self.skb().gso_segs > 1
+    }
+
+    /// At TC the data normally starts at the MAC header, but not always: after a generic-mode XDP
+    /// program on the same device, TC ingress sees the skb starting at the network header
+    /// (mac_len 0). `skb->protocol` tells which: when it is IP but the Ethernet ethertype
+    /// disagrees and the first byte carries the matching IP version, L3 starts at offset 0.
+    #[inline(always)]
+    fn link_layer(&self) -> Option<(u16, u32)> {
+        let eth = crate::parse::ethernet(self);
+        let protocol = u16::from_be(self.skb().protocol as u16);
+        let version = match protocol {
+            crate::parse::ETH_P_IPV4 => 4,
+            crate::parse::ETH_P_IPV6 => 6,
+            _ => return eth,
+        };
+        if let Some((ethertype, _)) = eth
+            && ethertype == protocol
+        {
+            return eth;
+        }
+        let first: [u8; 1] = self.load(0)?;
+        if first[0] >> 4 == version {
+            Some((protocol, 0))
+        } else {
+            eth
+        }
     }
 }
 

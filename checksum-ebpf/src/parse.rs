@@ -5,8 +5,8 @@ use checksum_common::event::{FAMILY_IPV4, FAMILY_IPV6};
 
 use crate::packet::{Packet, be16, be32, mem16};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_P_QINQ_OLD: u16 = 0x9100;

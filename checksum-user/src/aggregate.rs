@@ -95,6 +95,11 @@ impl Aggregator {
         rows
     }
 
+    /// How many mismatches `key` has had so far.
+    pub fn count(&self, key: &Key) -> u64 {
+        self.entries.get(key).map_or(0, |e| e.count)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -39,11 +39,34 @@ pub enum XdpModeArg {
     Generic,
 }
 
+/// Where to audit. The default, TC ingress and egress, sees both directions and never displaces
+/// another program (TCX links share the hook); XDP sees frames earliest but only on ingress, and
+/// an interface has a single XDP slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum HookArg {
+    Xdp,
+    TcIngress,
+    TcEgress,
+}
+
+impl HookArg {
+    pub fn hook(self) -> checksum_common::Hook {
+        match self {
+            Self::Xdp => checksum_common::Hook::Xdp,
+            Self::TcIngress => checksum_common::Hook::TcIngress,
+            Self::TcEgress => checksum_common::Hook::TcEgress,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LiveArgs {
-    /// Interface to audit (repeatable). Programs attach at XDP, so only received frames are seen.
+    /// Interface to audit (repeatable).
     #[arg(long = "iface", short = 'i', value_name = "IF")]
     pub ifaces: Vec<String>,
+    /// Hook to audit at (repeatable).
+    #[arg(long = "hook", value_enum, value_name = "HOOK", default_values_t = [HookArg::TcIngress, HookArg::TcEgress])]
+    pub hooks: Vec<HookArg>,
     /// Stop after this long (e.g. 30s, 5m, 1h); runs until Ctrl-C or SIGTERM by default.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,

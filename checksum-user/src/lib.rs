@@ -1,13 +1,16 @@
 //! checksum-audit's user side as a library, so the tests drive exactly what the binary runs.
 
 pub mod aggregate;
+pub mod attach;
 pub mod capture;
 pub mod cli;
 pub mod event;
 pub mod live;
 pub mod loader;
+pub mod netlink;
 pub mod output;
 pub mod replay;
+pub mod severity;
 pub mod testkit;
 pub mod testrun;
 pub mod xdp_slot;

@@ -2,17 +2,13 @@
 
 use std::{
     collections::HashMap,
-    ffi::CString,
     io::Write,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
-use aya::{
-    maps::{MapData, RingBuf},
-    programs::{ProgramError, XdpMode, xdp::XdpLinkId},
-};
-use checksum_common::Kind;
+use aya::maps::{MapData, RingBuf};
+use checksum_common::{Hook, Kind};
 use serde_json::{Value, json};
 use tokio::{
     io::unix::AsyncFd,
@@ -23,148 +19,13 @@ use tokio::{
 
 use crate::{
     aggregate::{Aggregator, Key},
-    cli::{Format, LiveArgs, XdpModeArg},
-    event::Verdict,
-    loader::{AUDIT_XDP, LoadOptions, Loaded},
+    attach::{Attachment, attach},
+    cli::{Format, LiveArgs},
+    event::{Verdict, hex},
+    loader::LoadOptions,
     output::{self, Clock, Source},
-    xdp_slot::{XdpHolder, xdp_holder},
+    severity::{IfaceClass, Severity, severity},
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum AttachError {
-    #[error(
-        "unknown interface '{0}': no such device in this network namespace (list them with `ip link`)"
-    )]
-    UnknownInterface(String),
-    #[error(
-        "the XDP slot of {iface} is taken by {holder}; checksum-audit never replaces another program. \
-         Audit another interface, or detach that program if it is yours"
-    )]
-    SlotTaken { iface: String, holder: XdpHolder },
-    #[error("{iface}: the driver refused native XDP ({reason}); use --xdp-mode auto or generic")]
-    NativeRefused { iface: String, reason: String },
-    #[error("{iface}: attaching XDP failed: {reason}")]
-    Other { iface: String, reason: String },
-}
-
-/// One interface we attached to. Dropping it detaches the program (links are fd-based, so the
-/// kernel also detaches them if the process dies, even by SIGKILL).
-pub struct Attachment {
-    pub iface: String,
-    pub ifindex: u32,
-    /// "native" or "generic".
-    pub mode: &'static str,
-    loaded: Loaded,
-    link: Option<XdpLinkId>,
-}
-
-impl Attachment {
-    pub fn detach(&mut self) {
-        if let Some(link) = self.link.take()
-            && let Ok(prog) = self.loaded.xdp(AUDIT_XDP)
-            && let Err(e) = prog.detach(link)
-        {
-            log::warn!("{}: detach failed: {e}", self.iface);
-        }
-    }
-
-    pub fn counters(&self) -> checksum_common::Counters {
-        self.loaded.counters().unwrap_or_default()
-    }
-}
-
-impl Drop for Attachment {
-    fn drop(&mut self) {
-        self.detach();
-    }
-}
-
-pub fn ifindex_of(iface: &str) -> Result<u32, AttachError> {
-    let name = CString::new(iface).map_err(|_| AttachError::UnknownInterface(iface.into()))?;
-    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(AttachError::UnknownInterface(iface.into())),
-        i => Ok(i),
-    }
-}
-
-fn is_busy(e: &ProgramError) -> bool {
-    let io = match e {
-        ProgramError::SyscallError(s) => Some(&s.io_error),
-        _ => None,
-    };
-    matches!(
-        io.and_then(std::io::Error::raw_os_error),
-        Some(libc::EBUSY) | Some(libc::EEXIST)
-    ) || e.to_string().contains("busy")
-}
-
-/// Loads a fresh copy of the programs and attaches it to `iface`.
-pub fn attach(
-    iface: &str,
-    mode: XdpModeArg,
-    opts: &LoadOptions,
-) -> Result<(Attachment, RingBuf<MapData>)> {
-    let ifindex = ifindex_of(iface)?;
-    let slot_taken = |holder| AttachError::SlotTaken {
-        iface: iface.into(),
-        holder,
-    };
-    if let Some(holder) = xdp_holder(ifindex)
-        .with_context(|| format!("{iface}: reading its XDP state over rtnetlink"))?
-    {
-        return Err(slot_taken(holder).into());
-    }
-    let mut loaded = Loaded::load(opts)?;
-    let events = loaded.take_events()?;
-    let prog = loaded.xdp(AUDIT_XDP)?;
-    let attempts: &[(XdpMode, &'static str)] = match mode {
-        XdpModeArg::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
-        XdpModeArg::Native => &[(XdpMode::Driver, "native")],
-        XdpModeArg::Generic => &[(XdpMode::Skb, "generic")],
-    };
-    let mut last_err = None;
-    for &(xdp_mode, name) in attempts {
-        match prog.attach(ifindex, xdp_mode) {
-            Ok(link) => {
-                if last_err.is_some() {
-                    eprintln!(
-                        "checksum-audit: {iface}: native XDP refused ({}); using generic mode",
-                        last_err.unwrap_or_default()
-                    );
-                }
-                let att = Attachment {
-                    iface: iface.into(),
-                    ifindex,
-                    mode: name,
-                    loaded,
-                    link: Some(link),
-                };
-                return Ok((att, events));
-            }
-            Err(e) if is_busy(&e) => {
-                // Someone attached between our check and our attach.
-                let holder = xdp_holder(ifindex).ok().flatten().unwrap_or(XdpHolder {
-                    prog_id: 0,
-                    name: None,
-                });
-                return Err(slot_taken(holder).into());
-            }
-            Err(e) => last_err = Some(format!("{e:#}")),
-        }
-    }
-    let reason = last_err.unwrap_or_default();
-    Err(match mode {
-        XdpModeArg::Native => AttachError::NativeRefused {
-            iface: iface.into(),
-            reason,
-        },
-        _ => AttachError::Other {
-            iface: iface.into(),
-            reason,
-        },
-    }
-    .into())
-}
 
 /// Moves records from one ring buffer to the aggregator until told to stop, then drains what is
 /// left so that the final summary misses nothing.
@@ -211,25 +72,41 @@ async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Verdict>) {
 const TEXT_LINES_PER_FLOW: u64 = 3;
 const SUMMARY_FLOWS: usize = 20;
 
+/// What the printer knows about an audited interface.
+struct IfaceInfo {
+    name: String,
+    class: IfaceClass,
+}
+
 struct Printer<'a> {
     args: &'a LiveArgs,
     clock: Clock,
-    names: HashMap<u32, String>,
+    ifaces: HashMap<u32, IfaceInfo>,
     agg: Aggregator,
     started: Instant,
 }
 
 impl Printer<'_> {
     fn iface_name(&self, ifindex: u32) -> String {
-        self.names
+        self.ifaces
             .get(&ifindex)
-            .cloned()
-            .unwrap_or_else(|| format!("if{ifindex}"))
+            .map_or_else(|| format!("if{ifindex}"), |i| i.name.clone())
+    }
+
+    fn severity(&self, kind: Kind, hook: Hook, ifindex: u32) -> Severity {
+        let unknown = IfaceClass::Physical;
+        severity(
+            kind,
+            hook,
+            self.ifaces.get(&ifindex).map_or(&unknown, |i| &i.class),
+        )
     }
 
     fn on_verdict(&mut self, v: &Verdict, out: &mut impl Write) -> Result<()> {
         self.agg.add(v);
-        if v.kind == Kind::OffloadPending && !self.args.show_offload {
+        let sev = self.severity(v.kind, v.hook, v.ifindex);
+        // Partial checksums where they are normal are counted, and listed only on request.
+        if v.kind == Kind::OffloadPending && sev == Severity::Expected && !self.args.show_offload {
             return Ok(());
         }
         match self.args.format {
@@ -238,10 +115,11 @@ impl Printer<'_> {
                 m.insert("iface".into(), json!(self.iface_name(v.ifindex)));
                 m.insert("hook".into(), json!(v.hook.name()));
                 m.insert("ts".into(), json!(self.clock.rfc3339(v.timestamp_ns)));
+                m.insert("severity".into(), json!(sev.name()));
                 m.insert("direction".into(), json!(v.direction.name()));
                 m.insert("ip_id".into(), json!(v.ip_id));
                 m.insert("tcp_seq".into(), json!(v.tcp_seq));
-                m.insert("pseudo".into(), json!(crate::event::hex(v.pseudo)));
+                m.insert("pseudo".into(), json!(hex(v.pseudo)));
                 m.insert("len".into(), json!(v.l4_len));
                 writeln!(out, "{}", Value::Object(m))?;
             }
@@ -253,18 +131,15 @@ impl Printer<'_> {
                     flow: v.flow,
                     kind: v.kind,
                 };
-                let seen = self
-                    .agg
-                    .rows()
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map_or(0, |(_, e)| e.count);
+                let seen = self.agg.count(&key);
                 if seen <= TEXT_LINES_PER_FLOW {
                     writeln!(
                         out,
-                        "{} {:<12} {}{}",
+                        "{} {:<12} {:<10} {:<8} {}{}",
                         self.clock.rfc3339(v.timestamp_ns),
                         self.iface_name(v.ifindex),
+                        v.hook.name(),
+                        sev.name(),
                         output::verdict_text(v),
                         if seen == TEXT_LINES_PER_FLOW {
                             "  (more of this flow are counted in the summary)"
@@ -281,12 +156,14 @@ impl Printer<'_> {
     fn summary(&self, attachments: &[Attachment], last: bool, out: &mut impl Write) -> Result<()> {
         let elapsed = self.started.elapsed();
         let names = |i| self.iface_name(i);
+        let sev = |k: &Key| self.severity(k.kind, k.hook, k.ifindex);
         let sources: Vec<_> = attachments
             .iter()
             .map(|a| Source {
                 name: &a.iface,
-                hook: "xdp",
+                hook: a.hook.name(),
                 mode: a.mode,
+                class: a.class.name(),
                 counters: a.counters(),
             })
             .collect();
@@ -297,7 +174,7 @@ impl Printer<'_> {
                     "final": last,
                     "elapsed_s": elapsed.as_secs_f64(),
                     "interfaces": sources.iter().map(output::source_json).collect::<Vec<_>>(),
-                    "flows": output::flows_json(&self.agg, &names, &self.clock),
+                    "flows": output::flows_json(&self.agg, &names, &sev, &self.clock),
                     "untracked": self.agg.untracked,
                 });
                 writeln!(out, "{summary}")?;
@@ -318,6 +195,7 @@ impl Printer<'_> {
                     output::flows_text(
                         &self.agg,
                         &names,
+                        &sev,
                         &self.clock,
                         SUMMARY_FLOWS,
                         self.args.show_offload
@@ -339,6 +217,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let opts = LoadOptions {
         ring_bytes: args.ring_buffer_size,
         kernel_log,
+        report_offload: args.show_offload,
         ..LoadOptions::default()
     };
     // Signals first: a SIGTERM during attach must still run the cleanup below.
@@ -350,21 +229,32 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let mut readers = JoinSet::new();
     let mut loggers = JoinSet::new();
     let mut attachments: Vec<Attachment> = Vec::new();
+    let mut hooks: Vec<Hook> = args.hooks.iter().map(|h| h.hook()).collect();
+    hooks.dedup();
     for iface in &args.ifaces {
-        if attachments.iter().any(|a| &a.iface == iface) {
-            continue;
+        for &hook in &hooks {
+            if attachments
+                .iter()
+                .any(|a| &a.iface == iface && a.hook == hook)
+            {
+                continue;
+            }
+            // On error, the attachments made so far are dropped, which detaches them.
+            let (mut att, ring) = attach(iface, hook, args.xdp_mode, &opts)?;
+            if kernel_log && let Some(logger) = att.start_kernel_log() {
+                loggers.spawn(forward_kernel_log(logger));
+            }
+            eprintln!(
+                "checksum-audit: auditing {} (ifindex {}, {}) at {} ({})",
+                att.iface,
+                att.ifindex,
+                att.class.name(),
+                hook.name(),
+                att.mode
+            );
+            readers.spawn(read_events(ring, tx.clone(), stop_rx.clone()));
+            attachments.push(att);
         }
-        // On error, the attachments made so far are dropped, which detaches them.
-        let (mut att, ring) = attach(iface, args.xdp_mode, &opts)?;
-        if kernel_log && let Some(logger) = att.loaded.start_kernel_log() {
-            loggers.spawn(forward_kernel_log(logger));
-        }
-        eprintln!(
-            "checksum-audit: auditing {} (ifindex {}, XDP {} mode)",
-            att.iface, att.ifindex, att.mode
-        );
-        readers.spawn(read_events(ring, tx.clone(), stop_rx.clone()));
-        attachments.push(att);
     }
     drop(tx);
     if let Some(path) = &args.ready_file {
@@ -375,9 +265,17 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let mut printer = Printer {
         args,
         clock: Clock::new(),
-        names: attachments
+        ifaces: attachments
             .iter()
-            .map(|a| (a.ifindex, a.iface.clone()))
+            .map(|a| {
+                (
+                    a.ifindex,
+                    IfaceInfo {
+                        name: a.iface.clone(),
+                        class: a.class.clone(),
+                    },
+                )
+            })
             .collect(),
         agg: Aggregator::default(),
         started: Instant::now(),

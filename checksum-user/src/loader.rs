@@ -5,7 +5,7 @@ use std::{fs, path::Path};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, Xdp},
+    programs::{Program, ProgramError, SchedClassifier, Xdp},
 };
 use checksum_common::Counters;
 
@@ -16,6 +16,9 @@ pub static EBPF_OBJECT: &[u8] =
 /// Program names in the object (the kernel keeps 15 characters).
 pub const AUDIT_XDP: &str = "csum_audit_xdp";
 pub const NOOP_XDP: &str = "noop_xdp";
+pub const AUDIT_TC_INGRESS: &str = "csum_tc_ingress";
+pub const AUDIT_TC_EGRESS: &str = "csum_tc_egress";
+pub const NOOP_TC: &str = "noop_tc";
 pub const EVENTS_MAP: &str = "EVENTS";
 const COUNTERS_MAP: &str = "COUNTERS";
 
@@ -30,6 +33,8 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Enable aya-log messages from the kernel side.
     pub kernel_log: bool,
+    /// Send events for offload-pending mismatches (otherwise they are only counted).
+    pub report_offload: bool,
 }
 
 impl Default for LoadOptions {
@@ -38,6 +43,7 @@ impl Default for LoadOptions {
             report_all: false,
             ring_bytes: DEFAULT_RING_BYTES,
             kernel_log: false,
+            report_offload: false,
         }
     }
 }
@@ -111,30 +117,47 @@ impl Loaded {
             return Err(LoadError::BadRingSize(opts.ring_bytes));
         }
         let report_all = u8::from(opts.report_all);
+        let report_offload = u8::from(opts.report_offload);
         // aya-log levels: 0 is off; Debug is 4.
         let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
         let mut loader = EbpfLoader::new();
         loader
             .override_global("REPORT_ALL", &report_all, true)
+            .override_global("REPORT_OFFLOAD", &report_offload, true)
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(EVENTS_MAP, opts.ring_bytes);
         let ebpf = loader.load(EBPF_OBJECT).map_err(classify_load_error)?;
-        let mut loaded = Self { ebpf };
-        for name in [AUDIT_XDP, NOOP_XDP] {
-            loaded
-                .xdp(name)?
-                .load()
-                .map_err(|e| classify_program_error(name, e))?;
-        }
-        Ok(loaded)
+        Ok(Self { ebpf })
     }
 
-    pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp, LoadError> {
+    fn program(&mut self, name: &str) -> Result<&mut Program, LoadError> {
         self.ebpf
             .program_mut(name)
-            .ok_or_else(|| LoadError::Other(format!("program {name} missing from the object")))?
+            .ok_or_else(|| LoadError::Other(format!("program {name} missing from the object")))
+    }
+
+    /// An XDP program, loaded (and verified) on first use.
+    pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp, LoadError> {
+        let prog: &mut Xdp = self
+            .program(name)?
             .try_into()
-            .map_err(|e: ProgramError| LoadError::Other(e.to_string()))
+            .map_err(|e: ProgramError| LoadError::Other(e.to_string()))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| classify_program_error(name, e))?;
+        }
+        Ok(prog)
+    }
+
+    /// A TC classifier program, loaded (and verified) on first use.
+    pub fn tc(&mut self, name: &str) -> Result<&mut SchedClassifier, LoadError> {
+        let prog: &mut SchedClassifier = self
+            .program(name)?
+            .try_into()
+            .map_err(|e: ProgramError| LoadError::Other(e.to_string()))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| classify_program_error(name, e))?;
+        }
+        Ok(prog)
     }
 
     /// Takes the events ring buffer out of the object (it can be taken once).

@@ -9,8 +9,9 @@ use checksum_common::{Counters, Kind, Layer, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    aggregate::Aggregator,
+    aggregate::{Aggregator, Key},
     event::{Verdict, hex},
+    severity::Severity,
 };
 
 /// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
@@ -102,8 +103,10 @@ pub fn verdict_text(v: &Verdict) -> String {
 pub struct Source<'a> {
     pub name: &'a str,
     pub hook: &'a str,
-    /// XDP mode in use ("native", "generic"), or "test-run" for replay.
+    /// How it is attached ("native", "generic", "tcx", "clsact"), or "test-run" for replay.
     pub mode: &'a str,
+    /// Interface class ("physical", "veth", ...), or "capture" for replay.
+    pub class: &'a str,
     pub counters: Counters,
 }
 
@@ -132,6 +135,8 @@ pub fn source_json(s: &Source) -> Value {
         "iface": s.name,
         "hook": s.hook,
         "mode": s.mode,
+        "class": s.class,
+        "gso_aggregate": s.counters.gso_aggregate,
         "packets": s.counters.packets,
         "not_ip": s.counters.not_ip,
         "malformed": s.counters.malformed,
@@ -145,11 +150,13 @@ pub fn source_json(s: &Source) -> Value {
 pub fn source_text(s: &Source) -> String {
     let c = &s.counters;
     let mut out = format!(
-        "{} ({}, {}): {} packets, {} not IP, {} malformed, {} events lost{}\n",
+        "{} ({}, {}, {}): {} packets, {} GSO/GRO aggregates, {} not IP, {} malformed, {} events lost{}\n",
         s.name,
+        s.class,
         s.hook,
         s.mode,
         c.packets,
+        c.gso_aggregate,
         c.not_ip,
         c.malformed,
         c.events_lost,
@@ -195,28 +202,35 @@ pub fn source_text(s: &Source) -> String {
 pub fn flows_text(
     agg: &Aggregator,
     iface_name: &dyn Fn(u32) -> String,
+    severity: &dyn Fn(&Key) -> Severity,
     clock: &Clock,
     limit: usize,
     show_offload: bool,
 ) -> String {
-    let rows: Vec<_> = agg
+    // Problems first; expected partial checksums only with --show-offload.
+    let mut rows: Vec<_> = agg
         .rows()
         .into_iter()
-        .filter(|(k, _)| show_offload || k.kind != Kind::OffloadPending)
+        .map(|(k, e)| (severity(&k), k, e))
+        .filter(|(sev, k, _)| {
+            show_offload || *sev == Severity::Problem || k.kind != Kind::OffloadPending
+        })
         .collect();
+    rows.sort_by_key(|(sev, _, e)| (std::cmp::Reverse(*sev), std::cmp::Reverse(e.count)));
     if rows.is_empty() {
         return String::new();
     }
     let mut out = format!(
-        "  {:<12} {:<10} {:<6} {:<15} {:>8}  {:<15} {:<27} FLOW\n",
-        "IFACE", "HOOK", "LAYER", "KIND", "COUNT", "GOT -> WANT", "LAST SEEN"
+        "  {:<12} {:<10} {:<8} {:<6} {:<15} {:>8}  {:<15} {:<27} FLOW\n",
+        "IFACE", "HOOK", "SEVERITY", "LAYER", "KIND", "COUNT", "GOT -> WANT", "LAST SEEN"
     );
-    for (k, e) in rows.iter().take(limit) {
+    for (sev, k, e) in rows.iter().take(limit) {
         let _ = writeln!(
             out,
-            "  {:<12} {:<10} {:<6} {:<15} {:>8}  {} -> {}  {:<27} {}",
+            "  {:<12} {:<10} {:<8} {:<6} {:<15} {:>8}  {} -> {}  {:<27} {}",
             iface_name(k.ifindex),
             k.hook.name(),
+            sev.name(),
             k.layer.name(),
             k.kind.name(),
             e.count,
@@ -239,7 +253,12 @@ pub fn flows_text(
     out
 }
 
-pub fn flows_json(agg: &Aggregator, iface_name: &dyn Fn(u32) -> String, clock: &Clock) -> Value {
+pub fn flows_json(
+    agg: &Aggregator,
+    iface_name: &dyn Fn(u32) -> String,
+    severity: &dyn Fn(&Key) -> Severity,
+    clock: &Clock,
+) -> Value {
     Value::Array(
         agg.rows()
             .into_iter()
@@ -253,6 +272,7 @@ pub fn flows_json(agg: &Aggregator, iface_name: &dyn Fn(u32) -> String, clock: &
                     "hook": k.hook.name(),
                     "layer": k.layer.name(),
                     "kind": k.kind.name(),
+                    "severity": severity(&k).name(),
                     "family": if k.flow.src.is_ipv4() { "ipv4" } else { "ipv6" },
                     "src": k.flow.src.to_string(),
                     "dst": k.flow.dst.to_string(),
@@ -286,7 +306,7 @@ mod tests {
         );
         assert_eq!(
             rfc3339(1_795_690_000_123_456_789),
-            "2026-11-26T09:26:40.123456Z"
+            "2026-11-26T10:46:40.123456Z"
         );
     }
 }

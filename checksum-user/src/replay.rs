@@ -12,12 +12,13 @@ use checksum_common::Status;
 use serde_json::{Value, json};
 
 use crate::{
-    aggregate::Aggregator,
+    aggregate::{Aggregator, Key},
     capture::{CaptureError, CaptureReader, supported, to_ethernet},
     cli::{Format, ReplayArgs},
     event::Verdict,
     loader::LoadOptions,
     output::{self, Clock, Source},
+    severity::{IfaceClass, severity},
     testrun::{FrameAuditor, MIN_FRAME},
 };
 
@@ -131,9 +132,13 @@ fn write_summary(
         name: &name,
         hook: "xdp",
         mode: "test-run",
+        class: "capture",
         counters,
     };
     let no_iface = |_| "replay".to_string();
+    // Where a capture was taken is unknown: partial checksums count as expected there.
+    let capture = IfaceClass::Virtual("capture".into());
+    let capture_severity = |k: &Key| severity(k.kind, k.hook, &capture);
     let clock = Clock::new();
     match args.format {
         Format::Json => {
@@ -145,7 +150,7 @@ fn write_summary(
                 "too_short": stats.too_short,
                 "not_run": stats.not_run,
                 "counters": output::source_json(&source),
-                "flows": output::flows_json(agg, &no_iface, &clock),
+                "flows": output::flows_json(agg, &no_iface, &capture_severity, &clock),
             });
             writeln!(out, "{summary}")?;
         }

@@ -7,15 +7,50 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{TestRun, TestRunOptions},
 };
-use checksum_common::Counters;
+use checksum_common::{Counters, Hook};
 
 use crate::{
     event::Verdict,
-    loader::{AUDIT_XDP, LoadError, LoadOptions, Loaded},
+    loader::{
+        AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadError, LoadOptions, Loaded, NOOP_TC,
+    },
 };
 
 /// `XDP_PASS` from linux/bpf.h.
 const XDP_PASS: u32 = 2;
+/// `TC_ACT_UNSPEC` (-1, TCX_NEXT) as the test run reports it.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+/// The audit program of a hook.
+pub fn audit_program(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Xdp => AUDIT_XDP,
+        Hook::TcIngress => AUDIT_TC_INGRESS,
+        Hook::TcEgress => AUDIT_TC_EGRESS,
+    }
+}
+
+/// Socket-buffer fields a TC test run may set (`struct __sk_buff` as ctx_in).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SkbMeta {
+    pub gso_segs: u32,
+    pub gso_size: u32,
+}
+
+impl SkbMeta {
+    /// Offsets in `struct __sk_buff` (linux/bpf.h, stable UAPI; pointers are 8-byte slots).
+    const GSO_SEGS: usize = 164;
+    const GSO_SIZE: usize = 176;
+    /// sizeof(struct __sk_buff); the kernel insists fields it does not accept are zero.
+    const LEN: usize = 192;
+
+    fn to_sk_buff(self) -> Vec<u8> {
+        let mut b = vec![0u8; Self::LEN];
+        b[Self::GSO_SEGS..Self::GSO_SEGS + 4].copy_from_slice(&self.gso_segs.to_ne_bytes());
+        b[Self::GSO_SIZE..Self::GSO_SIZE + 4].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b
+    }
+}
 
 /// Shortest frame XDP test runs accept (an Ethernet header).
 pub const MIN_FRAME: usize = 14;
@@ -62,9 +97,20 @@ impl FrameAuditor {
         })
     }
 
-    /// Runs one frame through the audit program and returns every verdict it reported, in order.
+    /// Runs one frame through the XDP audit program and returns every verdict it reported.
     pub fn audit(&mut self, frame: &[u8]) -> Result<Vec<Verdict>, RunError> {
-        self.run(AUDIT_XDP, frame, 1)?;
+        self.audit_at(Hook::Xdp, frame, &SkbMeta::default())
+    }
+
+    /// Runs one frame through the audit program of `hook`; `skb` sets socket-buffer fields the
+    /// TC programs read (ignored for XDP).
+    pub fn audit_at(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+        skb: &SkbMeta,
+    ) -> Result<Vec<Verdict>, RunError> {
+        self.run(audit_program(hook), frame, 1, skb)?;
         if let Some(logger) = &mut self.kernel_log {
             logger.flush();
         }
@@ -77,28 +123,49 @@ impl FrameAuditor {
 
     /// Mean time per run of `program` on `frame` over `repeat` runs (benchmarks).
     pub fn time(&mut self, program: &str, frame: &[u8], repeat: u32) -> Result<Duration, RunError> {
-        let d = self.run(program, frame, repeat)?;
+        let d = self.run(program, frame, repeat, &SkbMeta::default())?;
         // Keep the ring buffer from filling up with the benchmark's events.
         while self.events.next().is_some() {}
         Ok(d)
     }
 
-    fn run(&mut self, program: &str, frame: &[u8], repeat: u32) -> Result<Duration, RunError> {
+    fn run(
+        &mut self,
+        program: &str,
+        frame: &[u8],
+        repeat: u32,
+        skb: &SkbMeta,
+    ) -> Result<Duration, RunError> {
         if frame.len() < MIN_FRAME {
             return Err(RunError::TooShort(frame.len()));
         }
-        let prog = self
-            .loaded
-            .xdp(program)
-            .map_err(|e| RunError::Kernel(e.to_string()))?;
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .map_err(|e| RunError::Kernel(format!("{e:#}")))?;
-        if result.return_value != XDP_PASS {
+        let kernel = |e: &dyn std::fmt::Display| RunError::Kernel(format!("{e:#}"));
+        let is_tc = [AUDIT_TC_INGRESS, AUDIT_TC_EGRESS, NOOP_TC].contains(&program);
+        let ctx = skb.to_sk_buff();
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: is_tc.then_some(&ctx[..]),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        let result = if is_tc {
+            self.loaded
+                .tc(program)
+                .map_err(|e| kernel(&e))?
+                .test_run(opts)
+        } else {
+            self.loaded
+                .xdp(program)
+                .map_err(|e| kernel(&e))?
+                .test_run(opts)
+        }
+        .map_err(|e| kernel(&e))?;
+        let passed = if is_tc {
+            result.return_value == TC_ACT_UNSPEC
+        } else {
+            result.return_value == XDP_PASS
+        };
+        if !passed {
             return Err(RunError::NotPass(result.return_value));
         }
         Ok(result.duration)

@@ -3,15 +3,7 @@
 
 use std::io;
 
-use netlink_packet_core::{
-    NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-    NetlinkSerializable,
-};
-use netlink_packet_route::{
-    RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage, LinkXdp},
-};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_packet_route::link::{LinkAttribute, LinkXdp};
 
 /// The program attached at an interface's XDP hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,43 +41,12 @@ fn program_name(prog_id: u32) -> Option<String> {
 }
 
 fn xdp_prog_id(ifindex: u32) -> io::Result<Option<u32>> {
-    let mut link = LinkMessage::default();
-    link.header.index = ifindex;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
-    let mut request = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(RouteNetlinkMessage::GetLink(link)),
-    );
-    request.finalize();
-    let mut buf = vec![0u8; request.buffer_len()];
-    request.serialize(&mut buf);
-
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    socket.send(&buf, 0)?;
-    let (reply, _) = socket.recv_from_full()?;
-    let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    match message.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-            Ok(link.attributes.iter().find_map(|attr| match attr {
-                LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
-                    LinkXdp::ProgId(id) if *id != 0 => Some(*id),
-                    _ => None,
-                }),
-                _ => None,
-            }))
-        }
-        NetlinkPayload::Error(e) => Err(e.to_io()),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "unexpected rtnetlink reply",
-        )),
-    }
+    let link = crate::netlink::get_link(ifindex)?;
+    Ok(link.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+            LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    }))
 }
-
-// Silence "unused trait" for the deserialize bound on older compilers.
-#[allow(dead_code)]
-fn _assert_traits<T: NetlinkSerializable + NetlinkDeserializable>() {}

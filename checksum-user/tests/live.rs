@@ -4,7 +4,7 @@
 mod common;
 
 use common::{
-    auditor::{BIN, Running, run_to_end, xdp_state},
+    auditor::{BIN, Running, run_to_end, tcx_programs, xdp_state},
     frames::*,
     netns::{VETH_A, VETH_B, VethPair, ordinary_traffic, send_raw_frames},
     require_root,
@@ -53,10 +53,23 @@ fn bad_frames() -> Vec<(Vec<u8>, &'static str, &'static str, u16, u16)> {
 }
 
 #[test]
-fn bad_frames_from_the_peer_arrive_as_events() {
+fn bad_frames_from_the_peer_arrive_as_events_on_every_ingress_hook() {
     root_only!();
     let pair = VethPair::new("bad");
-    let run = Running::start(&pair.b, &["--iface", VETH_B, "--show-offload"]);
+    let run = Running::start(
+        &pair.b,
+        &[
+            "--iface",
+            VETH_B,
+            "--hook",
+            "xdp",
+            "--hook",
+            "tc-ingress",
+            "--hook",
+            "tc-egress",
+            "--show-offload",
+        ],
+    );
     let frames = bad_frames();
     let raw: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
     pair.a.run(move || send_raw_frames(VETH_A, &raw));
@@ -69,71 +82,135 @@ fn bad_frames_from_the_peer_arrive_as_events() {
         done.stderr
     );
     let verdicts = done.verdicts();
-    for (_, layer, kind, got, want) in &frames {
-        let hit = verdicts.iter().find(|v| {
-            v["layer"] == *layer
-                && v["kind"] == *kind
-                && v["got"] == format!("{got:#06x}")
-                && v["want"] == format!("{want:#06x}")
-        });
-        let v = hit.unwrap_or_else(|| {
-            panic!("no {layer} {kind} event got {got:#06x} want {want:#06x} in {verdicts:#?}")
-        });
-        assert_eq!(v["status"], "bad");
-        assert_eq!(v["iface"], VETH_B);
-        assert_eq!(v["hook"], "xdp");
-        assert_eq!(v["direction"], "ingress");
-        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+    for hook in ["xdp", "tc-ingress"] {
+        for (_, layer, kind, got, want) in &frames {
+            let hit = verdicts.iter().find(|v| {
+                v["hook"] == hook
+                    && v["layer"] == *layer
+                    && v["kind"] == *kind
+                    && v["got"] == format!("{got:#06x}")
+                    && v["want"] == format!("{want:#06x}")
+            });
+            let v = hit.unwrap_or_else(|| panic!("no {hook} {layer} {kind} event got {got:#06x} want {want:#06x} in {verdicts:#?}"));
+            assert_eq!(v["status"], "bad");
+            assert_eq!(v["iface"], VETH_B);
+            assert_eq!(v["direction"], "ingress");
+            assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+            // Partial checksums on veth ingress are normal; everything else is a problem.
+            let expected = if *kind == "offload-pending" {
+                "expected"
+            } else {
+                "problem"
+            };
+            assert_eq!(v["severity"], expected, "{v}");
+        }
+        let tcp4 = verdicts
+            .iter()
+            .find(|v| v["hook"] == hook && v["kind"] == "corrupt" && v["layer"] == "tcp")
+            .unwrap();
+        assert_eq!(tcp4["src"], "10.9.0.1");
+        assert_eq!(tcp4["dst"], "10.9.0.2");
+        assert_eq!(tcp4["sport"], 40682);
+        assert_eq!(tcp4["dport"], 8080);
+        assert_eq!(tcp4["tcp_seq"], 0x01020304);
+        assert_eq!(tcp4["ip_id"], 0x1234);
+        // Counters agree with the events, and nothing was lost.
+        assert_eq!(done.counter(VETH_B, hook, &["mismatches", "corrupt"]), 2);
+        assert_eq!(
+            done.counter(VETH_B, hook, &["mismatches", "byte-swapped"]),
+            1
+        );
+        assert_eq!(done.counter(VETH_B, hook, &["mismatches", "zero"]), 1);
+        assert!(done.counter(VETH_B, hook, &["mismatches", "offload-pending"]) >= 1);
+        assert_eq!(done.counter(VETH_B, hook, &["events_lost"]), 0);
     }
-    let tcp4 = verdicts
-        .iter()
-        .find(|v| v["kind"] == "corrupt" && v["layer"] == "tcp")
-        .unwrap();
-    assert_eq!(tcp4["src"], "10.9.0.1");
-    assert_eq!(tcp4["dst"], "10.9.0.2");
-    assert_eq!(tcp4["sport"], 40682);
-    assert_eq!(tcp4["dport"], 8080);
-    assert_eq!(tcp4["tcp_seq"], 0x01020304);
-    assert_eq!(tcp4["ip_id"], 0x1234);
-    // Counters agree with the events, and nothing was lost.
-    assert_eq!(done.counter(&["mismatches", "corrupt"]), 2);
-    assert_eq!(done.counter(&["mismatches", "byte-swapped"]), 1);
-    assert_eq!(done.counter(&["mismatches", "zero"]), 1);
-    assert!(done.counter(&["mismatches", "offload-pending"]) >= 1);
-    assert_eq!(done.counter(&["events_lost"]), 0);
+    // Egress never saw the injected frames.
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| v["hook"] != "tc-egress" || v["kind"] == "offload-pending")
+    );
     assert_eq!(xdp_state(&pair.b, VETH_B), "", "program left attached");
+    assert!(
+        tcx_programs(&pair.b, VETH_B).is_empty(),
+        "TC programs left attached"
+    );
+}
+
+/// A real TCP connection with UDP and ping, audited at both ends in both directions, with GRO
+/// off and on: zero problems, and the partial checksums of egress and veth show as expected.
+fn ordinary_traffic_has_no_problems(gro: &str, port: u16) {
+    let pair = VethPair::new(&format!("gro{gro}"));
+    for (ns, dev) in [(&pair.a, VETH_A), (&pair.b, VETH_B)] {
+        let out = ns
+            .exec()
+            .args(["ethtool", "-K", dev, "gro", gro])
+            .output()
+            .expect("ethtool");
+        assert!(
+            out.status.success(),
+            "ethtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let client = Running::start(&pair.a, &["--iface", VETH_A, "--show-offload"]);
+    let server = Running::start(&pair.b, &["--iface", VETH_B, "--show-offload"]);
+    ordinary_traffic(&pair, port, 256 * 1024);
+    for (done, dev) in [
+        (server.stop(libc::SIGINT), VETH_B),
+        (client.stop(libc::SIGTERM), VETH_A),
+    ] {
+        assert!(
+            done.status.success(),
+            "exit {}: {}",
+            done.status,
+            done.stderr
+        );
+        let problems: Vec<_> = done
+            .verdicts()
+            .into_iter()
+            .filter(|v| v["severity"] != "expected")
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "gro {gro}: false alarms on {dev}: {problems:#?}"
+        );
+        for hook in ["tc-ingress", "tc-egress"] {
+            for kind in ["corrupt", "zero", "byte-swapped"] {
+                assert_eq!(
+                    done.counter(dev, hook, &["mismatches", kind]),
+                    0,
+                    "{dev} {hook} {kind}"
+                );
+            }
+            assert_eq!(done.counter(dev, hook, &["events_lost"]), 0);
+            assert!(
+                done.counter(dev, hook, &["checks", "ipv4", "ok"]) > 3,
+                "{dev} {hook}: traffic was audited"
+            );
+        }
+        // Both ends send: their egress carries partial checksums, listed as expected.
+        assert!(
+            done.counter(dev, "tc-egress", &["mismatches", "offload-pending"]) > 0,
+            "{dev}"
+        );
+        assert!(done.verdicts().iter().any(|v| v["hook"] == "tc-egress"
+            && v["kind"] == "offload-pending"
+            && v["severity"] == "expected"));
+        assert!(done.counter(dev, "tc-ingress", &["checks", "icmp", "ok"]) >= 3);
+    }
 }
 
 #[test]
-fn real_tcp_udp_and_ping_produce_no_corrupt_reports() {
+fn real_tcp_udp_and_ping_have_no_problems_with_gro_off() {
     root_only!();
-    let pair = VethPair::new("tcp");
-    let run = Running::start(&pair.b, &["--iface", VETH_B, "--show-offload"]);
-    ordinary_traffic(&pair, 8080, 256 * 1024);
-    let done = run.stop(libc::SIGINT);
-    assert!(
-        done.status.success(),
-        "exit {}: {}",
-        done.status,
-        done.stderr
-    );
-    let not_offload: Vec<_> = done
-        .verdicts()
-        .into_iter()
-        .filter(|v| v["kind"] != "offload-pending")
-        .collect();
-    assert!(
-        not_offload.is_empty(),
-        "false alarms on ordinary traffic: {not_offload:#?}"
-    );
-    for kind in ["corrupt", "zero", "byte-swapped"] {
-        assert_eq!(done.counter(&["mismatches", kind]), 0, "{kind}");
-    }
-    // The traffic was really audited: partial checksums from the veth peer, verified pings.
-    assert!(done.counter(&["mismatches", "offload-pending"]) > 0);
-    assert!(done.counter(&["checks", "icmp", "ok"]) >= 3);
-    assert!(done.counter(&["checks", "ipv4", "ok"]) > 20);
-    assert_eq!(done.counter(&["events_lost"]), 0);
+    ordinary_traffic_has_no_problems("off", 8090);
+}
+
+#[test]
+fn real_tcp_udp_and_ping_have_no_problems_with_gro_on() {
+    root_only!();
+    ordinary_traffic_has_no_problems("on", 8091);
 }
 
 #[test]
@@ -144,14 +221,30 @@ fn without_show_offload_partial_checksums_are_counted_not_listed() {
     ordinary_traffic(&pair, 8081, 4096);
     let done = run.stop(libc::SIGTERM);
     assert!(done.verdicts().is_empty(), "{:#?}", done.verdicts());
-    assert!(done.counter(&["mismatches", "offload-pending"]) > 0);
+    assert!(done.counter(VETH_B, "tc-egress", &["mismatches", "offload-pending"]) > 0);
 }
 
 #[test]
 fn generic_mode_and_nothing_left_after_sigkill() {
     root_only!();
     let pair = VethPair::new("kill");
-    let run = Running::start(&pair.b, &["--iface", VETH_B, "--xdp-mode", "generic"]);
+    let all = [
+        "--iface",
+        VETH_B,
+        "--hook",
+        "xdp",
+        "--hook",
+        "tc-ingress",
+        "--hook",
+        "tc-egress",
+        "--xdp-mode",
+        "generic",
+    ];
+    let run = Running::start(&pair.b, &all);
+    assert_eq!(
+        tcx_programs(&pair.b, VETH_B),
+        ["ingress:csum_tc_ingress", "egress:csum_tc_egress"]
+    );
     assert!(
         xdp_state(&pair.b, VETH_B).contains("xdpgeneric"),
         "{}",
@@ -159,9 +252,9 @@ fn generic_mode_and_nothing_left_after_sigkill() {
     );
     let done = run.stop(libc::SIGKILL);
     assert!(!done.status.success());
-    // XDP links die with the process's file descriptors: nothing stays attached.
+    // XDP and TCX links die with the process's file descriptors: nothing stays attached.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !xdp_state(&pair.b, VETH_B).is_empty() {
+    while !xdp_state(&pair.b, VETH_B).is_empty() || !tcx_programs(&pair.b, VETH_B).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "still attached after SIGKILL: {}",
@@ -190,8 +283,18 @@ fn duration_ends_the_run_with_a_final_summary() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["type"], "summary");
     assert_eq!(last["final"], true);
-    assert!(stderr.contains("auditing veth-b"), "{stderr}");
+    // The default hooks: both TC directions, through TCX links.
+    assert!(
+        stderr.contains("auditing veth-b (ifindex 2, veth) at tc-ingress (tcx)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("auditing veth-b (ifindex 2, veth) at tc-egress (tcx)"),
+        "{stderr}"
+    );
+    assert_eq!(last["interfaces"].as_array().unwrap().len(), 2);
     assert_eq!(xdp_state(&pair.b, VETH_B), "");
+    assert!(tcx_programs(&pair.b, VETH_B).is_empty());
 }
 
 #[test]
@@ -220,9 +323,13 @@ fn an_occupied_xdp_slot_is_never_replaced() {
     });
     let other = ready_rx.recv().unwrap();
     let mut cmd = pair.b.exec();
-    cmd.args([BIN, "--iface", VETH_B, "--duration", "1s"]);
+    cmd.args([BIN, "--iface", VETH_B, "--hook", "xdp", "--duration", "1s"]);
     let (code, _, stderr) = run_to_end(&mut cmd);
-    assert_eq!(code, 1);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--hook tc-ingress"),
+        "suggests a TC hook: {stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "taken by program 'noop_xdp' (id {})",
@@ -259,4 +366,117 @@ fn one_bad_interface_detaches_the_ones_already_attached() {
     assert_eq!(code, 1);
     assert!(stderr.contains("unknown interface 'nosuch0'"), "{stderr}");
     assert_eq!(xdp_state(&pair.b, VETH_B), "");
+    assert!(tcx_programs(&pair.b, VETH_B).is_empty());
+}
+
+/// Another tool's XDP program and another tool's TCX program (here: our own programs loaded by
+/// the test, which count every packet they see) stay attached and keep working while
+/// checksum-audit runs at its default hooks, and after it exits.
+#[test]
+fn other_programs_stay_attached_and_keep_working() {
+    root_only!();
+    use aya::programs::{
+        LinkOrder, XdpMode,
+        tc::{TcAttach, TcAttachType},
+    };
+    use checksum_user::loader::{AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded};
+    let pair = VethPair::new("coex");
+    let ifindex = pair.b.ifindex(VETH_B);
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<bool>();
+    let (count_tx, count_rx) = std::sync::mpsc::channel::<(u64, u64)>();
+    let other = pair.b.spawn(move || {
+        let mut xdp = Loaded::load(&LoadOptions::default()).expect("load");
+        xdp.xdp(AUDIT_XDP)
+            .unwrap()
+            .attach(ifindex, XdpMode::Skb)
+            .expect("attach other XDP");
+        let mut tcx = Loaded::load(&LoadOptions::default()).expect("load");
+        tcx.tc(AUDIT_TC_INGRESS)
+            .unwrap()
+            .attach(
+                ifindex,
+                TcAttach::Tcx {
+                    attach_type: TcAttachType::Ingress,
+                    order: LinkOrder::default(),
+                },
+            )
+            .expect("attach other TCX");
+        // Report the packet counts of both on request, until told to stop.
+        while let Ok(true) = cmd_rx.recv() {
+            count_tx
+                .send((
+                    xdp.counters().unwrap().packets,
+                    tcx.counters().unwrap().packets,
+                ))
+                .unwrap();
+        }
+    });
+    let counts = || {
+        cmd_tx.send(true).unwrap();
+        count_rx.recv().unwrap()
+    };
+    let ping = |n: &str| {
+        let out = pair
+            .a
+            .exec()
+            .args([
+                "ping",
+                "-c",
+                n,
+                "-i",
+                "0.05",
+                "-W",
+                "1",
+                common::netns::ADDR_B,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ping: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Answers only once both are attached.
+    let (x0, t0) = counts();
+    let before = tcx_programs(&pair.b, VETH_B);
+    assert_eq!(before, ["ingress:csum_tc_ingress"]);
+    let xdp_before = xdp_state(&pair.b, VETH_B);
+
+    let run = Running::start(&pair.b, &["--iface", VETH_B]);
+    // Ours is appended after theirs; theirs is untouched.
+    assert_eq!(
+        tcx_programs(&pair.b, VETH_B),
+        [
+            "ingress:csum_tc_ingress",
+            "ingress:csum_tc_ingress",
+            "egress:csum_tc_egress"
+        ]
+    );
+    ping("5");
+    let (x1, t1) = counts();
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        x1 >= x0 + 5 && t1 >= t0 + 5,
+        "the other programs kept counting while we ran: xdp {x0}->{x1}, tcx {t0}->{t1}"
+    );
+    // Our TC ingress program also saw the pings: it runs after theirs (TCX_NEXT keeps the chain).
+    assert!(
+        done.counter(VETH_B, "tc-ingress", &["checks", "icmp", "ok"]) >= 5,
+        "{}",
+        done.final_summary()
+    );
+
+    // After we exit: theirs are still attached and still working.
+    assert_eq!(tcx_programs(&pair.b, VETH_B), before);
+    assert_eq!(xdp_state(&pair.b, VETH_B), xdp_before);
+    ping("3");
+    let (x2, t2) = counts();
+    assert!(
+        x2 >= x1 + 3 && t2 >= t1 + 3,
+        "xdp {x1}->{x2}, tcx {t1}->{t2}"
+    );
+    cmd_tx.send(false).unwrap();
+    other.join().unwrap();
 }

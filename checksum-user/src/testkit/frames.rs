@@ -260,3 +260,55 @@ pub fn segment(proto: u8, payload_len: usize) -> Vec<u8> {
         _ => echo_request(true, 7, 1, &p),
     }
 }
+
+/// A catalogue of good, bad and odd frames (one per case) for tests that compare hooks.
+pub fn catalogue() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (v6, proto) in [
+        (false, TCP),
+        (false, UDP),
+        (false, ICMP),
+        (true, TCP),
+        (true, UDP),
+        (true, ICMPV6),
+    ] {
+        for len in [0usize, 1, 33, 511, 512, 513, 1400] {
+            let f = if v6 {
+                v6_frame(proto, segment(proto, len))
+            } else {
+                v4_frame(&[], proto, segment(proto, len), &[])
+            };
+            let name = format!("{}-{proto}-{len}", if v6 { "v6" } else { "v4" });
+            let mut bad = f.clone();
+            bad.set_field(f.checksum ^ 0x4242);
+            let mut partial = f.clone();
+            partial.set_field(f.pseudo);
+            let mut zero = f.clone();
+            zero.set_field(0);
+            let mut swapped = f.clone();
+            swapped.set_field(f.checksum.swap_bytes());
+            out.push((format!("{name}-good"), f.bytes.clone()));
+            out.push((format!("{name}-bad"), bad.bytes));
+            out.push((format!("{name}-partial"), partial.bytes));
+            out.push((format!("{name}-zero"), zero.bytes));
+            out.push((format!("{name}-swapped"), swapped.bytes));
+            out.push((
+                format!("{name}-truncated"),
+                f.bytes[..f.bytes.len() - 1].to_vec(),
+            ));
+        }
+    }
+    let mut vlan = v4_frame(&[0x88a8, 0x8100], TCP, segment(TCP, 99), &[]);
+    out.push(("qinq-good".into(), vlan.bytes.clone()));
+    vlan.corrupt_payload();
+    out.push(("qinq-bad".into(), vlan.bytes));
+    let mut ttl = v4_frame(&[], UDP, segment(UDP, 20), &[]);
+    ttl.bytes[ttl.l3_off + 8] = 1;
+    out.push(("ipv4-header-bad".into(), ttl.bytes));
+    let mut padded = v4_frame(&[], UDP, segment(UDP, 1), &[]);
+    padded.pad_to(60, 0xa5);
+    out.push(("padded".into(), padded.bytes));
+    let opts = v4_frame(&[], TCP, segment(TCP, 10), &[1, 1, 1, 1, 1, 1, 1, 0]);
+    out.push(("ipv4-options".into(), opts.bytes));
+    out
+}

@@ -41,14 +41,18 @@ impl Finished {
             .unwrap_or_else(|| panic!("no final summary; stderr: {}", self.stderr))
     }
 
-    /// Counter of the first interface in the final summary, e.g. `["mismatches"]["corrupt"]`.
-    pub fn counter(&self, path: &[&str]) -> u64 {
-        let mut v = &self.final_summary()["interfaces"][0];
+    /// A counter of `iface` at `hook` in the final summary, e.g. `&["mismatches", "corrupt"]`.
+    pub fn counter(&self, iface: &str, hook: &str, path: &[&str]) -> u64 {
+        let summary = self.final_summary();
+        let mut v = summary["interfaces"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["iface"] == iface && i["hook"] == hook))
+            .unwrap_or_else(|| panic!("no {iface} at {hook} in {summary}"));
         for p in path {
             v = &v[*p];
         }
         v.as_u64()
-            .unwrap_or_else(|| panic!("no counter {path:?} in {}", self.final_summary()))
+            .unwrap_or_else(|| panic!("no counter {path:?} in {summary}"))
     }
 }
 
@@ -126,6 +130,27 @@ pub fn run_to_end(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The programs attached to `iface`'s TCX hooks in `ns`, as `ingress:name` / `egress:name`.
+pub fn tcx_programs(ns: &NetNs, iface: &str) -> Vec<String> {
+    use aya::programs::{SchedClassifier, tc::TcAttachType};
+    let ifindex = ns.ifindex(iface);
+    ns.run(move || {
+        let mut names = Vec::new();
+        for (dir, t) in [
+            ("ingress", TcAttachType::Ingress),
+            ("egress", TcAttachType::Egress),
+        ] {
+            let (_, progs) = SchedClassifier::query_tcx(ifindex, t).expect("query tcx");
+            names.extend(
+                progs
+                    .iter()
+                    .map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))),
+            );
+        }
+        names
+    })
 }
 
 /// The XDP program attached to `iface` in `ns`, as `ip -d link` reports it ("" if none).

@@ -1,0 +1,281 @@
+//! Attaching one audit program to one interface at one hook, and detaching it again. Each
+//! attachment loads its own copy of the programs, so counters and ring buffers are per interface
+//! and hook. Attachments are BPF links (XDP links, TCX links): they never displace another
+//! program, and the kernel removes them when our file descriptors close, even after SIGKILL.
+
+use std::ffi::CString;
+
+use anyhow::{Context as _, Result};
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::{
+        LinkOrder, ProgramError, XdpMode,
+        tc::{self, NlOptions, SchedClassifierLinkId, TcAttach, TcAttachType},
+        xdp::XdpLinkId,
+    },
+};
+use checksum_common::{Counters, Hook};
+
+use crate::{
+    cli::XdpModeArg,
+    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded},
+    netlink,
+    severity::IfaceClass,
+    xdp_slot::{XdpHolder, xdp_holder},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "unknown interface '{0}': no such device in this network namespace (list them with `ip link`)"
+    )]
+    UnknownInterface(String),
+    #[error(
+        "the XDP slot of {iface} is taken by {holder}; checksum-audit never replaces another program. \
+         Use --hook tc-ingress (TCX links share the hook), or audit another interface"
+    )]
+    SlotTaken { iface: String, holder: XdpHolder },
+    #[error("{iface}: the driver refused native XDP ({reason}); use --xdp-mode auto or generic")]
+    NativeRefused { iface: String, reason: String },
+    #[error("{iface}: attaching at {hook} failed: {reason}")]
+    Other {
+        iface: String,
+        hook: &'static str,
+        reason: String,
+    },
+}
+
+enum Link {
+    Xdp(XdpLinkId),
+    Tc(&'static str, SchedClassifierLinkId),
+}
+
+/// One program attached to one interface at one hook. Dropping it detaches the program.
+pub struct Attachment {
+    pub iface: String,
+    pub ifindex: u32,
+    pub hook: Hook,
+    /// How it is attached: "native"/"generic" (XDP), "tcx" or "clsact" (TC).
+    pub mode: &'static str,
+    pub class: IfaceClass,
+    loaded: Loaded,
+    link: Option<Link>,
+}
+
+impl Attachment {
+    pub fn detach(&mut self) {
+        let result = match self.link.take() {
+            None => return,
+            Some(Link::Xdp(id)) => self.loaded.xdp(AUDIT_XDP).map(|p| p.detach(id)),
+            Some(Link::Tc(name, id)) => self.loaded.tc(name).map(|p| p.detach(id)),
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!("{} {}: detach failed: {e}", self.iface, self.hook.name()),
+            Err(e) => log::warn!("{} {}: detach failed: {e}", self.iface, self.hook.name()),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.loaded.counters().unwrap_or_default()
+    }
+
+    pub fn start_kernel_log(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        self.loaded.start_kernel_log()
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+pub fn ifindex_of(iface: &str) -> Result<u32, AttachError> {
+    let name = CString::new(iface).map_err(|_| AttachError::UnknownInterface(iface.into()))?;
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(AttachError::UnknownInterface(iface.into())),
+        i => Ok(i),
+    }
+}
+
+fn errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn is_busy(e: &ProgramError) -> bool {
+    matches!(errno(e), Some(libc::EBUSY) | Some(libc::EEXIST))
+}
+
+/// Loads a fresh copy of the programs and attaches the one for `hook` to `iface` (in the calling
+/// thread's network namespace). `opts.report_offload` is raised where partial checksums are a
+/// problem, so that they are listed, not only counted.
+pub fn attach(
+    iface: &str,
+    hook: Hook,
+    xdp_mode: XdpModeArg,
+    opts: &LoadOptions,
+) -> Result<(Attachment, RingBuf<MapData>)> {
+    let ifindex = ifindex_of(iface)?;
+    let link = netlink::get_link(ifindex)
+        .with_context(|| format!("{iface}: reading its link over rtnetlink"))?;
+    let class = IfaceClass::of(&link);
+    let mut opts = opts.clone();
+    opts.report_offload |= hook != Hook::TcEgress && class.partial_is_a_problem_on_ingress();
+    if hook == Hook::Xdp
+        && let Some(holder) =
+            xdp_holder(ifindex).with_context(|| format!("{iface}: reading its XDP state"))?
+    {
+        return Err(AttachError::SlotTaken {
+            iface: iface.into(),
+            holder,
+        }
+        .into());
+    }
+    let mut loaded = Loaded::load(&opts)?;
+    let events = loaded.take_events()?;
+    let (mode, link) = match hook {
+        Hook::Xdp => attach_xdp(&mut loaded, iface, ifindex, xdp_mode)?,
+        Hook::TcIngress => attach_tc(
+            &mut loaded,
+            iface,
+            ifindex,
+            TcAttachType::Ingress,
+            AUDIT_TC_INGRESS,
+        )?,
+        Hook::TcEgress => attach_tc(
+            &mut loaded,
+            iface,
+            ifindex,
+            TcAttachType::Egress,
+            AUDIT_TC_EGRESS,
+        )?,
+    };
+    let att = Attachment {
+        iface: iface.into(),
+        ifindex,
+        hook,
+        mode,
+        class,
+        loaded,
+        link: Some(link),
+    };
+    Ok((att, events))
+}
+
+fn attach_xdp(
+    loaded: &mut Loaded,
+    iface: &str,
+    ifindex: u32,
+    mode: XdpModeArg,
+) -> Result<(&'static str, Link)> {
+    let prog = loaded.xdp(AUDIT_XDP)?;
+    let attempts: &[(XdpMode, &'static str)] = match mode {
+        XdpModeArg::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
+        XdpModeArg::Native => &[(XdpMode::Driver, "native")],
+        XdpModeArg::Generic => &[(XdpMode::Skb, "generic")],
+    };
+    let mut refused: Option<String> = None;
+    for &(xdp_mode, name) in attempts {
+        match prog.attach(ifindex, xdp_mode) {
+            Ok(link) => {
+                if let Some(reason) = refused {
+                    eprintln!(
+                        "checksum-audit: {iface}: native XDP refused ({reason}); using generic mode"
+                    );
+                }
+                return Ok((name, Link::Xdp(link)));
+            }
+            Err(e) if is_busy(&e) => {
+                // Someone attached between our check and our attach.
+                let holder = xdp_holder(ifindex).ok().flatten().unwrap_or(XdpHolder {
+                    prog_id: 0,
+                    name: None,
+                });
+                return Err(AttachError::SlotTaken {
+                    iface: iface.into(),
+                    holder,
+                }
+                .into());
+            }
+            Err(e) => refused = Some(format!("{e:#}")),
+        }
+    }
+    let reason = refused.unwrap_or_default();
+    Err(match mode {
+        XdpModeArg::Native => AttachError::NativeRefused {
+            iface: iface.into(),
+            reason,
+        },
+        _ => AttachError::Other {
+            iface: iface.into(),
+            hook: "xdp",
+            reason,
+        },
+    }
+    .into())
+}
+
+/// TCX first (kernel >= 6.6: multi-program, link-based); a clsact qdisc filter through netlink on
+/// older kernels.
+fn attach_tc(
+    loaded: &mut Loaded,
+    iface: &str,
+    ifindex: u32,
+    attach_type: TcAttachType,
+    program: &'static str,
+) -> Result<(&'static str, Link)> {
+    let hook = if attach_type == TcAttachType::Ingress {
+        "tc-ingress"
+    } else {
+        "tc-egress"
+    };
+    let prog = loaded.tc(program)?;
+    let tcx = prog.attach(
+        ifindex,
+        TcAttach::Tcx {
+            attach_type,
+            order: LinkOrder::default(),
+        },
+    );
+    let tcx_err = match tcx {
+        Ok(link) => return Ok(("tcx", Link::Tc(program, link))),
+        Err(e) => e,
+    };
+    if !matches!(errno(&tcx_err), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) {
+        return Err(AttachError::Other {
+            iface: iface.into(),
+            hook,
+            reason: format!("{tcx_err:#}"),
+        }
+        .into());
+    }
+    log::info!("{iface}: TCX unavailable ({tcx_err}); attaching a clsact filter instead");
+    if let Err(e) = tc::qdisc_add_clsact(ifindex)
+        && !e.to_string().contains("exists")
+    {
+        return Err(AttachError::Other {
+            iface: iface.into(),
+            hook,
+            reason: format!("adding clsact: {e}"),
+        }
+        .into());
+    }
+    let link = prog
+        .attach(
+            ifindex,
+            TcAttach::Netlink {
+                parent: attach_type.into(),
+                options: NlOptions::default(),
+            },
+        )
+        .map_err(|e| AttachError::Other {
+            iface: iface.into(),
+            hook,
+            reason: format!("{e:#}"),
+        })?;
+    Ok(("clsact", Link::Tc(program, link)))
+}

@@ -1,0 +1,108 @@
+//! Minimal rtnetlink queries about links (interfaces). A socket belongs to the network namespace
+//! of the thread that creates it, so calling these from a thread inside another namespace asks
+//! about that namespace.
+
+use std::io;
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+fn request(socket: &Socket, link: LinkMessage, flags: u16) -> io::Result<()> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    let mut msg = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(link)),
+    );
+    msg.finalize();
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    Ok(())
+}
+
+fn connect() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    Ok(socket)
+}
+
+/// Reads replies until the kernel says done; returns the links in them.
+fn collect_links(socket: &Socket, multipart: bool) -> io::Result<Vec<LinkMessage>> {
+    let mut links = Vec::new();
+    loop {
+        let (buf, _) = socket.recv_from_full()?;
+        let mut offset = 0;
+        while offset < buf.len() {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..])
+                .map_err(invalid)?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                    links.push(link)
+                }
+                NetlinkPayload::Done(_) => return Ok(links),
+                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            offset += len;
+        }
+        if !multipart {
+            return Ok(links);
+        }
+    }
+}
+
+/// The link with `ifindex`.
+pub fn get_link(ifindex: u32) -> io::Result<LinkMessage> {
+    let socket = connect()?;
+    let mut link = LinkMessage::default();
+    link.header.index = ifindex;
+    request(&socket, link, NLM_F_REQUEST)?;
+    collect_links(&socket, false)?
+        .pop()
+        .ok_or_else(|| invalid("no link in the reply"))
+}
+
+/// Every link in this network namespace.
+pub fn list_links() -> io::Result<Vec<LinkMessage>> {
+    let socket = connect()?;
+    request(&socket, LinkMessage::default(), NLM_F_REQUEST | NLM_F_DUMP)?;
+    collect_links(&socket, true)
+}
+
+pub fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+/// The link kind (`veth`, `bond`, `vlan`, ...); `None` for physical devices and loopback.
+pub fn link_kind(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+pub fn is_loopback(link: &LinkMessage) -> bool {
+    link.header.flags.contains(LinkFlags::Loopback)
+}

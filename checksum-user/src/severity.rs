@@ -1,0 +1,130 @@
+//! Whether a mismatch is a problem depends on where it is seen. A partial checksum
+//! (offload-pending) is normal where the checksum will still be completed, or never needed: at
+//! egress, and on ingress at software devices (veth, tap, loopback, ...), where the sender's stack
+//! left it partial on purpose. On ingress at a physical NIC, a bond or a VLAN over one, nothing
+//! will complete it: the sender's offload never happened (a userspace dataplane or AF_PACKET path
+//! forwarded it), and the receiver will drop the packet.
+
+use checksum_common::{Hook, Kind, event::Direction};
+use netlink_packet_route::link::LinkMessage;
+
+use crate::netlink::{is_loopback, link_kind};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IfaceClass {
+    /// A NIC: no link kind, not loopback.
+    Physical,
+    Bond,
+    Vlan,
+    Loopback,
+    /// veth, tun/tap, bridge, vxlan, netkit, dummy, ...: the kernel's link kind.
+    Virtual(String),
+}
+
+impl IfaceClass {
+    pub fn of(link: &LinkMessage) -> Self {
+        if is_loopback(link) {
+            return Self::Loopback;
+        }
+        match link_kind(link).as_deref() {
+            None => Self::Physical,
+            Some("bond") => Self::Bond,
+            Some("vlan") => Self::Vlan,
+            Some(kind) => Self::Virtual(kind.to_owned()),
+        }
+    }
+
+    /// Where a received partial checksum means the sender's offload never completed.
+    pub fn partial_is_a_problem_on_ingress(&self) -> bool {
+        matches!(self, Self::Physical | Self::Bond | Self::Vlan)
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Physical => "physical",
+            Self::Bond => "bond",
+            Self::Vlan => "vlan",
+            Self::Loopback => "loopback",
+            Self::Virtual(kind) => kind,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    Expected,
+    Problem,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Expected => "expected",
+            Self::Problem => "problem",
+        }
+    }
+}
+
+/// The severity of a mismatch of `kind` seen at `hook` on an interface of `class`.
+pub fn severity(kind: Kind, hook: Hook, class: &IfaceClass) -> Severity {
+    match kind {
+        Kind::Match => Severity::Expected,
+        Kind::OffloadPending => {
+            if hook.direction() == Direction::Ingress && class.partial_is_a_problem_on_ingress() {
+                Severity::Problem
+            } else {
+                Severity::Expected
+            }
+        }
+        Kind::Zero | Kind::ByteSwapped | Kind::Corrupt => Severity::Problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_checksums_by_place() {
+        let veth = IfaceClass::Virtual("veth".into());
+        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+            assert_eq!(
+                severity(Kind::OffloadPending, hook, &veth),
+                Severity::Expected
+            );
+            assert_eq!(
+                severity(Kind::OffloadPending, hook, &IfaceClass::Loopback),
+                Severity::Expected
+            );
+        }
+        for class in [IfaceClass::Physical, IfaceClass::Bond, IfaceClass::Vlan] {
+            assert_eq!(
+                severity(Kind::OffloadPending, Hook::Xdp, &class),
+                Severity::Problem
+            );
+            assert_eq!(
+                severity(Kind::OffloadPending, Hook::TcIngress, &class),
+                Severity::Problem
+            );
+            assert_eq!(
+                severity(Kind::OffloadPending, Hook::TcEgress, &class),
+                Severity::Expected
+            );
+        }
+    }
+
+    #[test]
+    fn real_corruption_is_always_a_problem() {
+        for class in [
+            IfaceClass::Physical,
+            IfaceClass::Loopback,
+            IfaceClass::Virtual("veth".into()),
+        ] {
+            for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+                for kind in [Kind::Zero, Kind::ByteSwapped, Kind::Corrupt] {
+                    assert_eq!(severity(kind, hook, &class), Severity::Problem);
+                }
+            }
+        }
+    }
+}
