@@ -9,7 +9,8 @@ use crate::event::{Flow, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
-    pub ifindex: u32,
+    /// Where it was seen: an attachment (interface and hook) in live mode, 0 for a replay.
+    pub source: u32,
     pub hook: Hook,
     pub layer: Layer,
     pub flow: Flow,
@@ -51,13 +52,14 @@ impl Aggregator {
         }
     }
 
-    /// Adds a mismatch; returns true when it opened a new row. Other verdicts are ignored.
-    pub fn add(&mut self, v: &Verdict) -> bool {
+    /// Adds a mismatch seen at `source`; returns true when it opened a new row. Other verdicts
+    /// are ignored.
+    pub fn add(&mut self, source: u32, v: &Verdict) -> bool {
         if v.status != Status::Bad {
             return false;
         }
         let key = Key {
-            ifindex: v.ifindex,
+            source,
             hook: v.hook,
             layer: v.layer,
             flow: v.flow,
@@ -144,9 +146,9 @@ mod tests {
     #[test]
     fn groups_by_flow_and_kind() {
         let mut a = Aggregator::default();
-        assert!(a.add(&verdict(1, Kind::Corrupt, 10)));
-        assert!(!a.add(&verdict(1, Kind::Corrupt, 5)));
-        assert!(a.add(&verdict(1, Kind::Zero, 7)));
+        assert!(a.add(3, &verdict(1, Kind::Corrupt, 10)));
+        assert!(!a.add(3, &verdict(1, Kind::Corrupt, 5)));
+        assert!(a.add(3, &verdict(1, Kind::Zero, 7)));
         let rows = a.rows();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].1.count, 2);
@@ -166,9 +168,9 @@ mod tests {
     fn memory_is_bounded_and_overflow_counted() {
         let mut a = Aggregator::with_max_keys(2);
         for port in 0..5 {
-            a.add(&verdict(port, Kind::Corrupt, 1));
+            a.add(3, &verdict(port, Kind::Corrupt, 1));
         }
-        a.add(&verdict(0, Kind::Corrupt, 2)); // existing rows still count
+        a.add(3, &verdict(0, Kind::Corrupt, 2)); // existing rows still count
         assert_eq!(a.len(), 2);
         assert_eq!(a.untracked, 3);
         assert_eq!(a.rows()[0].1.count, 2);

@@ -61,9 +61,17 @@ impl HookArg {
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
-    /// Interface to audit (repeatable).
+    /// Interface to audit (repeatable): a name, or a pattern such as 'veth*' or 'eth[0-3]'.
+    /// Interfaces that match later are attached as they appear; those that vanish are detached.
     #[arg(long = "iface", short = 'i', value_name = "IF")]
     pub ifaces: Vec<String>,
+    /// Every interface except loopback (add --iface lo for loopback too).
+    #[arg(long)]
+    pub all_interfaces: bool,
+    /// Audit inside this network namespace instead of the current one (repeatable): a name from
+    /// `ip netns list`, a path such as /proc/PID/ns/net, or pid:PID (e.g. a pod's process).
+    #[arg(long, value_name = "NAME|PATH|pid:PID")]
+    pub netns: Vec<String>,
     /// Hook to audit at (repeatable).
     #[arg(long = "hook", value_enum, value_name = "HOOK", default_values_t = [HookArg::TcIngress, HookArg::TcEgress])]
     pub hooks: Vec<HookArg>,

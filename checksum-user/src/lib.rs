@@ -5,6 +5,7 @@ pub mod attach;
 pub mod capture;
 pub mod cli;
 pub mod event;
+pub mod follow;
 pub mod live;
 pub mod loader;
 pub mod netlink;

@@ -1,14 +1,18 @@
-//! Live auditing: attach to interfaces, drain the ring buffers, aggregate, print.
+//! Live auditing: namespace workers attach to interfaces as they match; this task drains the
+//! ring buffers, aggregates, prints, and detaches everything on the way out.
 
 use std::{
-    collections::HashMap,
     io::Write,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use checksum_common::{Hook, Kind};
+use checksum_common::{Counters, Hook, Kind};
 use serde_json::{Value, json};
 use tokio::{
     io::unix::AsyncFd,
@@ -19,19 +23,24 @@ use tokio::{
 
 use crate::{
     aggregate::{Aggregator, Key},
-    attach::{Attachment, attach},
+    attach::{AttachError, Attachment},
     cli::{Format, LiveArgs},
     event::{Verdict, hex},
+    follow::{Namespace, Selector, Update, WorkerConfig, spawn_worker},
     loader::LoadOptions,
     output::{self, Clock, Source},
     severity::{IfaceClass, Severity, severity},
 };
 
+/// Index of a source (one interface at one hook) in `Sources`.
+type SourceId = u32;
+
 /// Moves records from one ring buffer to the aggregator until told to stop, then drains what is
 /// left so that the final summary misses nothing.
 async fn read_events(
+    source: SourceId,
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<Verdict>,
+    tx: mpsc::Sender<(SourceId, Verdict)>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     // SAFETY: the ring buffer owns its fd and keeps it open, unreplaced, while the AsyncFd lives.
@@ -40,18 +49,22 @@ async fn read_events(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &tx).await;
+                drain(source, guard.get_inner_mut(), &tx).await;
                 guard.clear_ready();
             }
             _ = stop.changed() => {
-                drain(fd.get_mut(), &tx).await;
+                drain(source, fd.get_mut(), &tx).await;
                 return Ok(());
             }
         }
     }
 }
 
-async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Verdict>) {
+async fn drain(
+    source: SourceId,
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<(SourceId, Verdict)>,
+) {
     loop {
         let decoded = match ring.next() {
             Some(record) => Verdict::decode(&record),
@@ -59,7 +72,7 @@ async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Verdict>) {
         };
         match decoded {
             Ok(v) => {
-                if tx.send(v).await.is_err() {
+                if tx.send((source, v)).await.is_err() {
                     return;
                 }
             }
@@ -68,43 +81,66 @@ async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Verdict>) {
     }
 }
 
+/// One interface at one hook, attached now or earlier.
+struct SourceInfo {
+    ns: usize,
+    ifindex: u32,
+    iface: String,
+    /// `iface` or `netns/iface`.
+    name: String,
+    hook: Hook,
+    mode: &'static str,
+    class: IfaceClass,
+    /// `None` once detached (interface gone, or shutting down).
+    attachment: Option<Attachment>,
+    /// Counters read when it was detached.
+    last_counters: Counters,
+    stop_reader: watch::Sender<bool>,
+}
+
+impl SourceInfo {
+    fn counters(&self) -> Counters {
+        self.attachment
+            .as_ref()
+            .map_or(self.last_counters, Attachment::counters)
+    }
+
+    fn detach(&mut self) {
+        if let Some(mut att) = self.attachment.take() {
+            self.last_counters = att.counters();
+            att.detach();
+        }
+        let _ = self.stop_reader.send(true);
+    }
+}
+
 /// How many lines text output prints per flow and kind; the rest are counted in the summary.
 const TEXT_LINES_PER_FLOW: u64 = 3;
 const SUMMARY_FLOWS: usize = 20;
 
-/// What the printer knows about an audited interface.
-struct IfaceInfo {
-    name: String,
-    class: IfaceClass,
-}
-
 struct Printer<'a> {
     args: &'a LiveArgs,
     clock: Clock,
-    ifaces: HashMap<u32, IfaceInfo>,
     agg: Aggregator,
     started: Instant,
 }
 
 impl Printer<'_> {
-    fn iface_name(&self, ifindex: u32) -> String {
-        self.ifaces
-            .get(&ifindex)
-            .map_or_else(|| format!("if{ifindex}"), |i| i.name.clone())
+    fn severity(sources: &[SourceInfo], kind: Kind, source: SourceId) -> Severity {
+        let s = &sources[source as usize];
+        severity(kind, s.hook, &s.class)
     }
 
-    fn severity(&self, kind: Kind, hook: Hook, ifindex: u32) -> Severity {
-        let unknown = IfaceClass::Physical;
-        severity(
-            kind,
-            hook,
-            self.ifaces.get(&ifindex).map_or(&unknown, |i| &i.class),
-        )
-    }
-
-    fn on_verdict(&mut self, v: &Verdict, out: &mut impl Write) -> Result<()> {
-        self.agg.add(v);
-        let sev = self.severity(v.kind, v.hook, v.ifindex);
+    fn on_verdict(
+        &mut self,
+        sources: &[SourceInfo],
+        source: SourceId,
+        v: &Verdict,
+        out: &mut impl Write,
+    ) -> Result<()> {
+        self.agg.add(source, v);
+        let info = &sources[source as usize];
+        let sev = Self::severity(sources, v.kind, source);
         // Partial checksums where they are normal are counted, and listed only on request.
         if v.kind == Kind::OffloadPending && sev == Severity::Expected && !self.args.show_offload {
             return Ok(());
@@ -112,7 +148,7 @@ impl Printer<'_> {
         match self.args.format {
             Format::Json => {
                 let mut m = v.json_fields();
-                m.insert("iface".into(), json!(self.iface_name(v.ifindex)));
+                m.insert("iface".into(), json!(info.name));
                 m.insert("hook".into(), json!(v.hook.name()));
                 m.insert("ts".into(), json!(self.clock.rfc3339(v.timestamp_ns)));
                 m.insert("severity".into(), json!(sev.name()));
@@ -125,7 +161,7 @@ impl Printer<'_> {
             }
             Format::Text => {
                 let key = Key {
-                    ifindex: v.ifindex,
+                    source,
                     hook: v.hook,
                     layer: v.layer,
                     flow: v.flow,
@@ -137,7 +173,7 @@ impl Printer<'_> {
                         out,
                         "{} {:<12} {:<10} {:<8} {}{}",
                         self.clock.rfc3339(v.timestamp_ns),
-                        self.iface_name(v.ifindex),
+                        info.name,
                         v.hook.name(),
                         sev.name(),
                         output::verdict_text(v),
@@ -153,18 +189,18 @@ impl Printer<'_> {
         Ok(())
     }
 
-    fn summary(&self, attachments: &[Attachment], last: bool, out: &mut impl Write) -> Result<()> {
+    fn summary(&self, sources: &[SourceInfo], last: bool, out: &mut impl Write) -> Result<()> {
         let elapsed = self.started.elapsed();
-        let names = |i| self.iface_name(i);
-        let sev = |k: &Key| self.severity(k.kind, k.hook, k.ifindex);
-        let sources: Vec<_> = attachments
+        let names = |i: u32| sources[i as usize].name.clone();
+        let sev = |k: &Key| Self::severity(sources, k.kind, k.source);
+        let summaries: Vec<_> = sources
             .iter()
-            .map(|a| Source {
-                name: &a.iface,
-                hook: a.hook.name(),
-                mode: a.mode,
-                class: a.class.name(),
-                counters: a.counters(),
+            .map(|s| Source {
+                name: &s.name,
+                hook: s.hook.name(),
+                mode: s.mode,
+                class: s.class.name(),
+                counters: s.counters(),
             })
             .collect();
         match self.args.format {
@@ -173,7 +209,7 @@ impl Printer<'_> {
                     "type": "summary",
                     "final": last,
                     "elapsed_s": elapsed.as_secs_f64(),
-                    "interfaces": sources.iter().map(output::source_json).collect::<Vec<_>>(),
+                    "interfaces": summaries.iter().map(output::source_json).collect::<Vec<_>>(),
                     "flows": output::flows_json(&self.agg, &names, &sev, &self.clock),
                     "untracked": self.agg.untracked,
                 });
@@ -186,7 +222,10 @@ impl Printer<'_> {
                     if last { "final" } else { "checksum-audit" },
                     output::elapsed_text(elapsed)
                 )?;
-                for s in &sources {
+                if summaries.is_empty() {
+                    writeln!(out, "no interface attached (yet)")?;
+                }
+                for s in &summaries {
                     write!(out, "{}", output::source_text(s))?;
                 }
                 write!(
@@ -208,79 +247,227 @@ impl Printer<'_> {
     }
 }
 
-pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
-    if args.ifaces.is_empty() {
-        anyhow::bail!(
-            "no interface given: pass --iface IF (list them with `ip link`), or use `checksum-audit replay FILE`"
+/// Everything attached so far, with the plumbing to read and detach it.
+struct Run {
+    namespaces: Vec<Namespace>,
+    sources: Vec<SourceInfo>,
+    readers: JoinSet<Result<()>>,
+    loggers: JoinSet<()>,
+    events_tx: mpsc::Sender<(SourceId, Verdict)>,
+    kernel_log: bool,
+}
+
+impl Run {
+    fn add(&mut self, ns: usize, mut att: Attachment, ring: RingBuf<MapData>) {
+        let id = self.sources.len() as SourceId;
+        let name = self.namespaces[ns].display(&att.iface);
+        eprintln!(
+            "checksum-audit: auditing {name} (ifindex {}, {}) at {} ({})",
+            att.ifindex,
+            att.class.name(),
+            att.hook.name(),
+            att.mode
+        );
+        if self.kernel_log
+            && let Some(logger) = att.start_kernel_log()
+        {
+            self.loggers.spawn(forward_kernel_log(logger));
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.readers
+            .spawn(read_events(id, ring, self.events_tx.clone(), stop_rx));
+        self.sources.push(SourceInfo {
+            ns,
+            ifindex: att.ifindex,
+            iface: att.iface.clone(),
+            name,
+            hook: att.hook,
+            mode: att.mode,
+            class: att.class.clone(),
+            attachment: Some(att),
+            last_counters: Counters::default(),
+            stop_reader: stop_tx,
+        });
+    }
+
+    fn vanished(&mut self, ns: usize, ifindex: u32, iface: &str) {
+        for s in self
+            .sources
+            .iter_mut()
+            .filter(|s| s.ns == ns && s.ifindex == ifindex && s.attachment.is_some())
+        {
+            s.detach();
+        }
+        eprintln!(
+            "checksum-audit: {} disappeared; detached (its counters stay in the summary)",
+            self.namespaces[ns].display(iface)
         );
     }
-    let opts = LoadOptions {
-        ring_bytes: args.ring_buffer_size,
-        kernel_log,
-        report_offload: args.show_offload,
-        ..LoadOptions::default()
+}
+
+pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
+    if args.ifaces.is_empty() && !args.all_interfaces {
+        anyhow::bail!(
+            "no interface given: pass --iface IF (names or patterns such as 'veth*'; list them with `ip link`), \
+             --all-interfaces, or use `checksum-audit replay FILE`"
+        );
+    }
+    let namespaces = if args.netns.is_empty() {
+        vec![Namespace::current()]
+    } else {
+        args.netns
+            .iter()
+            .map(|spec| Namespace::parse(spec))
+            .collect::<Result<Vec<_>>>()?
     };
+    let mut hooks: Vec<Hook> = Vec::new();
+    for h in &args.hooks {
+        if !hooks.contains(&h.hook()) {
+            hooks.push(h.hook());
+        }
+    }
+    let config = Arc::new(WorkerConfig {
+        selector: Selector {
+            patterns: args.ifaces.clone(),
+            all: args.all_interfaces,
+        },
+        hooks,
+        xdp_mode: args.xdp_mode,
+        opts: LoadOptions {
+            ring_bytes: args.ring_buffer_size,
+            kernel_log,
+            report_offload: args.show_offload,
+            ..LoadOptions::default()
+        },
+    });
     // Signals first: a SIGTERM during attach must still run the cleanup below.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
 
-    let (tx, mut rx) = mpsc::channel::<Verdict>(16 * 1024);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut readers = JoinSet::new();
-    let mut loggers = JoinSet::new();
-    let mut attachments: Vec<Attachment> = Vec::new();
-    let mut hooks: Vec<Hook> = args.hooks.iter().map(|h| h.hook()).collect();
-    hooks.dedup();
-    for iface in &args.ifaces {
-        for &hook in &hooks {
-            if attachments
-                .iter()
-                .any(|a| &a.iface == iface && a.hook == hook)
-            {
-                continue;
-            }
-            // On error, the attachments made so far are dropped, which detaches them.
-            let (mut att, ring) = attach(iface, hook, args.xdp_mode, &opts)?;
-            if kernel_log && let Some(logger) = att.start_kernel_log() {
-                loggers.spawn(forward_kernel_log(logger));
-            }
-            eprintln!(
-                "checksum-audit: auditing {} (ifindex {}, {}) at {} ({})",
-                att.iface,
-                att.ifindex,
-                att.class.name(),
-                hook.name(),
-                att.mode
-            );
-            readers.spawn(read_events(ring, tx.clone(), stop_rx.clone()));
-            attachments.push(att);
+    let (events_tx, mut events_rx) = mpsc::channel::<(SourceId, Verdict)>(16 * 1024);
+    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<Update>();
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            spawn_worker(
+                i,
+                ns.clone(),
+                config.clone(),
+                updates_tx.clone(),
+                stop_workers.clone(),
+            )
+        })
+        .collect();
+    drop(updates_tx);
+    let mut run = Run {
+        namespaces,
+        sources: Vec::new(),
+        readers: JoinSet::new(),
+        loggers: JoinSet::new(),
+        events_tx,
+        kernel_log,
+    };
+    let result = audit(
+        args,
+        &mut run,
+        &mut events_rx,
+        &mut updates_rx,
+        &mut sigint,
+        &mut sigterm,
+    )
+    .await;
+
+    // Stop following, detach everything, then drain what is left so the summary misses nothing.
+    stop_workers.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    while let Ok(update) = updates_rx.try_recv() {
+        if let Update::Attached { attachment, .. } = update {
+            drop(attachment); // attached just before the stop: detach it too
         }
     }
-    drop(tx);
-    if let Some(path) = &args.ready_file {
-        std::fs::write(path, b"ready\n")
-            .with_context(|| format!("writing --ready-file {}", path.display()))?;
+    for s in &mut run.sources {
+        s.detach();
     }
+    let Run {
+        sources,
+        mut readers,
+        mut loggers,
+        events_tx,
+        ..
+    } = run;
+    drop(events_tx);
+    while let Some(r) = readers.join_next().await {
+        if let Ok(Err(e)) = r {
+            log::warn!("event reader: {e:#}");
+        }
+    }
+    loggers.abort_all();
+    let mut printer = result?;
+    let mut stdout = std::io::stdout().lock();
+    while let Ok((source, v)) = events_rx.try_recv() {
+        printer.on_verdict(&sources, source, &v, &mut stdout)?;
+    }
+    printer.summary(&sources, true, &mut stdout)?;
+    Ok(())
+}
 
+/// Until the end: attach what the workers found, print events and summaries.
+async fn audit<'a>(
+    args: &'a LiveArgs,
+    run: &mut Run,
+    events_rx: &mut mpsc::Receiver<(SourceId, Verdict)>,
+    updates_rx: &mut mpsc::UnboundedReceiver<Update>,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> Result<Printer<'a>> {
     let mut printer = Printer {
         args,
         clock: Clock::new(),
-        ifaces: attachments
-            .iter()
-            .map(|a| {
-                (
-                    a.ifindex,
-                    IfaceInfo {
-                        name: a.iface.clone(),
-                        class: a.class.clone(),
-                    },
-                )
-            })
-            .collect(),
         agg: Aggregator::default(),
         started: Instant::now(),
     };
     let mut stdout = std::io::stdout().lock();
+    // Phase 1: every namespace's first scan, so that errors stop the run before it is "ready".
+    let mut pending = run.namespaces.len();
+    while pending > 0 {
+        tokio::select! {
+            update = updates_rx.recv() => match update {
+                Some(Update::Attached { ns, attachment, events }) => run.add(ns, *attachment, events),
+                Some(Update::Ready { .. }) => pending -= 1,
+                Some(Update::Failed { ns, error, .. }) => {
+                    let label = &run.namespaces[ns].label;
+                    return Err(if label.is_empty() { error } else { error.context(format!("in network namespace {label}")) });
+                }
+                Some(Update::Vanished { ns, ifindex, iface }) => run.vanished(ns, ifindex, &iface),
+                None => anyhow::bail!("interface workers stopped unexpectedly"),
+            },
+            _ = sigint.recv() => return Ok(printer),
+            _ = sigterm.recv() => return Ok(printer),
+        }
+    }
+    // A name without wildcards is a promise that the interface exists (in some namespace).
+    for literal in args.ifaces.iter().filter(|p| !p.contains(['*', '?', '['])) {
+        if !run.sources.iter().any(|s| &s.iface == literal) {
+            let err = AttachError::UnknownInterface(literal.clone());
+            return Err(match args.netns.is_empty() {
+                true => err.into(),
+                false => anyhow::Error::new(err)
+                    .context(format!("in network namespaces {}", args.netns.join(", "))),
+            });
+        }
+    }
+    if run.sources.is_empty() {
+        eprintln!("checksum-audit: no interface matches yet; waiting for one to appear");
+    }
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, b"ready\n")
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
+    }
+    // Phase 2: steady state.
     let deadline = tokio::time::sleep(
         args.duration
             .unwrap_or(Duration::from_secs(100 * 365 * 86_400)),
@@ -290,30 +477,20 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     loop {
         tokio::select! {
-            Some(v) = rx.recv() => printer.on_verdict(&v, &mut stdout)?,
-            _ = ticker.tick() => printer.summary(&attachments, false, &mut stdout)?,
+            Some((source, v)) = events_rx.recv() => printer.on_verdict(&run.sources, source, &v, &mut stdout)?,
+            Some(update) = updates_rx.recv() => match update {
+                Update::Attached { ns, attachment, events } => run.add(ns, *attachment, events),
+                Update::Vanished { ns, ifindex, iface } => run.vanished(ns, ifindex, &iface),
+                Update::Failed { ns, error, .. } => eprintln!("checksum-audit: warning: {}: {error:#}", run.namespaces[ns].display("")),
+                Update::Ready { .. } => {}
+            },
+            _ = ticker.tick() => printer.summary(&run.sources, false, &mut stdout)?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
         }
     }
-
-    // Detach first so no new events arrive, then drain everything that is left.
-    for att in &mut attachments {
-        att.detach();
-    }
-    let _ = stop_tx.send(true);
-    while let Some(result) = readers.join_next().await {
-        if let Ok(Err(e)) = result {
-            log::warn!("event reader: {e:#}");
-        }
-    }
-    while let Ok(v) = rx.try_recv() {
-        printer.on_verdict(&v, &mut stdout)?;
-    }
-    loggers.abort_all();
-    printer.summary(&attachments, true, &mut stdout)?;
-    Ok(())
+    Ok(printer)
 }
 
 async fn forward_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {

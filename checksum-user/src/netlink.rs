@@ -106,3 +106,84 @@ pub fn link_kind(link: &LinkMessage) -> Option<String> {
 pub fn is_loopback(link: &LinkMessage) -> bool {
     link.header.flags.contains(LinkFlags::Loopback)
 }
+
+/// A link appearing (or changing) and a link going away.
+#[derive(Debug)]
+pub enum LinkEvent {
+    New(LinkMessage),
+    Del(LinkMessage),
+}
+
+/// Link notifications (RTNLGRP_LINK) for the namespace the socket was created in.
+pub struct LinkMonitor {
+    socket: Socket,
+}
+
+/// RTMGRP_LINK from linux/rtnetlink.h.
+const RTMGRP_LINK: u32 = 1;
+
+impl LinkMonitor {
+    /// Subscribes; create it before listing links so that no change falls between the two.
+    pub fn new(poll: std::time::Duration) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
+        let tv = libc::timeval {
+            tv_sec: poll.as_secs() as libc::time_t,
+            tv_usec: poll.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: a valid socket fd and a timeval of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { socket })
+    }
+
+    /// Waits up to the poll interval; returns the events received (none on timeout).
+    pub fn next_events(&self) -> io::Result<Vec<LinkEvent>> {
+        let buf = match self.socket.recv_from_full() {
+            Ok((buf, _)) => buf,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(Vec::new());
+            }
+            // The kernel dropped notifications (ENOBUFS): the caller rescans.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(e),
+            Err(e) => return Err(e),
+        };
+        let mut events = Vec::new();
+        let mut offset = 0;
+        while offset < buf.len() {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..])
+                .map_err(invalid)?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                    events.push(LinkEvent::New(link))
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
+                    events.push(LinkEvent::Del(link))
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            offset += len;
+        }
+        Ok(events)
+    }
+}

@@ -228,7 +228,7 @@ pub fn flows_text(
         let _ = writeln!(
             out,
             "  {:<12} {:<10} {:<8} {:<6} {:<15} {:>8}  {} -> {}  {:<27} {}",
-            iface_name(k.ifindex),
+            iface_name(k.source),
             k.hook.name(),
             sev.name(),
             k.layer.name(),
@@ -268,7 +268,7 @@ pub fn flows_json(
                     .ports
                     .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
                 json!({
-                    "iface": iface_name(k.ifindex),
+                    "iface": iface_name(k.source),
                     "hook": k.hook.name(),
                     "layer": k.layer.name(),
                     "kind": k.kind.name(),

@@ -98,7 +98,7 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         };
         stats.audited += 1;
         for v in &verdicts {
-            agg.add(v);
+            agg.add(0, v);
             if args.all || v.status == Status::Bad {
                 write_verdict(out, args.format, packet, v)?;
             }

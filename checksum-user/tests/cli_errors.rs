@@ -210,3 +210,10 @@ fn verbose_shows_the_kernel_programs_log() {
     let (_, _, quiet) = run(&["replay", path.to_str().unwrap()]);
     assert!(!quiet.contains("malformed frame"), "{quiet}");
 }
+
+#[test]
+fn unknown_network_namespace() {
+    let (code, _, err) = run(&["--netns", "no-such-netns", "--iface", "eth0"]);
+    assert_one_line_error(code, &err, "network namespace 'no-such-netns' not found");
+    assert!(err.contains("ip netns list"), "{err}");
+}

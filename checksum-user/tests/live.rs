@@ -480,3 +480,133 @@ fn other_programs_stay_attached_and_keep_working() {
     cmd_tx.send(false).unwrap();
     other.join().unwrap();
 }
+
+#[test]
+fn interfaces_that_appear_are_attached_within_a_second_and_detached_when_deleted() {
+    root_only!();
+    let pair = VethPair::new("auto");
+    let run = Running::start(&pair.b, &["--iface", "dyn?"]);
+    assert!(
+        tcx_programs(&pair.b, VETH_B).is_empty(),
+        "veth-b does not match dyn?"
+    );
+    let created = std::time::Instant::now();
+    pair.b.ip(&[
+        "link", "add", "dyn0", "type", "veth", "peer", "name", "dynpeer",
+    ]);
+    loop {
+        let attached = tcx_programs(&pair.b, "dyn0");
+        if attached == ["ingress:csum_tc_ingress", "egress:csum_tc_egress"] {
+            break;
+        }
+        assert!(
+            created.elapsed() < std::time::Duration::from_secs(1),
+            "dyn0 not audited within 1s: {attached:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!("dyn0 audited {:?} after it was created", created.elapsed());
+    assert!(
+        tcx_programs(&pair.b, "dynpeer").is_empty(),
+        "dynpeer does not match dyn?"
+    );
+    pair.b.ip(&["link", "del", "dyn0"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("auditing dyn0 (ifindex"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("dyn0 disappeared; detached"),
+        "{}",
+        done.stderr
+    );
+    let interfaces = done.final_summary()["interfaces"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        interfaces.len(),
+        2,
+        "dyn0 at both hooks stays in the summary: {interfaces:?}"
+    );
+    assert!(interfaces.iter().all(|i| i["iface"] == "dyn0"));
+}
+
+#[test]
+fn other_namespaces_are_audited_through_netns() {
+    root_only!();
+    let pair = VethPair::new("ns");
+    let run = Running::start_with_netns(
+        &pair.b.name,
+        &[
+            "--netns",
+            &pair.a.name,
+            "--netns",
+            &pair.b.name,
+            "--iface",
+            VETH_A,
+            "--iface",
+            VETH_B,
+        ],
+    );
+    assert_eq!(
+        tcx_programs(&pair.a, VETH_A),
+        ["ingress:csum_tc_ingress", "egress:csum_tc_egress"]
+    );
+    assert_eq!(
+        tcx_programs(&pair.b, VETH_B),
+        ["ingress:csum_tc_ingress", "egress:csum_tc_egress"]
+    );
+    let frames = bad_frames();
+    let raw: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
+    pair.a.run(move || send_raw_frames(VETH_A, &raw));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    let b_name = format!("{}/{VETH_B}", pair.b.name);
+    let a_name = format!("{}/{VETH_A}", pair.a.name);
+    // The corrupted frames are problems where they leave (a's egress) and where they arrive.
+    for (iface, hook) in [(&b_name, "tc-ingress"), (&a_name, "tc-egress")] {
+        let corrupt: Vec<_> = done
+            .verdicts()
+            .into_iter()
+            .filter(|v| v["iface"] == iface.as_str() && v["hook"] == hook && v["kind"] == "corrupt")
+            .collect();
+        assert_eq!(corrupt.len(), 2, "{iface} {hook}: {:#?}", done.verdicts());
+        assert!(corrupt.iter().all(|v| v["severity"] == "problem"));
+        assert_eq!(done.counter(iface, hook, &["mismatches", "zero"]), 1);
+    }
+    assert!(tcx_programs(&pair.a, VETH_A).is_empty());
+    assert!(tcx_programs(&pair.b, VETH_B).is_empty());
+}
+
+#[test]
+fn all_interfaces_skips_loopback() {
+    root_only!();
+    let pair = VethPair::new("all");
+    let mut cmd = pair.b.exec();
+    cmd.args([BIN, "--all-interfaces", "--duration", "500ms"]);
+    let (code, _, stderr) = run_to_end(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("auditing veth-b"), "{stderr}");
+    assert!(!stderr.contains("auditing lo "), "{stderr}");
+    let mut cmd = pair.b.exec();
+    cmd.args([
+        BIN,
+        "--all-interfaces",
+        "--iface",
+        "lo",
+        "--duration",
+        "500ms",
+    ]);
+    let (code, _, stderr) = run_to_end(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("auditing lo (ifindex 1, loopback)"),
+        "{stderr}"
+    );
+}

@@ -59,11 +59,25 @@ impl Finished {
 impl Running {
     /// Starts `checksum-audit ARGS --format json` in `ns` and waits until it has attached.
     pub fn start(ns: &NetNs, args: &[&str]) -> Self {
-        let ready = std::env::temp_dir().join(format!("{}.ready", ns.name));
+        let mut cmd = ns.exec();
+        cmd.arg(BIN);
+        Self::spawn(cmd, &ns.name, args)
+    }
+
+    /// Starts it in the test's own (host) network namespace: only for `--netns` runs, which
+    /// attach inside namespaces the test created.
+    pub fn start_with_netns(tag: &str, args: &[&str]) -> Self {
+        assert!(
+            args.contains(&"--netns"),
+            "never audit the host's own interfaces"
+        );
+        Self::spawn(Command::new(BIN), tag, args)
+    }
+
+    fn spawn(mut cmd: Command, tag: &str, args: &[&str]) -> Self {
+        let ready = std::env::temp_dir().join(format!("{tag}.ready"));
         let _ = std::fs::remove_file(&ready);
-        let child = ns
-            .exec()
-            .arg(BIN)
+        let child = cmd
             .args(args)
             .args(["--format", "json", "--interval", "1h", "--ready-file"])
             .arg(&ready)

@@ -1,0 +1,349 @@
+//! Following interfaces: which ones to audit (names, glob patterns, all), in which network
+//! namespaces, and keeping up as they come and go. One worker thread per namespace joins it
+//! (setns), attaches to what matches, then follows rtnetlink link notifications: new matching
+//! interfaces are attached at once, vanished ones reported. No polling of the interface list.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{MapData, RingBuf};
+use checksum_common::Hook;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::{
+    attach::{Attachment, attach},
+    cli::XdpModeArg,
+    loader::LoadOptions,
+    netlink::{self, LinkEvent, LinkMonitor},
+};
+
+/// A network namespace to audit in: the current one, or one named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// How the user named it (`NAME`, `PATH` or `pid:PID`); empty for the current namespace.
+    pub label: String,
+    pub path: Option<PathBuf>,
+}
+
+impl Namespace {
+    pub fn current() -> Self {
+        Self {
+            label: String::new(),
+            path: None,
+        }
+    }
+
+    /// `NAME` (under /run/netns), a path, or `pid:PID`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let path = if let Some(pid) = spec.strip_prefix("pid:") {
+            let pid: u32 = pid
+                .parse()
+                .with_context(|| format!("--netns {spec}: pid:PID needs a number"))?;
+            PathBuf::from(format!("/proc/{pid}/ns/net"))
+        } else if spec.contains('/') {
+            PathBuf::from(spec)
+        } else {
+            PathBuf::from(format!("/run/netns/{spec}"))
+        };
+        if !path.exists() {
+            bail!(
+                "network namespace '{spec}' not found ({} does not exist); list named ones with `ip netns list`",
+                path.display()
+            );
+        }
+        Ok(Self {
+            label: spec.to_owned(),
+            path: Some(path),
+        })
+    }
+
+    /// How an interface in this namespace is shown: `ns/eth0`, or `eth0` in the current one.
+    pub fn display(&self, iface: &str) -> String {
+        if self.label.is_empty() {
+            iface.to_owned()
+        } else {
+            format!("{}/{iface}", self.label)
+        }
+    }
+
+    /// Moves the calling thread into this namespace.
+    fn enter(&self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = File::open(path)
+            .with_context(|| format!("opening network namespace {}", path.display()))?;
+        // SAFETY: a valid namespace fd; CLONE_NEWNET only affects this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!(
+                "joining network namespace {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Which interfaces to audit.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    pub patterns: Vec<String>,
+    /// Every interface but loopback (loopback too if a pattern names it).
+    pub all: bool,
+}
+
+impl Selector {
+    pub fn matches(&self, name: &str, loopback: bool) -> bool {
+        let named = self.patterns.iter().any(|p| glob_match(p, name));
+        named || (self.all && !loopback)
+    }
+
+    /// Literal names (no wildcard) must exist when we start; patterns may match later.
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.patterns
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.contains(['*', '?', '[']))
+    }
+}
+
+/// Shell-style wildcard match with `*`, `?` and `[abc]`/`[a-z]` classes.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+        let end = p.iter().position(|&x| x == ']')?;
+        let set = &p[1..end];
+        let mut i = 0;
+        let mut hit = false;
+        while i < set.len() {
+            if i + 2 < set.len() && set[i + 1] == '-' {
+                hit |= set[i] <= c && c <= set[i + 2];
+                i += 3;
+            } else {
+                hit |= set[i] == c;
+                i += 1;
+            }
+        }
+        Some((hit, end + 1))
+    }
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
+            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some('[') if !n.is_empty() => match class(p, n[0]) {
+                Some((true, used)) => go(&p[used..], &n[1..]),
+                Some((false, _)) => false,
+                None => n[0] == '[' && go(&p[1..], &n[1..]),
+            },
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// What a namespace worker tells the main task.
+pub enum Update {
+    Attached {
+        ns: usize,
+        attachment: Box<Attachment>,
+        events: RingBuf<MapData>,
+    },
+    /// An interface went away; its attachments are gone with it.
+    Vanished {
+        ns: usize,
+        ifindex: u32,
+        iface: String,
+    },
+    /// The first scan of a namespace is done (all literal names found and attached).
+    Ready { ns: usize },
+    /// Something that stops the run (before Ready) or is worth a warning (after).
+    Failed {
+        ns: usize,
+        error: anyhow::Error,
+        fatal: bool,
+    },
+}
+
+pub struct WorkerConfig {
+    pub selector: Selector,
+    pub hooks: Vec<Hook>,
+    pub xdp_mode: XdpModeArg,
+    pub opts: LoadOptions,
+}
+
+/// How long a worker waits for link events before checking whether to stop.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Starts the worker of namespace number `index`.
+pub fn spawn_worker(
+    index: usize,
+    ns: Namespace,
+    config: Arc<WorkerConfig>,
+    tx: UnboundedSender<Update>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        if let Err(error) = worker(index, &ns, &config, &tx, &stop) {
+            let _ = tx.send(Update::Failed {
+                ns: index,
+                error,
+                fatal: true,
+            });
+        }
+    })
+}
+
+fn worker(
+    index: usize,
+    ns: &Namespace,
+    config: &WorkerConfig,
+    tx: &UnboundedSender<Update>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    ns.enter()?;
+    // Subscribe before the first listing so that nothing falls in between.
+    let monitor = LinkMonitor::new(POLL).context("subscribing to rtnetlink link events")?;
+    // ifindex -> name of what we attached to in this namespace.
+    let mut attached: HashMap<u32, String> = HashMap::new();
+    for link in netlink::list_links().context("listing interfaces")? {
+        consider(index, &link, config, &mut attached, tx, true)?;
+    }
+    let _ = tx.send(Update::Ready { ns: index });
+    while !stop.load(Ordering::Relaxed) {
+        let events = match monitor.next_events() {
+            Ok(events) => events,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // Notifications were lost: rescan so that no interface is missed.
+                let links = netlink::list_links().context("rescanning interfaces")?;
+                links.into_iter().map(LinkEvent::New).collect()
+            }
+            Err(e) => return Err(e).context("reading rtnetlink link events"),
+        };
+        for event in events {
+            match event {
+                LinkEvent::New(link) => consider(index, &link, config, &mut attached, tx, false)?,
+                LinkEvent::Del(link) => {
+                    if let Some(iface) = attached.remove(&link.header.index) {
+                        let _ = tx.send(Update::Vanished {
+                            ns: index,
+                            ifindex: link.header.index,
+                            iface,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Attaches every hook to `link` if it matches and is not attached yet. At startup an attach
+/// error is fatal (the user asked for this interface); later it is a warning and we go on.
+fn consider(
+    index: usize,
+    link: &netlink_packet_route::link::LinkMessage,
+    config: &WorkerConfig,
+    attached: &mut HashMap<u32, String>,
+    tx: &UnboundedSender<Update>,
+    startup: bool,
+) -> Result<()> {
+    let Some(name) = netlink::link_name(link) else {
+        return Ok(());
+    };
+    if attached.contains_key(&link.header.index)
+        || !config.selector.matches(name, netlink::is_loopback(link))
+    {
+        return Ok(());
+    }
+    attached.insert(link.header.index, name.to_owned());
+    for &hook in &config.hooks {
+        match attach(name, hook, config.xdp_mode, &config.opts) {
+            Ok((attachment, events)) => {
+                let _ = tx.send(Update::Attached {
+                    ns: index,
+                    attachment: Box::new(attachment),
+                    events,
+                });
+            }
+            Err(e) if startup => return Err(e),
+            Err(error) => {
+                let _ = tx.send(Update::Failed {
+                    ns: index,
+                    error,
+                    fatal: false,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("veth*", "veth1"));
+        assert!(glob_match("veth*", "veth"));
+        assert!(!glob_match("veth*", "eth0"));
+        assert!(glob_match("eth?", "eth0"));
+        assert!(!glob_match("eth?", "eth10"));
+        assert!(glob_match("eth[0-2]", "eth1"));
+        assert!(!glob_match("eth[0-2]", "eth3"));
+        assert!(glob_match("lxc*_eth[ab]", "lxc123_ethb"));
+        assert!(glob_match("eth0", "eth0"));
+        assert!(!glob_match("eth0", "eth00"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn selection() {
+        let all = Selector {
+            patterns: vec![],
+            all: true,
+        };
+        assert!(all.matches("eth0", false));
+        assert!(!all.matches("lo", true));
+        let all_and_lo = Selector {
+            patterns: vec!["lo".into()],
+            all: true,
+        };
+        assert!(all_and_lo.matches("lo", true));
+        let some = Selector {
+            patterns: vec!["veth*".into(), "eth0".into()],
+            all: false,
+        };
+        assert!(some.matches("veth9", false));
+        assert!(!some.matches("eth1", false));
+        assert_eq!(some.literals().collect::<Vec<_>>(), ["eth0"]);
+    }
+
+    #[test]
+    fn namespaces() {
+        assert!(Namespace::parse("pid:1").is_ok());
+        assert!(Namespace::parse("pid:abc").is_err());
+        let err = Namespace::parse("definitely-not-a-netns")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ip netns list"), "{err}");
+        assert_eq!(
+            Namespace::parse("pid:1").unwrap().display("eth0"),
+            "pid:1/eth0"
+        );
+        assert_eq!(Namespace::current().display("eth0"), "eth0");
+    }
+}
