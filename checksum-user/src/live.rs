@@ -200,6 +200,7 @@ impl Printer<'_> {
                 hook: s.hook.name(),
                 mode: s.mode,
                 class: s.class.name(),
+                offload: severity(Kind::OffloadPending, s.hook, &s.class),
                 counters: s.counters(),
             })
             .collect();

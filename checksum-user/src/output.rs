@@ -107,6 +107,8 @@ pub struct Source<'a> {
     pub mode: &'a str,
     /// Interface class ("physical", "veth", ...), or "capture" for replay.
     pub class: &'a str,
+    /// What a partial checksum (offload-pending) means here.
+    pub offload: Severity,
     pub counters: Counters,
 }
 
@@ -189,11 +191,16 @@ pub fn source_text(s: &Source) -> String {
         .sum();
     let _ = writeln!(
         out,
-        "  mismatches: {real} real (zero {}, byte-swapped {}, corrupt {}); {} offload-pending (partial checksum: expected on veth, tap and sending hosts)",
+        "  mismatches: {real} real (zero {}, byte-swapped {}, corrupt {}); {} offload-pending ({})",
         c.mismatch(Kind::Zero),
         c.mismatch(Kind::ByteSwapped),
         c.mismatch(Kind::Corrupt),
         c.mismatch(Kind::OffloadPending),
+        match s.offload {
+            Severity::Expected => "partial checksums, expected here",
+            Severity::Problem =>
+                "PROBLEM here: nothing will complete these checksums; the sender's offload never happened",
+        },
     );
     out
 }

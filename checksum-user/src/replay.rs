@@ -18,7 +18,7 @@ use crate::{
     event::Verdict,
     loader::LoadOptions,
     output::{self, Clock, Source},
-    severity::{IfaceClass, severity},
+    severity::{IfaceClass, Severity, severity},
     testrun::{FrameAuditor, MIN_FRAME},
 };
 
@@ -133,6 +133,7 @@ fn write_summary(
         hook: "xdp",
         mode: "test-run",
         class: "capture",
+        offload: Severity::Expected,
         counters,
     };
     let no_iface = |_| "replay".to_string();

@@ -2,7 +2,7 @@
 //! ordinary traffic (a real TCP connection, UDP, ping) beside frames with broken checksums.
 
 use std::{
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -26,7 +26,7 @@ pub fn run() -> Result<()> {
     let bin = workspace_root().join("target/debug/checksum-audit");
 
     println!(
-        "== demo: namespaces csa-demo-*, veth pair {VETH_A} <-> {VETH_B}; checksum-audit on {VETH_B} (XDP)"
+        "== demo: namespaces csa-demo-*, veth pair {VETH_A} <-> {VETH_B}; checksum-audit on {VETH_B} (default hooks: TC ingress and egress)"
     );
     let pair = VethPair::new("demo");
     let ready = std::env::temp_dir().join(format!("{}.ready", pair.b.name));
@@ -68,16 +68,15 @@ pub fn run() -> Result<()> {
     if !status.success() {
         bail!("checksum-audit failed: {status}");
     }
-    let attached = Command::new("ip")
-        .args(["-n", &pair.b.name, "link", "show", VETH_B])
-        .output()?;
-    let still = String::from_utf8_lossy(&attached.stdout).contains("xdp");
+    let mut left = pair.b.tcx_programs(VETH_B);
+    left.extend(Some(pair.b.xdp_state(VETH_B)).filter(|s| !s.is_empty()));
+    let still = !left.is_empty();
     println!(
-        "== after exit: XDP program on {VETH_B}: {}",
+        "== after exit: programs on {VETH_B}: {}",
         if still {
-            "STILL ATTACHED (bug)"
+            format!("STILL ATTACHED (bug): {left:?}")
         } else {
-            "none (detached)"
+            "none (detached)".into()
         }
     );
     drop(pair);

@@ -71,6 +71,40 @@ impl NetNs {
         })
     }
 
+    /// Programs on `iface`'s TCX hooks, as `ingress:name` / `egress:name`.
+    pub fn tcx_programs(&self, iface: &str) -> Vec<String> {
+        use aya::programs::{SchedClassifier, tc::TcAttachType};
+        let ifindex = self.ifindex(iface);
+        self.run(move || {
+            let mut names = Vec::new();
+            for (dir, t) in [
+                ("ingress", TcAttachType::Ingress),
+                ("egress", TcAttachType::Egress),
+            ] {
+                let (_, progs) = SchedClassifier::query_tcx(ifindex, t).expect("query tcx");
+                names.extend(
+                    progs
+                        .iter()
+                        .map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))),
+                );
+            }
+            names
+        })
+    }
+
+    /// The XDP lines of `ip -d link show IFACE` ("" when no XDP program is attached).
+    pub fn xdp_state(&self, iface: &str) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-d", "link", "show", iface])
+            .output()
+            .expect("ip link");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .filter(|l| l.contains("xdp"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     pub fn ifindex(&self, iface: &str) -> u32 {
         let iface = iface.to_owned();
         self.run(move || {

@@ -148,34 +148,10 @@ pub fn run_to_end(cmd: &mut Command) -> (i32, String, String) {
 
 /// The programs attached to `iface`'s TCX hooks in `ns`, as `ingress:name` / `egress:name`.
 pub fn tcx_programs(ns: &NetNs, iface: &str) -> Vec<String> {
-    use aya::programs::{SchedClassifier, tc::TcAttachType};
-    let ifindex = ns.ifindex(iface);
-    ns.run(move || {
-        let mut names = Vec::new();
-        for (dir, t) in [
-            ("ingress", TcAttachType::Ingress),
-            ("egress", TcAttachType::Egress),
-        ] {
-            let (_, progs) = SchedClassifier::query_tcx(ifindex, t).expect("query tcx");
-            names.extend(
-                progs
-                    .iter()
-                    .map(|p| format!("{dir}:{}", p.name_as_str().unwrap_or("?"))),
-            );
-        }
-        names
-    })
+    ns.tcx_programs(iface)
 }
 
 /// The XDP program attached to `iface` in `ns`, as `ip -d link` reports it ("" if none).
 pub fn xdp_state(ns: &NetNs, iface: &str) -> String {
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "-d", "link", "show", iface])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .filter(|l| l.contains("xdp") || l.contains("prog/xdp"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    ns.xdp_state(iface)
 }
