@@ -17,6 +17,19 @@ pub struct Key {
     pub kind: Kind,
 }
 
+impl Key {
+    /// The row a verdict seen at `source` belongs to.
+    pub fn of(source: u32, v: &Verdict) -> Self {
+        Self {
+            source,
+            hook: v.hook,
+            layer: v.layer,
+            flow: v.flow,
+            kind: v.kind,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub count: u64,
@@ -58,13 +71,7 @@ impl Aggregator {
         if v.status != Status::Bad {
             return false;
         }
-        let key = Key {
-            source,
-            hook: v.hook,
-            layer: v.layer,
-            flow: v.flow,
-            kind: v.kind,
-        };
+        let key = Key::of(source, v);
         if let Some(e) = self.entries.get_mut(&key) {
             e.count += 1;
             e.first_ns = e.first_ns.min(v.timestamp_ns);
@@ -160,7 +167,7 @@ mod tests {
         let mut a = Aggregator::default();
         let mut v = verdict(1, Kind::Match, 1);
         v.status = Status::Ok;
-        assert!(!a.add(&v));
+        assert!(!a.add(3, &v));
         assert!(a.is_empty());
     }
 

@@ -55,11 +55,16 @@ impl Namespace {
         } else {
             PathBuf::from(format!("/run/netns/{spec}"))
         };
-        if !path.exists() {
-            bail!(
+        match File::open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "network namespace '{spec}' not found ({} does not exist); list named ones with `ip netns list`",
                 path.display()
-            );
+            ),
+            Err(e) => bail!(
+                "cannot open network namespace '{spec}' ({}): {e}",
+                path.display()
+            ),
         }
         Ok(Self {
             label: spec.to_owned(),
@@ -334,15 +339,16 @@ mod tests {
 
     #[test]
     fn namespaces() {
-        assert!(Namespace::parse("pid:1").is_ok());
+        let own = format!("pid:{}", std::process::id());
+        assert!(Namespace::parse(&own).is_ok());
         assert!(Namespace::parse("pid:abc").is_err());
         let err = Namespace::parse("definitely-not-a-netns")
             .unwrap_err()
             .to_string();
         assert!(err.contains("ip netns list"), "{err}");
         assert_eq!(
-            Namespace::parse("pid:1").unwrap().display("eth0"),
-            "pid:1/eth0"
+            Namespace::parse(&own).unwrap().display("eth0"),
+            format!("{own}/eth0")
         );
         assert_eq!(Namespace::current().display("eth0"), "eth0");
     }

@@ -160,14 +160,7 @@ impl Printer<'_> {
                 writeln!(out, "{}", Value::Object(m))?;
             }
             Format::Text => {
-                let key = Key {
-                    source,
-                    hook: v.hook,
-                    layer: v.layer,
-                    flow: v.flow,
-                    kind: v.kind,
-                };
-                let seen = self.agg.count(&key);
+                let seen = self.agg.count(&Key::of(source, v));
                 if seen <= TEXT_LINES_PER_FLOW {
                     writeln!(
                         out,

@@ -138,24 +138,26 @@ impl Loaded {
 
     /// An XDP program, loaded (and verified) on first use.
     pub fn xdp(&mut self, name: &str) -> Result<&mut Xdp, LoadError> {
-        let prog: &mut Xdp = self
-            .program(name)?
-            .try_into()
-            .map_err(|e: ProgramError| LoadError::Other(e.to_string()))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(|e| classify_program_error(name, e))?;
-        }
-        Ok(prog)
+        self.loaded_program(name)
     }
 
     /// A TC classifier program, loaded (and verified) on first use.
     pub fn tc(&mut self, name: &str) -> Result<&mut SchedClassifier, LoadError> {
-        let prog: &mut SchedClassifier = self
+        self.loaded_program(name)
+    }
+
+    fn loaded_program<'p, P>(&'p mut self, name: &str) -> Result<&'p mut P, LoadError>
+    where
+        P: LazyLoad,
+        &'p mut P: TryFrom<&'p mut Program, Error = ProgramError>,
+    {
+        let prog: &mut P = self
             .program(name)?
             .try_into()
             .map_err(|e: ProgramError| LoadError::Other(e.to_string()))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(|e| classify_program_error(name, e))?;
+        if !prog.is_loaded() {
+            prog.load_now()
+                .map_err(|e| classify_program_error(name, e))?;
         }
         Ok(prog)
     }
@@ -187,6 +189,30 @@ impl Loaded {
             total.accumulate(cpu);
         }
         Ok(total)
+    }
+}
+
+/// Program types we load on first use (their `load` takes no arguments).
+trait LazyLoad {
+    fn is_loaded(&self) -> bool;
+    fn load_now(&mut self) -> Result<(), ProgramError>;
+}
+
+impl LazyLoad for Xdp {
+    fn is_loaded(&self) -> bool {
+        self.fd().is_ok()
+    }
+    fn load_now(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+}
+
+impl LazyLoad for SchedClassifier {
+    fn is_loaded(&self) -> bool {
+        self.fd().is_ok()
+    }
+    fn load_now(&mut self) -> Result<(), ProgramError> {
+        self.load()
     }
 }
 

@@ -38,30 +38,39 @@ fn connect() -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// The route messages in one datagram, and whether it ended a dump (NLMSG_DONE).
+fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
+    let mut messages = Vec::new();
+    let mut offset = 0;
+    while offset < buf.len() {
+        let msg =
+            NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..]).map_err(invalid)?;
+        let len = msg.header.length as usize;
+        match msg.payload {
+            NetlinkPayload::InnerMessage(m) => messages.push(m),
+            NetlinkPayload::Done(_) => return Ok((messages, true)),
+            NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+            _ => {}
+        }
+        if len == 0 {
+            break;
+        }
+        offset += len;
+    }
+    Ok((messages, false))
+}
+
 /// Reads replies until the kernel says done; returns the links in them.
 fn collect_links(socket: &Socket, multipart: bool) -> io::Result<Vec<LinkMessage>> {
     let mut links = Vec::new();
     loop {
         let (buf, _) = socket.recv_from_full()?;
-        let mut offset = 0;
-        while offset < buf.len() {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..])
-                .map_err(invalid)?;
-            let len = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                    links.push(link)
-                }
-                NetlinkPayload::Done(_) => return Ok(links),
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            offset += len;
-        }
-        if !multipart {
+        let (messages, done) = parse_datagram(&buf)?;
+        links.extend(messages.into_iter().filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => Some(link),
+            _ => None,
+        }));
+        if done || !multipart {
             return Ok(links);
         }
     }
@@ -160,30 +169,18 @@ impl LinkMonitor {
             {
                 return Ok(Vec::new());
             }
-            // The kernel dropped notifications (ENOBUFS): the caller rescans.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(e),
+            // Includes ENOBUFS (the kernel dropped notifications): the caller rescans.
             Err(e) => return Err(e),
         };
-        let mut events = Vec::new();
-        let mut offset = 0;
-        while offset < buf.len() {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..])
-                .map_err(invalid)?;
-            let len = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                    events.push(LinkEvent::New(link))
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
-                    events.push(LinkEvent::Del(link))
-                }
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            offset += len;
-        }
+        let (messages, _) = parse_datagram(&buf)?;
+        let events = messages
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(LinkEvent::New(link)),
+                RouteNetlinkMessage::DelLink(link) => Some(LinkEvent::Del(link)),
+                _ => None,
+            })
+            .collect();
         Ok(events)
     }
 }

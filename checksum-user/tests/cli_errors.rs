@@ -13,6 +13,17 @@ fn run(args: &[&str]) -> (i32, String, String) {
     run_to_end(Command::new(BIN).args(args))
 }
 
+/// `checksum-audit ARGS` as the unprivileged user nobody; `drop_caps` also empties the
+/// inheritable and bounding capability sets.
+fn as_nobody(args: &[&str], drop_caps: bool) -> (i32, String, String) {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    if drop_caps {
+        cmd.args(["--inh-caps=-all", "--bounding-set=-all"]);
+    }
+    run_to_end(cmd.arg(BIN).args(args))
+}
+
 fn assert_one_line_error(code: i32, stderr: &str, needle: &str) {
     assert_eq!(code, 1, "exit code; stderr: {stderr}");
     assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
@@ -47,16 +58,7 @@ fn missing_privileges_name_the_capabilities() {
         return;
     }
     // Drop to an unprivileged user with no capabilities: the error must say what is needed.
-    let (code, _, err) = run_to_end(Command::new("setpriv").args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        BIN,
-        "--iface",
-        "lo",
-    ]));
+    let (code, _, err) = as_nobody(&["--iface", "lo"], true);
     assert_one_line_error(code, &err, "missing privileges");
     assert!(
         err.contains("CAP_BPF") && err.contains("CAP_NET_ADMIN") && err.contains("CAP_PERFMON"),
@@ -69,16 +71,7 @@ fn missing_privileges_name_the_capabilities() {
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
-    let (code, _, err) = run_to_end(Command::new("setpriv").args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        BIN,
-        "replay",
-        capture.to_str().unwrap(),
-    ]));
+    let (code, _, err) = as_nobody(&["replay", capture.to_str().unwrap()], true);
     assert_one_line_error(code, &err, "missing privileges");
 }
 
@@ -145,14 +138,7 @@ fn replay_unreadable_file() {
     }
     let path = write_temp("secret.pcap", &pcap_bytes(1, &[]));
     std::fs::set_permissions(&*path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let (code, _, err) = run_to_end(Command::new("setpriv").args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        BIN,
-        "replay",
-        path.to_str().unwrap(),
-    ]));
+    let (code, _, err) = as_nobody(&["replay", path.to_str().unwrap()], false);
     assert_one_line_error(code, &err, "Permission denied");
 }
 

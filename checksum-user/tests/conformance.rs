@@ -58,6 +58,9 @@
 //!
 //! Run with `cargo test -p checksum-user --test conformance -- --nocapture` to see the figures.
 
+mod common;
+
+use common::require_root;
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
@@ -78,21 +81,6 @@ const KNOWN: &str = concat!(
 const LINKTYPES: &[u32] = &[0, 1, 101, 108, 113, 228, 229, 276];
 /// IPv6 extension headers tcpdump walks before the transport header.
 const IP6_EXT_HEADERS: &[u32] = &[0, 43, 44, 51, 60, 135, 139, 140];
-
-/// Same gate as `common::require_root`, inlined so this test does not depend on the shared
-/// helpers' submodules.
-fn require_root(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "{test}: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); CI=true forbids skipping"
-        );
-    }
-    eprintln!("SKIPPED {test}: needs root");
-    false
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Layer {
