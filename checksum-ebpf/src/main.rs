@@ -7,13 +7,14 @@ mod audit;
 mod packet;
 mod parse;
 mod sum;
+mod tc;
 
 use aya_ebpf::{
     Global,
-    bindings::{TC_ACT_UNSPEC, xdp_action},
-    macros::{classifier, map, xdp},
+    bindings::xdp_action,
+    macros::{map, xdp},
     maps::{PerCpuArray, RingBuf},
-    programs::{TcContext, XdpContext},
+    programs::XdpContext,
 };
 use checksum_common::{Counters, Hook};
 
@@ -44,25 +45,6 @@ static REPORT_OFFLOAD: Global<u8> = Global::new(0);
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {
     audit::audit_frame(&packet::XdpPacket(ctx), Hook::Xdp);
     xdp_action::XDP_PASS
-}
-
-/// TC programs return TC_ACT_UNSPEC, which is TCX_NEXT: the packet goes on to the next program in
-/// the chain exactly as if we were not there (TC_ACT_OK would end the chain for programs after us).
-#[classifier]
-pub fn csum_tc_ingress(ctx: TcContext) -> i32 {
-    audit::audit_frame(&packet::TcPacket(ctx), Hook::TcIngress);
-    TC_ACT_UNSPEC
-}
-
-#[classifier]
-pub fn csum_tc_egress(ctx: TcContext) -> i32 {
-    audit::audit_frame(&packet::TcPacket(ctx), Hook::TcEgress);
-    TC_ACT_UNSPEC
-}
-
-#[classifier]
-pub fn noop_tc(_ctx: TcContext) -> i32 {
-    TC_ACT_UNSPEC
 }
 
 /// The baseline for benchmarks: the cost of running any XDP program at all.

@@ -2,7 +2,7 @@
 //! `checksum-audit replay FILE --all --format json` and compares every checksum verdict with the
 //! one tcpdump's expected output prints for the same packet.
 //!
-//! The corpus (default `/work/shared/corpus/tcpdump`, or `$CONFORMANCE_CORPUS`) is described in its
+//! The corpus (default `../shared/corpus/tcpdump` beside the repository, or `$CONFORMANCE_CORPUS`) is described in its
 //! README.txt: `pcap/` captures, `out/` outputs of `tcpdump -# -n -tttt -r PCAP FLAGS`, and
 //! `index.csv`, one row per test.
 //!
@@ -72,7 +72,8 @@ use std::{
     },
 };
 
-const DEFAULT_CORPUS: &str = "/work/shared/corpus/tcpdump";
+/// `../shared` beside the repository, as on the developers' machines and in CI.
+const DEFAULT_CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/tcpdump");
 const KNOWN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/conformance/known-disagreements.txt"
