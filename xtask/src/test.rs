@@ -43,14 +43,55 @@ pub fn run_suite() -> Result<()> {
     // Tests that need the kernel fail instead of skipping when CI=true; say so up front.
     require_root("test")?;
     // checksum-ebpf only builds for bpfel-unknown-none (checksum-user's build.rs does that).
-    run(cargo().args([
+    let totals = run_tests(cargo().args([
         "test",
         "--workspace",
         "--exclude",
         "checksum-ebpf",
         "--no-fail-fast",
-    ]))?;
-    check_nothing_left_behind()
+    ]));
+    let left = check_nothing_left_behind();
+    let (passed, failed) = totals?;
+    // One closing line for the whole suite, whatever cargo printed last.
+    println!("tests: {passed} passed, {failed} failed");
+    left?;
+    if failed > 0 {
+        bail!("{failed} tests failed");
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.
+fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: $ {}", format!("{cmd:?}").replace('"', ""));
+    let mut child = cmd
+        .current_dir(crate::workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)
+                            .and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok())
+                    })
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed: {status}");
+    }
+    Ok((passed, failed))
 }
 
 /// Every test namespace is gone and none of our programs is still loaded.
