@@ -93,6 +93,10 @@ pub struct LiveArgs {
     /// counted as lost, never silently dropped.
     #[arg(long, default_value_t = crate::loader::DEFAULT_RING_BYTES)]
     pub ring_buffer_size: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics. A bare port (9465 or :9465) binds to
+    /// 127.0.0.1; give an address (0.0.0.0:9465) to expose them further.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     /// Write this file once every program is attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -116,6 +120,7 @@ impl LiveArgs {
             || self.duration.is_some()
             || self.show_offload
             || self.ready_file.is_some()
+            || self.metrics_addr.is_some()
     }
 }
 

@@ -8,6 +8,7 @@ pub mod event;
 pub mod follow;
 pub mod live;
 pub mod loader;
+pub mod metrics;
 pub mod netlink;
 pub mod output;
 pub mod replay;

@@ -28,6 +28,7 @@ use crate::{
     event::{Verdict, hex},
     follow::{Namespace, Selector, Update, WorkerConfig, spawn_worker},
     loader::LoadOptions,
+    metrics,
     output::{self, Clock, Source},
     severity::{IfaceClass, Severity, severity},
 };
@@ -182,6 +183,42 @@ impl Printer<'_> {
         Ok(())
     }
 
+    /// What `--metrics-addr` serves: kernel counters per source, events by kind and severity.
+    fn metrics_snapshot(&self, sources: &[SourceInfo]) -> metrics::Snapshot {
+        let mut events: std::collections::BTreeMap<(u32, Kind), u64> = Default::default();
+        for (key, entry) in self.agg.rows() {
+            *events.entry((key.source, key.kind)).or_default() += entry.count;
+        }
+        metrics::Snapshot {
+            sources: sources
+                .iter()
+                .map(|s| metrics::SourceMetrics {
+                    iface: s.name.clone(),
+                    hook: s.hook.name(),
+                    mode: s.mode,
+                    attached: s.attachment.is_some(),
+                    counters: s.counters(),
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|((source, kind), n)| {
+                    let s = &sources[source as usize];
+                    let sev = Self::severity(sources, kind, source);
+                    (
+                        s.name.clone(),
+                        s.hook.name(),
+                        kind.name(),
+                        sev.name(),
+                        kind.name(),
+                        n,
+                    )
+                })
+                .collect(),
+            untracked: self.agg.untracked,
+        }
+    }
+
     fn summary(&self, sources: &[SourceInfo], last: bool, out: &mut impl Write) -> Result<()> {
         let elapsed = self.started.elapsed();
         let names = |i: u32| sources[i as usize].name.clone();
@@ -334,6 +371,18 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
             ..LoadOptions::default()
         },
     });
+    // Bind the metrics port before attaching anything: a busy port fails fast and cleanly.
+    let metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let addr = metrics::parse_addr(addr)?;
+            let listener = metrics::bind(addr).await?;
+            let shared = metrics::Shared::default();
+            let server = tokio::spawn(metrics::serve(listener, shared.clone()));
+            eprintln!("checksum-audit: metrics at http://{addr}/metrics");
+            Some((shared, server))
+        }
+        None => None,
+    };
     // Signals first: a SIGTERM during attach must still run the cleanup below.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -370,8 +419,12 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         &mut updates_rx,
         &mut sigint,
         &mut sigterm,
+        metrics.as_ref().map(|(shared, _)| shared.clone()),
     )
     .await;
+    if let Some((_, server)) = metrics {
+        server.abort();
+    }
 
     // Stop following, detach everything, then drain what is left so the summary misses nothing.
     stop_workers.store(true, Ordering::Relaxed);
@@ -417,6 +470,7 @@ async fn audit<'a>(
     updates_rx: &mut mpsc::UnboundedReceiver<Update>,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
+    metrics: Option<metrics::Shared>,
 ) -> Result<Printer<'a>> {
     let mut printer = Printer {
         args,
@@ -469,6 +523,8 @@ async fn audit<'a>(
     tokio::pin!(deadline);
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    // Metrics are refreshed once a second: kernel counters are read then, not per scrape.
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             Some((source, v)) = events_rx.recv() => printer.on_verdict(&run.sources, source, &v, &mut stdout)?,
@@ -479,6 +535,11 @@ async fn audit<'a>(
                 Update::Ready { .. } => {}
             },
             _ = ticker.tick() => printer.summary(&run.sources, false, &mut stdout)?,
+            _ = refresh.tick(), if metrics.is_some() => {
+                if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
+                    *snapshot = printer.metrics_snapshot(&run.sources);
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,

@@ -203,3 +203,18 @@ fn unknown_network_namespace() {
     assert_one_line_error(code, &err, "network namespace 'no-such-netns' not found");
     assert!(err.contains("ip netns list"), "{err}");
 }
+
+#[test]
+fn metrics_address_errors() {
+    let (code, _, err) = run(&["--iface", "no-such-if0", "--metrics-addr", "localhost"]);
+    assert_one_line_error(code, &err, "expected PORT, :PORT or ADDR:PORT");
+    // A busy port fails before anything is attached (the interface does not even exist).
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let (code, _, err) = run(&["--iface", "no-such-if0", "--metrics-addr", &port]);
+    assert_one_line_error(
+        code,
+        &err,
+        &format!("cannot serve metrics on 127.0.0.1:{port}"),
+    );
+}

@@ -610,3 +610,120 @@ fn all_interfaces_skips_loopback() {
         "{stderr}"
     );
 }
+
+/// HTTP GET inside `ns` (the auditor's loopback lives there).
+fn http_get(ns: &common::netns::NetNs, addr: &'static str, path: &'static str) -> String {
+    use std::io::{Read, Write};
+    ns.run(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    })
+}
+
+#[test]
+fn metrics_are_served_and_parse_with_an_independent_parser() {
+    root_only!();
+    let pair = VethPair::new("prom");
+    let run = Running::start(&pair.b, &["--iface", VETH_B, "--metrics-addr", "9465"]);
+    let frames = bad_frames();
+    let raw: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
+    pair.a.run(move || send_raw_frames(VETH_A, &raw));
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // one metrics refresh
+    let response = http_get(&pair.b, "127.0.0.1:9465", "/metrics");
+    let not_found = http_get(&pair.b, "127.0.0.1:9465", "/nope");
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("metrics at http://127.0.0.1:9465/metrics"),
+        "{}",
+        done.stderr
+    );
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("parse the exposition");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{body}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: unexpected {other:?}"),
+        }
+    };
+    let at = |hook| [("iface", VETH_B), ("hook", hook)];
+    assert_eq!(
+        value(
+            "checksum_audit_mismatches_total",
+            &[
+                ("iface", VETH_B),
+                ("hook", "tc-ingress"),
+                ("layer", "tcp"),
+                ("kind", "corrupt")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "checksum_audit_mismatches_total",
+            &[
+                ("iface", VETH_B),
+                ("hook", "tc-ingress"),
+                ("layer", "icmp"),
+                ("kind", "corrupt")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "checksum_audit_mismatches_total",
+            &[
+                ("iface", VETH_B),
+                ("hook", "tc-ingress"),
+                ("layer", "udp"),
+                ("kind", "zero")
+            ]
+        ),
+        1.0
+    );
+    assert!(value("checksum_audit_packets_total", &at("tc-ingress")) >= 5.0);
+    assert_eq!(
+        value("checksum_audit_events_lost_total", &at("tc-ingress")),
+        0.0
+    );
+    assert_eq!(value("checksum_audit_attached", &at("tc-egress")), 1.0);
+    assert_eq!(
+        value(
+            "checksum_audit_checks_total",
+            &[
+                ("iface", VETH_B),
+                ("hook", "tc-ingress"),
+                ("layer", "udp"),
+                ("verdict", "bad")
+            ]
+        ),
+        2.0
+    );
+    assert!(
+        value(
+            "checksum_audit_mismatch_events_total",
+            &[
+                ("iface", VETH_B),
+                ("hook", "tc-ingress"),
+                ("kind", "corrupt"),
+                ("severity", "problem")
+            ]
+        ) >= 2.0
+    );
+}

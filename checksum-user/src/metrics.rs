@@ -1,0 +1,356 @@
+//! `--metrics-addr`: Prometheus metrics over HTTP. The exposition format comes from the
+//! `prometheus-client` crate; this module only gathers values and answers `GET /metrics`.
+//! Kernel counters are totals already, so each scrape renders a fresh registry from the latest
+//! snapshot (refreshed by the live loop every second).
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context as _, Result, bail};
+use checksum_common::{Counters, Kind, Layer, Status};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// One interface at one hook.
+#[derive(Debug, Clone)]
+pub struct SourceMetrics {
+    pub iface: String,
+    pub hook: &'static str,
+    pub mode: &'static str,
+    pub attached: bool,
+    pub counters: Counters,
+}
+
+/// Everything a scrape reports.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub sources: Vec<SourceMetrics>,
+    /// Mismatch events received in user space: (iface, hook, kind, severity, diagnosis) -> count.
+    pub events: Vec<(
+        String,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        u64,
+    )>,
+    /// Mismatches not tracked per flow because the flow table was full.
+    pub untracked: u64,
+}
+
+pub type Shared = Arc<Mutex<Snapshot>>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    iface: String,
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    iface: String,
+    hook: String,
+    layer: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    iface: String,
+    hook: String,
+    layer: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    iface: String,
+    hook: String,
+    kind: String,
+    severity: String,
+    diagnosis: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttachLabels {
+    iface: String,
+    hook: String,
+    mode: String,
+}
+
+/// Renders a snapshot in the Prometheus/OpenMetrics text format.
+pub fn render(s: &Snapshot) -> String {
+    let mut registry = Registry::with_prefix("checksum_audit");
+    let per_hook =
+        |name: &str, help: &str, registry: &mut Registry, value: &dyn Fn(&Counters) -> u64| {
+            let family = Family::<HookLabels, Counter>::default();
+            for src in &s.sources {
+                let labels = HookLabels {
+                    iface: src.iface.clone(),
+                    hook: src.hook.into(),
+                };
+                family.get_or_create(&labels).inc_by(value(&src.counters));
+            }
+            registry.register(name, help, family);
+        };
+    per_hook("packets", "Frames audited.", &mut registry, &|c| c.packets);
+    per_hook(
+        "events_lost",
+        "Mismatch events lost because the ring buffer was full.",
+        &mut registry,
+        &|c| c.events_lost,
+    );
+    per_hook(
+        "malformed",
+        "Frames with inconsistent lengths (counted, never reported).",
+        &mut registry,
+        &|c| c.malformed,
+    );
+    per_hook(
+        "not_ip",
+        "Frames that are not IPv4 or IPv6.",
+        &mut registry,
+        &|c| c.not_ip,
+    );
+    per_hook(
+        "gso_aggregates",
+        "GSO/GRO super-packets (checked per segment elsewhere).",
+        &mut registry,
+        &|c| c.gso_aggregate,
+    );
+
+    let checks = Family::<CheckLabels, Counter>::default();
+    let mismatches = Family::<KindLabels, Counter>::default();
+    for src in &s.sources {
+        for layer in Layer::ALL {
+            for status in Status::ALL {
+                let labels = CheckLabels {
+                    iface: src.iface.clone(),
+                    hook: src.hook.into(),
+                    layer: layer.name().into(),
+                    verdict: status.name().into(),
+                };
+                checks
+                    .get_or_create(&labels)
+                    .inc_by(src.counters.check(layer, status));
+            }
+            for kind in Kind::MISMATCHES {
+                let labels = KindLabels {
+                    iface: src.iface.clone(),
+                    hook: src.hook.into(),
+                    layer: layer.name().into(),
+                    kind: kind.name().into(),
+                };
+                mismatches
+                    .get_or_create(&labels)
+                    .inc_by(src.counters.layer_mismatch(layer, kind));
+            }
+        }
+    }
+    registry.register(
+        "checks",
+        "Checksums checked, by layer and verdict (ok, bad, none, unverifiable).",
+        checks,
+    );
+    registry.register(
+        "mismatches",
+        "Mismatching checksums counted in the kernel, by layer and kind.",
+        mismatches,
+    );
+
+    let events = Family::<EventLabels, Counter>::default();
+    for (iface, hook, kind, severity, diagnosis, n) in &s.events {
+        let labels = EventLabels {
+            iface: iface.clone(),
+            hook: (*hook).into(),
+            kind: (*kind).into(),
+            severity: (*severity).into(),
+            diagnosis: (*diagnosis).into(),
+        };
+        events.get_or_create(&labels).inc_by(*n);
+    }
+    registry.register(
+        "mismatch_events",
+        "Mismatch events received in user space, by kind, severity and diagnosis.",
+        events,
+    );
+    let untracked = Counter::<u64>::default();
+    untracked.inc_by(s.untracked);
+    registry.register(
+        "untracked_mismatches",
+        "Mismatches not tracked per flow (flow table full).",
+        untracked,
+    );
+
+    let attached = Family::<AttachLabels, Gauge>::default();
+    for src in &s.sources {
+        let labels = AttachLabels {
+            iface: src.iface.clone(),
+            hook: src.hook.into(),
+            mode: src.mode.into(),
+        };
+        attached.get_or_create(&labels).set(i64::from(src.attached));
+    }
+    registry.register(
+        "attached",
+        "1 while the program is attached at this interface and hook.",
+        attached,
+    );
+
+    let mut out = String::new();
+    encode(&mut out, &registry).expect("writing to a String cannot fail");
+    out
+}
+
+/// `PORT` or `:PORT` binds to loopback (the default, so metrics are not exposed by accident);
+/// `ADDR:PORT` binds where it says.
+pub fn parse_addr(s: &str) -> Result<SocketAddr> {
+    let port_only = s.strip_prefix(':').unwrap_or(s);
+    if let Ok(port) = port_only.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    s.parse().with_context(|| {
+        format!("--metrics-addr {s}: expected PORT, :PORT or ADDR:PORT (e.g. 9465, 127.0.0.1:9465)")
+    })
+}
+
+/// Binds now, so that a busy port is an error at startup rather than later.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) => bail!("cannot serve metrics on {addr}: {e}"),
+    }
+}
+
+/// Answers scrapes until the task is dropped.
+pub async fn serve(listener: TcpListener, shared: Shared) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &shared).await {
+                log::debug!("metrics request: {e}");
+            }
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    // Read the request head (bounded); only the request line matters.
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let request = String::from_utf8_lossy(&head);
+    let mut parts = request.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let snapshot = shared.lock().map(|s| s.clone()).unwrap_or_default();
+            (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                render(&snapshot),
+            )
+        }
+        ("GET", "/") => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            "checksum-audit: metrics at /metrics\n".to_owned(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: try /metrics\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_default_to_loopback() {
+        assert_eq!(
+            parse_addr("9465").unwrap(),
+            "127.0.0.1:9465".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr(":9465").unwrap(),
+            "127.0.0.1:9465".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("0.0.0.0:9465").unwrap(),
+            "0.0.0.0:9465".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("[::1]:9465").unwrap(),
+            "[::1]:9465".parse().unwrap()
+        );
+        assert!(parse_addr("localhost").is_err());
+        assert!(parse_addr("99999").is_err());
+    }
+
+    #[test]
+    fn renders_counters_with_conventional_names() {
+        let mut counters = Counters::default();
+        counters.packets = 42;
+        counters.checks[Layer::Tcp as usize][Status::Bad as usize] = 3;
+        counters.mismatches[Layer::Tcp as usize][Kind::Corrupt as usize] = 3;
+        let s = Snapshot {
+            sources: vec![SourceMetrics {
+                iface: "veth0".into(),
+                hook: "tc-ingress",
+                mode: "tcx",
+                attached: true,
+                counters,
+            }],
+            events: vec![(
+                "veth0".into(),
+                "tc-ingress",
+                "corrupt",
+                "problem",
+                "corrupt",
+                3,
+            )],
+            untracked: 0,
+        };
+        let text = render(&s);
+        assert!(
+            text.contains(r#"checksum_audit_packets_total{iface="veth0",hook="tc-ingress"} 42"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"checksum_audit_checks_total{iface="veth0",hook="tc-ingress",layer="tcp",verdict="bad"} 3"#), "{text}");
+        assert!(
+            text.contains(
+                r#"checksum_audit_attached{iface="veth0",hook="tc-ingress",mode="tcx"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}
