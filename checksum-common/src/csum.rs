@@ -104,6 +104,59 @@ pub const fn classify(field: u16, want: u16, pseudo: Option<u16>) -> crate::Kind
     Kind::Corrupt
 }
 
+// One's-complement arithmetic on checksum *values*: host-order numbers of the big-endian wire
+// value, as events carry them (`got`, `want`, `pseudo`). The one's-complement sum is byte-order
+// independent, so these are the same operations as above, only on the representation user space
+// reasons in. In this arithmetic `!x` is `-x`, and 0x0000 and 0xffff are both zero.
+
+/// `a + b` in one's complement (RFC 1071), folded. The result is 0x0000 only when both are.
+#[inline(always)]
+pub const fn ones_add(a: u16, b: u16) -> u16 {
+    fold(a as u64 + b as u64)
+}
+
+/// `a - b` in one's complement (RFC 1624): adding the complement. `ones_sub(a, a)` is 0xffff
+/// (negative zero), so compare results with `ones_eq`.
+#[inline(always)]
+pub const fn ones_sub(a: u16, b: u16) -> u16 {
+    ones_add(a, !b)
+}
+
+/// Equality in one's complement, where 0x0000 and 0xffff are the same number (zero).
+#[inline(always)]
+pub const fn ones_eq(a: u16, b: u16) -> bool {
+    a % 0xffff == b % 0xffff
+}
+
+/// `a / 2` in one's complement. Doubling is a left rotation by one bit (2^16 = 1 modulo 0xffff),
+/// so halving is a right rotation; this undoes a change that was counted twice.
+#[inline(always)]
+pub const fn ones_half(a: u16) -> u16 {
+    a.rotate_right(1)
+}
+
+/// The one's-complement sum of an IPv4 address's two big-endian words: what the address adds to
+/// a pseudo-header (or to the IPv4 header checksum).
+#[inline(always)]
+pub const fn addr_sum_v4(a: [u8; 4]) -> u16 {
+    ones_add(
+        u16::from_be_bytes([a[0], a[1]]),
+        u16::from_be_bytes([a[2], a[3]]),
+    )
+}
+
+/// The one's-complement sum of an IPv6 address's eight big-endian words.
+#[inline(always)]
+pub const fn addr_sum_v6(a: &[u8; 16]) -> u16 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < 16 {
+        sum += u16::from_be_bytes([a[i], a[i + 1]]) as u64;
+        i += 2;
+    }
+    fold(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +194,97 @@ mod tests {
         assert_eq!(classify(0x1111, 0x5678, None), Kind::Corrupt);
         // Without a pseudo-header an offload signature cannot exist.
         assert_eq!(classify(0x1234, 0x5678, None), Kind::Corrupt);
+    }
+
+    #[test]
+    fn ones_complement_helpers() {
+        assert_eq!(ones_add(0xfffe, 0x0003), 0x0002); // end-around carry
+        assert_eq!(ones_sub(0x1234, 0x1234), 0xffff); // negative zero
+        assert!(ones_eq(0, 0xffff) && ones_eq(0x1234, 0x1234) && !ones_eq(0, 1));
+        for (a, b) in [(0x1234, 0xabcd), (0, 0xffff), (0xffff, 1), (0x8000, 0x8000)] {
+            assert!(ones_eq(ones_add(ones_sub(a, b), b), a));
+            assert!(ones_eq(ones_half(ones_add(a, a)), a));
+            // `!x` is `-x`.
+            assert!(ones_eq(ones_add(a, !a), 0));
+        }
+    }
+
+    #[test]
+    fn address_sums() {
+        // 10.96.0.10: words 0x0a60 + 0x000a.
+        assert_eq!(addr_sum_v4([10, 96, 0, 10]), 0x0a6a);
+        assert_eq!(addr_sum_v4([0xff, 0xff, 0x00, 0x01]), 0x0001); // carry folds back
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        v6[15] = 0x10;
+        assert_eq!(addr_sum_v6(&v6), 0xfd10);
+        // The same words as the memory-order pseudo-header sums, read as wire values.
+        let a = [192, 168, 240, 220];
+        assert_eq!(u16::from_be(fold(sum_addr4(a))), addr_sum_v4(a));
+        assert_eq!(u16::from_be(fold(sum_addr16(&v6))), addr_sum_v6(&v6));
+    }
+
+    mod rewrite {
+        //! A checksum left stale by an address rewrite differs from the correct one by exactly
+        //! the change in the address's sum, checked against real bytes summed independently.
+        extern crate std;
+        use std::vec::Vec;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Independent reference: the Internet checksum of `bytes` summed as big-endian words.
+        fn reference_checksum(bytes: &[u8]) -> u16 {
+            let mut sum: u32 = bytes
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            !(sum as u16)
+        }
+
+        /// A UDP datagram with its pseudo-header in front (the bytes the checksum covers), the
+        /// checksum field left zero.
+        fn covered(src: &[u8], dst: &[u8], payload: &[u8]) -> Vec<u8> {
+            let len = (8 + payload.len()) as u16;
+            let mut b = Vec::new();
+            b.extend_from_slice(src);
+            b.extend_from_slice(dst);
+            b.extend_from_slice(&[0, 17]);
+            b.extend_from_slice(&len.to_be_bytes()); // IPv6 has 32 bits here; same sum
+            b.extend_from_slice(&[0x9c, 0x40, 0x00, 0x35]); // ports 40000 -> 53
+            b.extend_from_slice(&len.to_be_bytes());
+            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(payload);
+            b
+        }
+
+        proptest! {
+            #[test]
+            fn stale_field_is_off_by_the_address_change_v4(
+                src: [u8; 4], vip: [u8; 4], pod: [u8; 4],
+                payload in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                // Checksummed for dst = vip, then dst rewritten to pod without an update.
+                let field = reference_checksum(&covered(&src, &vip, &payload));
+                let correct = reference_checksum(&covered(&src, &pod, &payload));
+                let d = ones_sub(field, correct);
+                prop_assert!(ones_eq(d, ones_sub(addr_sum_v4(pod), addr_sum_v4(vip))));
+            }
+
+            #[test]
+            fn stale_field_is_off_by_the_address_change_v6(
+                src: [u8; 16], vip: [u8; 16], pod: [u8; 16],
+                payload in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let field = reference_checksum(&covered(&src, &vip, &payload));
+                let correct = reference_checksum(&covered(&src, &pod, &payload));
+                let d = ones_sub(field, correct);
+                prop_assert!(ones_eq(d, ones_sub(addr_sum_v6(&pod), addr_sum_v6(&vip))));
+            }
+        }
     }
 }

@@ -31,6 +31,7 @@ use crate::{
     metrics,
     output::{self, Clock, Source},
     severity::{IfaceClass, Severity, severity},
+    view::{self, LiveView},
 };
 
 /// Index of a source (one interface at one hook) in `Sources`.
@@ -124,6 +125,8 @@ struct Printer<'a> {
     clock: Clock,
     agg: Aggregator,
     started: Instant,
+    /// The refreshing table, when stdout is a terminal (text format only).
+    view: Option<LiveView>,
 }
 
 impl Printer<'_> {
@@ -140,6 +143,9 @@ impl Printer<'_> {
         out: &mut impl Write,
     ) -> Result<()> {
         self.agg.add(source, v);
+        if self.view.is_some() {
+            return Ok(()); // the table shows it
+        }
         let info = &sources[source as usize];
         let sev = Self::severity(sources, v.kind, source);
         // Partial checksums where they are normal are counted, and listed only on request.
@@ -179,6 +185,63 @@ impl Printer<'_> {
                     )?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Redraws the terminal view: rates and counters on top, one row per flow and diagnosis.
+    fn draw(&mut self, sources: &[SourceInfo], out: &mut impl Write) -> Result<()> {
+        let mut header = view::Header {
+            packets: 0,
+            problems: 0,
+            expected: 0,
+            lost: 0,
+            hooks: Vec::new(),
+        };
+        for s in sources {
+            let c = s.counters();
+            header.packets += c.packets;
+            header.lost += c.events_lost;
+            for kind in Kind::MISMATCHES {
+                match severity(kind, s.hook, &s.class) {
+                    Severity::Problem => header.problems += c.mismatch(kind),
+                    Severity::Expected => header.expected += c.mismatch(kind),
+                }
+            }
+            if s.attachment.is_some() {
+                header
+                    .hooks
+                    .push(format!("{} {} ({})", s.name, s.hook.name(), s.mode));
+            }
+        }
+        let rows: Vec<view::Row> = self
+            .agg
+            .rows()
+            .into_iter()
+            .map(|(k, e)| {
+                let sev = Self::severity(sources, k.kind, k.source);
+                (sev, k, e)
+            })
+            .filter(|(sev, k, _)| {
+                self.args.show_offload
+                    || *sev == Severity::Problem
+                    || k.kind != Kind::OffloadPending
+            })
+            .take(SUMMARY_FLOWS)
+            .map(|(sev, k, e)| view::Row {
+                iface: sources[k.source as usize].name.clone(),
+                hook: k.hook.name(),
+                severity: sev.name(),
+                layer: k.layer.name(),
+                diagnosis: k.kind.name().into(),
+                flow: k.flow.to_string(),
+                count: e.count,
+                last_seen: self.clock.rfc3339(e.last_ns),
+                explanation: output::kind_explanation(k.kind).into(),
+            })
+            .collect();
+        if let Some(view) = &mut self.view {
+            view.draw(&header, &rows, out)?;
         }
         Ok(())
     }
@@ -472,11 +535,13 @@ async fn audit<'a>(
     sigterm: &mut tokio::signal::unix::Signal,
     metrics: Option<metrics::Shared>,
 ) -> Result<Printer<'a>> {
+    let view = (args.format == Format::Text && view::stdout_is_terminal()).then(LiveView::new);
     let mut printer = Printer {
         args,
         clock: Clock::new(),
         agg: Aggregator::default(),
         started: Instant::now(),
+        view,
     };
     let mut stdout = std::io::stdout().lock();
     // Phase 1: every namespace's first scan, so that errors stop the run before it is "ready".
@@ -523,6 +588,7 @@ async fn audit<'a>(
     tokio::pin!(deadline);
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    let mut redraw = tokio::time::interval(Duration::from_secs(1));
     // Metrics are refreshed once a second: kernel counters are read then, not per scrape.
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -534,7 +600,8 @@ async fn audit<'a>(
                 Update::Failed { ns, error, .. } => eprintln!("checksum-audit: warning: {}: {error:#}", run.namespaces[ns].display("")),
                 Update::Ready { .. } => {}
             },
-            _ = ticker.tick() => printer.summary(&run.sources, false, &mut stdout)?,
+            _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, false, &mut stdout)?,
+            _ = redraw.tick(), if printer.view.is_some() => printer.draw(&run.sources, &mut stdout)?,
             _ = refresh.tick(), if metrics.is_some() => {
                 if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
                     *snapshot = printer.metrics_snapshot(&run.sources);

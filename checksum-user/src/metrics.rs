@@ -318,8 +318,10 @@ mod tests {
 
     #[test]
     fn renders_counters_with_conventional_names() {
-        let mut counters = Counters::default();
-        counters.packets = 42;
+        let mut counters = Counters {
+            packets: 42,
+            ..Counters::default()
+        };
         counters.checks[Layer::Tcp as usize][Status::Bad as usize] = 3;
         counters.mismatches[Layer::Tcp as usize][Kind::Corrupt as usize] = 3;
         let s = Snapshot {

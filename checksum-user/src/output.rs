@@ -77,6 +77,25 @@ pub fn rfc3339(unix_ns: i128) -> String {
     )
 }
 
+/// One sentence on what a per-packet signature usually means.
+pub fn kind_explanation(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Match => "The checksum is correct.",
+        Kind::OffloadPending => {
+            "The field holds only the pseudo-header sum: TX checksum offload was not completed (normal on veth, tap and at egress)."
+        }
+        Kind::Zero => {
+            "The field is zero where a checksum is mandatory: the writer never filled it in."
+        }
+        Kind::ByteSwapped => {
+            "The field is the correct value with its bytes swapped: an endianness bug in the checksum writer."
+        }
+        Kind::Corrupt => {
+            "The field matches nothing known: corruption, or a header rewrite (NAT) without a checksum update."
+        }
+    }
+}
+
 /// One line per verdict, text form: `tcp bad got 0x1443 want 0x46a1 offload-pending ...`.
 pub fn verdict_text(v: &Verdict) -> String {
     let mut s = format!("{:<6} {:<12}", v.layer.name(), v.status.name());

@@ -1,0 +1,1448 @@
+//! Flow-level diagnosis: from the mismatches of a flow (and every address and port seen in the
+//! run), names the likely cause and what to check next.
+//!
+//! Per packet, the kernel can only say what the field looks like (`Kind`). Across a flow more is
+//! visible: a field rewritten without a checksum update leaves every packet off by the same amount
+//! however the payload varies, and that amount is the change of the rewritten address or port, so
+//! the original can be found among the values seen elsewhere in the run (signatures 2 and 3 of
+//! checksum-signatures.md).
+//!
+//! Arithmetic is one's complement on checksum values as events carry them (host-order numbers of
+//! the wire value); `!x` is `-x`. A value's *contribution* is what it adds to the checksummed sum:
+//! an address's words (pseudo-header or IPv4 header), a port's word (L4 header), or both. With
+//! F = field as received, C = correct checksum, P = folded pseudo-header sum of the addresses now
+//! in the packet, and a rewrite changing contribution `orig` to `cur`:
+//!
+//! * stale (checksum computed before the rewrite, never updated): F - C = cur - orig, for every
+//!   packet. So D = F - C is constant, and orig = cur - D.
+//! * zero UDP checksum "updated" by a NAT (RFC 1624: F = ~(~0 + ~orig + cur)): F = orig - cur,
+//!   constant whatever the payload, so orig = cur + F.
+//! * partial checksum (F held P_orig, the pseudo-header sum for the original addresses) through
+//!   a rewrite: left alone, F - P = orig - cur (addresses only: ports are not in the
+//!   pseudo-header); updated as if complete, F = P_orig + orig - cur, so F - P = 2 (orig_addr -
+//!   cur_addr) + (orig_port - cur_port). Either way E = F - P is constant over the flow.
+
+use std::{
+    cmp::Reverse,
+    collections::{HashMap, HashSet, hash_map::Entry},
+    net::IpAddr,
+};
+
+use checksum_common::{
+    Kind, Layer, Status,
+    csum::{addr_sum_v4, addr_sum_v6, ones_add, ones_eq, ones_half, ones_sub},
+};
+
+use crate::{
+    aggregate::DEFAULT_MAX_KEYS,
+    event::{Flow, Verdict, hex},
+};
+
+/// Mismatching packets with distinct payloads a flow needs before a constant offset counts as a
+/// rewrite signature: two packets agree by chance too easily.
+pub const MIN_PACKETS: usize = 3;
+
+/// Which header field a rewrite changed.
+///
+/// Declared from the most to the least likely explanation; when several seen values fit the
+/// arithmetic equally well this order picks one. Addresses come first (DNAT of a Service VIP is
+/// the common case), ports last: they are a dense space, so a chance fit is likely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RewrittenField {
+    DstAddr,
+    SrcAddr,
+    /// Address and port together (a Service whose port differs from its targetPort, a NodePort).
+    DstAddrPort,
+    SrcAddrPort,
+    DstPort,
+    SrcPort,
+}
+
+impl RewrittenField {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DstAddr => "dst-addr",
+            Self::SrcAddr => "src-addr",
+            Self::DstAddrPort => "dst-addr-port",
+            Self::SrcAddrPort => "src-addr-port",
+            Self::DstPort => "dst-port",
+            Self::SrcPort => "src-port",
+        }
+    }
+
+    /// For sentences: "destination address 10.96.0.10 -> 10.244.1.7".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::DstAddr => "destination address",
+            Self::SrcAddr => "source address",
+            Self::DstAddrPort => "destination",
+            Self::SrcAddrPort => "source",
+            Self::DstPort => "destination port",
+            Self::SrcPort => "source port",
+        }
+    }
+}
+
+/// The rewrite that explains a flow's checksums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub field: RewrittenField,
+    /// The value before the rewrite: an address, a port, or address:port.
+    pub original: String,
+    /// The value now in the packet, in the same form.
+    pub current: String,
+    /// The flow as it was before the rewrite was itself seen in this run: strong evidence.
+    pub original_flow_seen: bool,
+    /// How many other seen values fit the arithmetic as well (0: unambiguous).
+    pub alternatives: usize,
+}
+
+impl Rewrite {
+    /// "destination address 10.96.0.10 -> 10.244.1.7".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} -> {}",
+            self.field.label(),
+            self.original,
+            self.current
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Diagnosis {
+    /// Every mismatch is off by the same `delta` (got - want) while the payload varies: a field
+    /// was rewritten after the checksum was computed, and the checksum was not updated.
+    StaleAfterRewrite {
+        delta: u16,
+        likely_original: Option<Rewrite>,
+    },
+    /// The field is a partial (pseudo-header only) checksum for addresses or ports seen elsewhere
+    /// in the run: a rewrite left it alone, or updated it as if it were complete.
+    PartialThenRewritten {
+        updated_as_complete: bool,
+        likely_original: Rewrite,
+    },
+    /// UDP whose field holds the same non-zero value whatever the payload: the sender sent no
+    /// checksum and a NAT "updated" the zero. `field` is that value: original - current.
+    AbsentChecksumUpdated {
+        field: u16,
+        likely_original: Option<Rewrite>,
+    },
+    OffloadPending,
+    ByteSwapped,
+    Zero,
+    Corrupt,
+}
+
+impl Diagnosis {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::StaleAfterRewrite { .. } => "stale-after-rewrite",
+            Self::PartialThenRewritten { .. } => "partial-then-rewritten",
+            Self::AbsentChecksumUpdated { .. } => "absent-checksum-updated",
+            Self::OffloadPending => "offload-pending",
+            Self::ByteSwapped => "byte-swapped",
+            Self::Zero => "zero",
+            Self::Corrupt => "corrupt",
+        }
+    }
+
+    pub fn likely_original(&self) -> Option<&Rewrite> {
+        match self {
+            Self::StaleAfterRewrite {
+                likely_original, ..
+            }
+            | Self::AbsentChecksumUpdated {
+                likely_original, ..
+            } => likely_original.as_ref(),
+            Self::PartialThenRewritten {
+                likely_original, ..
+            } => Some(likely_original),
+            _ => None,
+        }
+    }
+
+    /// One sentence: what the checksums show.
+    pub fn explanation(&self) -> String {
+        match self {
+            Self::StaleAfterRewrite {
+                delta,
+                likely_original: Some(r),
+            } => format!(
+                "Every mismatch is off by the same {} while the payload varies: the checksum was \
+                 computed before the {} rewrite and never updated.",
+                hex(*delta),
+                r.describe()
+            ),
+            Self::StaleAfterRewrite { delta, .. } => format!(
+                "Every mismatch is off by the same {} while the payload varies: a field covered by \
+                 the checksum was rewritten after it was computed (no address or port seen in this \
+                 run accounts for the difference).",
+                hex(*delta)
+            ),
+            Self::PartialThenRewritten {
+                updated_as_complete: true,
+                likely_original: r,
+            } => format!(
+                "The field holds a partial (pseudo-header only) checksum that the {} rewrite \
+                 updated as if it were a complete checksum.",
+                r.describe()
+            ),
+            Self::PartialThenRewritten {
+                likely_original: r, ..
+            } => format!(
+                "The field holds a partial (pseudo-header only) checksum still computed for the \
+                 addresses before the {} rewrite.",
+                r.describe()
+            ),
+            Self::AbsentChecksumUpdated {
+                field,
+                likely_original: Some(r),
+            } => format!(
+                "The UDP checksum is the same {} whatever the payload: the sender sent none (zero) \
+                 and the {} rewrite updated the zero as if it were a checksum.",
+                hex(*field),
+                r.describe()
+            ),
+            Self::AbsentChecksumUpdated { field, .. } => format!(
+                "The UDP checksum is the same {} whatever the payload: the sender sent none (zero) \
+                 and a rewrite on the path updated the zero as if it were a checksum.",
+                hex(*field)
+            ),
+            Self::OffloadPending => "The field holds only the pseudo-header sum: the checksum was \
+                 left to TX offload (CHECKSUM_PARTIAL) and not completed before this point."
+                .into(),
+            Self::ByteSwapped => {
+                "The field is the correct checksum with its two bytes swapped.".into()
+            }
+            Self::Zero => {
+                "The field is zero where a checksum is mandatory (TCP, ICMP, UDP over IPv6).".into()
+            }
+            Self::Corrupt => "The field fits no known signature: the packet changed after its \
+                 checksum was computed, or the checksum was computed wrongly."
+                .into(),
+        }
+    }
+
+    /// One actionable sentence: where to look.
+    pub fn next_step(&self) -> String {
+        match self {
+            Self::StaleAfterRewrite {
+                likely_original: Some(r),
+                ..
+            } => format!(
+                "Check the NAT or service rule that rewrites the {}: it does not update the \
+                 checksum (look for a tc/XDP program, an IPVS/iptables/nftables or OVS ct(nat) rule, \
+                 or a userspace dataplane on the path).",
+                r.describe()
+            ),
+            Self::StaleAfterRewrite { delta, .. } if ones_eq(*delta, 1) || ones_eq(*delta, !1) => {
+                "Find the incremental checksum update on the path: an offset of exactly 1 is the \
+                 signature of two's-complement arithmetic (RFC 1141) where RFC 1624 is needed."
+                    .into()
+            }
+            Self::StaleAfterRewrite { .. } => "Capture before and after each NAT, load balancer, \
+                 tunnel endpoint or tc/XDP program on the path to find the rewrite that leaves the \
+                 checksum unchanged."
+                .into(),
+            Self::PartialThenRewritten {
+                likely_original: r, ..
+            } => format!(
+                "Check the NAT that rewrites the {} (a virtual switch such as Open vSwitch on \
+                 Windows, or a userspace dataplane): with checksum offload it must update the \
+                 pseudo-header sum, not the full checksum; to confirm, disable TX checksum offload \
+                 on the sending interface.",
+                r.describe()
+            ),
+            Self::AbsentChecksumUpdated {
+                likely_original: Some(r),
+                ..
+            } => format!(
+                "Fix the NAT that rewrites the {} to leave a zero UDP checksum alone (RFC 768), or \
+                 make the sender compute UDP checksums (e.g. a tunnel's udp-csum option).",
+                r.describe()
+            ),
+            Self::AbsentChecksumUpdated { .. } => "Find the NAT on the path that updates zero UDP \
+                 checksums (it must leave them alone, RFC 768), or make the sender compute UDP \
+                 checksums (e.g. a tunnel's udp-csum option)."
+                .into(),
+            Self::OffloadPending => "Normal at egress and on veth/tap; if seen on ingress at a \
+                 physical NIC, check TX checksum offload on the sender (ethtool -k, \
+                 tx-checksumming) and any userspace dataplane or AF_PACKET path that forwarded the \
+                 packet without completing it."
+                .into(),
+            Self::ByteSwapped => "Look for an endianness bug in whatever writes this checksum (a \
+                 missing or extra htons in a userspace stack, NAT, tunnel or packet generator): \
+                 audit upstream to find the last writer."
+                .into(),
+            Self::Zero => {
+                "Find who clears the checksum (sender, tunnel or rewriter); for UDP over \
+                 IPv6, check tunnel settings that allow zero checksums (RFC 6935, e.g. \
+                 udp6zerocsumtx) and whether the receiver accepts them."
+                    .into()
+            }
+            Self::Corrupt => "Compare captures upstream and downstream to find where the bytes \
+                 change; check NIC and driver errors (ethtool -S), RX checksum offload (try \
+                 ethtool -K <iface> rx off) and veth paths that mark packets as already verified."
+                .into(),
+        }
+    }
+}
+
+/// The diagnosis of one flow as seen at one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowDiagnosis {
+    pub source: u32,
+    pub layer: Layer,
+    pub flow: Flow,
+    pub diagnosis: Diagnosis,
+    /// Mismatching packets.
+    pub count: u64,
+    /// got - want (one's complement) when every mismatch had the same; `None` when it varied.
+    pub delta: Option<u16>,
+}
+
+/// Observations that did not fit under the memory bound (counted, never silently dropped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Untracked {
+    /// Mismatches of flows that could not be tracked.
+    pub mismatches: u64,
+    /// Addresses, ports and address:port pairs not remembered as candidates.
+    pub values: u64,
+    /// Flows not remembered as evidence of a pre-rewrite flow.
+    pub flows: u64,
+}
+
+/// Accumulates mismatches per flow and remembers what the run has seen, then diagnoses each flow.
+///
+/// Memory is bounded: at most `limit` tracked flows, `limit` remembered values (addresses, ports
+/// and address:port pairs) and `limit` remembered flows; the rest is counted in `untracked()`.
+#[derive(Debug)]
+pub struct Diagnoser {
+    limit: usize,
+    flows: HashMap<FlowKey, FlowState>,
+    values: HashSet<Value>,
+    /// Remembered values by their contribution, so each rule inverts its arithmetic with one
+    /// lookup instead of a scan.
+    by_sum: HashMap<SumKey, Vec<Value>>,
+    seen_flows: HashSet<Flow>,
+    untracked: Untracked,
+}
+
+impl Default for Diagnoser {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_MAX_KEYS)
+    }
+}
+
+impl Diagnoser {
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            limit,
+            flows: HashMap::new(),
+            values: HashSet::new(),
+            by_sum: HashMap::new(),
+            seen_flows: HashSet::new(),
+            untracked: Untracked::default(),
+        }
+    }
+
+    /// Takes any verdict seen at `source`: every one is remembered as a candidate original; a
+    /// mismatch also counts towards its flow's diagnosis. Pass all verdicts available (replay
+    /// `--all`, or live with every verdict reported): the pre-rewrite flow is usually fine.
+    pub fn observe(&mut self, source: u32, v: &Verdict) {
+        self.remember(&v.flow);
+        if v.status != Status::Bad {
+            return;
+        }
+        let key = FlowKey {
+            source,
+            layer: v.layer,
+            flow: v.flow,
+        };
+        let tracked = self.flows.len();
+        match self.flows.entry(key) {
+            Entry::Occupied(e) => e.into_mut().add(v),
+            Entry::Vacant(e) if tracked < self.limit => {
+                e.insert(FlowState::new(v));
+            }
+            Entry::Vacant(_) => self.untracked.mismatches += 1,
+        }
+    }
+
+    /// Every tracked flow's diagnosis, most mismatches first (ties in key order, for stable output).
+    pub fn diagnose(&self) -> Vec<FlowDiagnosis> {
+        let mut out: Vec<_> = self
+            .flows
+            .iter()
+            .map(|(k, s)| FlowDiagnosis {
+                source: k.source,
+                layer: k.layer,
+                flow: k.flow,
+                diagnosis: self.diagnose_flow(k, s),
+                count: s.count,
+                delta: s.delta.get(),
+            })
+            .collect();
+        out.sort_by_key(|d| (Reverse(d.count), d.source, d.layer, d.flow));
+        out
+    }
+
+    pub fn untracked(&self) -> Untracked {
+        self.untracked
+    }
+
+    /// Flows with at least one mismatch being tracked.
+    pub fn tracked_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn remember(&mut self, flow: &Flow) {
+        if !self.seen_flows.contains(flow) {
+            if self.seen_flows.len() < self.limit {
+                self.seen_flows.insert(*flow);
+            } else {
+                self.untracked.flows += 1;
+            }
+        }
+        for side in [Side::Src, Side::Dst] {
+            for shape in [Shape::Addr, Shape::Port, Shape::AddrPort] {
+                if let Some(value) = side.value(flow, shape) {
+                    self.remember_value(value);
+                }
+            }
+        }
+    }
+
+    fn remember_value(&mut self, value: Value) {
+        if self.values.contains(&value) {
+            return;
+        }
+        if self.values.len() >= self.limit {
+            self.untracked.values += 1;
+            return;
+        }
+        self.values.insert(value);
+        let shapes: &[Shape] = match value {
+            Value::Addr(_) => &[Shape::Addr],
+            Value::Port(_) => &[Shape::Port],
+            Value::AddrPort(..) => &[Shape::AddrPort, Shape::AddrTwicePort],
+        };
+        for &shape in shapes {
+            let key = SumKey::new(shape, value.is_v6(), value.sum(shape));
+            self.by_sum.entry(key).or_default().push(value);
+        }
+    }
+
+    /// Rule order: the rewrite signatures first (they say more), then the most frequent
+    /// per-packet kind. Among the signatures, stale needs the strongest evidence (a constant over
+    /// differing packets); an absent checksum with a named original comes before a partial one,
+    /// and a partial one with a named original before an absent one without (fixed-size UDP
+    /// datagrams with a partial field also have a constant field).
+    fn diagnose_flow(&self, key: &FlowKey, s: &FlowState) -> Diagnosis {
+        let (layer, flow) = (key.layer, &key.flow);
+        let payloads_vary = s.wants.len() >= MIN_PACKETS;
+
+        // Stale: F - C = cur - orig, so orig = cur - D (`!d` is -D).
+        if let (true, Some(d)) = (payloads_vary, s.delta.get()) {
+            let checks = [(Shape::Addr, !d), (Shape::AddrPort, !d), (Shape::Port, !d)];
+            return Diagnosis::StaleAfterRewrite {
+                delta: d,
+                likely_original: best(self.explain(layer, flow, &checks)).map(|(r, _)| r),
+            };
+        }
+
+        // Absent: F = orig - cur, so orig = cur + F. A field equal to P is offload-pending, and
+        // F = 0 or 0xffff would mean nothing changed.
+        let absent = match (layer, payloads_vary, s.field.get()) {
+            (Layer::Udp, true, Some(f))
+                if !ones_eq(f, 0) && s.kinds[Kind::OffloadPending as usize] == 0 =>
+            {
+                let checks = [(Shape::Addr, f), (Shape::AddrPort, f), (Shape::Port, f)];
+                Some((f, best(self.explain(layer, flow, &checks))))
+            }
+            _ => None,
+        };
+        if let Some((field, Some((r, _)))) = absent {
+            return Diagnosis::AbsentChecksumUpdated {
+                field,
+                likely_original: Some(r),
+            };
+        }
+
+        // Partial: E = F - P is orig - cur (left alone) or 2 orig_addr + orig_port - (2 cur_addr
+        // + cur_port) (updated as if complete). Needs a named original: without one, a constant
+        // E is what any single mismatching packet has.
+        if matches!(layer, Layer::Tcp | Layer::Udp | Layer::Icmpv6)
+            && let Some(e) = s.excess.get()
+            && !ones_eq(e, 0)
+        {
+            let left_alone = self.explain(layer, flow, &[(Shape::Addr, e)]);
+            let mut as_complete = self.explain(
+                layer,
+                flow,
+                &[
+                    (Shape::Addr, ones_half(e)),
+                    (Shape::AddrTwicePort, e),
+                    (Shape::Port, e),
+                ],
+            );
+            for f in &mut as_complete {
+                f.updated_as_complete = true;
+            }
+            if let Some((likely_original, updated_as_complete)) =
+                best([left_alone, as_complete].concat())
+            {
+                return Diagnosis::PartialThenRewritten {
+                    updated_as_complete,
+                    likely_original,
+                };
+            }
+        }
+
+        if let Some((field, None)) = absent {
+            return Diagnosis::AbsentChecksumUpdated {
+                field,
+                likely_original: None,
+            };
+        }
+
+        match s.most_frequent_kind() {
+            Kind::OffloadPending => Diagnosis::OffloadPending,
+            Kind::ByteSwapped => Diagnosis::ByteSwapped,
+            Kind::Zero => Diagnosis::Zero,
+            Kind::Corrupt | Kind::Match => Diagnosis::Corrupt,
+        }
+    }
+
+    /// Remembered values that explain the flow's field: for each `(shape, offset)`, on either
+    /// side, a value whose contribution is the current value's plus `offset`. Only shapes the
+    /// layer's checksum covers are tried (ports exist only for TCP and UDP; ICMPv4 covers no
+    /// address).
+    fn explain(&self, layer: Layer, flow: &Flow, checks: &[(Shape, u16)]) -> Vec<Found> {
+        let mut found = Vec::new();
+        if layer == Layer::Icmp {
+            return found;
+        }
+        for &(shape, offset) in checks {
+            for side in [Side::Src, Side::Dst] {
+                let Some(current) = side.value(flow, shape) else {
+                    continue;
+                };
+                let want = ones_add(current.sum(shape), offset);
+                let key = SumKey::new(shape, current.is_v6(), want);
+                for &original in self.by_sum.get(&key).into_iter().flatten() {
+                    if !original.changes_every_part_of(current) {
+                        continue;
+                    }
+                    found.push(Found {
+                        field: side.field(shape),
+                        original,
+                        current,
+                        original_flow_seen: self.seen_flows.contains(&side.with(flow, original)),
+                        updated_as_complete: false,
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The best explanation, with how many others fit: evidence of the pre-rewrite flow first, then
+/// the field order of `RewrittenField`, then the value (for a deterministic choice).
+fn best(mut found: Vec<Found>) -> Option<(Rewrite, bool)> {
+    found.sort_by_key(|f| (!f.original_flow_seen, f.field, f.original));
+    let first = found.first()?;
+    let rewrite = Rewrite {
+        field: first.field,
+        original: first.original.to_string(),
+        current: first.current.to_string(),
+        original_flow_seen: first.original_flow_seen,
+        alternatives: found.len() - 1,
+    };
+    Some((rewrite, first.updated_as_complete))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct FlowKey {
+    source: u32,
+    layer: Layer,
+    flow: Flow,
+}
+
+#[derive(Debug, Clone)]
+struct FlowState {
+    count: u64,
+    kinds: [u64; Kind::COUNT],
+    /// got - want.
+    delta: Constant,
+    /// got.
+    field: Constant,
+    /// got - pseudo.
+    excess: Constant,
+    /// Up to `MIN_PACKETS` distinct correct checksums: evidence that the payloads differ.
+    wants: Vec<u16>,
+}
+
+impl FlowState {
+    fn new(v: &Verdict) -> Self {
+        let mut s = Self {
+            count: 0,
+            kinds: [0; Kind::COUNT],
+            delta: Constant::new(ones_sub(v.got, v.want)),
+            field: Constant::new(v.got),
+            excess: Constant::new(ones_sub(v.got, v.pseudo)),
+            wants: Vec::with_capacity(MIN_PACKETS),
+        };
+        s.add(v);
+        s
+    }
+
+    fn add(&mut self, v: &Verdict) {
+        self.count += 1;
+        self.kinds[v.kind as usize] += 1;
+        self.delta.add(ones_sub(v.got, v.want));
+        self.field.add(v.got);
+        self.excess.add(ones_sub(v.got, v.pseudo));
+        if self.wants.len() < MIN_PACKETS && !self.wants.contains(&v.want) {
+            self.wants.push(v.want);
+        }
+    }
+
+    /// The most frequent kind; on a tie the more specific one (`Kind::MISMATCHES` order, the
+    /// order `classify` tests them in).
+    fn most_frequent_kind(&self) -> Kind {
+        let mut best = Kind::Corrupt;
+        let mut best_count = 0;
+        for kind in Kind::MISMATCHES {
+            if self.kinds[kind as usize] > best_count {
+                best = kind;
+                best_count = self.kinds[kind as usize];
+            }
+        }
+        best
+    }
+}
+
+/// A value and whether every later one equalled it.
+#[derive(Debug, Clone, Copy)]
+struct Constant {
+    value: u16,
+    constant: bool,
+}
+
+impl Constant {
+    fn new(value: u16) -> Self {
+        Self {
+            value,
+            constant: true,
+        }
+    }
+
+    fn add(&mut self, v: u16) {
+        self.constant &= ones_eq(self.value, v);
+    }
+
+    fn get(self) -> Option<u16> {
+        self.constant.then_some(self.value)
+    }
+}
+
+/// How a rewritten value enters the checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Shape {
+    /// An address's words.
+    Addr,
+    /// A port's word.
+    Port,
+    /// An address and the port beside it.
+    AddrPort,
+    /// The same with the address counted twice: a partial checksum updated as if complete (the
+    /// address is in both the pseudo-header it held and the update).
+    AddrTwicePort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Value {
+    Addr(IpAddr),
+    Port(u16),
+    AddrPort(IpAddr, u16),
+}
+
+impl Value {
+    fn is_v6(self) -> bool {
+        match self {
+            Self::Addr(a) | Self::AddrPort(a, _) => a.is_ipv6(),
+            Self::Port(_) => false,
+        }
+    }
+
+    /// What the value contributes to a checksum when rewritten as `shape`.
+    fn sum(self, shape: Shape) -> u16 {
+        match (self, shape) {
+            (Self::Addr(a), _) => addr_sum(a),
+            (Self::Port(p), _) => p,
+            (Self::AddrPort(a, p), Shape::AddrTwicePort) => {
+                ones_add(ones_add(addr_sum(a), addr_sum(a)), p)
+            }
+            (Self::AddrPort(a, p), _) => ones_add(addr_sum(a), p),
+        }
+    }
+
+    /// An address:port rewrite must change both; one that keeps either is an address or port
+    /// rewrite, found (and better named) as such.
+    fn changes_every_part_of(self, current: Value) -> bool {
+        match (self, current) {
+            (Self::AddrPort(a, p), Self::AddrPort(b, q)) => a != b && p != q,
+            _ => self != current,
+        }
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Addr(a) => write!(f, "{a}"),
+            Self::Port(p) => write!(f, "{p}"),
+            Self::AddrPort(a @ IpAddr::V6(_), p) => write!(f, "[{a}]:{p}"),
+            Self::AddrPort(a, p) => write!(f, "{a}:{p}"),
+        }
+    }
+}
+
+fn addr_sum(a: IpAddr) -> u16 {
+    match a {
+        IpAddr::V4(a) => addr_sum_v4(a.octets()),
+        IpAddr::V6(a) => addr_sum_v6(&a.octets()),
+    }
+}
+
+/// Index key: shape, family, and the contribution modulo 0xffff (both zeros are one key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SumKey(Shape, bool, u16);
+
+impl SumKey {
+    fn new(shape: Shape, v6: bool, sum: u16) -> Self {
+        Self(shape, v6, sum % 0xffff)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Src,
+    Dst,
+}
+
+impl Side {
+    /// The flow's value of `shape` on this side (`None` for ports of a portless layer).
+    fn value(self, flow: &Flow, shape: Shape) -> Option<Value> {
+        let (addr, port) = match self {
+            Self::Src => (flow.src, flow.ports.map(|p| p.0)),
+            Self::Dst => (flow.dst, flow.ports.map(|p| p.1)),
+        };
+        match shape {
+            Shape::Addr => Some(Value::Addr(addr)),
+            Shape::Port => port.map(Value::Port),
+            Shape::AddrPort | Shape::AddrTwicePort => port.map(|p| Value::AddrPort(addr, p)),
+        }
+    }
+
+    fn field(self, shape: Shape) -> RewrittenField {
+        match (self, shape) {
+            (Self::Src, Shape::Addr) => RewrittenField::SrcAddr,
+            (Self::Dst, Shape::Addr) => RewrittenField::DstAddr,
+            (Self::Src, Shape::Port) => RewrittenField::SrcPort,
+            (Self::Dst, Shape::Port) => RewrittenField::DstPort,
+            (Self::Src, _) => RewrittenField::SrcAddrPort,
+            (Self::Dst, _) => RewrittenField::DstAddrPort,
+        }
+    }
+
+    /// The flow with this side's address and/or port replaced by `v`: the flow before the rewrite.
+    fn with(self, flow: &Flow, v: Value) -> Flow {
+        let mut f = *flow;
+        let (addr, port) = match self {
+            Self::Src => (&mut f.src, f.ports.as_mut().map(|p| &mut p.0)),
+            Self::Dst => (&mut f.dst, f.ports.as_mut().map(|p| &mut p.1)),
+        };
+        match (v, port) {
+            (Value::Addr(a), _) => *addr = a,
+            (Value::Port(p), Some(port)) => *port = p,
+            (Value::AddrPort(a, p), Some(port)) => (*addr, *port) = (a, p),
+            _ => {}
+        }
+        f
+    }
+}
+
+/// A remembered value that explains a flow's field.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    field: RewrittenField,
+    original: Value,
+    current: Value,
+    original_flow_seen: bool,
+    updated_as_complete: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every case is built from real packet bytes: checksums come from an independent big-endian
+    //! reference below, faults are applied to the bytes as the buggy component would, and the
+    //! verdict is what the kernel reports for the packet as it then is.
+
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use checksum_common::{Hook, csum::classify, event::Direction};
+
+    use super::*;
+
+    /// Reference one's-complement sum of `bytes` as big-endian words, folded (not complemented).
+    fn ref_sum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    /// RFC 1624 eqn. 3, word by word, as a NAT updates a checksum it believes complete:
+    /// HC' = ~(~HC + ~m + m').
+    fn nat_update(hc: u16, old: &[u8], new: &[u8]) -> u16 {
+        let mut hc = hc as u32;
+        for (m, m2) in old.chunks(2).zip(new.chunks(2)) {
+            let m = u16::from_be_bytes([m[0], m[1]]) as u32;
+            let m2 = u16::from_be_bytes([m2[0], m2[1]]) as u32;
+            let mut s = (!hc & 0xffff) + (!m & 0xffff) + m2;
+            s = (s & 0xffff) + (s >> 16);
+            s = (s & 0xffff) + (s >> 16);
+            hc = !s & 0xffff;
+        }
+        hc as u16
+    }
+
+    fn octets(a: IpAddr) -> Vec<u8> {
+        match a {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        }
+    }
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse::<Ipv4Addr>().unwrap())
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+    }
+
+    /// A different payload (content and length) for each `i`.
+    fn payload(i: usize) -> Vec<u8> {
+        format!("request {i}: {}", "x".repeat(i * 7)).into_bytes()
+    }
+
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+
+    #[derive(Debug, Clone)]
+    struct Packet {
+        protocol: u8,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        payload: Vec<u8>,
+    }
+
+    impl Packet {
+        fn new(protocol: u8, src: (IpAddr, u16), dst: (IpAddr, u16), payload: Vec<u8>) -> Self {
+            Self {
+                protocol,
+                src: src.0,
+                sport: src.1,
+                dst: dst.0,
+                dport: dst.1,
+                payload,
+            }
+        }
+
+        /// The TCP or UDP segment with its checksum field holding `field`.
+        fn segment(&self, field: u16) -> Vec<u8> {
+            let mut s = Vec::new();
+            s.extend(self.sport.to_be_bytes());
+            s.extend(self.dport.to_be_bytes());
+            if self.protocol == TCP {
+                s.extend(1000u32.to_be_bytes()); // seq
+                s.extend(0u32.to_be_bytes()); // ack
+                s.extend([0x50, 0x18]); // header length 20, PSH|ACK
+                s.extend(64240u16.to_be_bytes()); // window
+                s.extend(field.to_be_bytes());
+                s.extend([0, 0]); // urgent pointer
+            } else {
+                s.extend(((8 + self.payload.len()) as u16).to_be_bytes());
+                s.extend(field.to_be_bytes());
+            }
+            s.extend(&self.payload);
+            s
+        }
+
+        fn pseudo_header(&self) -> Vec<u8> {
+            let len = self.segment(0).len();
+            let mut p = octets(self.src);
+            p.extend(octets(self.dst));
+            if self.src.is_ipv4() {
+                p.extend([0, self.protocol]);
+                p.extend((len as u16).to_be_bytes());
+            } else {
+                p.extend((len as u32).to_be_bytes());
+                p.extend([0, 0, 0, self.protocol]);
+            }
+            p
+        }
+
+        /// The folded pseudo-header sum: what a partial (offload-pending) field holds.
+        fn pseudo(&self) -> u16 {
+            ref_sum(&self.pseudo_header())
+        }
+
+        fn sum_with(&self, field: u16) -> u16 {
+            ref_sum(&[self.pseudo_header(), self.segment(field)].concat())
+        }
+
+        /// The correct checksum (a computed zero is sent as 0xffff in UDP, RFC 768).
+        fn checksum(&self) -> u16 {
+            match !self.sum_with(0) {
+                0 if self.protocol == UDP => 0xffff,
+                c => c,
+            }
+        }
+
+        /// The verdict the kernel reports for this packet arriving with `field`.
+        fn verdict(&self, field: u16) -> Verdict {
+            let (layer, ok) = match self.protocol {
+                TCP => (Layer::Tcp, self.sum_with(field) == 0xffff),
+                _ => (Layer::Udp, self.sum_with(field) == 0xffff),
+            };
+            let want = if ok { field } else { self.checksum() };
+            let status = match () {
+                _ if layer == Layer::Udp && field == 0 && self.src.is_ipv4() => Status::None,
+                _ if ok => Status::Ok,
+                _ => Status::Bad,
+            };
+            // classify() takes memory-order words, but only compares and byte-swaps them, so
+            // host-order values give the same answer.
+            let kind = match status {
+                Status::Bad => classify(field, want, Some(self.pseudo())),
+                _ => Kind::Match,
+            };
+            Verdict {
+                timestamp_ns: 0,
+                ifindex: 1,
+                hook: Hook::TcIngress,
+                direction: Direction::Ingress,
+                layer,
+                status,
+                kind,
+                flow: Flow {
+                    src: self.src,
+                    dst: self.dst,
+                    ports: Some((self.sport, self.dport)),
+                    protocol: self.protocol,
+                },
+                got: field,
+                want,
+                pseudo: self.pseudo(),
+                l4_len: self.segment(0).len() as u32,
+                ip_id: 0,
+                tcp_seq: 0,
+            }
+        }
+
+        /// The same packet after a NAT wrote `dst` (address, port) without touching the checksum.
+        fn with_dst(&self, dst: (IpAddr, u16)) -> Self {
+            Self {
+                dst: dst.0,
+                dport: dst.1,
+                ..self.clone()
+            }
+        }
+
+        fn with_src(&self, src: (IpAddr, u16)) -> Self {
+            Self {
+                src: src.0,
+                sport: src.1,
+                ..self.clone()
+            }
+        }
+    }
+
+    /// The single diagnosed flow.
+    fn only(d: &Diagnoser) -> FlowDiagnosis {
+        let all = d.diagnose();
+        assert_eq!(all.len(), 1, "{all:#?}");
+        all.into_iter().next().unwrap()
+    }
+
+    const CLIENT: (&str, u16) = ("10.0.0.5", 40000);
+    const VIP: &str = "10.96.0.10";
+    const POD: &str = "10.244.1.7";
+
+    /// The seed case: UDP to a Service VIP, DNATed to a pod without a checksum update. The client
+    /// side (source 1) sees the packets before the DNAT, the pod side (source 2) after.
+    fn stale_dnat(
+        d: &mut Diagnoser,
+        protocol: u8,
+        vip: (IpAddr, u16),
+        pod: (IpAddr, u16),
+        n: usize,
+    ) {
+        let client = (v4(CLIENT.0), CLIENT.1);
+        for i in 0..n {
+            let before = Packet::new(protocol, client, vip, payload(i));
+            let field = before.checksum();
+            d.observe(1, &before.verdict(field));
+            d.observe(2, &before.with_dst(pod).verdict(field));
+        }
+    }
+
+    #[test]
+    fn stale_after_dnat_names_the_service_vip() {
+        let mut d = Diagnoser::default();
+        stale_dnat(&mut d, UDP, (v4(VIP), 53), (v4(POD), 53), 5);
+        let f = only(&d);
+        assert_eq!((f.source, f.layer, f.count), (2, Layer::Udp, 5));
+        // The field still reflects the VIP: got - want = sum(POD) - sum(VIP).
+        let change = ones_sub(addr_sum(v4(POD)), addr_sum(v4(VIP)));
+        assert!(ones_eq(f.delta.unwrap(), change));
+        let Diagnosis::StaleAfterRewrite {
+            delta,
+            likely_original: Some(r),
+        } = &f.diagnosis
+        else {
+            panic!("{f:#?}");
+        };
+        assert!(ones_eq(*delta, change));
+        assert_eq!(f.diagnosis.name(), "stale-after-rewrite");
+        assert_eq!(r.field, RewrittenField::DstAddr);
+        assert_eq!((r.original.as_str(), r.current.as_str()), (VIP, POD));
+        assert!(r.original_flow_seen);
+        assert_eq!(r.alternatives, 0);
+        assert!(
+            f.diagnosis
+                .explanation()
+                .contains("10.96.0.10 -> 10.244.1.7")
+        );
+        assert!(
+            f.diagnosis
+                .next_step()
+                .contains("destination address 10.96.0.10")
+        );
+    }
+
+    #[test]
+    fn stale_vip_named_from_another_flow() {
+        // The pre-DNAT packets are not seen, only another client's OK packet to the VIP.
+        let mut d = Diagnoser::default();
+        let other = Packet::new(UDP, (v4("10.0.0.9"), 5353), (v4(VIP), 53), payload(9));
+        d.observe(3, &other.verdict(other.checksum()));
+        for i in 0..4 {
+            let before = Packet::new(UDP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 53), payload(i));
+            d.observe(
+                2,
+                &before.with_dst((v4(POD), 53)).verdict(before.checksum()),
+            );
+        }
+        let r = only(&d).diagnosis.likely_original().cloned().unwrap();
+        assert_eq!(
+            (r.field, r.original.as_str()),
+            (RewrittenField::DstAddr, VIP)
+        );
+        assert!(!r.original_flow_seen);
+    }
+
+    #[test]
+    fn stale_after_un_dnat_of_a_reply_names_the_pod() {
+        // Replies pod -> client get their source rewritten back to the VIP, checksum untouched.
+        let mut d = Diagnoser::default();
+        for i in 0..3 {
+            let reply = Packet::new(TCP, (v4(POD), 80), (v4(CLIENT.0), CLIENT.1), payload(i));
+            let field = reply.checksum();
+            d.observe(2, &reply.verdict(field));
+            d.observe(1, &reply.with_src((v4(VIP), 80)).verdict(field));
+        }
+        let f = only(&d);
+        assert_eq!(
+            (f.diagnosis.name(), f.layer),
+            ("stale-after-rewrite", Layer::Tcp)
+        );
+        let r = f.diagnosis.likely_original().unwrap();
+        assert_eq!(
+            (r.field, r.original.as_str()),
+            (RewrittenField::SrcAddr, POD)
+        );
+        assert_eq!(r.current, VIP);
+    }
+
+    #[test]
+    fn stale_after_service_port_remap_names_address_and_port() {
+        // Service port 80, targetPort 8080: both the address and the port change.
+        let mut d = Diagnoser::default();
+        stale_dnat(&mut d, TCP, (v4(VIP), 80), (v4(POD), 8080), 4);
+        let r = only(&d).diagnosis.likely_original().cloned().unwrap();
+        assert_eq!(r.field, RewrittenField::DstAddrPort);
+        assert_eq!(
+            (r.original.as_str(), r.current.as_str()),
+            ("10.96.0.10:80", "10.244.1.7:8080")
+        );
+        assert!(r.original_flow_seen);
+    }
+
+    #[test]
+    fn stale_after_ipv6_dnat() {
+        let mut d = Diagnoser::default();
+        let (vip, pod) = (v6("fd00:10:96::a"), v6("fd00:10:244:1::7"));
+        let client = (v6("fd00:10:244:2::5"), 40000);
+        for i in 0..3 {
+            let before = Packet::new(UDP, client, (vip, 53), payload(i));
+            let field = before.checksum();
+            d.observe(1, &before.verdict(field));
+            d.observe(2, &before.with_dst((pod, 53)).verdict(field));
+        }
+        let r = only(&d).diagnosis.likely_original().cloned().unwrap();
+        assert_eq!(
+            (r.field, r.original.as_str()),
+            (RewrittenField::DstAddr, "fd00:10:96::a")
+        );
+    }
+
+    #[test]
+    fn stale_ipv4_header_checksum() {
+        // The IPv4 header checksum covers the addresses too; the packets differ by their ID.
+        fn header(dst: IpAddr, id: u16, field: u16) -> Vec<u8> {
+            let mut h = vec![0x45, 0, 0, 28];
+            h.extend(id.to_be_bytes());
+            h.extend([0, 0, 64, UDP]);
+            h.extend(field.to_be_bytes());
+            h.extend(octets(v4(CLIENT.0)));
+            h.extend(octets(dst));
+            h
+        }
+        let verdict = |dst: IpAddr, got: u16, want: u16| Verdict {
+            layer: Layer::Ipv4,
+            status: if got == want { Status::Ok } else { Status::Bad },
+            kind: if got == want {
+                Kind::Match
+            } else {
+                classify(got, want, None)
+            },
+            flow: Flow {
+                src: v4(CLIENT.0),
+                dst,
+                ports: None,
+                protocol: UDP,
+            },
+            got,
+            want,
+            pseudo: 0,
+            l4_len: 20,
+            ..Packet::new(UDP, (dst, 0), (dst, 0), vec![]).verdict(0)
+        };
+        let mut d = Diagnoser::default();
+        for id in 1..=3 {
+            let field = !ref_sum(&header(v4(VIP), id, 0));
+            d.observe(1, &verdict(v4(VIP), field, field));
+            let want = !ref_sum(&header(v4(POD), id, 0));
+            d.observe(2, &verdict(v4(POD), field, want));
+        }
+        let f = only(&d);
+        assert_eq!(
+            (f.layer, f.diagnosis.name()),
+            (Layer::Ipv4, "stale-after-rewrite")
+        );
+        assert_eq!(f.diagnosis.likely_original().unwrap().original, VIP);
+    }
+
+    #[test]
+    fn partial_updated_as_complete_by_un_dnat() {
+        // openvswitch/ovs-issues#265: a Windows container replies with a partial checksum (the
+        // pseudo-header sum); OVS un-DNATs 10.10.3.10:80 -> 169.254.0.252:30008 and updates the
+        // field as if it were a complete checksum.
+        let container = (v4("10.10.3.10"), 80u16);
+        let node = (v4("169.254.0.252"), 30008u16);
+        let client = (v4("192.168.240.220"), 40000);
+        let mut d = Diagnoser::default();
+        for i in 0..3 {
+            let reply = Packet::new(TCP, container, client, payload(i));
+            let partial = reply.pseudo();
+            d.observe(1, &reply.verdict(partial)); // offload-pending at the container's port
+            let old = [octets(container.0), container.1.to_be_bytes().to_vec()].concat();
+            let new = [octets(node.0), node.1.to_be_bytes().to_vec()].concat();
+            let field = nat_update(partial, &old, &new);
+            d.observe(2, &reply.with_src(node).verdict(field));
+        }
+        let all = d.diagnose();
+        let f = all.iter().find(|f| f.source == 2).unwrap();
+        let Diagnosis::PartialThenRewritten {
+            updated_as_complete: true,
+            likely_original: r,
+        } = &f.diagnosis
+        else {
+            panic!("{f:#?}");
+        };
+        assert_eq!(f.diagnosis.name(), "partial-then-rewritten");
+        assert_eq!(r.field, RewrittenField::SrcAddrPort);
+        assert_eq!(
+            (r.original.as_str(), r.current.as_str()),
+            ("10.10.3.10:80", "169.254.0.252:30008")
+        );
+        assert!(r.original_flow_seen);
+        assert_eq!(f.delta, None); // the offset from the correct checksum varies
+        // The container's own port sees a plain partial checksum.
+        let at_container = all.iter().find(|f| f.source == 1).unwrap();
+        assert_eq!(at_container.diagnosis, Diagnosis::OffloadPending);
+    }
+
+    #[test]
+    fn partial_in_fixed_size_udp_is_not_taken_for_an_absent_checksum() {
+        // Same-size datagrams: the pseudo-header sum, so the updated field, is the same for every
+        // packet, as for an updated absent checksum; the named original decides.
+        let (pod, vip) = ((v4(POD), 53u16), (v4(VIP), 53u16));
+        let mut d = Diagnoser::default();
+        for i in 0..4u8 {
+            let reply = Packet::new(UDP, pod, (v4(CLIENT.0), CLIENT.1), vec![i; 32]);
+            d.observe(1, &reply.verdict(reply.pseudo()));
+            let field = nat_update(reply.pseudo(), &octets(pod.0), &octets(vip.0));
+            d.observe(2, &reply.with_src(vip).verdict(field));
+        }
+        let f = d.diagnose().into_iter().find(|f| f.source == 2).unwrap();
+        assert_eq!(f.diagnosis.name(), "partial-then-rewritten");
+        let r = f.diagnosis.likely_original().unwrap();
+        assert_eq!(
+            (r.field, r.original.as_str()),
+            (RewrittenField::SrcAddr, POD)
+        );
+    }
+
+    #[test]
+    fn partial_left_alone_by_dnat() {
+        // A partial checksum for client -> VIP; the DNAT to the pod does not touch the field, so
+        // it is still the pseudo-header sum for the VIP. One packet is enough.
+        let mut d = Diagnoser::default();
+        let before = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 80), payload(0));
+        d.observe(1, &before.verdict(before.pseudo()));
+        d.observe(2, &before.with_dst((v4(POD), 80)).verdict(before.pseudo()));
+        let f = d.diagnose().into_iter().find(|f| f.source == 2).unwrap();
+        let Diagnosis::PartialThenRewritten {
+            updated_as_complete: false,
+            likely_original: r,
+        } = &f.diagnosis
+        else {
+            panic!("{f:#?}");
+        };
+        assert_eq!(
+            (r.field, r.original.as_str()),
+            (RewrittenField::DstAddr, VIP)
+        );
+    }
+
+    #[test]
+    fn absent_udp_checksum_updated_by_nat() {
+        // The sender sends no UDP checksum (0); the DNAT "updates" it as if it were one.
+        let mut d = Diagnoser::default();
+        let mut fields = HashSet::new();
+        for i in 0..4 {
+            let before = Packet::new(UDP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 53), payload(i));
+            d.observe(1, &before.verdict(0)); // status none: legal over IPv4
+            let field = nat_update(0, &octets(v4(VIP)), &octets(v4(POD)));
+            fields.insert(field);
+            d.observe(2, &before.with_dst((v4(POD), 53)).verdict(field));
+        }
+        assert_eq!(fields.len(), 1);
+        let field = fields.into_iter().next().unwrap();
+        let f = only(&d);
+        let Diagnosis::AbsentChecksumUpdated {
+            field: got,
+            likely_original: Some(r),
+        } = &f.diagnosis
+        else {
+            panic!("{f:#?}");
+        };
+        assert_eq!(f.diagnosis.name(), "absent-checksum-updated");
+        assert_eq!(*got, field);
+        // The field is the change undone: sum(VIP) - sum(POD).
+        assert!(ones_eq(
+            field,
+            ones_sub(addr_sum(v4(VIP)), addr_sum(v4(POD)))
+        ));
+        assert_eq!(
+            (r.field, r.original.as_str()),
+            (RewrittenField::DstAddr, VIP)
+        );
+        assert_eq!(f.delta, None);
+    }
+
+    /// Diagnoses `n` packets of one client -> server flow (differing payloads) whose field is
+    /// `fault(packet)`.
+    fn faulty_flow(protocol: u8, n: usize, fault: impl Fn(&Packet) -> u16) -> FlowDiagnosis {
+        let mut d = Diagnoser::default();
+        for i in 0..n {
+            let p = Packet::new(
+                protocol,
+                (v4(CLIENT.0), CLIENT.1),
+                (v4(POD), 80),
+                payload(i),
+            );
+            d.observe(1, &p.verdict(fault(&p)));
+        }
+        only(&d)
+    }
+
+    #[test]
+    fn per_packet_kinds() {
+        let swapped = faulty_flow(TCP, 4, |p| p.checksum().swap_bytes());
+        assert_eq!(swapped.diagnosis, Diagnosis::ByteSwapped);
+        assert_eq!(swapped.diagnosis.name(), "byte-swapped");
+        assert_eq!(swapped.delta, None);
+        assert_eq!(faulty_flow(TCP, 4, |_| 0).diagnosis, Diagnosis::Zero);
+        assert_eq!(
+            faulty_flow(TCP, 4, |p| p.pseudo()).diagnosis,
+            Diagnosis::OffloadPending
+        );
+        // Same-size UDP datagrams: the partial field is constant too, and must not pass for an
+        // updated absent checksum.
+        let mut d = Diagnoser::default();
+        for i in 0..4u8 {
+            let p = Packet::new(UDP, (v4(CLIENT.0), CLIENT.1), (v4(POD), 53), vec![i; 32]);
+            d.observe(1, &p.verdict(p.pseudo()));
+        }
+        assert_eq!(only(&d).diagnosis, Diagnosis::OffloadPending);
+    }
+
+    #[test]
+    fn random_corruption_is_corrupt() {
+        // Bytes flipped after the checksum was computed (xorshift, so the test is repeatable).
+        let mut state = 0x2545_f491u32;
+        let mut d = Diagnoser::default();
+        for i in 0..6 {
+            let sent = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(POD), 80), payload(i));
+            let field = sent.checksum();
+            let mut received = sent.clone();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let at = state as usize % received.payload.len();
+                received.payload[at] ^= (state >> 8) as u8 | 1;
+            }
+            d.observe(1, &received.verdict(field));
+        }
+        let f = only(&d);
+        assert_eq!((f.diagnosis.name(), f.count), ("corrupt", 6));
+        assert!(f.diagnosis.likely_original().is_none());
+    }
+
+    #[test]
+    fn two_packets_are_not_enough_for_stale() {
+        let mut d = Diagnoser::default();
+        stale_dnat(&mut d, UDP, (v4(VIP), 53), (v4(POD), 53), 2);
+        assert_eq!(only(&d).diagnosis, Diagnosis::Corrupt);
+    }
+
+    #[test]
+    fn identical_payloads_are_not_evidence_for_stale() {
+        let mut d = Diagnoser::default();
+        for _ in 0..5 {
+            let before = Packet::new(UDP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 53), payload(1));
+            d.observe(1, &before.verdict(before.checksum()));
+            d.observe(
+                2,
+                &before.with_dst((v4(POD), 53)).verdict(before.checksum()),
+            );
+        }
+        let f = only(&d);
+        assert_eq!(f.count, 5);
+        assert_ne!(f.diagnosis.name(), "stale-after-rewrite");
+    }
+
+    #[test]
+    fn stale_without_a_candidate_in_the_run() {
+        // Only the rewritten packets are seen: the VIP never appears.
+        let mut d = Diagnoser::default();
+        for i in 0..3 {
+            let before = Packet::new(UDP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 53), payload(i));
+            d.observe(
+                2,
+                &before.with_dst((v4(POD), 53)).verdict(before.checksum()),
+            );
+        }
+        let f = only(&d);
+        let Diagnosis::StaleAfterRewrite {
+            delta,
+            likely_original: None,
+        } = f.diagnosis
+        else {
+            panic!("{f:#?}");
+        };
+        assert!(ones_eq(
+            delta,
+            ones_sub(addr_sum(v4(POD)), addr_sum(v4(VIP)))
+        ));
+        assert!(f.diagnosis.explanation().contains("no address or port"));
+    }
+
+    #[test]
+    fn pre_rewrite_flow_outranks_a_value_with_the_same_sum() {
+        // 10.106.0.0 has the VIP's sum (0x0a6a) and is seen first, in an unrelated flow.
+        assert_eq!(addr_sum(v4("10.106.0.0")), addr_sum(v4(VIP)));
+        let mut d = Diagnoser::default();
+        let decoy = Packet::new(
+            UDP,
+            (v4("10.0.0.9"), 1000),
+            (v4("10.106.0.0"), 53),
+            payload(0),
+        );
+        d.observe(3, &decoy.verdict(decoy.checksum()));
+        stale_dnat(&mut d, UDP, (v4(VIP), 53), (v4(POD), 53), 3);
+        let r = only(&d).diagnosis.likely_original().cloned().unwrap();
+        assert_eq!((r.original.as_str(), r.alternatives), (VIP, 1));
+        assert!(r.original_flow_seen);
+    }
+
+    #[test]
+    fn mixed_kinds_take_the_most_frequent_then_the_most_specific() {
+        let p = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(POD), 80), payload(0));
+        let q = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(POD), 80), payload(1));
+        let mut d = Diagnoser::default();
+        d.observe(1, &p.verdict(0));
+        d.observe(1, &q.verdict(q.checksum().swap_bytes()));
+        // One each: zero is tested before byte-swapped by classify, so it wins the tie.
+        assert_eq!(only(&d).diagnosis, Diagnosis::Zero);
+        d.observe(1, &p.verdict(p.checksum().swap_bytes()));
+        assert_eq!(only(&d).diagnosis, Diagnosis::ByteSwapped);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_overflow_counted() {
+        let mut d = Diagnoser::with_limit(2);
+        for port in 0..5 {
+            let p = Packet::new(TCP, (v4(CLIENT.0), port), (v4(POD), 80), payload(0));
+            d.observe(1, &p.verdict(0));
+        }
+        // An existing flow still counts.
+        let p = Packet::new(TCP, (v4(CLIENT.0), 0), (v4(POD), 80), payload(1));
+        d.observe(1, &p.verdict(0));
+        assert_eq!(d.tracked_flows(), 2);
+        let u = d.untracked();
+        assert_eq!(u.mismatches, 3);
+        assert_eq!(u.flows, 3);
+        // Two values fit (the first flow's addresses); every later new value is counted.
+        assert!(u.values > 0);
+        assert_eq!(d.diagnose().iter().map(|f| f.count).sum::<u64>(), 3);
+        assert_eq!(d.values.len(), 2);
+    }
+}

@@ -1,0 +1,211 @@
+//! The live view when stdout is a terminal: a table redrawn in place every second, with a header
+//! of rates and counters. When stdout is not a terminal, plain periodic summaries are printed
+//! instead (see live.rs), which is what logs and pipes want.
+
+use std::{fmt::Write as _, io::Write, time::Instant};
+
+/// Whether stdout is a terminal.
+pub fn stdout_is_terminal() -> bool {
+    // SAFETY: isatty on a valid fd number only reads.
+    unsafe { libc::isatty(libc::STDOUT_FILENO) == 1 }
+}
+
+/// Terminal width in columns (80 when unknown).
+fn width() -> usize {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills a winsize; on failure we keep the default.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 20 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// One line of the table.
+pub struct Row {
+    pub iface: String,
+    pub hook: &'static str,
+    pub severity: &'static str,
+    pub layer: &'static str,
+    /// The diagnosis (or the per-packet kind).
+    pub diagnosis: String,
+    pub flow: String,
+    pub count: u64,
+    pub last_seen: String,
+    pub explanation: String,
+}
+
+/// The header figures.
+pub struct Header {
+    pub packets: u64,
+    pub problems: u64,
+    pub expected: u64,
+    pub lost: u64,
+    pub hooks: Vec<String>,
+}
+
+/// What the previous frame showed, for rates.
+struct Shown {
+    at: Instant,
+    packets: u64,
+    /// Row key -> count.
+    counts: Vec<(String, u64)>,
+}
+
+/// Redraws the screen; keeps what it needs to show rates.
+pub struct LiveView {
+    last: Option<Shown>,
+}
+
+impl Default for LiveView {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveView {
+    pub fn new() -> Self {
+        Self { last: None }
+    }
+
+    pub fn draw(
+        &mut self,
+        header: &Header,
+        rows: &[Row],
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
+        let now = Instant::now();
+        let width = width();
+        let (pps, previous) = match &self.last {
+            Some(shown) => {
+                let secs = now.duration_since(shown.at).as_secs_f64().max(1e-3);
+                (
+                    header.packets.saturating_sub(shown.packets) as f64 / secs,
+                    Some((secs, &shown.counts)),
+                )
+            }
+            None => (0.0, None),
+        };
+        let rate = |key: &str, count: u64| -> f64 {
+            match previous {
+                Some((secs, prev)) => {
+                    let before = prev.iter().find(|(k, _)| k == key).map_or(0, |(_, c)| *c);
+                    count.saturating_sub(before) as f64 / secs
+                }
+                None => 0.0,
+            }
+        };
+        let mut screen = String::new();
+        // Home and clear, then the frame: one write, so the terminal never shows half a table.
+        screen.push_str("\x1b[H\x1b[2J");
+        let _ = writeln!(
+            screen,
+            "checksum-audit  {:>10.0} packets/s audited  {} packets  {} problems  {} expected  {} events lost",
+            pps, header.packets, header.problems, header.expected, header.lost
+        );
+        let _ = writeln!(screen, "hooks: {}", header.hooks.join(", "));
+        let _ = writeln!(screen, "{}", "-".repeat(width.min(160)));
+        let _ = writeln!(
+            screen,
+            "{:<14} {:<10} {:<8} {:<6} {:>8} {:>8} {:<8}  DIAGNOSIS / FLOW, WHY",
+            "IFACE", "HOOK", "SEVERITY", "LAYER", "COUNT", "RATE/s", "LAST"
+        );
+        if rows.is_empty() {
+            let _ = writeln!(screen, "(no mismatches yet)");
+        }
+        let mut keys = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key = format!(
+                "{}|{}|{}|{}|{}",
+                r.iface, r.hook, r.layer, r.diagnosis, r.flow
+            );
+            // Two lines a row: the figures, then the flow and the explanation, so that a narrow
+            // terminal cuts only prose.
+            let line = format!(
+                "{:<14} {:<10} {:<8} {:<6} {:>8} {:>8.1} {:<8}  {}",
+                r.iface,
+                r.hook,
+                r.severity,
+                r.layer,
+                r.count,
+                rate(&key, r.count),
+                r.last_seen.get(11..19).unwrap_or(&r.last_seen),
+                r.diagnosis,
+            );
+            let _ = writeln!(screen, "{}", truncate(&line, width));
+            let _ = writeln!(
+                screen,
+                "{}",
+                truncate(&format!("    {}: {}", r.flow, r.explanation), width)
+            );
+            keys.push((key, r.count));
+        }
+        out.write_all(screen.as_bytes())?;
+        out.flush()?;
+        self.last = Some(Shown {
+            at: now,
+            packets: header.packets,
+            counts: keys,
+        });
+        Ok(())
+    }
+}
+
+fn truncate(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        line.to_owned()
+    } else {
+        line.chars()
+            .take(width.saturating_sub(1))
+            .chain(std::iter::once('…'))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_header_rows_and_rates() {
+        let mut view = LiveView::new();
+        let row = |count| Row {
+            iface: "veth-b".into(),
+            hook: "tc-ingress",
+            severity: "problem",
+            layer: "tcp",
+            diagnosis: "corrupt".into(),
+            flow: "10.0.0.1:1 -> 10.0.0.2:2".into(),
+            count,
+            last_seen: "2026-11-26T10:00:00.000000Z".into(),
+            explanation: "The checksum is wrong.".into(),
+        };
+        let header = |packets| Header {
+            packets,
+            problems: 1,
+            expected: 0,
+            lost: 0,
+            hooks: vec!["veth-b tc-ingress".into()],
+        };
+        let mut out = Vec::new();
+        view.draw(&header(10), &[row(1)], &mut out).unwrap();
+        let first = String::from_utf8(out).unwrap();
+        assert!(first.starts_with("\x1b[H\x1b[2J"));
+        assert!(first.contains("veth-b tc-ingress"));
+        assert!(first.contains("The checksum is wrong."));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut out = Vec::new();
+        view.draw(&header(110), &[row(3)], &mut out).unwrap();
+        let second = String::from_utf8(out).unwrap();
+        assert!(!second.contains(" 0 packets/s"), "{second}");
+        assert!(second.contains("10:00:00  corrupt"), "{second}");
+        assert!(second.contains("       3 "), "{second}");
+    }
+
+    #[test]
+    fn long_lines_are_cut_to_the_terminal() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}
