@@ -612,11 +612,12 @@ impl FlowState {
     }
 
     /// The most frequent kind; on a tie the more specific one (`Kind::MISMATCHES` order, the
-    /// order `classify` tests them in).
+    /// order `classify` tests them in). Offload-pending only when nothing else was seen: one
+    /// corrupt packet among partial ones is the finding, and must not hide behind them.
     fn most_frequent_kind(&self) -> Kind {
-        let mut best = Kind::Corrupt;
+        let mut best = Kind::OffloadPending;
         let mut best_count = 0;
-        for kind in Kind::MISMATCHES {
+        for kind in [Kind::Zero, Kind::ByteSwapped, Kind::Corrupt] {
             if self.kinds[kind as usize] > best_count {
                 best = kind;
                 best_count = self.kinds[kind as usize];
@@ -785,6 +786,21 @@ struct Found {
     current: Value,
     original_flow_seen: bool,
     updated_as_complete: bool,
+}
+
+/// The severity of a flow's diagnosis where it was seen (`hook` on an interface of `class`): a
+/// partial checksum is judged by place (see severity.rs); every other diagnosis is a problem.
+pub fn diagnosis_severity(
+    d: &FlowDiagnosis,
+    hook: checksum_common::Hook,
+    class: &crate::severity::IfaceClass,
+) -> crate::severity::Severity {
+    match d.diagnosis {
+        Diagnosis::OffloadPending => {
+            crate::severity::severity(checksum_common::Kind::OffloadPending, hook, class)
+        }
+        _ => crate::severity::Severity::Problem,
+    }
 }
 
 #[cfg(test)]
@@ -1424,6 +1440,18 @@ mod tests {
         assert_eq!(only(&d).diagnosis, Diagnosis::Zero);
         d.observe(1, &p.verdict(p.checksum().swap_bytes()));
         assert_eq!(only(&d).diagnosis, Diagnosis::ByteSwapped);
+    }
+
+    #[test]
+    fn a_real_mismatch_is_not_hidden_behind_partial_checksums() {
+        let p = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(POD), 80), payload(0));
+        let mut d = Diagnoser::default();
+        for _ in 0..5 {
+            d.observe(1, &p.verdict(p.pseudo()));
+        }
+        assert_eq!(only(&d).diagnosis, Diagnosis::OffloadPending);
+        d.observe(1, &p.verdict(p.checksum() ^ 0x0101));
+        assert_eq!(only(&d).diagnosis, Diagnosis::Corrupt);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::{
     aggregate::{Aggregator, Key},
     attach::{AttachError, Attachment},
     cli::{Format, LiveArgs},
+    diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::{Verdict, hex},
     follow::{Namespace, Selector, Update, WorkerConfig, spawn_worker},
     loader::LoadOptions,
@@ -127,6 +128,7 @@ struct Printer<'a> {
     started: Instant,
     /// The refreshing table, when stdout is a terminal (text format only).
     view: Option<LiveView>,
+    diagnoser: Diagnoser,
 }
 
 impl Printer<'_> {
@@ -143,6 +145,7 @@ impl Printer<'_> {
         out: &mut impl Write,
     ) -> Result<()> {
         self.agg.add(source, v);
+        self.diagnoser.observe(source, v);
         if self.view.is_some() {
             return Ok(()); // the table shows it
         }
@@ -214,30 +217,45 @@ impl Printer<'_> {
                     .push(format!("{} {} ({})", s.name, s.hook.name(), s.mode));
             }
         }
-        let rows: Vec<view::Row> = self
-            .agg
-            .rows()
+        // Last seen per flow, from the aggregator (the diagnoser keeps no timestamps).
+        let mut last_seen: std::collections::HashMap<
+            (u32, checksum_common::Layer, crate::event::Flow),
+            u64,
+        > = Default::default();
+        for (k, e) in self.agg.rows() {
+            let t = last_seen.entry((k.source, k.layer, k.flow)).or_default();
+            *t = (*t).max(e.last_ns);
+        }
+        let mut diagnoses: Vec<_> = self
+            .diagnoser
+            .diagnose()
             .into_iter()
-            .map(|(k, e)| {
-                let sev = Self::severity(sources, k.kind, k.source);
-                (sev, k, e)
+            .map(|d| {
+                let s = &sources[d.source as usize];
+                (diagnosis_severity(&d, s.hook, &s.class), d)
             })
-            .filter(|(sev, k, _)| {
+            .filter(|(sev, d)| {
                 self.args.show_offload
                     || *sev == Severity::Problem
-                    || k.kind != Kind::OffloadPending
+                    || d.diagnosis.name() != "offload-pending"
             })
+            .collect();
+        diagnoses.sort_by_key(|(sev, d)| (std::cmp::Reverse(*sev), std::cmp::Reverse(d.count)));
+        let rows: Vec<view::Row> = diagnoses
+            .into_iter()
             .take(SUMMARY_FLOWS)
-            .map(|(sev, k, e)| view::Row {
-                iface: sources[k.source as usize].name.clone(),
-                hook: k.hook.name(),
+            .map(|(sev, d)| view::Row {
+                iface: sources[d.source as usize].name.clone(),
+                hook: sources[d.source as usize].hook.name(),
                 severity: sev.name(),
-                layer: k.layer.name(),
-                diagnosis: k.kind.name().into(),
-                flow: k.flow.to_string(),
-                count: e.count,
-                last_seen: self.clock.rfc3339(e.last_ns),
-                explanation: output::kind_explanation(k.kind).into(),
+                layer: d.layer.name(),
+                diagnosis: d.diagnosis.name().into(),
+                flow: d.flow.to_string(),
+                count: d.count,
+                last_seen: last_seen
+                    .get(&(d.source, d.layer, d.flow))
+                    .map_or_else(String::new, |t| self.clock.rfc3339(*t)),
+                explanation: d.diagnosis.explanation(),
             })
             .collect();
         if let Some(view) = &mut self.view {
@@ -265,19 +283,44 @@ impl Printer<'_> {
                 .collect(),
             events: events
                 .into_iter()
-                .map(|((source, kind), n)| {
+                .map(|((source, kind), count)| {
                     let s = &sources[source as usize];
-                    let sev = Self::severity(sources, kind, source);
-                    (
-                        s.name.clone(),
-                        s.hook.name(),
-                        kind.name(),
-                        sev.name(),
-                        kind.name(),
-                        n,
-                    )
+                    metrics::EventCount {
+                        iface: s.name.clone(),
+                        hook: s.hook.name(),
+                        kind: kind.name(),
+                        severity: Self::severity(sources, kind, source).name(),
+                        count,
+                    }
                 })
                 .collect(),
+            diagnoses: {
+                let mut by: std::collections::BTreeMap<(u32, &'static str), (u64, u64)> =
+                    Default::default();
+                for d in self.diagnoser.diagnose() {
+                    let e = by.entry((d.source, d.diagnosis.name())).or_default();
+                    e.0 += d.count;
+                    e.1 += 1;
+                }
+                by.into_iter()
+                    .map(|((source, diagnosis), (mismatches, flows))| {
+                        let s = &sources[source as usize];
+                        let severity = if diagnosis == "offload-pending" {
+                            Self::severity(sources, Kind::OffloadPending, source)
+                        } else {
+                            Severity::Problem
+                        };
+                        metrics::DiagnosisCount {
+                            iface: s.name.clone(),
+                            hook: s.hook.name(),
+                            diagnosis,
+                            severity: severity.name(),
+                            mismatches,
+                            flows,
+                        }
+                    })
+                    .collect()
+            },
             untracked: self.agg.untracked,
         }
     }
@@ -297,8 +340,19 @@ impl Printer<'_> {
                 counters: s.counters(),
             })
             .collect();
+        let diagnoses = self.diagnoser.diagnose();
+        let diagnosis_severity = |d: &FlowDiagnosis| {
+            let s = &sources[d.source as usize];
+            diagnosis_severity(d, s.hook, &s.class)
+        };
         match self.args.format {
             Format::Json => {
+                for d in &diagnoses {
+                    let mut obj = output::diagnosis_json(d, diagnosis_severity(d));
+                    obj["iface"] = json!(sources[d.source as usize].name);
+                    obj["hook"] = json!(sources[d.source as usize].hook.name());
+                    writeln!(out, "{obj}")?;
+                }
                 let summary = json!({
                     "type": "summary",
                     "final": last,
@@ -330,6 +384,24 @@ impl Printer<'_> {
                         &names,
                         &sev,
                         &self.clock,
+                        SUMMARY_FLOWS,
+                        self.args.show_offload
+                    )
+                )?;
+                let names_with_hook = |i: u32| {
+                    format!(
+                        "{} {}",
+                        sources[i as usize].name,
+                        sources[i as usize].hook.name()
+                    )
+                };
+                write!(
+                    out,
+                    "{}",
+                    output::diagnoses_text(
+                        &diagnoses,
+                        &names_with_hook,
+                        &diagnosis_severity,
                         SUMMARY_FLOWS,
                         self.args.show_offload
                     )
@@ -542,6 +614,7 @@ async fn audit<'a>(
         agg: Aggregator::default(),
         started: Instant::now(),
         view,
+        diagnoser: Diagnoser::default(),
     };
     let mut stdout = std::io::stdout().lock();
     // Phase 1: every namespace's first scan, so that errors stop the run before it is "ready".

@@ -30,19 +30,34 @@ pub struct SourceMetrics {
     pub counters: Counters,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCount {
+    pub iface: String,
+    pub hook: &'static str,
+    pub kind: &'static str,
+    pub severity: &'static str,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnosisCount {
+    pub iface: String,
+    pub hook: &'static str,
+    pub diagnosis: &'static str,
+    pub severity: &'static str,
+    /// Mismatching packets of flows with this diagnosis.
+    pub mismatches: u64,
+    pub flows: u64,
+}
+
 /// Everything a scrape reports.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub sources: Vec<SourceMetrics>,
-    /// Mismatch events received in user space: (iface, hook, kind, severity, diagnosis) -> count.
-    pub events: Vec<(
-        String,
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-        u64,
-    )>,
+    /// Mismatch events received in user space, by kind.
+    pub events: Vec<EventCount>,
+    /// Mismatches by the diagnosis of their flow.
+    pub diagnoses: Vec<DiagnosisCount>,
     /// Mismatches not tracked per flow because the flow table was full.
     pub untracked: u64,
 }
@@ -77,7 +92,14 @@ struct EventLabels {
     hook: String,
     kind: String,
     severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiagnosisLabels {
+    iface: String,
+    hook: String,
     diagnosis: String,
+    severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -168,20 +190,41 @@ pub fn render(s: &Snapshot) -> String {
     );
 
     let events = Family::<EventLabels, Counter>::default();
-    for (iface, hook, kind, severity, diagnosis, n) in &s.events {
+    for e in &s.events {
         let labels = EventLabels {
-            iface: iface.clone(),
-            hook: (*hook).into(),
-            kind: (*kind).into(),
-            severity: (*severity).into(),
-            diagnosis: (*diagnosis).into(),
+            iface: e.iface.clone(),
+            hook: e.hook.into(),
+            kind: e.kind.into(),
+            severity: e.severity.into(),
         };
-        events.get_or_create(&labels).inc_by(*n);
+        events.get_or_create(&labels).inc_by(e.count);
     }
     registry.register(
         "mismatch_events",
-        "Mismatch events received in user space, by kind, severity and diagnosis.",
+        "Mismatch events received in user space, by kind and severity.",
         events,
+    );
+    let diagnosed = Family::<DiagnosisLabels, Counter>::default();
+    let flows = Family::<DiagnosisLabels, Gauge>::default();
+    for d in &s.diagnoses {
+        let labels = DiagnosisLabels {
+            iface: d.iface.clone(),
+            hook: d.hook.into(),
+            diagnosis: d.diagnosis.into(),
+            severity: d.severity.into(),
+        };
+        diagnosed.get_or_create(&labels).inc_by(d.mismatches);
+        flows.get_or_create(&labels).set(d.flows as i64);
+    }
+    registry.register(
+        "diagnosed_mismatches",
+        "Mismatch events by the diagnosis of their flow (stale-after-rewrite, offload-pending, ...).",
+        diagnosed,
+    );
+    registry.register(
+        "diagnosed_flows",
+        "Flows with mismatches, by diagnosis.",
+        flows,
     );
     let untracked = Counter::<u64>::default();
     untracked.inc_by(s.untracked);
@@ -332,14 +375,21 @@ mod tests {
                 attached: true,
                 counters,
             }],
-            events: vec![(
-                "veth0".into(),
-                "tc-ingress",
-                "corrupt",
-                "problem",
-                "corrupt",
-                3,
-            )],
+            events: vec![EventCount {
+                iface: "veth0".into(),
+                hook: "tc-ingress",
+                kind: "corrupt",
+                severity: "problem",
+                count: 3,
+            }],
+            diagnoses: vec![DiagnosisCount {
+                iface: "veth0".into(),
+                hook: "tc-ingress",
+                diagnosis: "stale-after-rewrite",
+                severity: "problem",
+                mismatches: 3,
+                flows: 1,
+            }],
             untracked: 0,
         };
         let text = render(&s);
@@ -352,6 +402,10 @@ mod tests {
             text.contains(
                 r#"checksum_audit_attached{iface="veth0",hook="tc-ingress",mode="tcx"} 1"#
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"checksum_audit_diagnosed_mismatches_total{iface="veth0",hook="tc-ingress",diagnosis="stale-after-rewrite",severity="problem"} 3"#),
             "{text}"
         );
     }

@@ -77,25 +77,6 @@ pub fn rfc3339(unix_ns: i128) -> String {
     )
 }
 
-/// One sentence on what a per-packet signature usually means.
-pub fn kind_explanation(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Match => "The checksum is correct.",
-        Kind::OffloadPending => {
-            "The field holds only the pseudo-header sum: TX checksum offload was not completed (normal on veth, tap and at egress)."
-        }
-        Kind::Zero => {
-            "The field is zero where a checksum is mandatory: the writer never filled it in."
-        }
-        Kind::ByteSwapped => {
-            "The field is the correct value with its bytes swapped: an endianness bug in the checksum writer."
-        }
-        Kind::Corrupt => {
-            "The field matches nothing known: corruption, or a header rewrite (NAT) without a checksum update."
-        }
-    }
-}
-
 /// One line per verdict, text form: `tcp bad got 0x1443 want 0x46a1 offload-pending ...`.
 pub fn verdict_text(v: &Verdict) -> String {
     let mut s = format!("{:<6} {:<12}", v.layer.name(), v.status.name());
@@ -317,6 +298,75 @@ pub fn flows_json(
 
 pub fn elapsed_text(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+/// The diagnosis of each flow, text form: problems first, with the explanation and a next step.
+pub fn diagnoses_text(
+    rows: &[crate::diagnosis::FlowDiagnosis],
+    iface_name: &dyn Fn(u32) -> String,
+    severity: &dyn Fn(&crate::diagnosis::FlowDiagnosis) -> Severity,
+    limit: usize,
+    show_offload: bool,
+) -> String {
+    let mut rows: Vec<_> = rows
+        .iter()
+        .map(|d| (severity(d), d))
+        .filter(|(sev, d)| {
+            show_offload || *sev == Severity::Problem || d.diagnosis.name() != "offload-pending"
+        })
+        .collect();
+    rows.sort_by_key(|(sev, d)| (std::cmp::Reverse(*sev), std::cmp::Reverse(d.count)));
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("  diagnosis per flow:\n");
+    for (sev, d) in rows.iter().take(limit) {
+        let delta = d
+            .delta
+            .map_or_else(String::new, |x| format!(", got-want {}", hex(x)));
+        let _ = writeln!(
+            out,
+            "  {} {} {} {}: {} ({} packets{delta}, {})",
+            iface_name(d.source),
+            d.layer.name(),
+            if d.flow.src.is_ipv4() { "ipv4" } else { "ipv6" },
+            d.flow,
+            d.diagnosis.name(),
+            d.count,
+            sev.name(),
+        );
+        let _ = writeln!(out, "      why: {}", d.diagnosis.explanation());
+        let _ = writeln!(out, "      next: {}", d.diagnosis.next_step());
+    }
+    if rows.len() > limit {
+        let _ = writeln!(out, "  ... {} more flows", rows.len() - limit);
+    }
+    out
+}
+
+/// One JSON object per flow diagnosis (the `"type": "diagnosis"` lines).
+pub fn diagnosis_json(d: &crate::diagnosis::FlowDiagnosis, severity: Severity) -> Value {
+    let (sport, dport) = d
+        .flow
+        .ports
+        .map_or((Value::Null, Value::Null), |(s, p)| (json!(s), json!(p)));
+    json!({
+        "type": "diagnosis",
+        "family": if d.flow.src.is_ipv4() { "ipv4" } else { "ipv6" },
+        "layer": d.layer.name(),
+        "src": d.flow.src.to_string(),
+        "dst": d.flow.dst.to_string(),
+        "sport": sport,
+        "dport": dport,
+        "diagnosis": d.diagnosis.name(),
+        "severity": severity.name(),
+        "count": d.count,
+        "delta": d.delta.map(hex),
+        "likely_original": d.diagnosis.likely_original().map(|r| r.original.clone()),
+        "rewrite": d.diagnosis.likely_original().map(|r| r.describe()),
+        "explanation": d.diagnosis.explanation(),
+        "next_step": d.diagnosis.next_step(),
+    })
 }
 
 #[cfg(test)]

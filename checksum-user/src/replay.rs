@@ -8,13 +8,14 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_common::Status;
+use checksum_common::{Hook, Status};
 use serde_json::{Value, json};
 
 use crate::{
     aggregate::{Aggregator, Key},
     capture::{CaptureError, CaptureReader, supported, to_ethernet},
     cli::{Format, ReplayArgs},
+    diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::Verdict,
     loader::LoadOptions,
     output::{self, Clock, Source},
@@ -72,6 +73,8 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
     })?;
     let mut stats = ReplayStats::default();
     let mut agg = Aggregator::default();
+    // Every verdict, matching or not, feeds the diagnosis: the pre-rewrite flow is usually fine.
+    let mut diagnoser = Diagnoser::default();
     loop {
         let record = match reader.next_record() {
             Ok(Some(r)) => r,
@@ -99,12 +102,13 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         stats.audited += 1;
         for v in &verdicts {
             agg.add(0, v);
+            diagnoser.observe(0, v);
             if args.all || v.status == Status::Bad {
                 write_verdict(out, args.format, packet, v)?;
             }
         }
     }
-    write_summary(out, args, &stats, auditor.counters(), &agg)?;
+    write_summary(out, args, &stats, auditor.counters(), &agg, &diagnoser)?;
     Ok(stats)
 }
 
@@ -126,6 +130,7 @@ fn write_summary(
     stats: &ReplayStats,
     counters: checksum_common::Counters,
     agg: &Aggregator,
+    diagnoser: &Diagnoser,
 ) -> Result<()> {
     let name = args.file.display().to_string();
     let source = Source {
@@ -140,6 +145,8 @@ fn write_summary(
     // Where a capture was taken is unknown: partial checksums count as expected there.
     let capture = IfaceClass::Virtual("capture".into());
     let capture_severity = |k: &Key| severity(k.kind, k.hook, &capture);
+    let diagnoses = diagnoser.diagnose();
+    let diagnosis_severity = |d: &FlowDiagnosis| diagnosis_severity(d, Hook::Xdp, &capture);
     let clock = Clock::new();
     match args.format {
         Format::Json => {
@@ -153,6 +160,9 @@ fn write_summary(
                 "counters": output::source_json(&source),
                 "flows": output::flows_json(agg, &no_iface, &capture_severity, &clock),
             });
+            for d in &diagnoses {
+                writeln!(out, "{}", output::diagnosis_json(d, diagnosis_severity(d)))?;
+            }
             writeln!(out, "{summary}")?;
         }
         Format::Text => {
@@ -162,6 +172,11 @@ fn write_summary(
                 stats.frames, stats.audited, stats.too_short, stats.not_run
             )?;
             write!(out, "{}", output::source_text(&source))?;
+            write!(
+                out,
+                "{}",
+                output::diagnoses_text(&diagnoses, &no_iface, &diagnosis_severity, 50, false)
+            )?;
         }
     }
     Ok(())

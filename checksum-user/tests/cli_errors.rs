@@ -4,6 +4,7 @@ mod common;
 
 use std::{io::Write, process::Command};
 
+use checksum_user::testkit::frames::pcap_file;
 use common::{
     auditor::{BIN, run_to_end},
     require_root,
@@ -65,7 +66,7 @@ fn missing_privileges_name_the_capabilities() {
         "{err}"
     );
     // The same for replay, which needs to load the program too.
-    let capture = write_temp("priv.pcap", &pcap_bytes(1, &[&[0u8; 60]]));
+    let capture = write_temp("priv.pcap", &pcap_file(1, &[&[0u8; 60]]));
     std::fs::set_permissions(
         &*capture,
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
@@ -100,21 +101,6 @@ fn write_temp(name: &str, bytes: &[u8]) -> TempFile {
     TempFile(path)
 }
 
-fn pcap_bytes(linktype: u32, packets: &[&[u8]]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    f.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    f.extend_from_slice(&65535u32.to_le_bytes());
-    f.extend_from_slice(&linktype.to_le_bytes());
-    for p in packets {
-        f.extend_from_slice(&[0; 8]);
-        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        f.extend_from_slice(p);
-    }
-    f
-}
-
 #[test]
 fn replay_missing_file() {
     let (code, _, err) = run(&["replay", "/nonexistent/capture.pcap"]);
@@ -136,7 +122,7 @@ fn replay_unreadable_file() {
     if !require_root(module_path!()) {
         return;
     }
-    let path = write_temp("secret.pcap", &pcap_bytes(1, &[]));
+    let path = write_temp("secret.pcap", &pcap_file(1, &[]));
     std::fs::set_permissions(&*path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (code, _, err) = as_nobody(&["replay", path.to_str().unwrap()], false);
     assert_one_line_error(code, &err, "Permission denied");
@@ -152,7 +138,7 @@ fn replay_not_a_capture() {
 #[test]
 fn replay_unsupported_link_type() {
     // 105: IEEE 802.11.
-    let path = write_temp("wifi.pcap", &pcap_bytes(105, &[&[0u8; 40]]));
+    let path = write_temp("wifi.pcap", &pcap_file(105, &[&[0u8; 40]]));
     let (code, _, err) = run(&["replay", path.to_str().unwrap()]);
     assert_one_line_error(code, &err, "unsupported link type 105");
     assert!(err.contains("Ethernet (1)"), "{err}");
@@ -163,7 +149,7 @@ fn replay_truncated_capture() {
     if !require_root(module_path!()) {
         return;
     }
-    let mut bytes = pcap_bytes(1, &[&[0u8; 60], &[0u8; 60]]);
+    let mut bytes = pcap_file(1, &[&[0u8; 60], &[0u8; 60]]);
     bytes.truncate(bytes.len() - 10);
     let path = write_temp("cut.pcap", &bytes);
     let (code, _, err) = run(&["replay", path.to_str().unwrap()]);
@@ -188,7 +174,7 @@ fn verbose_shows_the_kernel_programs_log() {
     let mut frame = vec![2u8; 12];
     frame.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 10]);
     frame.resize(60, 0);
-    let path = write_temp("malformed.pcap", &pcap_bytes(1, &[&frame]));
+    let path = write_temp("malformed.pcap", &pcap_file(1, &[&frame]));
     let (code, out, err) = run(&["-v", "replay", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("malformed frame: 60 bytes"), "{err}");

@@ -312,3 +312,34 @@ pub fn catalogue() -> Vec<(String, Vec<u8>)> {
     out.push(("ipv4-options".into(), opts.bytes));
     out
 }
+
+impl Frame {
+    /// Rewrites the IPv4 destination the way a faulty NAT does: the IP header checksum is fixed,
+    /// the L4 checksum is left stale.
+    pub fn rewrite_v4_dst_stale(&mut self, dst: [u8; 4]) -> &mut Self {
+        let h = self.l3_off;
+        self.bytes[h + 16..h + 20].copy_from_slice(&dst);
+        self.bytes[h + 10..h + 12].copy_from_slice(&[0, 0]);
+        let ihl = ((self.bytes[h] & 0x0f) as usize) * 4;
+        let c = reference_checksum(&[&self.bytes[h..h + ihl]]);
+        self.bytes[h + 10..h + 12].copy_from_slice(&c.to_be_bytes());
+        self
+    }
+}
+
+/// A classic pcap file (microsecond timestamps) holding `packets` of link type `linktype`.
+pub fn pcap_file(linktype: u32, packets: &[&[u8]]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    f.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&linktype.to_le_bytes());
+    for (i, p) in packets.iter().enumerate() {
+        f.extend_from_slice(&(i as u32).to_le_bytes());
+        f.extend_from_slice(&[0; 4]);
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(p);
+    }
+    f
+}
