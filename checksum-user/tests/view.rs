@@ -129,7 +129,7 @@ fn terminal_view_renders_and_updates() {
         .unwrap_or_else(|| panic!("{updated}"));
     assert!(row.contains(" 4 "), "count 4 in {row:?}");
     assert!(
-updated.contains("The field fits no known signature"),
+        updated.contains("The field fits no known signature"),
         "{updated}"
     );
     assert!(updated.contains("4 problems"), "{updated}");
