@@ -81,6 +81,7 @@ fn bad_frames_from_the_peer_arrive_as_events_on_every_ingress_hook() {
         done.status,
         done.stderr
     );
+    common::assert_matches_schema(&done.lines);
     let verdicts = done.verdicts();
     for hook in ["xdp", "tc-ingress"] {
         for (_, layer, kind, got, want) in &frames {

@@ -69,6 +69,14 @@ fn verdict_lines_keep_the_documented_contract() {
     }
     let (all, _) = replay(&dnat_capture(), &["--format", "json", "--all"]);
     let lines = json_lines(&all);
+    common::assert_matches_schema(&lines);
+    // The schema is strict enough to notice a broken contract.
+    let mut broken = lines[0].clone();
+    broken["got"] = serde_json::json!("1443");
+    assert!(!common::schema_errors(&broken).is_empty(), "{broken}");
+    let mut broken = lines[0].clone();
+    broken.as_object_mut().unwrap().remove("packet");
+    assert!(!common::schema_errors(&broken).is_empty(), "{broken}");
     let verdicts: Vec<_> = lines.iter().filter(|l| l["type"] == "verdict").collect();
     // Five packets, each with an IPv4 header and a TCP verdict.
     assert_eq!(verdicts.len(), 10, "{all}");
@@ -115,6 +123,7 @@ fn a_stale_checksum_after_dnat_names_the_service_address() {
     }
     let (stdout, _) = replay(&dnat_capture(), &["--format", "json"]);
     let lines = json_lines(&stdout);
+    common::assert_matches_schema(&lines);
     let d: Vec<_> = lines.iter().filter(|l| l["type"] == "diagnosis").collect();
     assert_eq!(d.len(), 1, "{stdout}");
     let d = d[0];

@@ -20,3 +20,28 @@ pub fn require_root(test: &str) -> bool {
     eprintln!("SKIPPED {test}: needs root");
     false
 }
+
+/// Where `line` departs from docs/output.schema.json, the documented JSON contract.
+pub fn schema_errors(line: &serde_json::Value) -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/output.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read the schema"))
+            .expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    validator
+        .iter_errors(line)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+/// Checks every JSON output line against the schema.
+pub fn assert_matches_schema(lines: &[serde_json::Value]) {
+    assert!(!lines.is_empty(), "no output to check");
+    for line in lines {
+        let errors = schema_errors(line);
+        assert!(
+            errors.is_empty(),
+            "{line}\ndoes not match docs/output.schema.json: {errors:#?}"
+        );
+    }
+}
