@@ -403,7 +403,6 @@ impl Printer<'_> {
                         &names_with_hook,
                         &diagnosis_severity,
                         SUMMARY_FLOWS,
-                        self.args.show_offload
                     )
                 )?;
             }

@@ -306,20 +306,26 @@ pub fn diagnoses_text(
     iface_name: &dyn Fn(u32) -> String,
     severity: &dyn Fn(&crate::diagnosis::FlowDiagnosis) -> Severity,
     limit: usize,
-    show_offload: bool,
 ) -> String {
+    // Only problems get a diagnosis paragraph; flows whose only finding is expected (partial
+    // checksums where they are normal) are counted in one line.
+    let expected = rows
+        .iter()
+        .filter(|d| severity(d) == Severity::Expected)
+        .count();
     let mut rows: Vec<_> = rows
         .iter()
         .map(|d| (severity(d), d))
-        .filter(|(sev, d)| {
-            show_offload || *sev == Severity::Problem || d.diagnosis.name() != "offload-pending"
-        })
+        .filter(|(sev, _)| *sev == Severity::Problem)
         .collect();
-    rows.sort_by_key(|(sev, d)| (std::cmp::Reverse(*sev), std::cmp::Reverse(d.count)));
-    if rows.is_empty() {
+    rows.sort_by_key(|(_, d)| std::cmp::Reverse(d.count));
+    if rows.is_empty() && expected == 0 {
         return String::new();
     }
     let mut out = String::from("  diagnosis per flow:\n");
+    if rows.is_empty() {
+        out.push_str("  no problems\n");
+    }
     for (sev, d) in rows.iter().take(limit) {
         let delta = d
             .delta
@@ -340,6 +346,12 @@ pub fn diagnoses_text(
     }
     if rows.len() > limit {
         let _ = writeln!(out, "  ... {} more flows", rows.len() - limit);
+    }
+    if expected > 0 {
+        let _ = writeln!(
+            out,
+            "  {expected} more flows only carry partial checksums where they are expected (offload-pending)"
+        );
     }
     out
 }

@@ -175,7 +175,7 @@ fn write_summary(
             write!(
                 out,
                 "{}",
-                output::diagnoses_text(&diagnoses, &no_iface, &diagnosis_severity, 50, false)
+                output::diagnoses_text(&diagnoses, &no_iface, &diagnosis_severity, 50)
             )?;
         }
     }

@@ -728,3 +728,65 @@ fn metrics_are_served_and_parse_with_an_independent_parser() {
         ) >= 2.0
     );
 }
+
+/// The demo's failure: a client reaches a service address through a NAT that leaves the L4
+/// checksum stale. Audited on every hop, the flow is diagnosed `stale-after-rewrite` naming the
+/// service address, and the good flows beside it raise no problem.
+#[test]
+fn a_stale_dnat_is_diagnosed_on_the_hops_naming_the_service_address() {
+    root_only!();
+    use checksum_user::testkit::dnat::{
+        DnatLab, SERVER_IF, SERVICE_TCP_PORT, SERVICE_UDP_PORT, netns_args,
+    };
+    let lab = DnatLab::new("dnat");
+    let mut args = netns_args(&lab);
+    args.extend(["--iface", "veth-*", "--show-offload"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = Running::start_with_netns(&lab.server.name, &args);
+    assert!(
+        !lab.traffic(),
+        "the service answered: the fault injector did not break the flow"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    common::assert_matches_schema(&done.lines);
+    let server_if = format!("{}/{SERVER_IF}", lab.server.name);
+    let diagnoses: Vec<_> = done
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "diagnosis")
+        .collect();
+    for (layer, port) in [("udp", SERVICE_UDP_PORT), ("tcp", SERVICE_TCP_PORT)] {
+        let d = diagnoses
+            .iter()
+            .find(|d| {
+                d["iface"] == server_if.as_str()
+                    && d["hook"] == "tc-ingress"
+                    && d["layer"] == layer
+                    && d["dport"] == port
+            })
+            .unwrap_or_else(|| panic!("no {layer} diagnosis at {server_if}: {diagnoses:#?}"));
+        assert_eq!(d["diagnosis"], "stale-after-rewrite", "{d}");
+        assert_eq!(d["likely_original"], "10.96.0.10", "{d}");
+        assert_eq!(d["dst"], "10.199.2.2");
+        assert_eq!(d["severity"], "problem");
+    }
+    // Problems only on the broken flows; the good TCP flow, pings and everything else are clean.
+    for v in done.verdicts() {
+        if v["severity"] == "problem" {
+            assert!(
+                v["dport"] == SERVICE_UDP_PORT || v["dport"] == SERVICE_TCP_PORT,
+                "false problem: {v}"
+            );
+        }
+    }
+    for d in &diagnoses {
+        if d["severity"] == "problem" {
+            assert!(
+                d["dport"] == SERVICE_UDP_PORT || d["dport"] == SERVICE_TCP_PORT,
+                "false problem: {d}"
+            );
+        }
+    }
+}

@@ -1,16 +1,16 @@
-//! The README's demo: two namespaces joined by a veth pair, checksum-audit attached on one end,
-//! ordinary traffic (a real TCP connection, UDP, ping) beside frames with broken checksums.
+//! The README's demo: a client reaches a "service address" through a middle hop whose NAT
+//! rewrites it to the server but leaves the TCP/UDP checksum stale, while ordinary traffic to the
+//! server flows beside it. checksum-audit audits all three hops at once (--netns) and must name
+//! `stale-after-rewrite`, the service address and the flow, with no false problems.
 
 use std::{
+    io::{BufRead, BufReader},
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::testkit::{
-    frames::*,
-    netns::{VETH_A, VETH_B, VethPair, ordinary_traffic, send_raw_frames},
-};
+use checksum_user::testkit::dnat::{DnatLab, netns_args};
 
 use crate::{cargo, require_root, run as run_cmd, workspace_root};
 
@@ -26,20 +26,38 @@ pub fn run() -> Result<()> {
     let bin = workspace_root().join("target/debug/checksum-audit");
 
     println!(
-        "== demo: namespaces csa-demo-*, veth pair {VETH_A} <-> {VETH_B}; checksum-audit on {VETH_B} (default hooks: TC ingress and egress)"
+        "== demo: client -> service address 10.96.0.10 -> middle (a NAT that forgets the L4 checksum) -> server 10.199.2.2"
     );
-    let pair = VethPair::new("demo");
-    let ready = std::env::temp_dir().join(format!("{}.ready", pair.b.name));
-    let mut auditor = pair
-        .b
-        .exec()
-        .arg(&bin)
-        .args(["--iface", VETH_B, "--interval", "1h", "--ready-file"])
+    let lab = DnatLab::new("demo");
+    let ready = std::env::temp_dir().join(format!("{}.ready", lab.server.name));
+    let mut args = netns_args(&lab);
+    // --show-offload: the client's partial checksums are listed (as expected), which also shows
+    // the auditor the flow to the service address before the NAT rewrote it.
+    args.extend(
+        [
+            "--iface",
+            "veth-*",
+            "--show-offload",
+            "--interval",
+            "1h",
+            "--ready-file",
+        ]
+        .map(String::from),
+    );
+    // Piped, so that the auditor prints plain summaries rather than its terminal table.
+    let mut auditor = std::process::Command::new(&bin)
+        .args(&args)
         .arg(&ready)
-        .stdout(Stdio::inherit())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting checksum-audit")?;
+    let stdout = auditor.stdout.take().expect("piped");
+    let printer = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+        }
+    });
     let started = Instant::now();
     while !ready.exists() {
         if let Some(status) = auditor.try_wait()? {
@@ -51,60 +69,55 @@ pub fn run() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-
-    println!("== ordinary traffic: a TCP connection (1 MiB each way), 20 UDP datagrams, 3 pings");
-    ordinary_traffic(&pair, 8080, 1 << 20);
-
     println!(
-        "== broken frames from the peer: stale TCP checksums, a zero UDP checksum over IPv6, a byte-swapped UDP checksum, an IPv4 header with a changed TTL"
+        "== traffic: TCP and ping to the server's own address (fine); UDP datagrams and a TCP connection to the service address (broken by the NAT)"
     );
-    let broken = broken_frames();
-    pair.a.run(move || send_raw_frames(VETH_A, &broken));
+    let answered = lab.traffic();
+    println!(
+        "== the service address {}",
+        if answered {
+            "answered (unexpected)"
+        } else {
+            "never answered: its packets were dropped for bad checksums"
+        }
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     unsafe { libc::kill(auditor.id() as i32, libc::SIGINT) };
     let status = auditor.wait()?;
+    let _ = printer.join();
     let _ = std::fs::remove_file(&ready);
     if !status.success() {
         bail!("checksum-audit failed: {status}");
     }
-    let mut left = pair.b.tcx_programs(VETH_B);
-    left.extend(Some(pair.b.xdp_state(VETH_B)).filter(|s| !s.is_empty()));
+    let mut left = Vec::new();
+    for (ns, iface) in [
+        (&lab.client, "veth-c"),
+        (&lab.middle, "veth-m0"),
+        (&lab.middle, "veth-m1"),
+        (&lab.server, "veth-s"),
+    ] {
+        // The fault injector itself stays attached until the lab is dropped; only ours count.
+        left.extend(
+            ns.tcx_programs(iface)
+                .into_iter()
+                .filter(|p| p.contains("csum_")),
+        );
+        left.extend(Some(ns.xdp_state(iface)).filter(|s| !s.is_empty()));
+    }
     let still = !left.is_empty();
     println!(
-        "== after exit: programs on {VETH_B}: {}",
+        "== after exit: checksum-audit programs left attached: {}",
         if still {
-            format!("STILL ATTACHED (bug): {left:?}")
+            format!("{left:?} (bug)")
         } else {
-            "none (detached)".into()
+            "none".into()
         }
     );
-    drop(pair);
+    drop(lab);
     println!("== namespaces removed");
     if still {
-        bail!("program left attached");
+        bail!("programs left attached");
     }
     Ok(())
-}
-
-fn broken_frames() -> Vec<Vec<u8>> {
-    let mut frames = Vec::new();
-    // A TCP flow whose checksum went stale: a constant error across different payloads.
-    for i in 0..5 {
-        let mut f = v4_frame(&[], TCP, segment(TCP, 100 + i * 10), &[]);
-        let c = f.checksum;
-        f.set_field(c.wrapping_add(0x0102));
-        frames.push(f.bytes);
-    }
-    let mut f = v6_frame(UDP, segment(UDP, 48));
-    f.set_field(0);
-    frames.push(f.bytes);
-    let mut f = v4_frame(&[0x8100], UDP, segment(UDP, 48), &[]);
-    let c = f.checksum;
-    f.set_field(c.swap_bytes());
-    frames.push(f.bytes);
-    let mut f = v4_frame(&[], ICMP, segment(ICMP, 56), &[]);
-    f.bytes[f.l3_off + 8] = 3; // TTL rewritten without updating the header checksum
-    frames.push(f.bytes);
-    frames
 }

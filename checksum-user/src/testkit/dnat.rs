@@ -1,0 +1,216 @@
+//! The stale-DNAT lab of the demo and its test: a client reaches a "service address" through a
+//! middle hop whose NAT rewrites it to the server's address without updating the TCP/UDP
+//! checksum, while ordinary traffic to the server's own address flows beside it.
+//!
+//! ```text
+//!  client (veth-c, 10.199.1.2) -- (veth-m0 10.199.1.1) middle (veth-m1 10.199.2.1) -- (veth-s, 10.199.2.2) server
+//!                                  ^ faulty DNAT: 10.96.0.10 -> 10.199.2.2, L4 checksum left stale
+//! ```
+//!
+//! The client sends with TX checksum offload (a partial checksum); veth-m1 has TX offload off, so
+//! the stale partial checksum is completed in software on the way to the server, which drops the
+//! packets: the field-report situation, reproduced inside namespaces this lab owns.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        LinkOrder, SchedClassifier,
+        tc::{TcAttach, TcAttachType},
+    },
+};
+
+use super::netns::NetNs;
+
+/// The fault injector object, built next to the auditor by build.rs.
+static FAULT_INJECTOR: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fault-injector"));
+
+pub const SERVICE: [u8; 4] = [10, 96, 0, 10];
+pub const SERVER: [u8; 4] = [10, 199, 2, 2];
+/// The broken flows go to these ports of the service address; the good one to GOOD_PORT.
+pub const SERVICE_TCP_PORT: u16 = 8080;
+pub const SERVICE_UDP_PORT: u16 = 5353;
+pub const GOOD_PORT: u16 = 8081;
+pub const CLIENT_IF: &str = "veth-c";
+pub const MIDDLE_IN: &str = "veth-m0";
+pub const MIDDLE_OUT: &str = "veth-m1";
+pub const SERVER_IF: &str = "veth-s";
+
+pub struct DnatLab {
+    pub client: NetNs,
+    pub middle: NetNs,
+    pub server: NetNs,
+    /// Keeps the faulty DNAT attached while the lab lives.
+    _injector: Ebpf,
+}
+
+fn ethtool(ns: &NetNs, args: &[&str]) {
+    let out = ns
+        .exec()
+        .arg("ethtool")
+        .args(args)
+        .output()
+        .expect("ethtool");
+    assert!(
+        out.status.success(),
+        "ethtool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl DnatLab {
+    pub fn new(tag: &str) -> Self {
+        let client = NetNs::new(&format!("{tag}c"));
+        let middle = NetNs::new(&format!("{tag}m"));
+        let server = NetNs::new(&format!("{tag}s"));
+        client.ip(&[
+            "link",
+            "add",
+            CLIENT_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            MIDDLE_IN,
+            "netns",
+            &middle.name,
+        ]);
+        middle.ip(&[
+            "link",
+            "add",
+            MIDDLE_OUT,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            SERVER_IF,
+            "netns",
+            &server.name,
+        ]);
+        for (ns, dev, addr) in [
+            (&client, CLIENT_IF, "10.199.1.2/24"),
+            (&middle, MIDDLE_IN, "10.199.1.1/24"),
+            (&middle, MIDDLE_OUT, "10.199.2.1/24"),
+            (&server, SERVER_IF, "10.199.2.2/24"),
+        ] {
+            ns.ip(&["addr", "add", addr, "dev", dev]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        client.ip(&["route", "add", "default", "via", "10.199.1.1"]);
+        server.ip(&["route", "add", "default", "via", "10.199.2.1"]);
+        let out = middle
+            .exec()
+            .args(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .output()
+            .expect("sysctl");
+        assert!(
+            out.status.success(),
+            "ip_forward: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Software completion of the (stale) partial checksum on the way to the server.
+        ethtool(&middle, &["-K", MIDDLE_OUT, "tx", "off"]);
+        let ifindex = middle.ifindex(MIDDLE_IN);
+        let injector = middle.run(move || {
+            let mut ebpf = EbpfLoader::new()
+                .override_global("FROM_ADDR", &u32::from_ne_bytes(SERVICE), true)
+                .override_global("TO_ADDR", &u32::from_ne_bytes(SERVER), true)
+                .load(FAULT_INJECTOR)
+                .expect("load the fault injector");
+            let prog: &mut SchedClassifier =
+                ebpf.program_mut("stale_dnat").unwrap().try_into().unwrap();
+            prog.load().expect("verify the fault injector");
+            // First in the chain, so that auditors at this hook see the packet as the NAT left it.
+            prog.attach(
+                ifindex,
+                TcAttach::Tcx {
+                    attach_type: TcAttachType::Ingress,
+                    order: LinkOrder::first(),
+                },
+            )
+            .expect("attach the fault injector");
+            ebpf
+        });
+        Self {
+            client,
+            middle,
+            server,
+            _injector: injector,
+        }
+    }
+
+    /// Traffic to the service address (broken by the NAT: nothing gets through) and to the
+    /// server's own address (fine). Returns whether the service answered, which it must not.
+    pub fn traffic(&self) -> bool {
+        use std::{
+            io::{Read, Write},
+            net::{TcpListener, TcpStream, UdpSocket},
+            time::Duration,
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let server = self.server.spawn(move || {
+            let tcp = TcpListener::bind(("0.0.0.0", GOOD_PORT)).expect("bind");
+            let udp = UdpSocket::bind(("0.0.0.0", SERVICE_UDP_PORT)).expect("udp bind");
+            ready_tx.send(()).unwrap();
+            // One ordinary connection to the server's own address.
+            let (mut conn, _) = tcp.accept().expect("accept");
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).expect("read");
+            conn.write_all(&buf[..n]).expect("echo");
+            udp.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut received = 0;
+            while udp.recv(&mut buf).is_ok() {
+                received += 1;
+            }
+            received
+        });
+        ready_rx.recv().unwrap();
+        let service_answered = self.client.run(move || {
+            // The good flow: straight to the server.
+            let mut conn =
+                TcpStream::connect(("10.199.2.2", GOOD_PORT)).expect("connect to the server");
+            conn.write_all(b"hello server").unwrap();
+            let mut echo = [0u8; 12];
+            conn.read_exact(&mut echo).expect("echo");
+            // The broken flow: datagrams of different sizes to the service address...
+            let udp = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+            for i in 0..8usize {
+                udp.send_to(
+                    &vec![b'q'; 40 + 13 * i],
+                    (std::net::Ipv4Addr::from(SERVICE), SERVICE_UDP_PORT),
+                )
+                .unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // ...and a TCP connection that cannot be established: its SYNs (sent at 0, 1 and 3 s,
+            // their timestamps differ) are dropped.
+            TcpStream::connect_timeout(
+                &(std::net::Ipv4Addr::from(SERVICE), SERVICE_TCP_PORT).into(),
+                Duration::from_millis(3500),
+            )
+            .is_ok()
+        });
+        let received = server.join().expect("server");
+        let ping = self
+            .client
+            .exec()
+            .args(["ping", "-c", "3", "-i", "0.1", "-W", "1", "10.199.2.2"])
+            .output()
+            .expect("ping");
+        assert!(
+            ping.status.success(),
+            "the good path must work: {}",
+            String::from_utf8_lossy(&ping.stderr)
+        );
+        service_answered || received > 0
+    }
+}
+
+/// The command prefix that joins the lab's three namespaces in one auditor.
+pub fn netns_args(lab: &DnatLab) -> Vec<String> {
+    [&lab.client, &lab.middle, &lab.server]
+        .iter()
+        .flat_map(|ns| ["--netns".to_owned(), ns.name.clone()])
+        .collect()
+}
