@@ -1,5 +1,8 @@
-//! The record a kernel program writes to the ring buffer for every checksum mismatch (and, when
-//! the `REPORT_ALL` global is set, for every verdict; `replay --all` uses that).
+//! The records a kernel program writes to the ring buffer for every checksum mismatch (and, when
+//! the `REPORT_ALL` global is set, for every verdict; `replay --all` uses that): a
+//! [`ChecksumEvent`], or, for mismatches while capture is on (`CAPTURE_SNAPLEN` > 0), a
+//! [`CaptureRecord`] that also carries the first bytes of the frame. User space tells them apart
+//! by length: exactly 80 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
 
 /// Which checksum a verdict is about.
 #[repr(u8)]
@@ -232,3 +235,42 @@ pub struct ChecksumEvent {
 unsafe impl aya::Pod for ChecksumEvent {}
 
 const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 80);
+
+/// Most frame bytes one capture record carries; `CAPTURE_SNAPLEN` is clamped to it. Enough for any
+/// jumbo frame (9216-byte MTU plus Ethernet and two VLAN tags), so a capture can hold whole frames
+/// and Wireshark can recompute their checksums. A power of two, so the kernel can bound a copy
+/// length with a mask. Records are sent with only the bytes captured (`bpf_ringbuf_output` takes a
+/// variable length), so a large maximum costs ring-buffer space only when a large snap length is
+/// asked for; the per-CPU staging buffer (`CAPTURE_HEADER_LEN + MAX_SNAP` bytes) stays well under
+/// the kernel's 32 KiB limit for per-CPU map values.
+pub const MAX_SNAP: usize = 16384;
+
+/// A mismatch with the first `cap_len` bytes of its frame. The kernel builds it in a per-CPU
+/// buffer and sends only its first `CAPTURE_HEADER_LEN + cap_len` bytes, so a ring-buffer record
+/// is shorter than this type: decode it from bytes, never by casting a record to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureRecord {
+    pub event: ChecksumEvent,
+    /// Length of the whole frame, fragments of a multi-buffer XDP frame included.
+    pub frame_len: u32,
+    /// Bytes in `data`: min(snap length, `frame_len`, `MAX_SNAP`). 0 only when the kernel could not
+    /// copy the bytes (not expected: the copy stays within the frame).
+    pub cap_len: u16,
+    /// Offset of the IP header in `data`: 14 after Ethernet, +4 per VLAN tag, and 0 when the frame
+    /// starts at the IP header (TC ingress behind a generic-mode XDP program).
+    pub l3_off: u16,
+    pub data: [u8; MAX_SNAP],
+}
+
+/// Bytes before `CaptureRecord::data`: the shortest capture record.
+pub const CAPTURE_HEADER_LEN: usize = core::mem::offset_of!(CaptureRecord, data);
+
+#[cfg(feature = "user")]
+// SAFETY: `CaptureRecord` is `repr(C)`, `Copy`, has no implicit padding and every bit pattern is
+// valid.
+unsafe impl aya::Pod for CaptureRecord {}
+
+const _: () = assert!(CAPTURE_HEADER_LEN == 88);
+const _: () = assert!(core::mem::size_of::<CaptureRecord>() == CAPTURE_HEADER_LEN + MAX_SNAP);
+const _: () = assert!(MAX_SNAP.is_power_of_two() && MAX_SNAP <= u16::MAX as usize);

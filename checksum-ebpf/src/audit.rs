@@ -9,7 +9,7 @@ use checksum_common::{
 };
 
 use crate::{
-    COUNTERS, EVENTS, REPORT_ALL, REPORT_OFFLOAD,
+    CAPTURE_SNAPLEN, COUNTERS, EVENTS, REPORT_ALL, REPORT_OFFLOAD, capture,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     sum::sum_range,
@@ -211,11 +211,24 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Co
     } else if !report_all {
         return;
     }
+    let snaplen = CAPTURE_SNAPLEN.load();
+    if snaplen != 0 && v.status == Status::Bad {
+        // With capture off the verifier sees `snaplen` as the constant 0 (a frozen .rodata map)
+        // and prunes this branch: the plain path below is verified and runs as before.
+        capture::send(pkt, snaplen, event(pkt, hook, seg, v), c);
+        return;
+    }
     let Some(mut entry) = EVENTS.reserve::<ChecksumEvent>(0) else {
         c.events_lost += 1;
         return;
     };
-    entry.write(ChecksumEvent {
+    entry.write(event(pkt, hook, seg, v));
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn event<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> ChecksumEvent {
+    ChecksumEvent {
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
         ifindex: pkt.ifindex(),
         tcp_seq: v.tcp_seq,
@@ -236,6 +249,5 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Co
         status: v.status as u8,
         kind: v.kind as u8,
         _pad: [0; 5],
-    });
-    entry.submit(0);
+    }
 }

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod audit;
+mod capture;
 mod packet;
 mod parse;
 mod sum;
@@ -16,7 +17,7 @@ use aya_ebpf::{
     maps::{PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-use checksum_common::{Counters, Hook};
+use checksum_common::{Counters, Hook, event::CaptureRecord};
 
 /// Mismatch events. User space sizes it at load time (`set_max_entries`).
 #[map]
@@ -30,6 +31,12 @@ static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static SCRATCH: PerCpuArray<[u8; sum::CHUNK as usize]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU staging area for capture records (`capture::send`): far too big for the stack, and
+/// `bpf_ringbuf_reserve` only takes constant sizes, while a record is sent with only the bytes
+/// captured.
+#[map]
+static CAPTURE_BUF: PerCpuArray<CaptureRecord> = PerCpuArray::with_max_entries(1, 0);
+
 /// Set to 1 by `checksum-audit replay --all` to report every verdict, not only mismatches.
 #[unsafe(no_mangle)]
 static REPORT_ALL: Global<u8> = Global::new(0);
@@ -40,6 +47,11 @@ static REPORT_ALL: Global<u8> = Global::new(0);
 /// (ingress at a physical NIC) or when asked to list them (`--show-offload`).
 #[unsafe(no_mangle)]
 static REPORT_OFFLOAD: Global<u8> = Global::new(0);
+
+/// Frame bytes each mismatch event carries (`--snaplen` with `--pcap-out`); 0, the default, sends
+/// plain `ChecksumEvent`s. User space clamps it to `MAX_SNAP`, the kernel clamps it again.
+#[unsafe(no_mangle)]
+static CAPTURE_SNAPLEN: Global<u32> = Global::new(0);
 
 #[xdp(frags)]
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {

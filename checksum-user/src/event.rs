@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, Status,
-    event::{Direction, FAMILY_IPV4},
+    event::{CAPTURE_HEADER_LEN, CaptureRecord, Direction, FAMILY_IPV4, MAX_SNAP},
 };
 use serde_json::{Value, json};
 
@@ -49,9 +49,28 @@ pub struct Verdict {
     pub tcp_seq: u32,
 }
 
+/// The first bytes of the frame a mismatch was found in: what a capture record carries besides
+/// its verdict (`LoadOptions::snaplen` > 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Length of the whole frame (a pcapng "original length").
+    pub frame_len: u32,
+    /// Offset of the IP header in `data`: 14 after Ethernet, +4 per VLAN tag; 0 when the frame
+    /// starts at the IP header (TC ingress behind a generic-mode XDP program: no MAC header).
+    pub l3_off: u16,
+    /// The first min(snap length, `frame_len`) bytes. Empty only if the kernel could not copy
+    /// them (not expected); the verdict is still valid.
+    pub data: Vec<u8>,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("malformed event from the kernel program: {0}")]
 pub struct DecodeError(&'static str);
+
+const EVENT_LEN: usize = size_of::<ChecksumEvent>();
+const FRAME_LEN_AT: usize = core::mem::offset_of!(CaptureRecord, frame_len);
+const CAP_LEN_AT: usize = core::mem::offset_of!(CaptureRecord, cap_len);
+const L3_OFF_AT: usize = core::mem::offset_of!(CaptureRecord, l3_off);
 
 impl Verdict {
     /// Decodes a ring-buffer record. The bytes come from our own program, but are still checked:
@@ -64,6 +83,51 @@ impl Verdict {
         // because ring-buffer records are only 8-byte aligned by convention.
         let e: ChecksumEvent = unsafe { bytes.as_ptr().cast::<ChecksumEvent>().read_unaligned() };
         Self::from_event(&e)
+    }
+
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly 80 bytes) gives no
+    /// capture, a capture record (88-byte header and `cap_len` frame bytes) gives the bytes too.
+    /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
+    /// error. (`decode` accepts both kinds too, and ignores the bytes.)
+    pub fn decode_with_capture(bytes: &[u8]) -> Result<(Self, Option<Captured>), DecodeError> {
+        if bytes.len() == EVENT_LEN {
+            return Ok((Self::decode(bytes)?, None));
+        }
+        if bytes.len() < CAPTURE_HEADER_LEN {
+            return Err(DecodeError(if bytes.len() < EVENT_LEN {
+                "short record"
+            } else {
+                "record longer than an event, shorter than a capture header"
+            }));
+        }
+        // In bounds: every field ends within the header, whose length was checked.
+        let u16_at = |off: usize| u16::from_ne_bytes([bytes[off], bytes[off + 1]]);
+        let frame_len = u32::from_ne_bytes([
+            bytes[FRAME_LEN_AT],
+            bytes[FRAME_LEN_AT + 1],
+            bytes[FRAME_LEN_AT + 2],
+            bytes[FRAME_LEN_AT + 3],
+        ]);
+        let cap_len = u16_at(CAP_LEN_AT) as usize;
+        let l3_off = u16_at(L3_OFF_AT);
+        if cap_len > MAX_SNAP {
+            return Err(DecodeError("capture length exceeds MAX_SNAP"));
+        }
+        if cap_len as u64 > frame_len as u64 {
+            return Err(DecodeError("capture length exceeds the frame length"));
+        }
+        if bytes.len() != CAPTURE_HEADER_LEN + cap_len {
+            return Err(DecodeError(
+                "capture record length disagrees with its cap_len",
+            ));
+        }
+        let verdict = Self::decode(bytes)?;
+        let captured = Captured {
+            frame_len,
+            l3_off,
+            data: bytes[CAPTURE_HEADER_LEN..].to_vec(),
+        };
+        Ok((verdict, Some(captured)))
     }
 
     pub fn from_event(e: &ChecksumEvent) -> Result<Self, DecodeError> {
@@ -160,4 +224,75 @@ impl Verdict {
 
 pub fn hex(v: u16) -> String {
     format!("{v:#06x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> ChecksumEvent {
+        ChecksumEvent {
+            family: FAMILY_IPV4,
+            layer: Layer::Tcp as u8,
+            status: Status::Bad as u8,
+            kind: Kind::Corrupt as u8,
+            got: 0x1443,
+            want: 0x46a1,
+            ..ChecksumEvent::default()
+        }
+    }
+
+    fn as_bytes(e: &ChecksumEvent) -> Vec<u8> {
+        // SAFETY: ChecksumEvent is repr(C) with explicit padding: every byte is initialized.
+        unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(e).cast::<u8>(), EVENT_LEN).to_vec()
+        }
+    }
+
+    fn capture_record(frame_len: u32, cap_len: u16, data: &[u8]) -> Vec<u8> {
+        let mut b = as_bytes(&event());
+        b.extend_from_slice(&frame_len.to_ne_bytes());
+        b.extend_from_slice(&cap_len.to_ne_bytes());
+        b.extend_from_slice(&18u16.to_ne_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn plain_events_and_capture_records() {
+        let (v, cap) = Verdict::decode_with_capture(&as_bytes(&event())).unwrap();
+        assert_eq!((v.layer, v.got, v.want), (Layer::Tcp, 0x1443, 0x46a1));
+        assert!(cap.is_none());
+        let record = capture_record(1514, 3, &[1, 2, 3]);
+        let (v2, cap) = Verdict::decode_with_capture(&record).unwrap();
+        assert_eq!(v2, v);
+        let cap = cap.unwrap();
+        assert_eq!((cap.frame_len, cap.l3_off), (1514, 18));
+        assert_eq!(cap.data, [1, 2, 3]);
+        // `decode` reads the event of a capture record too.
+        assert_eq!(Verdict::decode(&record).unwrap(), v);
+        // Capture with no bytes (the kernel could not copy them).
+        let (_, cap) = Verdict::decode_with_capture(&capture_record(60, 0, &[])).unwrap();
+        assert_eq!(cap.unwrap().data, Vec::<u8>::new());
+    }
+
+    #[test]
+    fn bad_records_are_errors() {
+        let ok = capture_record(1514, 3, &[1, 2, 3]);
+        for len in [0, 1, 79, 81, 87] {
+            assert!(Verdict::decode_with_capture(&ok[..len]).is_err(), "{len}");
+        }
+        // Shorter or longer than cap_len says.
+        assert!(Verdict::decode_with_capture(&ok[..ok.len() - 1]).is_err());
+        assert!(Verdict::decode_with_capture(&capture_record(1514, 3, &[1, 2, 3, 4])).is_err());
+        // cap_len beyond MAX_SNAP, or beyond the frame.
+        let huge = vec![0; MAX_SNAP + 1];
+        let r = capture_record(u32::MAX, (MAX_SNAP + 1) as u16, &huge);
+        assert!(Verdict::decode_with_capture(&r).is_err());
+        assert!(Verdict::decode_with_capture(&capture_record(2, 3, &[1, 2, 3])).is_err());
+        // An unknown enum value in the event part.
+        let mut bad = ok.clone();
+        bad[core::mem::offset_of!(ChecksumEvent, layer)] = 99;
+        assert!(Verdict::decode_with_capture(&bad).is_err());
+    }
 }

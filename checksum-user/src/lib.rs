@@ -12,6 +12,7 @@ pub mod loader;
 pub mod metrics;
 pub mod netlink;
 pub mod output;
+pub mod pcapng;
 pub mod replay;
 pub mod severity;
 pub mod testkit;

@@ -7,7 +7,10 @@ use aya::{
     maps::{MapData, MapError, PerCpuArray, RingBuf},
     programs::{Program, ProgramError, SchedClassifier, Xdp},
 };
-use checksum_common::Counters;
+use checksum_common::{
+    Counters,
+    event::{CAPTURE_HEADER_LEN, MAX_SNAP},
+};
 
 /// The eBPF object built by build.rs.
 pub static EBPF_OBJECT: &[u8] =
@@ -35,6 +38,10 @@ pub struct LoadOptions {
     pub kernel_log: bool,
     /// Send events for offload-pending mismatches (otherwise they are only counted).
     pub report_offload: bool,
+    /// Frame bytes each mismatch event carries (`--snaplen` with `--pcap-out`); 0 turns capture
+    /// off. Larger values are clamped to `MAX_SNAP` (see [`effective_snaplen`]). Only mismatches
+    /// (status `bad`) carry bytes; each record costs [`capture_record_bytes`] of the ring buffer.
+    pub snaplen: u32,
 }
 
 impl Default for LoadOptions {
@@ -44,8 +51,27 @@ impl Default for LoadOptions {
             ring_bytes: DEFAULT_RING_BYTES,
             kernel_log: false,
             report_offload: false,
+            snaplen: 0,
         }
     }
+}
+
+/// The snap length the kernel uses for a requested one: clamped to `MAX_SNAP` (16384 bytes, the
+/// size of the kernel's staging buffer). Also what a capture file's interface should declare.
+pub const fn effective_snaplen(requested: u32) -> u32 {
+    if requested > MAX_SNAP as u32 {
+        MAX_SNAP as u32
+    } else {
+        requested
+    }
+}
+
+/// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
+/// header, the 88-byte capture header and the frame bytes, rounded up to 8. Size
+/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 88).
+pub const fn capture_record_bytes(snaplen: u32) -> u32 {
+    let len = 8 + CAPTURE_HEADER_LEN as u32 + effective_snaplen(snaplen);
+    len.div_ceil(8) * 8
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,12 +144,14 @@ impl Loaded {
         }
         let report_all = u8::from(opts.report_all);
         let report_offload = u8::from(opts.report_offload);
+        let snaplen = effective_snaplen(opts.snaplen);
         // aya-log levels: 0 is off; Debug is 4.
         let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
         let mut loader = EbpfLoader::new();
         loader
             .override_global("REPORT_ALL", &report_all, true)
             .override_global("REPORT_OFFLOAD", &report_offload, true)
+            .override_global("CAPTURE_SNAPLEN", &snaplen, true)
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(EVENTS_MAP, opts.ring_bytes);
         let ebpf = loader.load(EBPF_OBJECT).map_err(classify_load_error)?;

@@ -10,7 +10,7 @@ use aya::{
 use checksum_common::{Counters, Hook};
 
 use crate::{
-    event::Verdict,
+    event::{Captured, Verdict},
     loader::{
         AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadError, LoadOptions, Loaded, NOOP_TC,
     },
@@ -110,13 +110,28 @@ impl FrameAuditor {
         frame: &[u8],
         skb: &SkbMeta,
     ) -> Result<Vec<Verdict>, RunError> {
+        Ok(self
+            .audit_captured(hook, frame, skb)?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect())
+    }
+
+    /// Like `audit_at`, with the frame bytes each verdict carries: `Some` for mismatches when the
+    /// auditor was loaded with a `snaplen` (`with_options`), `None` otherwise.
+    pub fn audit_captured(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+        skb: &SkbMeta,
+    ) -> Result<Vec<(Verdict, Option<Captured>)>, RunError> {
         self.run(audit_program(hook), frame, 1, skb)?;
         if let Some(logger) = &mut self.kernel_log {
             logger.flush();
         }
         let mut verdicts = Vec::new();
         while let Some(record) = self.events.next() {
-            verdicts.push(Verdict::decode(&record)?);
+            verdicts.push(Verdict::decode_with_capture(&record)?);
         }
         Ok(verdicts)
     }

@@ -1,0 +1,66 @@
+//! Frame capture for `--pcap-out`: a mismatch event that also carries the first bytes of its
+//! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it.
+//!
+//! Verifier notes: the record (88 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the
+//! stack (512 bytes, over 450 of them already in use). The frame is copied with the hook's
+//! load-bytes helper (which also reads the fragments of multi-buffer XDP frames) straight into that
+//! buffer, with a length provably in [1, `MAX_SNAP`]: min(snaplen, frame length) alone is rejected
+//! ("R4 invalid zero-sized read: u64=[0,64]": the verifier cannot know a frame is never empty,
+//! aya#1207), so the length goes through the same `((n - 1) & (MAX - 1)) + 1` mask as the tail in
+//! `sum.rs`. `bpf_ringbuf_reserve` needs a constant size, so the record goes out with
+//! `bpf_ringbuf_output`, whose length may vary: the header and the bytes captured, never the whole
+//! staging buffer (one extra copy, only here).
+
+use core::ptr::addr_of_mut;
+
+use checksum_common::{
+    ChecksumEvent, Counters,
+    event::{CAPTURE_HEADER_LEN, MAX_SNAP},
+};
+
+use crate::{CAPTURE_BUF, EVENTS, packet::Packet};
+
+const MAX: u32 = MAX_SNAP as u32;
+
+/// Sends `event` with the first min(`snaplen`, frame length, `MAX_SNAP`) bytes of the frame. A
+/// record the ring buffer has no room for is counted in `events_lost`, like a plain event.
+#[inline(always)]
+pub fn send<P: Packet>(pkt: &P, snaplen: u32, event: ChecksumEvent, c: &mut Counters) {
+    let Some(rec) = CAPTURE_BUF.get_ptr_mut(0) else {
+        c.events_lost += 1;
+        return;
+    };
+    let frame_len = pkt.len();
+    let mut want = if snaplen < frame_len {
+        snaplen
+    } else {
+        frame_len
+    };
+    if want > MAX {
+        want = MAX;
+    }
+    // `want` is in [1, MAX] here (frames are at least an Ethernet header long), so the mask
+    // changes nothing but gives the verifier the lower bound it cannot infer.
+    let n = (want.wrapping_sub(1) & (MAX - 1)) + 1;
+    // SAFETY: a per-CPU array value, only ever touched by this CPU; `n` <= MAX_SNAP fits `data`.
+    let copied = unsafe {
+        let data = addr_of_mut!((*rec).data).cast::<u8>();
+        pkt.load_raw(0, data, n)
+    };
+    let cap_len = if copied { n } else { 0 };
+    // Where the IP header starts, recomputed here rather than carried down from the parser so the
+    // path without capture keeps its registers and stack.
+    let l3_off = pkt.link_layer().map_or(0, |(_, off)| off);
+    unsafe {
+        addr_of_mut!((*rec).event).write(event);
+        addr_of_mut!((*rec).frame_len).write(frame_len);
+        addr_of_mut!((*rec).cap_len).write(cap_len as u16);
+        addr_of_mut!((*rec).l3_off).write(l3_off as u16);
+    }
+    let size = CAPTURE_HEADER_LEN + cap_len as usize;
+    // SAFETY: `size` <= size_of::<CaptureRecord>(), all of it initialized above or by the copy.
+    let bytes = unsafe { core::slice::from_raw_parts(rec.cast::<u8>().cast_const(), size) };
+    if EVENTS.output(bytes, 0).is_err() {
+        c.events_lost += 1;
+    }
+}

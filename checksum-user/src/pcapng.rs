@@ -1,0 +1,441 @@
+//! A small pcapng writer for `--pcap-out`: one Section Header Block, one Interface Description
+//! Block per audited interface and hook, one Enhanced Packet Block per captured mismatch with a
+//! comment saying what was wrong. Timestamps are nanoseconds (`if_tsresol` = 9). Written by hand
+//! (pcapng, draft-ietf-opsawg-pcapng): these three block types are all it takes, in host byte
+//! order, which readers detect from the byte-order magic.
+//!
+//! Captured packets hold the bytes of other people's traffic: the file is created with mode 0600
+//! and an existing file is made private before anything is written to it.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, BufWriter, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+};
+
+use crate::capture::LINKTYPE_ETHERNET;
+
+const SHB: u32 = 0x0a0d_0d0a;
+const IDB: u32 = 1;
+const EPB: u32 = 6;
+const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
+
+const OPT_END: u16 = 0;
+const OPT_COMMENT: u16 = 1;
+const SHB_USERAPPL: u16 = 4;
+const IF_NAME: u16 = 2;
+const IF_TSRESOL: u16 = 9;
+
+/// Options hold at most 65535 bytes; longer comments are cut at a character boundary.
+const MAX_OPTION: usize = u16::MAX as usize;
+
+/// Writes pcapng to `W` (a buffered file from `create`), optionally bounded in size.
+pub struct PcapngWriter<W: Write = BufWriter<File>> {
+    out: W,
+    max_bytes: Option<u64>,
+    bytes_written: u64,
+    interfaces: u32,
+    packets_written: u64,
+    dropped_by_size: u64,
+    /// Set by the first packet that did not fit: every later one is dropped too.
+    full: bool,
+}
+
+impl PcapngWriter<BufWriter<File>> {
+    /// Creates `path` with mode 0600, or truncates an existing file (like `tcpdump -w`) after
+    /// setting its mode to 0600 if it was more open (only for regular files: `/dev/null` and FIFOs
+    /// keep theirs). A symbolic link as the last component is refused (`O_NOFOLLOW`), so a link
+    /// planted where a privileged run writes cannot redirect the capture. `max_bytes` bounds the
+    /// file (see `write_packet`); `None` is unbounded.
+    pub fn create(path: &Path, max_bytes: Option<u64>) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::new(
+                        e.kind(),
+                        format!("{}: is a symbolic link; give its target", path.display()),
+                    )
+                } else {
+                    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                }
+            })?;
+        let meta = file.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Self::new(BufWriter::new(file), max_bytes)
+    }
+}
+
+impl<W: Write> PcapngWriter<W> {
+    /// Writes the Section Header Block to `out`.
+    pub fn new(out: W, max_bytes: Option<u64>) -> io::Result<Self> {
+        let mut w = Self {
+            out,
+            max_bytes,
+            bytes_written: 0,
+            interfaces: 0,
+            packets_written: 0,
+            dropped_by_size: 0,
+            full: false,
+        };
+        let mut body = Vec::with_capacity(64);
+        body.extend_from_slice(&BYTE_ORDER_MAGIC.to_ne_bytes());
+        body.extend_from_slice(&1u16.to_ne_bytes()); // major version
+        body.extend_from_slice(&0u16.to_ne_bytes()); // minor version
+        body.extend_from_slice(&(-1i64).to_ne_bytes()); // section length: not given
+        let appl = concat!("checksum-audit ", env!("CARGO_PKG_VERSION"));
+        push_option(&mut body, SHB_USERAPPL, appl.as_bytes());
+        push_option(&mut body, OPT_END, &[]);
+        w.write_block(SHB, &body)?;
+        Ok(w)
+    }
+
+    /// Declares an Ethernet interface (e.g. `veth-b` or `netns/veth-b@tc-ingress`) and returns the
+    /// id packets name it by. `snaplen` is what the kernel captured
+    /// (`loader::effective_snaplen`).
+    pub fn add_interface(&mut self, name: &str, snaplen: u32) -> io::Result<u32> {
+        self.add_interface_with_linktype(name, LINKTYPE_ETHERNET, snaplen)
+    }
+
+    /// Like `add_interface`, with another link type, e.g. `capture::LINKTYPE_RAW` for frames that
+    /// start at the IP header (`Captured::l3_off` 0).
+    pub fn add_interface_with_linktype(
+        &mut self,
+        name: &str,
+        linktype: u32,
+        snaplen: u32,
+    ) -> io::Result<u32> {
+        let linktype = u16::try_from(linktype)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "link type above 65535"))?;
+        let mut body = Vec::with_capacity(32 + name.len());
+        body.extend_from_slice(&linktype.to_ne_bytes());
+        body.extend_from_slice(&0u16.to_ne_bytes()); // reserved
+        body.extend_from_slice(&snaplen.to_ne_bytes());
+        push_option(
+            &mut body,
+            IF_NAME,
+            truncate_utf8(name, MAX_OPTION).as_bytes(),
+        );
+        push_option(&mut body, IF_TSRESOL, &[9]); // 10^-9 s
+        push_option(&mut body, OPT_END, &[]);
+        // Interface blocks are written even past `max_bytes`: packets need them, and they are
+        // small. The bound applies to packets.
+        self.write_block(IDB, &body)?;
+        let id = self.interfaces;
+        self.interfaces += 1;
+        Ok(id)
+    }
+
+    /// Writes one packet: `data` as captured (at most the snap length), `orig_len` its length on
+    /// the wire, `timestamp_ns` nanoseconds since the Unix epoch, `comment` (empty for none) the
+    /// `opt_comment` option, e.g. `layer=tcp got=0x1443 want=0x46a1 kind=offload-pending`.
+    ///
+    /// Returns false, and counts the packet in `packets_dropped_by_size`, when the block would
+    /// take the file past `max_bytes`; from then on every packet is dropped, so the file holds a
+    /// prefix in time rather than a sample with gaps. An unknown interface id is an error.
+    pub fn write_packet(
+        &mut self,
+        iface: u32,
+        timestamp_ns: u64,
+        orig_len: u32,
+        data: &[u8],
+        comment: &str,
+    ) -> io::Result<bool> {
+        if iface >= self.interfaces {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("pcapng: packet for undeclared interface {iface}"),
+            ));
+        }
+        let cap_len = u32::try_from(data.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet above 4 GiB"))?;
+        let comment = truncate_utf8(comment, MAX_OPTION);
+        let options = if comment.is_empty() {
+            0
+        } else {
+            4 + pad4(comment.len()) + 4
+        };
+        let block_len = 12 + 20 + pad4(data.len()) + options;
+        if self.full
+            || self
+                .max_bytes
+                .is_some_and(|max| self.bytes_written + block_len as u64 > max)
+        {
+            self.full = true;
+            self.dropped_by_size += 1;
+            return Ok(false);
+        }
+        let mut body = Vec::with_capacity(block_len - 12);
+        body.extend_from_slice(&iface.to_ne_bytes());
+        body.extend_from_slice(&((timestamp_ns >> 32) as u32).to_ne_bytes());
+        body.extend_from_slice(&(timestamp_ns as u32).to_ne_bytes());
+        body.extend_from_slice(&cap_len.to_ne_bytes());
+        body.extend_from_slice(&orig_len.max(cap_len).to_ne_bytes());
+        body.extend_from_slice(data);
+        body.resize(pad4(body.len()), 0);
+        if !comment.is_empty() {
+            push_option(&mut body, OPT_COMMENT, comment.as_bytes());
+            push_option(&mut body, OPT_END, &[]);
+        }
+        debug_assert_eq!(body.len() + 12, block_len);
+        self.write_block(EPB, &body)?;
+        self.packets_written += 1;
+        Ok(true)
+    }
+
+    pub fn packets_written(&self) -> u64 {
+        self.packets_written
+    }
+
+    /// Packets refused because of `max_bytes`.
+    pub fn packets_dropped_by_size(&self) -> u64 {
+        self.dropped_by_size
+    }
+
+    /// Bytes of the file so far (buffered ones included).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Flushes and returns the output.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    /// Block type, total length, body (a multiple of 4 bytes), total length again.
+    fn write_block(&mut self, block_type: u32, body: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(body.len() % 4, 0);
+        let total = u32::try_from(body.len() + 12)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pcapng block above 4 GiB"))?;
+        self.out.write_all(&block_type.to_ne_bytes())?;
+        self.out.write_all(&total.to_ne_bytes())?;
+        self.out.write_all(body)?;
+        self.out.write_all(&total.to_ne_bytes())?;
+        self.bytes_written += u64::from(total);
+        Ok(())
+    }
+}
+
+/// Option code, length, value padded to 4 bytes. Callers keep `value` within `MAX_OPTION`.
+fn push_option(body: &mut Vec<u8>, code: u16, value: &[u8]) {
+    body.extend_from_slice(&code.to_ne_bytes());
+    body.extend_from_slice(&(value.len() as u16).to_ne_bytes());
+    body.extend_from_slice(value);
+    body.resize(pad4(body.len()), 0);
+}
+
+fn pad4(n: usize) -> usize {
+    n.div_ceil(4) * 4
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{CaptureReader, LINKTYPE_RAW};
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_ne_bytes(b[at..at + 2].try_into().unwrap())
+    }
+
+    /// Every block as (type, body), checking the framing on the way.
+    fn blocks(file: &[u8]) -> Vec<(u32, &[u8])> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < file.len() {
+            let total = u32_at(file, at + 4) as usize;
+            assert_eq!(total % 4, 0);
+            assert_eq!(
+                u32_at(file, at + total - 4) as usize,
+                total,
+                "trailing length"
+            );
+            out.push((u32_at(file, at), &file[at + 8..at + total - 4]));
+            at += total;
+        }
+        assert_eq!(at, file.len());
+        out
+    }
+
+    /// Options as (code, value) up to opt_endofopt.
+    fn options(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+        let mut out = Vec::new();
+        loop {
+            let (code, len) = (u16_at(b, 0), u16_at(b, 2) as usize);
+            if code == OPT_END {
+                assert_eq!(len, 0);
+                assert_eq!(b.len(), 4, "bytes after opt_endofopt");
+                return out;
+            }
+            out.push((code, &b[4..4 + len]));
+            b = &b[4 + pad4(len)..];
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut w = PcapngWriter::new(Vec::new(), None).unwrap();
+        assert_eq!(w.add_interface("veth-b", 256).unwrap(), 0);
+        assert_eq!(
+            w.add_interface_with_linktype("ns1/eth0", LINKTYPE_RAW, 64)
+                .unwrap(),
+            1
+        );
+        let frame: Vec<u8> = (0..61).collect();
+        let ts = 1_764_153_676_149_919_123;
+        assert!(
+            w.write_packet(0, ts, 1514, &frame, "layer=tcp got=0x1443 want=0x46a1")
+                .unwrap()
+        );
+        assert!(w.write_packet(1, ts + 1, 20, &frame[..20], "").unwrap());
+        assert_eq!(w.packets_written(), 2);
+        let n = w.bytes_written();
+        let file = w.into_inner().unwrap();
+        assert_eq!(file.len() as u64, n);
+        file
+    }
+
+    #[test]
+    fn capture_reader_reads_the_packets_back() {
+        let file = sample();
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        let a = r.next_record().unwrap().unwrap();
+        assert_eq!(a.linktype, LINKTYPE_ETHERNET);
+        assert_eq!(a.data, (0..61).collect::<Vec<u8>>());
+        assert_eq!(a.orig_len, 1514);
+        let b = r.next_record().unwrap().unwrap();
+        assert_eq!(b.linktype, LINKTYPE_RAW);
+        assert_eq!(b.data, (0..20).collect::<Vec<u8>>());
+        assert_eq!(b.orig_len, 20);
+        assert!(r.next_record().unwrap().is_none());
+    }
+
+    #[test]
+    fn blocks_and_options_are_as_specified() {
+        let file = sample();
+        let blocks = blocks(&file);
+        let types: Vec<u32> = blocks.iter().map(|b| b.0).collect();
+        assert_eq!(types, [SHB, IDB, IDB, EPB, EPB]);
+        let shb = blocks[0].1;
+        assert_eq!(u32_at(shb, 0), BYTE_ORDER_MAGIC);
+        assert_eq!((u16_at(shb, 4), u16_at(shb, 6)), (1, 0));
+        assert_eq!(&shb[8..16], &[0xff; 8]);
+        assert!(options(&shb[16..]).iter().any(|o| o.0 == SHB_USERAPPL));
+        let idb = blocks[1].1;
+        assert_eq!(u16_at(idb, 0) as u32, LINKTYPE_ETHERNET);
+        assert_eq!(u32_at(idb, 4), 256);
+        assert_eq!(
+            options(&idb[8..]),
+            [(IF_NAME, &b"veth-b"[..]), (IF_TSRESOL, &[9][..])]
+        );
+        let epb = blocks[3].1;
+        assert_eq!(u32_at(epb, 0), 0);
+        let ts = (u32_at(epb, 4) as u64) << 32 | u32_at(epb, 8) as u64;
+        assert_eq!(ts, 1_764_153_676_149_919_123);
+        assert_eq!((u32_at(epb, 12), u32_at(epb, 16)), (61, 1514));
+        assert_eq!(&epb[20..81], (0..61).collect::<Vec<u8>>());
+        assert_eq!(&epb[81..84], &[0, 0, 0], "padding");
+        assert_eq!(
+            options(&epb[84..]),
+            [(OPT_COMMENT, &b"layer=tcp got=0x1443 want=0x46a1"[..])]
+        );
+        // No comment: no options at all.
+        assert_eq!(blocks[4].1.len(), 20 + 20);
+    }
+
+    #[test]
+    fn max_bytes_bounds_packets_and_counts_drops() {
+        let mut w = PcapngWriter::new(Vec::new(), Some(400)).unwrap();
+        let id = w.add_interface("eth0", 100).unwrap();
+        let header = w.bytes_written();
+        let mut accepted = 0;
+        for _ in 0..10 {
+            accepted += u64::from(w.write_packet(id, 0, 100, &[7; 100], "x").unwrap());
+        }
+        // 32 + 100 + 12 (comment) = 144 bytes per packet.
+        assert_eq!(accepted, (400 - header) / 144);
+        assert_eq!(w.packets_written(), accepted);
+        assert_eq!(w.packets_dropped_by_size(), 10 - accepted);
+        assert!(w.bytes_written() <= 400);
+        // Full stays full, even for a packet that would fit.
+        assert!(!w.write_packet(id, 0, 1, &[0], "").unwrap());
+        assert_eq!(w.packets_dropped_by_size(), 11 - accepted);
+        let file = w.into_inner().unwrap();
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        let mut n = 0;
+        while r.next_record().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, accepted);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let mut w = PcapngWriter::new(Vec::new(), None).unwrap();
+        assert!(w.write_packet(0, 0, 1, &[0], "").is_err());
+        let id = w.add_interface("eth0", 64).unwrap();
+        assert!(w.write_packet(id + 1, 0, 1, &[0], "").is_err());
+        assert!(w.add_interface_with_linktype("x", 70000, 64).is_err());
+        // A comment longer than an option can hold is cut at a character boundary.
+        let long = "é".repeat(40_000);
+        assert!(w.write_packet(id, 0, 1, &[0], &long).unwrap());
+        let file = w.into_inner().unwrap();
+        let epb = blocks(&file)[2].1;
+        let opts = options(&epb[24..]);
+        assert_eq!(opts[0].1.len(), MAX_OPTION - 1);
+        assert!(std::str::from_utf8(opts[0].1).is_ok());
+    }
+
+    #[test]
+    fn create_makes_a_private_file_and_refuses_symlinks() {
+        let dir = std::env::temp_dir().join(format!("csa-pcapng-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.pcapng");
+        std::fs::write(&path, b"previous run, readable by all").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut w = PcapngWriter::create(&path, None).unwrap();
+        w.add_interface("eth0", 64).unwrap();
+        w.flush().unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), w.bytes_written(), "truncated, then written");
+        drop(w);
+        let fresh = dir.join("fresh.pcapng");
+        drop(PcapngWriter::create(&fresh, None).unwrap());
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let link = dir.join("link.pcapng");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let err = PcapngWriter::create(&link, None)
+            .err()
+            .expect("symlink refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
