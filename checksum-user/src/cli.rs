@@ -93,6 +93,17 @@ pub struct LiveArgs {
     /// counted as lost, never silently dropped.
     #[arg(long, default_value_t = crate::loader::DEFAULT_RING_BYTES)]
     pub ring_buffer_size: u32,
+    /// Write the mismatching frames to this pcapng file (created 0600), one interface per audited
+    /// interface and hook, each packet commented with layer, got/want, kind and diagnosis.
+    #[arg(long, value_name = "FILE")]
+    pub pcap_out: Option<PathBuf>,
+    /// Bytes of each mismatching frame to capture (with --pcap-out; at most 16384).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub snaplen: u32,
+    /// Stop writing to --pcap-out once the file would exceed this many bytes (later packets are
+    /// counted as dropped).
+    #[arg(long, value_name = "BYTES")]
+    pub pcap_max_bytes: Option<u64>,
     /// Serve Prometheus metrics at http://ADDR/metrics. A bare port (9465 or :9465) binds to
     /// 127.0.0.1; give an address (0.0.0.0:9465) to expose them further.
     #[arg(long, value_name = "ADDR")]
@@ -121,6 +132,7 @@ impl LiveArgs {
             || self.show_offload
             || self.ready_file.is_some()
             || self.metrics_addr.is_some()
+            || self.pcap_out.is_some()
     }
 }
 

@@ -389,6 +389,16 @@ impl Diagnoser {
         out
     }
 
+    /// The current diagnosis of the flow `v` belongs to at `source` (after `observe`).
+    pub fn diagnosis_of(&self, source: u32, v: &Verdict) -> Option<Diagnosis> {
+        let key = FlowKey {
+            source,
+            layer: v.layer,
+            flow: v.flow,
+        };
+        self.flows.get(&key).map(|s| self.diagnose_flow(&key, s))
+    }
+
     pub fn untracked(&self) -> Untracked {
         self.untracked
     }

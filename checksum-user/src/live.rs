@@ -26,11 +26,12 @@ use crate::{
     attach::{AttachError, Attachment},
     cli::{Format, LiveArgs},
     diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
-    event::{Verdict, hex},
+    event::{Captured, Verdict, hex},
     follow::{Namespace, Selector, Update, WorkerConfig, spawn_worker},
     loader::LoadOptions,
     metrics,
     output::{self, Clock, Source},
+    pcapng::PcapngWriter,
     severity::{IfaceClass, Severity, severity},
     view::{self, LiveView},
 };
@@ -38,12 +39,16 @@ use crate::{
 /// Index of a source (one interface at one hook) in `Sources`.
 type SourceId = u32;
 
+/// What a ring-buffer reader hands over: a verdict, where it was seen, and the frame's first bytes
+/// when capture is on.
+type Received = (SourceId, Verdict, Option<Captured>);
+
 /// Moves records from one ring buffer to the aggregator until told to stop, then drains what is
 /// left so that the final summary misses nothing.
 async fn read_events(
     source: SourceId,
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<(SourceId, Verdict)>,
+    tx: mpsc::Sender<Received>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     // SAFETY: the ring buffer owns its fd and keeps it open, unreplaced, while the AsyncFd lives.
@@ -63,19 +68,15 @@ async fn read_events(
     }
 }
 
-async fn drain(
-    source: SourceId,
-    ring: &mut RingBuf<MapData>,
-    tx: &mpsc::Sender<(SourceId, Verdict)>,
-) {
+async fn drain(source: SourceId, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Received>) {
     loop {
         let decoded = match ring.next() {
-            Some(record) => Verdict::decode(&record),
+            Some(record) => Verdict::decode_with_capture(&record),
             None => return,
         };
         match decoded {
-            Ok(v) => {
-                if tx.send((source, v)).await.is_err() {
+            Ok((v, captured)) => {
+                if tx.send((source, v, captured)).await.is_err() {
                     return;
                 }
             }
@@ -129,6 +130,8 @@ struct Printer<'a> {
     /// The refreshing table, when stdout is a terminal (text format only).
     view: Option<LiveView>,
     diagnoser: Diagnoser,
+    /// `--pcap-out`.
+    capture: Option<Capture>,
 }
 
 impl Printer<'_> {
@@ -137,15 +140,52 @@ impl Printer<'_> {
         severity(kind, s.hook, &s.class)
     }
 
+    /// Gives every new source its pcapng interface (`iface@hook`).
+    fn register_sources(&mut self, sources: &[SourceInfo]) {
+        let Some(capture) = &mut self.capture else {
+            return;
+        };
+        for s in &sources[capture.interfaces.len()..] {
+            match capture
+                .writer
+                .add_interface(&format!("{}@{}", s.name, s.hook.name()), capture.snaplen)
+            {
+                Ok(id) => capture.interfaces.push(id),
+                Err(e) => {
+                    log::warn!("--pcap-out: {e}");
+                    capture.interfaces.push(u32::MAX);
+                }
+            }
+        }
+    }
+
     fn on_verdict(
         &mut self,
         sources: &[SourceInfo],
-        source: SourceId,
-        v: &Verdict,
+        (source, v, captured): &Received,
         out: &mut impl Write,
     ) -> Result<()> {
+        let (source, v) = (*source, v);
         self.agg.add(source, v);
         self.diagnoser.observe(source, v);
+        if let (Some(capture), Some(captured)) = (&mut self.capture, captured) {
+            let s = &sources[source as usize];
+            let diagnosis = self
+                .diagnoser
+                .diagnosis_of(source, v)
+                .map_or("-", |d| d.name());
+            let comment = format!(
+                "layer={} got={} want={} kind={} severity={} diagnosis={diagnosis} iface={} hook={}",
+                v.layer.name(),
+                hex(v.got),
+                hex(v.want),
+                v.kind.name(),
+                Self::severity(sources, v.kind, source).name(),
+                s.name,
+                s.hook.name(),
+            );
+            capture.write(source, &self.clock, v.timestamp_ns, captured, &comment);
+        }
         if self.view.is_some() {
             return Ok(()); // the table shows it
         }
@@ -325,7 +365,7 @@ impl Printer<'_> {
         }
     }
 
-    fn summary(&self, sources: &[SourceInfo], last: bool, out: &mut impl Write) -> Result<()> {
+    fn summary(&mut self, sources: &[SourceInfo], last: bool, out: &mut impl Write) -> Result<()> {
         let elapsed = self.started.elapsed();
         let names = |i: u32| sources[i as usize].name.clone();
         let sev = |k: &Key| Self::severity(sources, k.kind, k.source);
@@ -353,8 +393,12 @@ impl Printer<'_> {
                     obj["hook"] = json!(sources[d.source as usize].hook.name());
                     writeln!(out, "{obj}")?;
                 }
+                if let Some(capture) = &mut self.capture {
+                    let _ = capture.writer.flush();
+                }
                 let summary = json!({
                     "type": "summary",
+                    "pcap": self.capture.as_ref().map(Capture::summary_json),
                     "final": last,
                     "elapsed_s": elapsed.as_secs_f64(),
                     "interfaces": summaries.iter().map(output::source_json).collect::<Vec<_>>(),
@@ -375,6 +419,10 @@ impl Printer<'_> {
                 }
                 for s in &summaries {
                     write!(out, "{}", output::source_text(s))?;
+                }
+                if let Some(capture) = &mut self.capture {
+                    let _ = capture.writer.flush();
+                    write!(out, "{}", capture.summary_text())?;
                 }
                 write!(
                     out,
@@ -418,7 +466,7 @@ struct Run {
     sources: Vec<SourceInfo>,
     readers: JoinSet<Result<()>>,
     loggers: JoinSet<()>,
-    events_tx: mpsc::Sender<(SourceId, Verdict)>,
+    events_tx: mpsc::Sender<Received>,
     kernel_log: bool,
 }
 
@@ -499,13 +547,23 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         hooks,
         xdp_mode: args.xdp_mode,
         opts: LoadOptions {
-            ring_bytes: args.ring_buffer_size,
+            ring_bytes: ring_bytes(args),
             kernel_log,
             report_offload: args.show_offload,
+            snaplen: if args.pcap_out.is_some() {
+                args.snaplen
+            } else {
+                0
+            },
             ..LoadOptions::default()
         },
     });
-    // Bind the metrics port before attaching anything: a busy port fails fast and cleanly.
+    // Open the capture file and bind the metrics port before attaching anything: a bad path or a
+    // busy port fails fast and cleanly.
+    let capture = match &args.pcap_out {
+        Some(path) => Some(Capture::create(path, args.snaplen, args.pcap_max_bytes)?),
+        None => None,
+    };
     let metrics = match &args.metrics_addr {
         Some(addr) => {
             let addr = metrics::parse_addr(addr)?;
@@ -518,10 +576,12 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         None => None,
     };
     // Signals first: a SIGTERM during attach must still run the cleanup below.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut stop = StopSignals {
+        int: signal(SignalKind::interrupt())?,
+        term: signal(SignalKind::terminate())?,
+    };
 
-    let (events_tx, mut events_rx) = mpsc::channel::<(SourceId, Verdict)>(16 * 1024);
+    let (events_tx, mut events_rx) = mpsc::channel::<Received>(16 * 1024);
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<Update>();
     let stop_workers = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = namespaces
@@ -551,9 +611,9 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         &mut run,
         &mut events_rx,
         &mut updates_rx,
-        &mut sigint,
-        &mut sigterm,
+        &mut stop,
         metrics.as_ref().map(|(shared, _)| shared.clone()),
+        capture,
     )
     .await;
     if let Some((_, server)) = metrics {
@@ -589,8 +649,8 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     loggers.abort_all();
     let mut printer = result?;
     let mut stdout = std::io::stdout().lock();
-    while let Ok((source, v)) = events_rx.try_recv() {
-        printer.on_verdict(&sources, source, &v, &mut stdout)?;
+    while let Ok(received) = events_rx.try_recv() {
+        printer.on_verdict(&sources, &received, &mut stdout)?;
     }
     printer.summary(&sources, true, &mut stdout)?;
     Ok(())
@@ -600,11 +660,11 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
 async fn audit<'a>(
     args: &'a LiveArgs,
     run: &mut Run,
-    events_rx: &mut mpsc::Receiver<(SourceId, Verdict)>,
+    events_rx: &mut mpsc::Receiver<Received>,
     updates_rx: &mut mpsc::UnboundedReceiver<Update>,
-    sigint: &mut tokio::signal::unix::Signal,
-    sigterm: &mut tokio::signal::unix::Signal,
+    stop: &mut StopSignals,
     metrics: Option<metrics::Shared>,
+    capture: Option<Capture>,
 ) -> Result<Printer<'a>> {
     let view = (args.format == Format::Text && view::stdout_is_terminal()).then(LiveView::new);
     let mut printer = Printer {
@@ -614,6 +674,7 @@ async fn audit<'a>(
         started: Instant::now(),
         view,
         diagnoser: Diagnoser::default(),
+        capture,
     };
     let mut stdout = std::io::stdout().lock();
     // Phase 1: every namespace's first scan, so that errors stop the run before it is "ready".
@@ -621,7 +682,10 @@ async fn audit<'a>(
     while pending > 0 {
         tokio::select! {
             update = updates_rx.recv() => match update {
-                Some(Update::Attached { ns, attachment, events }) => run.add(ns, *attachment, events),
+                Some(Update::Attached { ns, attachment, events }) => {
+                    run.add(ns, *attachment, events);
+                    printer.register_sources(&run.sources);
+                },
                 Some(Update::Ready { .. }) => pending -= 1,
                 Some(Update::Failed { ns, error, .. }) => {
                     let label = &run.namespaces[ns].label;
@@ -630,8 +694,7 @@ async fn audit<'a>(
                 Some(Update::Vanished { ns, ifindex, iface }) => run.vanished(ns, ifindex, &iface),
                 None => anyhow::bail!("interface workers stopped unexpectedly"),
             },
-            _ = sigint.recv() => return Ok(printer),
-            _ = sigterm.recv() => return Ok(printer),
+            _ = stop.recv() => return Ok(printer),
         }
     }
     // A name without wildcards is a promise that the interface exists (in some namespace).
@@ -665,9 +728,12 @@ async fn audit<'a>(
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            Some((source, v)) = events_rx.recv() => printer.on_verdict(&run.sources, source, &v, &mut stdout)?,
+            Some(received) = events_rx.recv() => printer.on_verdict(&run.sources, &received, &mut stdout)?,
             Some(update) = updates_rx.recv() => match update {
-                Update::Attached { ns, attachment, events } => run.add(ns, *attachment, events),
+                Update::Attached { ns, attachment, events } => {
+                    run.add(ns, *attachment, events);
+                    printer.register_sources(&run.sources);
+                },
                 Update::Vanished { ns, ifindex, iface } => run.vanished(ns, ifindex, &iface),
                 Update::Failed { ns, error, .. } => eprintln!("checksum-audit: warning: {}: {error:#}", run.namespaces[ns].display("")),
                 Update::Ready { .. } => {}
@@ -679,8 +745,7 @@ async fn audit<'a>(
                     *snapshot = printer.metrics_snapshot(&run.sources);
                 }
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = stop.recv() => break,
             _ = &mut deadline => break,
         }
     }
@@ -695,5 +760,118 @@ async fn forward_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) 
     while let Ok(mut guard) = fd.readable_mut().await {
         guard.get_inner_mut().flush();
         guard.clear_ready();
+    }
+}
+
+/// Ring buffer size: as asked, but at least room for a few thousand captured frames with
+/// --pcap-out (a capture record holds up to `--snaplen` bytes, not 80).
+fn ring_bytes(args: &LiveArgs) -> u32 {
+    if args.pcap_out.is_none() || args.ring_buffer_size != crate::loader::DEFAULT_RING_BYTES {
+        return args.ring_buffer_size;
+    }
+    let wanted = crate::loader::capture_record_bytes(args.snaplen).saturating_mul(2048);
+    wanted
+        .next_power_of_two()
+        .clamp(args.ring_buffer_size, 64 << 20)
+}
+
+/// `--pcap-out`: the writer, and the pcapng interface of each source.
+struct Capture {
+    writer: PcapngWriter,
+    path: std::path::PathBuf,
+    snaplen: u32,
+    /// pcapng interface id by source id.
+    interfaces: Vec<u32>,
+    write_errors: u64,
+}
+
+impl Capture {
+    fn create(path: &std::path::Path, snaplen: u32, max_bytes: Option<u64>) -> Result<Self> {
+        let snaplen = crate::loader::effective_snaplen(snaplen);
+        let writer = PcapngWriter::create(path, max_bytes)
+            .with_context(|| format!("cannot write --pcap-out {}", path.display()))?;
+        Ok(Self {
+            writer,
+            path: path.to_owned(),
+            snaplen,
+            interfaces: Vec::new(),
+            write_errors: 0,
+        })
+    }
+
+    fn write(
+        &mut self,
+        source: SourceId,
+        clock: &Clock,
+        mono_ns: u64,
+        captured: &Captured,
+        comment: &str,
+    ) {
+        let Some(&iface) = self.interfaces.get(source as usize) else {
+            return;
+        };
+        if captured.data.is_empty() {
+            return; // the kernel could not copy the bytes (never seen); the event still counts
+        }
+        // Behind a generic-mode XDP program TC sees no MAC header: give the frame one, so that
+        // every packet in the file is Ethernet.
+        let (data, orig_len) = if captured.l3_off == 0 {
+            let ethertype: u16 = if captured.data[0] >> 4 == 6 {
+                0x86dd
+            } else {
+                0x0800
+            };
+            let mut framed = vec![0u8; 12];
+            framed.extend_from_slice(&ethertype.to_be_bytes());
+            framed.extend_from_slice(&captured.data);
+            (std::borrow::Cow::Owned(framed), captured.frame_len + 14)
+        } else {
+            (
+                std::borrow::Cow::Borrowed(&captured.data[..]),
+                captured.frame_len,
+            )
+        };
+        let ts = u64::try_from(clock.wall_ns(mono_ns)).unwrap_or(0);
+        if let Err(e) = self
+            .writer
+            .write_packet(iface, ts, orig_len, &data, comment)
+        {
+            self.write_errors += 1;
+            log::warn!("--pcap-out {}: {e}", self.path.display());
+        }
+    }
+
+    fn summary_text(&self) -> String {
+        format!(
+            "  pcap: {} frames written to {}, {} dropped by --pcap-max-bytes, {} write errors\n",
+            self.writer.packets_written(),
+            self.path.display(),
+            self.writer.packets_dropped_by_size(),
+            self.write_errors
+        )
+    }
+
+    fn summary_json(&self) -> Value {
+        json!({
+            "file": self.path.display().to_string(),
+            "written": self.writer.packets_written(),
+            "dropped_by_size": self.writer.packets_dropped_by_size(),
+            "write_errors": self.write_errors,
+        })
+    }
+}
+
+/// SIGINT and SIGTERM, both meaning "detach, drain, print the final summary, exit".
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
