@@ -825,16 +825,10 @@ mod tests {
 
     use super::*;
 
-    /// Reference one's-complement sum of `bytes` as big-endian words, folded (not complemented).
+    /// Reference one's-complement sum of `bytes` as big-endian words, folded (not complemented):
+    /// the test kit's plain RFC 1071 implementation, which shares no code with checksum-common.
     fn ref_sum(bytes: &[u8]) -> u16 {
-        let mut sum: u32 = bytes
-            .chunks(2)
-            .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        sum as u16
+        !crate::testkit::frames::reference_checksum(&[bytes])
     }
 
     /// RFC 1624 eqn. 3, word by word, as a NAT updates a checksum it believes complete:

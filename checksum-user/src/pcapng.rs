@@ -14,12 +14,10 @@ use std::{
     path::Path,
 };
 
-use crate::capture::LINKTYPE_ETHERNET;
-
-const SHB: u32 = 0x0a0d_0d0a;
-const IDB: u32 = 1;
-const EPB: u32 = 6;
-const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
+use crate::capture::{
+    LINKTYPE_ETHERNET, PCAPNG_BOM as BYTE_ORDER_MAGIC, PCAPNG_EPB as EPB, PCAPNG_IDB as IDB,
+    PCAPNG_SHB as SHB,
+};
 
 const OPT_END: u16 = 0;
 const OPT_COMMENT: u16 = 1;
