@@ -136,5 +136,6 @@ fn terminal_view_renders_and_updates() {
     assert_ne!(packets_per_second(&first), None);
     // The end of --duration: the final summary under the last frame.
     let last = tmux.wait_for("final summary", Duration::from_secs(10));
+    let _ = std::fs::remove_file(&ready);
     assert!(last.contains("mismatches: 4 real"), "{last}");
 }

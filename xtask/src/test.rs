@@ -110,13 +110,27 @@ fn check_nothing_left_behind() -> Result<()> {
     Ok(())
 }
 
+/// Every program name our objects define (the kernel shows at most 15 characters).
+const OUR_PROGRAMS: [&str; 6] = [
+    "csum_audit_xdp",
+    "noop_xdp",
+    "csum_tc_ingress",
+    "csum_tc_egress",
+    "noop_tc",
+    "stale_dnat",
+];
+
 fn checksum_user_programs_loaded() -> Vec<String> {
     let Ok(out) = Command::new("bpftool").args(["prog", "show"]).output() else {
         return Vec::new();
     };
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains("name csum_audit_xdp") || l.contains("name noop_xdp"))
+        .filter(|l| {
+            OUR_PROGRAMS
+                .iter()
+                .any(|name| l.contains(&format!("name {name} ")))
+        })
         .map(str::to_owned)
         .collect()
 }

@@ -14,8 +14,21 @@ use checksum_user::testkit::netns::NetNs;
 pub const BIN: &str = env!("CARGO_BIN_EXE_checksum-audit");
 
 pub struct Running {
-    child: Child,
+    /// `None` once stopped.
+    child: Option<Child>,
     ready: PathBuf,
+}
+
+/// A test that panics before `stop` must not leave the auditor running (and its programs
+/// attached): kill it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.ready);
+    }
 }
 
 /// Output of a finished run.
@@ -85,7 +98,10 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn checksum-audit");
-        let mut running = Self { child, ready };
+        let mut running = Self {
+            child: Some(child),
+            ready,
+        };
         running.wait_ready();
         running
     }
@@ -93,9 +109,10 @@ impl Running {
     fn wait_ready(&mut self) {
         let start = Instant::now();
         while !self.ready.exists() {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
                 let mut err = String::new();
-                self.child
+                child
                     .stderr
                     .take()
                     .unwrap()
@@ -112,15 +129,18 @@ impl Running {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.child.as_ref().expect("running").id() as i32
     }
 
     /// Sends `signal` (to `ip netns exec`, which execs the binary: same process) and collects.
     pub fn stop(mut self, signal: i32) -> Finished {
         unsafe { libc::kill(self.pid(), signal) };
-        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        let out = out.wait_with_output().expect("wait");
-        let _ = std::fs::remove_file(&self.ready);
+        let out = self
+            .child
+            .take()
+            .expect("running")
+            .wait_with_output()
+            .expect("wait");
         let stdout = String::from_utf8_lossy(&out.stdout);
         Finished {
             status: out.status,
