@@ -896,3 +896,47 @@ fn an_unwritable_pcap_out_fails_before_attaching() {
     );
     assert!(tcx_programs(&pair.b, VETH_B).is_empty());
 }
+
+/// A flood of mismatches into a ring buffer far too small for it: every bad frame is either an
+/// event the auditor received or a counted lost event, exactly.
+#[test]
+fn a_flood_loses_nothing_uncounted() {
+    root_only!();
+    let pair = VethPair::new("flood");
+    let run = Running::start(
+        &pair.b,
+        &[
+            "--iface",
+            VETH_B,
+            "--hook",
+            "tc-ingress",
+            "--ring-buffer-size",
+            "4096",
+        ],
+    );
+    const FRAMES: usize = 5000;
+    let mut frames = Vec::with_capacity(FRAMES);
+    for i in 0..FRAMES {
+        let mut f = v4_frame(&[], UDP, segment(UDP, 16 + i % 64), &[]);
+        let c = f.checksum;
+        f.set_field(c ^ 0x00ff);
+        frames.push(f.bytes);
+    }
+    pair.a.run(move || send_raw_frames(VETH_A, &frames));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    let received = done.verdicts().len() as u64;
+    let lost = done.counter(VETH_B, "tc-ingress", &["events_lost"]);
+    let counted = done.counter(VETH_B, "tc-ingress", &["mismatches", "corrupt"]);
+    eprintln!(
+        "flood: {FRAMES} bad frames sent, {counted} counted in the kernel, {received} events received + {lost} lost"
+    );
+    assert_eq!(counted, FRAMES as u64, "every bad frame was counted");
+    assert_eq!(
+        received + lost,
+        FRAMES as u64,
+        "received {received} + lost {lost}"
+    );
+    assert!(lost > 0, "a 4 KiB ring should overflow under this flood");
+}
