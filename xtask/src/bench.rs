@@ -1,30 +1,78 @@
-//! BPF_PROG_TEST_RUN cost per frame of the audit programs against no-op programs of the same type,
-//! measured in the same run (these machines are noisy: compare only within one run).
+//! `cargo xtask bench`: BPF_PROG_TEST_RUN cost per frame of the audit programs against no-op
+//! programs of the same type, all measured in one run (these machines are noisy: compare ratios
+//! within a run only). Prints a table, writes bench/results.json and bench/ns_per_frame.svg.
 
-use anyhow::Result;
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result};
 use checksum_common::Hook;
 use checksum_user::{
     loader::{NOOP_TC, NOOP_XDP},
     testkit::frames::*,
     testrun::{FrameAuditor, audit_program},
 };
+use serde_json::{Value, json};
 
-use crate::require_root;
+use crate::{require_root, workspace_root};
 
-const FRAME_SIZES: [usize; 4] = [64, 512, 1514, 9014];
+const FRAME_SIZES: [usize; 6] = [64, 128, 512, 1514, 4096, 9014];
 /// A TC test run takes one page of linear data at most.
 const TC_MAX_FRAME: usize = 3500;
+
+/// One measured row.
+struct Row {
+    hook: Hook,
+    v6: bool,
+    proto: u8,
+    frame_bytes: usize,
+    good: bool,
+    ns: f64,
+    noop_ns: f64,
+}
+
+impl Row {
+    fn family(&self) -> &'static str {
+        if self.v6 { "ipv6" } else { "ipv4" }
+    }
+
+    fn proto(&self) -> &'static str {
+        if self.proto == TCP { "tcp" } else { "udp" }
+    }
+
+    fn ratio(&self) -> f64 {
+        self.ns / self.noop_ns.max(0.1)
+    }
+
+    fn gbps(&self) -> f64 {
+        self.frame_bytes as f64 / self.ns.max(0.1)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "hook": self.hook.name(),
+            "family": self.family(),
+            "proto": self.proto(),
+            "frame_bytes": self.frame_bytes,
+            "checksum": if self.good { "good" } else { "bad" },
+            "ns_per_frame": self.ns,
+            "noop_ns_per_frame": self.noop_ns,
+            "ratio": self.ratio(),
+            "gbps": self.gbps(),
+        })
+    }
+}
 
 pub fn run(repeat: u32) -> Result<()> {
     require_root("bench")?;
     let mut auditor = FrameAuditor::new(false)?;
+    let mut rows = Vec::new();
     println!(
         "{:<10} {:<6} {:<5} {:>6} {:>6} {:>10} {:>10} {:>7} {:>8}",
         "hook", "family", "proto", "bytes", "cksum", "audit ns", "no-op ns", "ratio", "GB/s"
     );
     for hook in [Hook::Xdp, Hook::TcIngress] {
         let noop_program = if hook == Hook::Xdp { NOOP_XDP } else { NOOP_TC };
-        for (v6, proto) in [(false, TCP), (false, UDP), (true, TCP)] {
+        for (v6, proto) in [(false, TCP), (false, UDP), (true, TCP), (true, UDP)] {
             for size in FRAME_SIZES {
                 if hook != Hook::Xdp && size > TC_MAX_FRAME {
                     continue;
@@ -33,24 +81,112 @@ pub fn run(repeat: u32) -> Result<()> {
                     let frame = frame_of_size(v6, proto, size, good);
                     // Larger frames take longer per run; keep each measurement a similar length.
                     let reps = (repeat as usize * 64 / size.max(64)).max(2_000) as u32;
-                    let noop = auditor.time(noop_program, &frame, reps)?.as_nanos() as f64;
-                    let audit = auditor.time(audit_program(hook), &frame, reps)?.as_nanos() as f64;
+                    let noop_ns = auditor.time(noop_program, &frame, reps)?.as_nanos() as f64;
+                    let ns = auditor.time(audit_program(hook), &frame, reps)?.as_nanos() as f64;
+                    let row = Row {
+                        hook,
+                        v6,
+                        proto,
+                        frame_bytes: frame.len(),
+                        good,
+                        ns,
+                        noop_ns,
+                    };
                     println!(
                         "{:<10} {:<6} {:<5} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>8.2}",
                         hook.name(),
-                        if v6 { "ipv6" } else { "ipv4" },
-                        if proto == TCP { "tcp" } else { "udp" },
-                        frame.len(),
+                        row.family(),
+                        row.proto(),
+                        row.frame_bytes,
                         if good { "good" } else { "bad" },
-                        audit,
-                        noop,
-                        audit / noop.max(0.1),
-                        frame.len() as f64 / audit.max(0.1),
+                        row.ns,
+                        row.noop_ns,
+                        row.ratio(),
+                        row.gbps(),
                     );
+                    rows.push(row);
                 }
             }
         }
     }
+    let dir = workspace_root().join("bench");
+    fs::create_dir_all(&dir)?;
+    let json = Value::Array(rows.iter().map(Row::json).collect());
+    fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )
+    .context("writing bench/results.json")?;
+    plot(&rows, &dir.join("ns_per_frame.svg"))?;
+    println!("wrote bench/results.json and bench/ns_per_frame.svg");
+    Ok(())
+}
+
+/// ns/frame against frame size, one line per hook, family and protocol (good checksums).
+fn plot(rows: &[Row], path: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_ns = rows.iter().map(|r| r.ns).fold(0.0, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "checksum-audit: BPF_PROG_TEST_RUN ns per frame (good checksums)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..9200usize, 0f64..max_ns.max(10.0))?;
+    chart
+        .configure_mesh()
+        .x_desc("frame bytes")
+        .y_desc("ns per frame")
+        .draw()?;
+    let palette = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+    let mut series = 0;
+    for hook in [Hook::Xdp, Hook::TcIngress] {
+        for (v6, proto) in [(false, TCP), (false, UDP), (true, TCP)] {
+            let points: Vec<(usize, f64)> = rows
+                .iter()
+                .filter(|r| r.hook == hook && r.v6 == v6 && r.proto == proto && r.good)
+                .map(|r| (r.frame_bytes, r.ns))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let color = palette[series % palette.len()];
+            series += 1;
+            let label = format!(
+                "{} {} {}",
+                hook.name(),
+                if v6 { "ipv6" } else { "ipv4" },
+                if proto == TCP { "tcp" } else { "udp" }
+            );
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        }
+    }
+    // The no-op baseline, for scale.
+    let noop: Vec<(usize, f64)> = rows
+        .iter()
+        .filter(|r| r.hook == Hook::Xdp && !r.v6 && r.proto == TCP && r.good)
+        .map(|r| (r.frame_bytes, r.noop_ns))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(noop, BLACK.mix(0.4).stroke_width(1)))?
+        .label("no-op XDP")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.4)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
     Ok(())
 }
 
