@@ -31,9 +31,24 @@ pub trait Packet {
         crate::parse::ethernet(self)
     }
 
-    /// Copies a constant number of bytes to the stack.
+    /// Start and end of the linear part of the packet (direct packet access).
+    fn linear(&self) -> (usize, usize);
+
+    /// Copies a constant number of bytes to the stack: straight from packet memory when they are
+    /// in the linear part (no helper call: this is the hot path of every header), through the
+    /// load-bytes helper otherwise (XDP fragments, non-linear skbs).
     #[inline(always)]
     fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+        let (start, end) = self.linear();
+        // The bound lets the verifier add the offset to a packet pointer (it rejects pointer
+        // arithmetic with an unbounded register).
+        if off < 0x4000 {
+            let at = start + (off & 0x3fff) as usize;
+            if at + N <= end {
+                // SAFETY: [at, at + N) is inside the packet, as just checked.
+                return Some(unsafe { (at as *const [u8; N]).read_unaligned() });
+            }
+        }
         let mut buf = [0u8; N];
         self.load_raw(off, buf.as_mut_ptr(), N as u32)
             .then_some(buf)
@@ -44,6 +59,11 @@ pub struct XdpPacket(pub XdpContext);
 
 impl Packet for XdpPacket {
     type Ctx = XdpContext;
+
+    #[inline(always)]
+    fn linear(&self) -> (usize, usize) {
+        (self.0.data(), self.0.data_end())
+    }
 
     #[inline(always)]
     fn context(&self) -> &XdpContext {
@@ -78,6 +98,11 @@ impl TcPacket {
 
 impl Packet for TcPacket {
     type Ctx = TcContext;
+
+    #[inline(always)]
+    fn linear(&self) -> (usize, usize) {
+        (self.0.data(), self.0.data_end())
+    }
 
     #[inline(always)]
     fn context(&self) -> &TcContext {
@@ -122,7 +147,9 @@ impl Packet for TcPacket {
         {
             return eth;
         }
-        let first: [u8; 1] = self.load(0)?;
+        // Two bytes, not one: LLVM turns a one-byte bound check into `data < data_end`, which the
+        // verifier does not accept as a range ("invalid access to packet").
+        let first: [u8; 2] = self.load(0)?;
         if first[0] >> 4 == version {
             Some((protocol, 0))
         } else {

@@ -21,9 +21,62 @@ fn csum(buf: *mut u8, len: u32) -> Option<u64> {
     (r >= 0).then_some(r as u64)
 }
 
+/// Ranges up to this long are summed straight from packet memory when they are in the linear
+/// part: cheaper than staging them (a map lookup and two helper calls). Covers IPv4 headers and
+/// the segments of small frames, the packets-per-second hot path.
+const SMALL: usize = 64;
+
+/// The sum of `[off, off + len)` read directly from the linear part, 4 bytes at a time; `None`
+/// when the range is longer than SMALL or not all linear (the caller then stages it).
+#[inline(always)]
+fn sum_linear_small<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
+    if len as usize > SMALL || off >= 0x4000 {
+        return None;
+    }
+    let (start, end) = pkt.linear();
+    // Bounded for the verifier, which rejects packet-pointer arithmetic with unbounded registers.
+    let base = start + (off & 0x3fff) as usize;
+    let len = (len & 0x7f) as usize;
+    let mut sum = 0u64;
+    for i in 0..SMALL / 4 {
+        if (i + 1) * 4 > len {
+            break;
+        }
+        let p = base + i * 4;
+        // Checked per word: the verifier needs each access proven against data_end.
+        if p + 4 > end {
+            return None;
+        }
+        // SAFETY: [p, p + 4) is inside the packet, as just checked.
+        let w = unsafe { (p as *const [u8; 4]).read_unaligned() };
+        sum += u16::from_ne_bytes([w[0], w[1]]) as u64 + u16::from_ne_bytes([w[2], w[3]]) as u64;
+    }
+    let rest = len % 4;
+    if rest != 0 {
+        // Read a whole word when the packet has room (padding or the rest of the frame), and
+        // keep only `rest` bytes, zero-padded as RFC 1071 wants for an odd length.
+        let p = base + (len - rest);
+        if p + 4 > end {
+            return None;
+        }
+        // SAFETY: [p, p + 4) is inside the packet, as just checked.
+        let w = unsafe { (p as *const [u8; 4]).read_unaligned() };
+        let b = [
+            w[0],
+            if rest > 1 { w[1] } else { 0 },
+            if rest > 2 { w[2] } else { 0 },
+        ];
+        sum += u16::from_ne_bytes([b[0], b[1]]) as u64 + u16::from_ne_bytes([b[2], 0]) as u64;
+    }
+    Some(sum)
+}
+
 /// Adds the bytes `[off, off + len)` to `seed`. `None` when they are not all in the packet.
 #[inline(always)]
 pub fn sum_range<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
+    if let Some(sum) = sum_linear_small(pkt, off, len) {
+        return Some(seed + sum);
+    }
     let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
     let full = len / CHUNK;
     let mut sum = seed;

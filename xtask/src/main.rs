@@ -28,7 +28,7 @@ enum Cmd {
     /// BPF_PROG_TEST_RUN cost per frame against a no-op XDP program, in one run.
     Bench {
         /// Test-run repetitions per measurement.
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 400_000)]
         repeat: u32,
     },
 }
