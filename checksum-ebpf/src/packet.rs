@@ -34,6 +34,14 @@ pub trait Packet {
     /// Start and end of the linear part of the packet (direct packet access).
     fn linear(&self) -> (usize, usize);
 
+    /// Whether the packet holds at least `end` bytes. The linear part answers without a helper
+    /// call for most frames; `len()` (a helper at XDP) only for the rest.
+    #[inline(always)]
+    fn holds(&self, end: u32) -> bool {
+        let (start, stop) = self.linear();
+        end as usize <= stop - start || end <= self.len()
+    }
+
     /// Copies a constant number of bytes to the stack: straight from packet memory when they are
     /// in the linear part (no helper call: this is the hot path of every header), through the
     /// load-bytes helper otherwise (XDP fragments, non-linear skbs).

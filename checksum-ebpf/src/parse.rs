@@ -111,7 +111,7 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
             off: seg_off,
             len: seg_len,
             partial: is_fragment || total_len == 0,
-            truncated: off + total_len > pkt.len(),
+            truncated: !pkt.holds(off + total_len),
         },
     })
 }
@@ -176,7 +176,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
         len: end.saturating_sub(pos),
         // A payload length of 0 is a jumbogram or a GSO super-packet.
         partial: is_fragment || payload_len == 0,
-        truncated: end > pkt.len(),
+        truncated: !pkt.holds(end),
     })
 }
 
