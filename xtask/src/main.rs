@@ -2,6 +2,7 @@
 //! the pinned toolchains first (scripts/bootstrap.sh).
 
 mod bench;
+mod bench_userspace;
 mod demo;
 mod test;
 
@@ -30,6 +31,10 @@ enum Cmd {
         /// Test-run repetitions per measurement.
         #[arg(long, default_value_t = 400_000)]
         repeat: u32,
+        /// Measure the user-space path instead: events/s decoded and aggregated on one core, and
+        /// resident memory with one flow and with a million distinct flows.
+        #[arg(long)]
+        userspace: bool,
     },
 }
 
@@ -37,7 +42,13 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Test => test::run_suite(),
         Cmd::Demo => demo::run(),
-        Cmd::Bench { repeat } => bench::run(repeat),
+        Cmd::Bench {
+            repeat,
+            userspace: false,
+        } => bench::run(repeat),
+        Cmd::Bench {
+            userspace: true, ..
+        } => bench_userspace::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

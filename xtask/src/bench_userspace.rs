@@ -1,0 +1,112 @@
+//! `cargo xtask bench --userspace`: the user-space side of the event path, measured in-process on
+//! one core: ring-buffer records decoded, aggregated per flow and fed to the diagnosis, as live
+//! mode does for every event. Also the resident memory after a million events of one flow and of
+//! a million distinct flows: both tables are bounded, so memory must stay flat.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use checksum_common::{ChecksumEvent, Hook, Kind, Layer, Status, event::FAMILY_IPV4};
+use checksum_user::{aggregate::Aggregator, diagnosis::Diagnoser, event::Verdict};
+
+const EVENTS: u32 = 1_000_000;
+
+/// A ring-buffer record of a corrupt TCP segment; `flow` picks the source address and port.
+fn record(flow: u32, seq: u32) -> [u8; size_of::<ChecksumEvent>()] {
+    let e = ChecksumEvent {
+        timestamp_ns: 1_000_000 + seq as u64,
+        ifindex: 2,
+        tcp_seq: seq,
+        src_addr: {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&(0x0a00_0000 | (flow >> 16)).to_be_bytes());
+            a
+        },
+        dst_addr: {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[10, 199, 0, 2]);
+            a
+        },
+        l4_len: 60,
+        ip_id: seq,
+        src_port: flow as u16,
+        dst_port: 8080,
+        got: 0x1234,
+        want: (seq % 7919) as u16,
+        pseudo: 0x4321,
+        hook: Hook::TcIngress as u8,
+        direction: 0,
+        family: FAMILY_IPV4,
+        protocol: 6,
+        layer: Layer::Tcp as u8,
+        status: Status::Bad as u8,
+        kind: Kind::Corrupt as u8,
+        _pad: [0; 5],
+    };
+    // SAFETY: ChecksumEvent is plain old data of this size; this is exactly what the kernel writes.
+    unsafe { std::mem::transmute::<ChecksumEvent, [u8; size_of::<ChecksumEvent>()]>(e) }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| {
+                    l.strip_prefix("VmRSS:")
+                        .map(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+                })
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// Decodes and aggregates `EVENTS` records with `flows` distinct flows, one record at a time as
+/// they come off the ring; returns events/s and what the bounded tables kept and counted.
+fn run_once(flows: u32) -> Result<(f64, u64, u64, u64)> {
+    let mut agg = Aggregator::default();
+    let mut diagnoser = Diagnoser::default();
+    let start = Instant::now();
+    for i in 0..EVENTS {
+        let r = record(i % flows, i);
+        let v = Verdict::decode(&r)?;
+        agg.add(0, &v);
+        diagnoser.observe(0, &v);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((
+        EVENTS as f64 / secs,
+        agg.len() as u64,
+        agg.untracked,
+        diagnoser.untracked().mismatches,
+    ))
+}
+
+pub fn run() -> Result<()> {
+    // Timings of a debug build say nothing: run the release build of this same command.
+    if cfg!(debug_assertions) {
+        return crate::run(crate::cargo().args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+            "--userspace",
+        ]));
+    }
+    println!(
+        "{:>10} {:>14} {:>10} {:>12} {:>12} {:>10}",
+        "flows", "events/s", "rows", "untracked", "diag-untr.", "RSS MiB"
+    );
+    for flows in [1, 1000, EVENTS] {
+        let (rate, rows, untracked, diag_untracked) = run_once(flows)?;
+        println!(
+            "{flows:>10} {rate:>14.0} {rows:>10} {untracked:>12} {diag_untracked:>12} {:>10.1}",
+            rss_kib() as f64 / 1024.0
+        );
+    }
+    println!("(one core, in-process: decode + per-flow aggregation + diagnosis of every event)");
+    Ok(())
+}
