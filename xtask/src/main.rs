@@ -2,6 +2,7 @@
 //! the pinned toolchains first (scripts/bootstrap.sh).
 
 mod bench;
+mod bench_live;
 mod bench_userspace;
 mod demo;
 mod test;
@@ -35,6 +36,10 @@ enum Cmd {
         /// resident memory with one flow and with a million distinct flows.
         #[arg(long)]
         userspace: bool,
+        /// Drive a veth pair with AF_PACKET and compare what nothing, checksum-audit and
+        /// `tcpdump -vvv` verify of it, in one run.
+        #[arg(long, conflicts_with = "userspace")]
+        live: bool,
     },
 }
 
@@ -43,12 +48,10 @@ fn main() -> ExitCode {
         Cmd::Test => test::run_suite(),
         Cmd::Demo => demo::run(),
         Cmd::Bench {
-            repeat,
-            userspace: false,
-        } => bench::run(repeat),
-        Cmd::Bench {
             userspace: true, ..
         } => bench_userspace::run(),
+        Cmd::Bench { live: true, .. } => bench_live::run(),
+        Cmd::Bench { repeat, .. } => bench::run(repeat),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,230 @@
+//! `cargo xtask bench --live`: a veth pair driven as hard as this machine can with AF_PACKET
+//! `sendmmsg`, and what share of the frames each auditor actually verified: nothing attached (the
+//! receive rate), checksum-audit, and `tcpdump -vvv` on the same interface. All in one run, in
+//! namespaces this command creates.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use checksum_user::testkit::{
+    frames::*,
+    netns::{NetNs, VETH_A, VETH_B, VethPair},
+};
+
+use crate::{cargo, require_root, run as run_cmd, workspace_root};
+
+const SECONDS: f64 = 3.0;
+
+/// Frames received by `iface` in `ns` so far (kernel interface statistics).
+fn rx_packets(ns: &NetNs, iface: &str) -> Result<u64> {
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "-s", "-j", "link", "show", iface])
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ip -j link")?;
+    v[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .context("no rx packets in ip -s -j link")
+}
+
+/// Sends 64-byte frames with a corrupted TCP checksum from `a` for `SECONDS`; returns frames sent.
+fn flood(pair: &VethPair) -> u64 {
+    pair.a.run(move || {
+        let mut f = v4_frame(&[], TCP, segment(TCP, 10), &[]);
+        let c = f.checksum;
+        f.set_field(c ^ 0x0101);
+        let frame = f.bytes;
+        let name = std::ffi::CString::new(VETH_A).unwrap();
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        const BATCH: usize = 64;
+        let mut iov = libc::iovec {
+            iov_base: frame.as_ptr() as *mut _,
+            iov_len: frame.len(),
+        };
+        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+            .map(|_| {
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_name = (&raw mut addr).cast();
+                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+                m.msg_hdr.msg_iov = &raw mut iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed().as_secs_f64() < SECONDS {
+            let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0) };
+            if n > 0 {
+                sent += n as u64;
+            }
+        }
+        unsafe { libc::close(fd) };
+        sent
+    })
+}
+
+struct Measured {
+    name: &'static str,
+    sent: u64,
+    received: u64,
+    verified: u64,
+    note: String,
+}
+
+pub fn run() -> Result<()> {
+    require_root("bench")?;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "checksum-user",
+        "--bin",
+        "checksum-audit",
+    ]))?;
+    let bin = workspace_root().join("target/release/checksum-audit");
+    let pair = VethPair::new("live");
+    let mut rows = Vec::new();
+
+    // 1. Nothing attached: the rate this machine delivers frames to veth-b.
+    let before = rx_packets(&pair.b, VETH_B)?;
+    let sent = flood(&pair);
+    let received = rx_packets(&pair.b, VETH_B)? - before;
+    rows.push(Measured {
+        name: "nothing attached",
+        sent,
+        received,
+        verified: 0,
+        note: String::new(),
+    });
+
+    // 2. checksum-audit at TC ingress (its default hooks) on veth-b.
+    let ready = std::env::temp_dir().join(format!("{}.ready", pair.b.name));
+    let _ = std::fs::remove_file(&ready);
+    let mut auditor = pair
+        .b
+        .exec()
+        .arg(&bin)
+        .args([
+            "--iface",
+            VETH_B,
+            "--hook",
+            "tc-ingress",
+            "--format",
+            "json",
+            "--interval",
+            "1h",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let started = Instant::now();
+    while !ready.exists() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = auditor.kill();
+            bail!("checksum-audit did not attach");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = rx_packets(&pair.b, VETH_B)?;
+    let sent = flood(&pair);
+    let received = rx_packets(&pair.b, VETH_B)? - before;
+    unsafe { libc::kill(auditor.id() as i32, libc::SIGINT) };
+    let out = auditor.wait_with_output()?;
+    let _ = std::fs::remove_file(&ready);
+    let summary = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v["type"] == "summary")
+        })
+        .context("no final summary from checksum-audit")?;
+    let c = &summary["interfaces"][0];
+    let verified = ["ok", "bad", "none"]
+        .iter()
+        .map(|s| c["checks"]["tcp"][s].as_u64().unwrap_or(0))
+        .sum();
+    let note = format!("{} events lost (counted)", c["events_lost"]);
+    rows.push(Measured {
+        name: "checksum-audit (tc-ingress)",
+        sent,
+        received,
+        verified,
+        note,
+    });
+
+    // 3. tcpdump -vvv, which verifies checksums in user space for every frame it is handed.
+    let tcpdump = pair
+        .b
+        .exec()
+        .args(["tcpdump", "-i", VETH_B, "-n", "-vvv", "-B", "4096"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("tcpdump")?;
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = rx_packets(&pair.b, VETH_B)?;
+    let sent = flood(&pair);
+    let received = rx_packets(&pair.b, VETH_B)? - before;
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+    let out = tcpdump.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let count = |what: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let captured = count("packets captured");
+    rows.push(Measured {
+        name: "tcpdump -vvv",
+        sent,
+        received,
+        verified: captured,
+        note: format!("{} dropped by kernel", count("dropped by kernel")),
+    });
+
+    println!(
+        "{:<28} {:>10} {:>12} {:>12} {:>9}  note",
+        "receiver", "sent", "received/s", "verified", "share"
+    );
+    for r in &rows {
+        let share = if r.received > 0 {
+            100.0 * r.verified as f64 / r.received as f64
+        } else {
+            0.0
+        };
+        println!(
+            "{:<28} {:>10} {:>12.0} {:>12} {:>8.1}%  {}",
+            r.name,
+            r.sent,
+            r.received as f64 / SECONDS,
+            r.verified,
+            if r.name == "nothing attached" {
+                0.0
+            } else {
+                share
+            },
+            r.note
+        );
+    }
+    Ok(())
+}
