@@ -119,8 +119,13 @@ impl Selector {
         self.patterns
             .iter()
             .map(String::as_str)
-            .filter(|p| !p.contains(['*', '?', '[']))
+            .filter(|p| !is_pattern(p))
     }
+}
+
+/// Whether `iface` is a glob pattern (`*`, `?`, `[...]`) rather than a plain name.
+pub fn is_pattern(iface: &str) -> bool {
+    iface.contains(['*', '?', '['])
 }
 
 /// Shell-style wildcard match with `*`, `?` and `[abc]`/`[a-z]` classes.

@@ -27,7 +27,7 @@ use crate::{
     cli::{Format, LiveArgs},
     diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::{Captured, Verdict, hex},
-    follow::{Namespace, Selector, Update, WorkerConfig, spawn_worker},
+    follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
     loader::LoadOptions,
     metrics,
     output::{self, Clock, Source},
@@ -698,7 +698,7 @@ async fn audit<'a>(
         }
     }
     // A name without wildcards is a promise that the interface exists (in some namespace).
-    for literal in args.ifaces.iter().filter(|p| !p.contains(['*', '?', '['])) {
+    for literal in args.ifaces.iter().filter(|p| !is_pattern(p)) {
         if !run.sources.iter().any(|s| &s.iface == literal) {
             let err = AttachError::UnknownInterface(literal.clone());
             return Err(match args.netns.is_empty() {
@@ -816,14 +816,12 @@ impl Capture {
         // Behind a generic-mode XDP program TC sees no MAC header: give the frame one, so that
         // every packet in the file is Ethernet.
         let (data, orig_len) = if captured.l3_off == 0 {
-            let ethertype: u16 = if captured.data[0] >> 4 == 6 {
-                0x86dd
-            } else {
-                0x0800
+            // The same synthesis replay uses for raw-IP captures.
+            let Ok(Some(framed)) =
+                crate::capture::to_ethernet(crate::capture::LINKTYPE_RAW, &captured.data)
+            else {
+                return;
             };
-            let mut framed = vec![0u8; 12];
-            framed.extend_from_slice(&ethertype.to_be_bytes());
-            framed.extend_from_slice(&captured.data);
             (std::borrow::Cow::Owned(framed), captured.frame_len + 14)
         } else {
             (
