@@ -140,7 +140,7 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
         return Err(ParseError::Malformed);
     }
     // The first 8 bytes hold the ports, the TCP sequence number, and the UDP length and checksum.
-    let head: [u8; 8] = pkt.load(seg.off).ok_or(ParseError::Truncated)?;
+    let head = pkt.load::<8>(seg.off).ok_or(ParseError::Truncated)?;
     let mut len = seg.len;
     if layer == Layer::Udp {
         // The UDP length may be shorter than the IP payload (trailing bytes are not summed), never
@@ -151,8 +151,10 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
         }
         len = udp_len;
     }
-    let field: [u8; 2] = pkt.load(seg.off + field_off).ok_or(ParseError::Truncated)?;
-    let got = u16::from_ne_bytes(field);
+    let field = pkt
+        .load::<2>(seg.off + field_off)
+        .ok_or(ParseError::Truncated)?;
+    let got = u16::from_ne_bytes(field.0);
     let mut v = Verdict::unverifiable(layer, len);
     v.got = got;
     if layer == Layer::Tcp || layer == Layer::Udp {

@@ -46,7 +46,7 @@ pub trait Packet {
     /// in the linear part (no helper call: this is the hot path of every header), through the
     /// load-bytes helper otherwise (XDP fragments, non-linear skbs).
     #[inline(always)]
-    fn load<const N: usize>(&self, off: u32) -> Option<[u8; N]> {
+    fn load<const N: usize>(&self, off: u32) -> Option<Bytes<N>> {
         let (start, end) = self.linear();
         // The bound lets the verifier add the offset to a packet pointer (it rejects pointer
         // arithmetic with an unbounded register).
@@ -54,12 +54,26 @@ pub trait Packet {
             let at = start + (off & 0x3fff) as usize;
             if at + N <= end {
                 // SAFETY: [at, at + N) is inside the packet, as just checked.
-                return Some(unsafe { (at as *const [u8; N]).read_unaligned() });
+                return Some(Bytes(unsafe { (at as *const [u8; N]).read_unaligned() }));
             }
         }
-        let mut buf = [0u8; N];
-        self.load_raw(off, buf.as_mut_ptr(), N as u32)
+        let mut buf = Bytes([0u8; N]);
+        self.load_raw(off, buf.0.as_mut_ptr(), N as u32)
             .then_some(buf)
+    }
+}
+
+/// Bytes copied out of the packet, 8-aligned. LLVM may use misaligned loads (see build.rs), but
+/// the verifier requires stack accesses to be aligned: an unaligned array (inside an `Option`, the
+/// byte after the tag) would be read back with a misaligned wide load and rejected.
+#[repr(C, align(8))]
+pub struct Bytes<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> core::ops::Deref for Bytes<N> {
+    type Target = [u8];
+    #[inline(always)]
+    fn deref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -157,7 +171,7 @@ impl Packet for TcPacket {
         }
         // Two bytes, not one: LLVM turns a one-byte bound check into `data < data_end`, which the
         // verifier does not accept as a range ("invalid access to packet").
-        let first: [u8; 2] = self.load(0)?;
+        let first = self.load::<2>(0)?;
         if first[0] >> 4 == version {
             Some((protocol, 0))
         } else {

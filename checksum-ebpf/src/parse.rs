@@ -26,14 +26,14 @@ const IPPROTO_DSTOPTS: u8 = 60;
 /// Returns the ethertype after any VLAN tags and the offset of the L3 header.
 #[inline(always)]
 pub fn ethernet<P: Packet>(pkt: &P) -> Option<(u16, u32)> {
-    let eth: [u8; 14] = pkt.load(0)?;
+    let eth = pkt.load::<14>(0)?;
     let mut ethertype = be16(&eth, 12);
     let mut off = 14u32;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_OLD {
             break;
         }
-        let tag: [u8; 4] = pkt.load(off)?;
+        let tag = pkt.load::<4>(off)?;
         ethertype = be16(&tag, 2);
         off += 4;
     }
@@ -82,7 +82,7 @@ pub struct Ipv4Header {
 
 #[inline(always)]
 pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
-    let h: [u8; 20] = pkt.load(off).ok_or(ParseError::Truncated)?;
+    let h = pkt.load::<20>(off).ok_or(ParseError::Truncated)?;
     if h[0] >> 4 != 4 {
         return Err(ParseError::Malformed);
     }
@@ -118,7 +118,7 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
 
 #[inline(always)]
 pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
-    let h: [u8; 40] = pkt.load(off).ok_or(ParseError::Truncated)?;
+    let h = pkt.load::<40>(off).ok_or(ParseError::Truncated)?;
     if h[0] >> 4 != 6 {
         return Err(ParseError::Malformed);
     }
@@ -141,7 +141,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
         {
             break;
         }
-        let ext: [u8; 8] = pkt.load(pos).ok_or(ParseError::Truncated)?;
+        let ext = pkt.load::<8>(pos).ok_or(ParseError::Truncated)?;
         let ext_len = match next {
             IPPROTO_FRAGMENT => {
                 let frag = be16(&ext, 2);
@@ -182,7 +182,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
 
 /// The last address a Routing header leads to, for the types that carry it in the clear.
 #[inline(always)]
-fn routing_final_destination<P: Packet>(pkt: &P, pos: u32, ext: &[u8; 8]) -> Option<[u8; 16]> {
+fn routing_final_destination<P: Packet>(pkt: &P, pos: u32, ext: &[u8]) -> Option<[u8; 16]> {
     match ext[2] {
         // Type 0 (deprecated source route): the last address of the list.
         0 => {
@@ -190,10 +190,10 @@ fn routing_final_destination<P: Packet>(pkt: &P, pos: u32, ext: &[u8; 8]) -> Opt
             if addresses == 0 {
                 return None;
             }
-            pkt.load(pos + 8 + 16 * (addresses - 1))
+            pkt.load::<16>(pos + 8 + 16 * (addresses - 1)).map(|b| b.0)
         }
         // Type 2 (Mobile IPv6 home address) and type 4 (SRH: segment list[0] is the last).
-        2 | 4 => pkt.load(pos + 8),
+        2 | 4 => pkt.load::<16>(pos + 8).map(|b| b.0),
         _ => None,
     }
 }
