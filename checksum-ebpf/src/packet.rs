@@ -7,9 +7,15 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-pub trait Packet {
+pub trait Packet: Sized {
     type Ctx: EbpfContext;
     fn context(&self) -> &Self::Ctx;
+    /// The packet again from its raw context pointer, inside a `bpf_loop` callback (which gets
+    /// only a pointer to the caller's stack).
+    ///
+    /// # Safety
+    /// `ctx` must be this program's context pointer.
+    unsafe fn from_raw_ctx(ctx: *mut core::ffi::c_void) -> Self;
     /// Total length, fragments included.
     fn len(&self) -> u32;
     fn ifindex(&self) -> u32;
@@ -24,10 +30,7 @@ pub trait Packet {
 
     /// The ethertype after any VLAN tags and the offset of the L3 header.
     #[inline(always)]
-    fn link_layer(&self) -> Option<(u16, u32)>
-    where
-        Self: Sized,
-    {
+    fn link_layer(&self) -> Option<(u16, u32)> {
         crate::parse::ethernet(self)
     }
 
@@ -92,6 +95,10 @@ impl Packet for XdpPacket {
         &self.0
     }
     #[inline(always)]
+    unsafe fn from_raw_ctx(ctx: *mut core::ffi::c_void) -> Self {
+        Self(XdpContext::new(ctx.cast()))
+    }
+    #[inline(always)]
     fn len(&self) -> u32 {
         unsafe { bpf_xdp_get_buff_len(self.0.as_ptr().cast()) as u32 }
     }
@@ -129,6 +136,12 @@ impl Packet for TcPacket {
     #[inline(always)]
     fn context(&self) -> &TcContext {
         &self.0
+    }
+    #[inline(always)]
+    unsafe fn from_raw_ctx(ctx: *mut core::ffi::c_void) -> Self {
+        Self(TcContext::new(unsafe {
+            core::ptr::NonNull::new_unchecked(ctx.cast())
+        }))
     }
 
     #[inline(always)]

@@ -1,19 +1,32 @@
-//! One's-complement sum over a byte range of the packet.
+//! One's-complement sum over a byte range of the packet, by the cheapest means the range allows:
 //!
-//! Verifier notes: `bpf_csum_diff` straight on packet pointers with a variable length is rejected
-//! (aya#1562), so bytes are staged in a per-CPU buffer in constant `CHUNK`s. The short tail is
-//! loaded in one call whose length is provably in [1, CHUNK] (a possibly-zero length fails
-//! verification, aya#1207) on top of a zeroed word, which pads an odd length with zero as RFC 1071
-//! requires, with no per-byte loop.
+//! - up to 64 bytes in the linear part (headers, small frames): 32-bit loads straight from packet
+//!   memory;
+//! - longer ranges in the linear part: `bpf_csum_diff` in place, on 512-byte chunks from a
+//!   `bpf_loop` callback, then on the power-of-two pieces of the tail;
+//! - anything else (XDP fragments, non-linear skbs): copied in 512-byte chunks into a per-CPU
+//!   buffer by the load-bytes helpers, and summed there.
+//!
+//! Verifier notes:
+//! - `bpf_csum_diff` on packet memory needs a constant length (a variable one is rejected,
+//!   aya#1562), hence the chunks and the power-of-two tail.
+//! - A plain loop of constant-size calls on packet memory exhausts the verifier's 1M-instruction
+//!   budget: every iteration is a new packet range it cannot prune. The `bpf_loop` callback is
+//!   verified once (and inlined by the kernel into a plain loop).
+//! - In the staged path, the short tail is loaded in one call whose length is provably in
+//!   [1, CHUNK] (a possibly-zero length fails verification, aya#1207), with no per-byte loop.
 
-use aya_ebpf::helpers::generated::bpf_csum_diff;
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::generated::{bpf_csum_diff, bpf_loop},
+};
 
 use crate::{SCRATCH, packet::Packet};
 
 /// `bpf_csum_diff` sums at most 512 bytes per call.
 pub const CHUNK: u32 = 512;
-/// Enough chunks for the largest non-jumbo IP payload (65535 bytes).
-const MAX_CHUNKS: u32 = 128;
 
 #[inline(always)]
 fn csum(buf: *mut u8, len: u32) -> Option<u64> {
@@ -26,11 +39,13 @@ fn csum(buf: *mut u8, len: u32) -> Option<u64> {
 /// the segments of small frames, the packets-per-second hot path.
 const SMALL: usize = 64;
 
-/// The sum of `[off, off + len)` read directly from the linear part, 4 bytes at a time; `None`
-/// when the range is longer than SMALL or not all linear (the caller then stages it).
+/// The sum of `[off, off + len)` read directly from the linear part, a 32-bit word at a time;
+/// `None` when the range is longer than SMALL or not all linear (the caller then stages it).
+/// Adding 32-bit words into a 64-bit accumulator gives the same folded one's-complement sum as
+/// adding 16-bit words, since 2^16 = 1 (mod 0xffff): half the loads and adds.
 #[inline(always)]
 fn sum_linear_small<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
-    if len as usize > SMALL || off >= 0x4000 {
+    if len as usize > SMALL || len < 4 || off >= 0x4000 {
         return None;
     }
     let (start, end) = pkt.linear();
@@ -48,25 +63,165 @@ fn sum_linear_small<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
             return None;
         }
         // SAFETY: [p, p + 4) is inside the packet, as just checked.
-        let w = unsafe { (p as *const [u8; 4]).read_unaligned() };
-        sum += u16::from_ne_bytes([w[0], w[1]]) as u64 + u16::from_ne_bytes([w[2], w[3]]) as u64;
+        sum += unsafe { (p as *const u32).read_unaligned() } as u64;
     }
     let rest = len % 4;
     if rest != 0 {
-        // Read a whole word when the packet has room (padding or the rest of the frame), and
-        // keep only `rest` bytes, zero-padded as RFC 1071 wants for an odd length.
-        let p = base + (len - rest);
-        if p + 4 > end {
-            return None;
+        sum += last_bytes(start, end, off + len as u32, rest as u32)?;
+    }
+    Some(sum)
+}
+
+/// The last `rest` (1 to 3) bytes before offset `range_end` as a zero-padded word, as RFC 1071
+/// wants for a length that is not a multiple of 4. Reads the whole word that ends there, so it
+/// needs no room after the range; the range must be at least 4 bytes long.
+#[inline(always)]
+fn last_bytes(start: usize, end: usize, range_end: u32, rest: u32) -> Option<u64> {
+    // Masked after the subtraction: a pointer with a negative constant offset is rejected.
+    let p = start + ((range_end - 4) & LINEAR_MASK) as usize;
+    if p + 4 > end {
+        return None;
+    }
+    // SAFETY: [p, p + 4) is inside the packet, as just checked.
+    let w = unsafe { (p as *const u32).read_unaligned() };
+    // Memory order on this little-endian target: the wanted bytes are the word's high ones.
+    Some((w >> (8 * (4 - rest))) as u64)
+}
+
+/// Offsets into the linear part are masked to this for the verifier, which rejects packet-pointer
+/// arithmetic with unbounded registers (and offsets past 64 KiB).
+const LINEAR_MASK: u32 = 0x7fff;
+
+/// `bpf_csum_diff` over the `N` bytes at `pos` of the linear part, in place.
+#[inline(always)]
+fn csum_in_place<P: Packet, const N: u32>(pkt: &P, pos: u32) -> Option<u64> {
+    if pos > LINEAR_MASK {
+        return None;
+    }
+    let (start, end) = pkt.linear();
+    let p = start + (pos & LINEAR_MASK) as usize;
+    if p + N as usize > end {
+        return None;
+    }
+    csum(p as *mut u8, N)
+}
+
+/// What a `bpf_loop` callback works on; it lives on the caller's stack.
+#[repr(C)]
+struct ChunkLoop {
+    /// The program's context: the callback gets nothing else to find the packet with.
+    ctx: *mut c_void,
+    off: u64,
+    sum: u64,
+    failed: u64,
+}
+
+impl ChunkLoop {
+    /// Adds one chunk's sum; the callback's return value: 0 goes on, 1 stops the loop.
+    #[inline(always)]
+    fn add(&mut self, sum: Option<u64>) -> i64 {
+        match sum {
+            Some(sum) => {
+                self.sum += sum;
+                0
+            }
+            None => {
+                self.failed = 1;
+                1
+            }
         }
-        // SAFETY: [p, p + 4) is inside the packet, as just checked.
-        let w = unsafe { (p as *const [u8; 4]).read_unaligned() };
-        let b = [
-            w[0],
-            if rest > 1 { w[1] } else { 0 },
-            if rest > 2 { w[2] } else { 0 },
-        ];
-        sum += u16::from_ne_bytes([b[0], b[1]]) as u64 + u16::from_ne_bytes([b[2], 0]) as u64;
+    }
+
+    /// Offset of chunk `index`, saturated (a saturated offset fails the bounds checks).
+    #[inline(always)]
+    fn chunk_off(&self, index: u64) -> u32 {
+        (self.off + index * CHUNK as u64).min(u32::MAX as u64) as u32
+    }
+}
+
+/// Sums chunk `index` in place: it is all in the linear part.
+extern "C" fn sum_chunk_in_place<P: Packet>(index: u64, state: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop hands back the pointer `run_chunks` gave it.
+    let state = unsafe { &mut *state.cast::<ChunkLoop>() };
+    // SAFETY: `ctx` is the program's context, saved by `run_chunks`.
+    let pkt = unsafe { P::from_raw_ctx(state.ctx) };
+    state.add(csum_in_place::<P, CHUNK>(&pkt, state.chunk_off(index)))
+}
+
+/// Sums chunk `index` after copying it into the per-CPU buffer: it is (partly) outside the linear
+/// part, in XDP fragments or the paged data of an skb.
+extern "C" fn sum_chunk_staged<P: Packet>(index: u64, state: *mut c_void) -> i64 {
+    // SAFETY: as in `sum_chunk_in_place`.
+    let state = unsafe { &mut *state.cast::<ChunkLoop>() };
+    let pkt = unsafe { P::from_raw_ctx(state.ctx) };
+    let pos = state.chunk_off(index);
+    let sum = SCRATCH.get_ptr_mut(0).and_then(|buf| {
+        let buf = buf as *mut u8;
+        if pkt.load_raw(pos, buf, CHUNK) {
+            csum(buf, CHUNK)
+        } else {
+            None
+        }
+    });
+    state.add(sum)
+}
+
+/// Runs `callback` on the `count` chunks from `off` and returns their sum.
+#[inline(always)]
+fn run_chunks<P: Packet>(
+    pkt: &P,
+    callback: extern "C" fn(u64, *mut c_void) -> i64,
+    off: u32,
+    count: u32,
+) -> Option<u64> {
+    if count == 0 {
+        return Some(0);
+    }
+    let mut state = ChunkLoop {
+        ctx: pkt.context().as_ptr(),
+        off: off as u64,
+        sum: 0,
+        failed: 0,
+    };
+    let state_ptr = (&mut state as *mut ChunkLoop).cast();
+    // SAFETY: the callback and its state match; flags must be 0.
+    let done = unsafe { bpf_loop(count, callback as *mut c_void, state_ptr, 0) };
+    (done == count as i64 && state.failed == 0).then_some(state.sum)
+}
+
+/// The sum of `[off, off + len)` when all of it is in the linear part, summed in place.
+#[inline(always)]
+fn sum_linear<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
+    let (start, end) = pkt.linear();
+    if len < 4 || off as usize + len as usize > end - start {
+        return None;
+    }
+    let full = len / CHUNK;
+    let mut sum = run_chunks(pkt, sum_chunk_in_place::<P>, off, full)?;
+    // The tail in constant-size pieces, largest first (bpf_csum_diff wants multiples of 4), then
+    // 0-3 bytes. Each piece's offset comes from the tail's higher bits alone, not from a running
+    // position: the verifier then sees the same state after each piece whether it was summed or
+    // not, and prunes instead of exploring every combination.
+    let tail = len % CHUNK;
+    let tail_off = off + full * CHUNK;
+    macro_rules! piece {
+        ($n:literal) => {
+            if tail & $n != 0 {
+                let before = tail & !(2 * $n - 1) & (CHUNK - 1);
+                sum += csum_in_place::<P, $n>(pkt, tail_off + before)?;
+            }
+        };
+    }
+    piece!(256);
+    piece!(128);
+    piece!(64);
+    piece!(32);
+    piece!(16);
+    piece!(8);
+    piece!(4);
+    let rest = tail % 4;
+    if rest != 0 {
+        sum += last_bytes(start, end, off + len, rest)?;
     }
     Some(sum)
 }
@@ -77,22 +232,32 @@ pub fn sum_range<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u6
     if let Some(sum) = sum_linear_small(pkt, off, len) {
         return Some(seed + sum);
     }
-    let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
-    let full = len / CHUNK;
-    let mut sum = seed;
-    let mut pos = off;
-    for i in 0..MAX_CHUNKS {
-        if i >= full {
-            break;
-        }
-        if !pkt.load_raw(pos, buf, CHUNK) {
-            return None;
-        }
-        sum += csum(buf, CHUNK)?;
-        pos += CHUNK;
+    if let Some(sum) = sum_linear(pkt, off, len) {
+        return Some(seed + sum);
     }
+    // A range that runs past the linear part: the whole chunks still in the linear part in place,
+    // the rest staged. Splitting at a chunk boundary keeps the staged part at an even distance
+    // from the range start, so its 16-bit words line up.
+    let (start, end) = pkt.linear();
+    let linear_len = (end - start) as u32;
+    let in_place = if off < linear_len {
+        ((linear_len - off) / CHUNK).min(len / CHUNK)
+    } else {
+        0
+    };
+    let sum = seed + run_chunks(pkt, sum_chunk_in_place::<P>, off, in_place)?;
+    sum_staged(pkt, off + in_place * CHUNK, len - in_place * CHUNK, sum)
+}
+
+/// Adds `[off, off + len)` to `seed`, copied into the per-CPU buffer a chunk at a time.
+#[inline(always)]
+fn sum_staged<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
+    let full = len / CHUNK;
+    let mut sum = seed + run_chunks(pkt, sum_chunk_staged::<P>, off, full)?;
     let tail = len % CHUNK;
     if tail != 0 {
+        let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
+        let pos = off + full * CHUNK;
         // Zero the word the tail ends in, then let the load overwrite its leading bytes.
         let whole = tail & (CHUNK - 4);
         let last_word = unsafe { buf.add(whole as usize) };
@@ -104,8 +269,7 @@ pub fn sum_range<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u6
         // Sum the whole words with the helper and the zero-padded last word by hand: a length
         // rounded up to 4 loses its bounds in the verifier's eyes ("invalid access to map value").
         sum += csum(buf, whole)?;
-        let w = unsafe { last_word.cast::<[u8; 4]>().read() };
-        sum += u16::from_ne_bytes([w[0], w[1]]) as u64 + u16::from_ne_bytes([w[2], w[3]]) as u64;
+        sum += unsafe { last_word.cast::<u32>().read() } as u64;
     }
     Some(sum)
 }
