@@ -14,6 +14,9 @@ pub struct Counters {
     pub malformed: u64,
     /// Events that could not be written because the ring buffer was full.
     pub events_lost: u64,
+    /// Events not sent because their flow and kind had used up `--events-per-flow` (still
+    /// counted in `mismatches`).
+    pub events_sampled_out: u64,
     /// GSO/GRO super-packets (TC only): checked per segment elsewhere, never reported.
     pub gso_aggregate: u64,
     /// Checks by `[layer][status]`.
@@ -29,6 +32,7 @@ impl Counters {
         self.not_ip += other.not_ip;
         self.malformed += other.malformed;
         self.events_lost += other.events_lost;
+        self.events_sampled_out += other.events_sampled_out;
         self.gso_aggregate += other.gso_aggregate;
         for (mine, theirs) in self.checks.iter_mut().zip(other.checks.iter()) {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
@@ -49,6 +53,9 @@ impl Counters {
         d.not_ip = d.not_ip.saturating_sub(earlier.not_ip);
         d.malformed = d.malformed.saturating_sub(earlier.malformed);
         d.events_lost = d.events_lost.saturating_sub(earlier.events_lost);
+        d.events_sampled_out = d
+            .events_sampled_out
+            .saturating_sub(earlier.events_sampled_out);
         d.gso_aggregate = d.gso_aggregate.saturating_sub(earlier.gso_aggregate);
         for (mine, theirs) in d.checks.iter_mut().zip(earlier.checks.iter()) {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {

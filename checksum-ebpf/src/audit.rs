@@ -9,7 +9,8 @@ use checksum_common::{
 };
 
 use crate::{
-    CAPTURE_SNAPLEN, COUNTERS, EVENTS, REPORT_ALL, REPORT_OFFLOAD, capture,
+    CAPTURE_SNAPLEN, COUNTERS, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, REPORT_OFFLOAD,
+    capture,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     sum::sum_range,
@@ -213,6 +214,10 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Co
     } else if !report_all {
         return;
     }
+    if v.status == Status::Bad && !within_budget(pkt, hook, seg, v) {
+        c.events_sampled_out += 1;
+        return;
+    }
     let snaplen = CAPTURE_SNAPLEN.load();
     if snaplen != 0 && v.status == Status::Bad {
         // With capture off the verifier sees `snaplen` as the constant 0 (a frozen .rodata map)
@@ -226,6 +231,59 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Co
     };
     entry.write(event(pkt, hook, seg, v));
     entry.submit(0);
+}
+
+/// A flow and kind, for the per-flow event budget. No padding: the whole key is hashed.
+#[repr(C, align(8))]
+pub struct BudgetKey {
+    ifindex: u32,
+    hook: u8,
+    layer: u8,
+    kind: u8,
+    protocol: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    src_port: u16,
+    dst_port: u16,
+    _pad: u32,
+}
+
+/// Whether this mismatch may still have an event under `EVENTS_PER_FLOW`; counts it if so.
+#[inline(always)]
+fn within_budget<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> bool {
+    let limit = EVENTS_PER_FLOW.load();
+    if limit == 0 {
+        // The verifier sees the frozen 0 and drops the rest of this function.
+        return true;
+    }
+    let key = BudgetKey {
+        ifindex: pkt.ifindex(),
+        hook: hook as u8,
+        layer: v.layer as u8,
+        kind: v.kind as u8,
+        protocol: seg.protocol,
+        src: seg.src,
+        dst: seg.dst,
+        src_port: v.src_port,
+        dst_port: v.dst_port,
+        _pad: 0,
+    };
+    match EVENT_BUDGET.get_ptr_mut(&key) {
+        Some(sent) => {
+            // SAFETY: a map value; racing CPUs may both pass the limit by one, which is harmless.
+            let sent = unsafe { &mut *sent };
+            if *sent >= limit {
+                return false;
+            }
+            *sent += 1;
+            true
+        }
+        // A full map evicts its least recently used flow; failing to insert still sends.
+        None => {
+            let _ = EVENT_BUDGET.insert(&key, &1, 0);
+            true
+        }
+    }
 }
 
 #[inline(always)]

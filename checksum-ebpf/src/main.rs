@@ -14,7 +14,7 @@ use aya_ebpf::{
     Global,
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use checksum_common::{Counters, Hook, event::CaptureRecord};
@@ -25,6 +25,11 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+/// Events sent per flow and kind, for `EVENTS_PER_FLOW`. User space shrinks it to one entry when
+/// the budget is off.
+#[map]
+static EVENT_BUDGET: LruHashMap<audit::BudgetKey, u32> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per-CPU staging area for `sum::sum_range`: the BPF stack (512 bytes in all) is too small, and
 /// `bpf_csum_diff` may not read packet memory of a variable length (aya#1562).
@@ -52,6 +57,12 @@ static REPORT_OFFLOAD: Global<u8> = Global::new(0);
 /// plain `ChecksumEvent`s. User space clamps it to `MAX_SNAP`, the kernel clamps it again.
 #[unsafe(no_mangle)]
 static CAPTURE_SNAPLEN: Global<u32> = Global::new(0);
+
+/// Events per flow and kind (`--events-per-flow`); 0 sends an event for every mismatch. The rest
+/// are counted in `events_sampled_out`, so a flood of one broken flow cannot crowd the others out
+/// of the ring buffer.
+#[unsafe(no_mangle)]
+static EVENTS_PER_FLOW: Global<u32> = Global::new(0);
 
 #[xdp(frags)]
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {

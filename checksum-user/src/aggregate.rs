@@ -1,5 +1,7 @@
-//! Aggregates mismatches by interface, hook, layer, flow and kind, with a bound on memory:
-//! past `max_keys` distinct keys, new keys are counted as untracked instead of stored.
+//! Aggregates mismatches by interface, hook, layer, flow and kind, with a bound on memory: when a
+//! new key would exceed `max_keys`, the least recently seen rows make room (a tenth of the table
+//! at a time, so eviction costs O(log n) per new key amortized). Evicted rows are counted, with
+//! their mismatches, so totals still add up.
 
 use std::collections::HashMap;
 
@@ -40,12 +42,28 @@ pub struct Entry {
     pub want: u16,
 }
 
+/// A row and when it was last updated, in `Aggregator::seq` ticks (kernel timestamps are not
+/// ordered across CPUs, and a replay's may be anything).
+#[derive(Debug)]
+struct Slot {
+    entry: Entry,
+    seen: u64,
+}
+
+/// What eviction has removed from the table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    pub rows: u64,
+    /// The mismatches those rows had counted (still in the kernel counters).
+    pub mismatches: u64,
+}
+
 #[derive(Debug)]
 pub struct Aggregator {
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Key, Slot>,
     max_keys: usize,
-    /// Mismatches whose key did not fit under `max_keys` (still in the kernel counters).
-    pub untracked: u64,
+    seq: u64,
+    pub evicted: Evicted,
 }
 
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -60,8 +78,9 @@ impl Aggregator {
     pub fn with_max_keys(max_keys: usize) -> Self {
         Self {
             entries: HashMap::new(),
-            max_keys,
-            untracked: 0,
+            max_keys: max_keys.max(1),
+            seq: 0,
+            evicted: Evicted::default(),
         }
     }
 
@@ -72,41 +91,59 @@ impl Aggregator {
             return false;
         }
         let key = Key::of(source, v);
-        if let Some(e) = self.entries.get_mut(&key) {
+        self.seq += 1;
+        if let Some(slot) = self.entries.get_mut(&key) {
+            let e = &mut slot.entry;
             e.count += 1;
             e.first_ns = e.first_ns.min(v.timestamp_ns);
             e.last_ns = e.last_ns.max(v.timestamp_ns);
             e.got = v.got;
             e.want = v.want;
+            slot.seen = self.seq;
             return false;
         }
         if self.entries.len() >= self.max_keys {
-            self.untracked += 1;
-            return false;
+            self.evict_oldest();
         }
-        self.entries.insert(
-            key,
-            Entry {
-                count: 1,
-                first_ns: v.timestamp_ns,
-                last_ns: v.timestamp_ns,
-                got: v.got,
-                want: v.want,
-            },
-        );
+        let entry = Entry {
+            count: 1,
+            first_ns: v.timestamp_ns,
+            last_ns: v.timestamp_ns,
+            got: v.got,
+            want: v.want,
+        };
+        let seen = self.seq;
+        self.entries.insert(key, Slot { entry, seen });
         true
+    }
+
+    /// Removes the least recently seen tenth of the table (at least one row).
+    fn evict_oldest(&mut self) {
+        let n = (self.max_keys / 10).max(1);
+        let mut seen: Vec<u64> = self.entries.values().map(|s| s.seen).collect();
+        let (_, &mut cutoff, _) = seen.select_nth_unstable(n - 1);
+        // `seen` values are unique, so exactly n rows are at or below the cutoff.
+        let evicted = &mut self.evicted;
+        self.entries.retain(|_, slot| {
+            let keep = slot.seen > cutoff;
+            if !keep {
+                evicted.rows += 1;
+                evicted.mismatches += slot.entry.count;
+            }
+            keep
+        });
     }
 
     /// Rows, most frequent first (ties by key for a stable order).
     pub fn rows(&self) -> Vec<(Key, Entry)> {
-        let mut rows: Vec<_> = self.entries.iter().map(|(k, e)| (*k, *e)).collect();
+        let mut rows: Vec<_> = self.entries.iter().map(|(k, s)| (*k, s.entry)).collect();
         rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
         rows
     }
 
     /// How many mismatches `key` has had so far.
     pub fn count(&self, key: &Key) -> u64 {
-        self.entries.get(key).map_or(0, |e| e.count)
+        self.entries.get(key).map_or(0, |s| s.entry.count)
     }
 
     pub fn len(&self) -> usize {
@@ -172,14 +209,46 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_and_overflow_counted() {
+    fn memory_is_bounded_and_evictions_counted() {
         let mut a = Aggregator::with_max_keys(2);
         for port in 0..5 {
             a.add(3, &verdict(port, Kind::Corrupt, 1));
         }
-        a.add(3, &verdict(0, Kind::Corrupt, 2)); // existing rows still count
         assert_eq!(a.len(), 2);
-        assert_eq!(a.untracked, 3);
-        assert_eq!(a.rows()[0].1.count, 2);
+        assert_eq!(
+            a.evicted,
+            Evicted {
+                rows: 3,
+                mismatches: 3
+            }
+        );
+        let total: u64 = a.rows().iter().map(|r| r.1.count).sum();
+        assert_eq!(
+            total + a.evicted.mismatches,
+            5,
+            "nothing lost without being counted"
+        );
+    }
+
+    #[test]
+    fn the_least_recently_seen_rows_are_evicted() {
+        let mut a = Aggregator::with_max_keys(20);
+        for port in 0..20 {
+            a.add(3, &verdict(port, Kind::Corrupt, 1));
+        }
+        // Port 0 is the oldest row but keeps being seen; ports 1 and 2 are the stalest.
+        a.add(3, &verdict(0, Kind::Corrupt, 2));
+        a.add(3, &verdict(100, Kind::Corrupt, 3));
+        let ports: Vec<u16> = a.rows().iter().map(|r| r.0.flow.ports.unwrap().0).collect();
+        assert!(ports.contains(&0) && ports.contains(&100), "{ports:?}");
+        assert!(!ports.contains(&1) && !ports.contains(&2), "{ports:?}");
+        assert_eq!(
+            a.evicted,
+            Evicted {
+                rows: 2,
+                mismatches: 2
+            }
+        );
+        assert_eq!(a.count(&Key::of(3, &verdict(0, Kind::Corrupt, 0))), 2);
     }
 }

@@ -93,6 +93,11 @@ pub struct LiveArgs {
     /// counted as lost, never silently dropped.
     #[arg(long, default_value_t = crate::loader::DEFAULT_RING_BYTES)]
     pub ring_buffer_size: u32,
+    /// Send events for only the first N mismatches of each flow and kind, per interface and hook;
+    /// the rest are counted (`events_sampled_out`) but not sent. Keeps one flooding flow from
+    /// filling the ring buffer. 0 sends them all.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub events_per_flow: u32,
     /// Write the mismatching frames to this pcapng file (created 0600), one interface per audited
     /// interface and hook, each packet commented with layer, got/want, kind and diagnosis.
     #[arg(long, value_name = "FILE")]

@@ -361,7 +361,7 @@ impl Printer<'_> {
                     })
                     .collect()
             },
-            untracked: self.agg.untracked,
+            evicted: self.agg.evicted,
         }
     }
 
@@ -403,7 +403,10 @@ impl Printer<'_> {
                     "elapsed_s": elapsed.as_secs_f64(),
                     "interfaces": summaries.iter().map(output::source_json).collect::<Vec<_>>(),
                     "flows": output::flows_json(&self.agg, &names, &sev, &self.clock),
-                    "untracked": self.agg.untracked,
+                    "evicted": {
+                        "flows": self.agg.evicted.rows,
+                        "mismatches": self.agg.evicted.mismatches,
+                    },
                 });
                 writeln!(out, "{summary}")?;
             }
@@ -550,6 +553,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
             ring_bytes: ring_bytes(args),
             kernel_log,
             report_offload: args.show_offload,
+            events_per_flow: args.events_per_flow,
             snaplen: if args.pcap_out.is_some() {
                 args.snaplen
             } else {

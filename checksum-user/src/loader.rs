@@ -23,6 +23,10 @@ pub const AUDIT_TC_INGRESS: &str = "csum_tc_ingress";
 pub const AUDIT_TC_EGRESS: &str = "csum_tc_egress";
 pub const NOOP_TC: &str = "noop_tc";
 pub const EVENTS_MAP: &str = "EVENTS";
+/// The per-flow event budget's LRU table, and its size when `events_per_flow` is on (each entry
+/// costs about 100 bytes of kernel memory per attachment; off, it shrinks to one entry).
+const EVENT_BUDGET_MAP: &str = "EVENT_BUDGET";
+const EVENT_BUDGET_FLOWS: u32 = 16384;
 const COUNTERS_MAP: &str = "COUNTERS";
 
 /// Default ring buffer size: at 80 bytes per event, about 3,300 events of headroom per drain.
@@ -42,6 +46,9 @@ pub struct LoadOptions {
     /// off. Larger values are clamped to `MAX_SNAP` (see [`effective_snaplen`]). Only mismatches
     /// (status `bad`) carry bytes; each record costs [`capture_record_bytes`] of the ring buffer.
     pub snaplen: u32,
+    /// Events per flow and mismatch kind (`--events-per-flow`); 0 sends one for every mismatch.
+    /// The rest are counted in `events_sampled_out`.
+    pub events_per_flow: u32,
 }
 
 impl Default for LoadOptions {
@@ -52,6 +59,7 @@ impl Default for LoadOptions {
             kernel_log: false,
             report_offload: false,
             snaplen: 0,
+            events_per_flow: 0,
         }
     }
 }
@@ -152,8 +160,17 @@ impl Loaded {
             .override_global("REPORT_ALL", &report_all, true)
             .override_global("REPORT_OFFLOAD", &report_offload, true)
             .override_global("CAPTURE_SNAPLEN", &snaplen, true)
+            .override_global("EVENTS_PER_FLOW", &opts.events_per_flow, true)
             .override_global(aya_log::LEVEL, &log_level, true)
-            .map_max_entries(EVENTS_MAP, opts.ring_bytes);
+            .map_max_entries(EVENTS_MAP, opts.ring_bytes)
+            .map_max_entries(
+                EVENT_BUDGET_MAP,
+                if opts.events_per_flow == 0 {
+                    1
+                } else {
+                    EVENT_BUDGET_FLOWS
+                },
+            );
         let ebpf = loader.load(EBPF_OBJECT).map_err(classify_load_error)?;
         Ok(Self { ebpf })
     }

@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use checksum_common::{Counters, Kind, Layer, Status};
+
+use crate::aggregate::Evicted;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -58,8 +60,8 @@ pub struct Snapshot {
     pub events: Vec<EventCount>,
     /// Mismatches by the diagnosis of their flow.
     pub diagnoses: Vec<DiagnosisCount>,
-    /// Mismatches not tracked per flow because the flow table was full.
-    pub untracked: u64,
+    /// Flow rows evicted from the full flow table, and their mismatches.
+    pub evicted: Evicted,
 }
 
 pub type Shared = Arc<Mutex<Snapshot>>;
@@ -130,6 +132,12 @@ pub fn render(s: &Snapshot) -> String {
         "Mismatch events lost because the ring buffer was full.",
         &mut registry,
         &|c| c.events_lost,
+    );
+    per_hook(
+        "events_sampled_out",
+        "Mismatch events not sent: their flow and kind had used up --events-per-flow.",
+        &mut registry,
+        &|c| c.events_sampled_out,
     );
     per_hook(
         "malformed",
@@ -226,12 +234,19 @@ pub fn render(s: &Snapshot) -> String {
         "Flows with mismatches, by diagnosis.",
         flows,
     );
-    let untracked = Counter::<u64>::default();
-    untracked.inc_by(s.untracked);
+    let evicted_flows = Counter::<u64>::default();
+    evicted_flows.inc_by(s.evicted.rows);
     registry.register(
-        "untracked_mismatches",
-        "Mismatches not tracked per flow (flow table full).",
-        untracked,
+        "evicted_flows",
+        "Least recently seen flow rows evicted from the full flow table.",
+        evicted_flows,
+    );
+    let evicted_mismatches = Counter::<u64>::default();
+    evicted_mismatches.inc_by(s.evicted.mismatches);
+    registry.register(
+        "evicted_mismatches",
+        "Mismatches counted in flow rows evicted from the full flow table.",
+        evicted_mismatches,
     );
 
     let attached = Family::<AttachLabels, Gauge>::default();
@@ -390,7 +405,7 @@ mod tests {
                 mismatches: 3,
                 flows: 1,
             }],
-            untracked: 0,
+            evicted: Evicted::default(),
         };
         let text = render(&s);
         assert!(

@@ -143,6 +143,7 @@ pub fn source_json(s: &Source) -> Value {
         "not_ip": s.counters.not_ip,
         "malformed": s.counters.malformed,
         "events_lost": s.counters.events_lost,
+        "events_sampled_out": s.counters.events_sampled_out,
         "checks": checks_json(&s.counters),
         "mismatches": mismatches_json(&s.counters),
     })
@@ -152,7 +153,7 @@ pub fn source_json(s: &Source) -> Value {
 pub fn source_text(s: &Source) -> String {
     let c = &s.counters;
     let mut out = format!(
-        "{} ({}, {}, {}): {} packets, {} GSO/GRO aggregates, {} not IP, {} malformed, {} events lost{}\n",
+        "{} ({}, {}, {}): {} packets, {} GSO/GRO aggregates, {} not IP, {} malformed, {} events lost{}{}\n",
         s.name,
         s.class,
         s.hook,
@@ -166,6 +167,14 @@ pub fn source_text(s: &Source) -> String {
             " (ring buffer full: raise --ring-buffer-size)"
         } else {
             ""
+        },
+        if c.events_sampled_out > 0 {
+            format!(
+                ", {} events sampled out (--events-per-flow)",
+                c.events_sampled_out
+            )
+        } else {
+            String::new()
         },
     );
     for layer in Layer::ALL {
@@ -250,11 +259,11 @@ pub fn flows_text(
     if rows.len() > limit {
         let _ = writeln!(out, "  ... {} more flows", rows.len() - limit);
     }
-    if agg.untracked > 0 {
+    if agg.evicted.rows > 0 {
         let _ = writeln!(
             out,
-            "  {} mismatches not tracked per flow (flow table full)",
-            agg.untracked
+            "  {} stale flows with {} mismatches evicted from the flow table (full)",
+            agg.evicted.rows, agg.evicted.mismatches
         );
     }
     out

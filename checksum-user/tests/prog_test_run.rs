@@ -6,7 +6,7 @@ mod common;
 use std::sync::{LazyLock, Mutex};
 
 use checksum_common::{Counters, Hook, Kind, Layer, Status, event::Direction};
-use checksum_user::{event::Verdict, testrun::FrameAuditor};
+use checksum_user::{event::Verdict, loader::LoadOptions, testrun::FrameAuditor};
 use common::{frames::*, require_root};
 
 /// One loaded program (with REPORT_ALL, so `ok` verdicts are reported too) shared by the tests.
@@ -509,4 +509,60 @@ fn never_drops_or_modifies() {
         junk[12] = 0x81;
         audit(&junk);
     }
+}
+
+#[test]
+fn every_length_and_byte_position_is_summed() {
+    root_only!();
+    // Every payload length up to past two 512-byte chunks, so every combination of the in-place
+    // tail pieces (256 ... 4 bytes and 1-3 trailing bytes) and the small-range path is covered;
+    // a flipped byte at the start, middle or end of the payload must always be caught.
+    for len in 0..=1100usize {
+        let f = v4_frame(&[], TCP, segment(TCP, len), &[]);
+        assert_l4(&f, Status::Ok);
+        let payload_off = f.l4_off + 20;
+        let positions = [0, len / 2, len.saturating_sub(1)];
+        for pos in positions.into_iter().filter(|_| len > 0) {
+            let mut bad = f.clone();
+            bad.bytes[payload_off + pos] ^= 0x5a;
+            let v = assert_l4(&bad, Status::Bad);
+            assert_eq!(v.got, f.checksum, "len {len} pos {pos}");
+        }
+    }
+}
+
+#[test]
+fn events_per_flow_sends_the_first_and_counts_the_rest() {
+    root_only!();
+    let mut a = FrameAuditor::with_options(&LoadOptions {
+        events_per_flow: 3,
+        ..LoadOptions::default()
+    })
+    .expect("load with an event budget");
+    let mut flow_a = v4_frame(&[], TCP, tcp_segment(1000, 80, 1, &payload(40)), &[]);
+    flow_a.corrupt_payload();
+    let mut flow_b = v4_frame(&[], TCP, tcp_segment(2000, 80, 1, &payload(40)), &[]);
+    flow_b.corrupt_payload();
+    let before = a.counters();
+    let mut events = 0;
+    for _ in 0..10 {
+        events += a.audit(&flow_a.bytes).expect("test run").len();
+    }
+    assert_eq!(
+        events, 3,
+        "only the first 3 mismatches of a flow and kind send an event"
+    );
+    // Another flow has its own budget.
+    let events_b: usize = (0..5)
+        .map(|_| a.audit(&flow_b.bytes).expect("test run").len())
+        .sum();
+    assert_eq!(events_b, 3);
+    let d = a.counters().since(&before);
+    assert_eq!(d.events_sampled_out, 7 + 2, "the rest are counted");
+    assert_eq!(
+        d.layer_mismatch(Layer::Tcp, Kind::Corrupt),
+        15,
+        "every mismatch is counted"
+    );
+    assert_eq!(d.events_lost, 0);
 }

@@ -77,7 +77,7 @@ fn run_once(flows: u32) -> Result<(f64, u64, u64, u64)> {
     Ok((
         EVENTS as f64 / secs,
         agg.len() as u64,
-        agg.untracked,
+        agg.evicted.rows,
         diagnoser.untracked().mismatches,
     ))
 }
@@ -98,12 +98,12 @@ pub fn run() -> Result<()> {
     }
     println!(
         "{:>10} {:>14} {:>10} {:>12} {:>12} {:>10}",
-        "flows", "events/s", "rows", "untracked", "diag-untr.", "RSS MiB"
+        "flows", "events/s", "rows", "evicted", "diag-untr.", "RSS MiB"
     );
     for flows in [1, 1000, EVENTS] {
-        let (rate, rows, untracked, diag_untracked) = run_once(flows)?;
+        let (rate, rows, evicted, diag_untracked) = run_once(flows)?;
         println!(
-            "{flows:>10} {rate:>14.0} {rows:>10} {untracked:>12} {diag_untracked:>12} {:>10.1}",
+            "{flows:>10} {rate:>14.0} {rows:>10} {evicted:>12} {diag_untracked:>12} {:>10.1}",
             rss_kib() as f64 / 1024.0
         );
     }
