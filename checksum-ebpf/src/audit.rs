@@ -13,7 +13,7 @@ use crate::{
     capture,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
-    sum::sum_range,
+    sum::{sum_header, sum_range},
 };
 
 /// One checksum's verdict and what a report about it needs.
@@ -105,7 +105,7 @@ fn check_ipv4_header<P: Packet>(pkt: &P, off: u32, ip: &parse::Ipv4Header) -> Ve
     let mut v = Verdict::unverifiable(Layer::Ipv4, ip.header_len);
     // sum_range, not a load sized by the header length: LLVM folds the length's masks in a way the
     // verifier cannot bound ("invalid write to stack R3 size=252").
-    let Some(sum) = sum_range(pkt, off, ip.header_len, 0) else {
+    let Some(sum) = sum_header(pkt, off, ip.header_len, 0) else {
         return v;
     };
     let got = ip.checksum;

@@ -2,10 +2,10 @@
 //!
 //! - up to 64 bytes in the linear part (headers, small frames): 32-bit loads straight from packet
 //!   memory;
-//! - longer ranges in the linear part: `bpf_csum_diff` in place, on 512-byte chunks from a
-//!   `bpf_loop` callback, then on the power-of-two pieces of the tail;
-//! - anything else (XDP fragments, non-linear skbs): copied in 512-byte chunks into a per-CPU
-//!   buffer by the load-bytes helpers, and summed there.
+//! - longer ranges: 512-byte chunks from a `bpf_loop` callback, then the power-of-two pieces of
+//!   the tail, each summed by `bpf_csum_diff` in place when it is in the linear part, or else
+//!   (XDP fragments, non-linear skbs) copied into a per-CPU buffer by the load-bytes helpers and
+//!   summed there.
 //!
 //! Verifier notes:
 //! - `bpf_csum_diff` on packet memory needs a constant length (a variable one is rejected,
@@ -139,22 +139,17 @@ impl ChunkLoop {
     }
 }
 
-/// Sums chunk `index` in place: it is all in the linear part.
-extern "C" fn sum_chunk_in_place<P: Packet>(index: u64, state: *mut c_void) -> i64 {
+/// Sums chunk `index`: in place when it is in the linear part, else after copying it into the
+/// per-CPU buffer (XDP fragments, the paged data of an skb). Returns 1 (stop) on failure.
+extern "C" fn sum_chunk<P: Packet>(index: u64, state: *mut c_void) -> i64 {
     // SAFETY: bpf_loop hands back the pointer `run_chunks` gave it.
     let state = unsafe { &mut *state.cast::<ChunkLoop>() };
     // SAFETY: `ctx` is the program's context, saved by `run_chunks`.
     let pkt = unsafe { P::from_raw_ctx(state.ctx) };
-    state.add(csum_in_place::<P, CHUNK>(&pkt, state.chunk_off(index)))
-}
-
-/// Sums chunk `index` after copying it into the per-CPU buffer: it is (partly) outside the linear
-/// part, in XDP fragments or the paged data of an skb.
-extern "C" fn sum_chunk_staged<P: Packet>(index: u64, state: *mut c_void) -> i64 {
-    // SAFETY: as in `sum_chunk_in_place`.
-    let state = unsafe { &mut *state.cast::<ChunkLoop>() };
-    let pkt = unsafe { P::from_raw_ctx(state.ctx) };
     let pos = state.chunk_off(index);
+    if let Some(sum) = csum_in_place::<P, CHUNK>(&pkt, pos) {
+        return state.add(Some(sum));
+    }
     let sum = SCRATCH.get_ptr_mut(0).and_then(|buf| {
         let buf = buf as *mut u8;
         if pkt.load_raw(pos, buf, CHUNK) {
@@ -166,14 +161,10 @@ extern "C" fn sum_chunk_staged<P: Packet>(index: u64, state: *mut c_void) -> i64
     state.add(sum)
 }
 
-/// Runs `callback` on the `count` chunks from `off` and returns their sum.
+/// The sum of the `count` chunks from `off`. One `bpf_loop` call site per program: the verifier
+/// walks a callback once per call site, until its states converge, which costs load time.
 #[inline(always)]
-fn run_chunks<P: Packet>(
-    pkt: &P,
-    callback: extern "C" fn(u64, *mut c_void) -> i64,
-    off: u32,
-    count: u32,
-) -> Option<u64> {
+fn run_chunks<P: Packet>(pkt: &P, off: u32, count: u32) -> Option<u64> {
     if count == 0 {
         return Some(0);
     }
@@ -183,32 +174,39 @@ fn run_chunks<P: Packet>(
         sum: 0,
         failed: 0,
     };
+    let callback = sum_chunk::<P> as *mut c_void;
     let state_ptr = (&mut state as *mut ChunkLoop).cast();
     // SAFETY: the callback and its state match; flags must be 0.
-    let done = unsafe { bpf_loop(count, callback as *mut c_void, state_ptr, 0) };
+    let done = unsafe { bpf_loop(count, callback, state_ptr, 0) };
     (done == count as i64 && state.failed == 0).then_some(state.sum)
 }
 
-/// The sum of `[off, off + len)` when all of it is in the linear part, summed in place.
+/// The sum of `[pos, pos + tail)`, shorter than a chunk: in place when it is all in the linear
+/// part, staged otherwise.
 #[inline(always)]
-fn sum_linear<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
-    let (start, end) = pkt.linear();
-    if len < 4 || off as usize + len as usize > end - start {
-        return None;
+fn sum_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
+    if tail == 0 {
+        return Some(0);
     }
-    let full = len / CHUNK;
-    let mut sum = run_chunks(pkt, sum_chunk_in_place::<P>, off, full)?;
-    // The tail in constant-size pieces, largest first (bpf_csum_diff wants multiples of 4), then
-    // 0-3 bytes. Each piece's offset comes from the tail's higher bits alone, not from a running
-    // position: the verifier then sees the same state after each piece whether it was summed or
-    // not, and prunes instead of exploring every combination.
-    let tail = len % CHUNK;
-    let tail_off = off + full * CHUNK;
+    sum_tail_in_place(pkt, pos, tail).or_else(|| sum_staged_tail(pkt, pos, tail))
+}
+
+/// `sum_tail` in place; `None` as soon as a piece is not in the linear part. Each piece checks
+/// its own bounds: given one check of the whole tail up front, LLVM drops the per-piece checks
+/// as redundant, but the verifier cannot see why and rejects the accesses.
+#[inline(always)]
+fn sum_tail_in_place<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
+    let (start, end) = pkt.linear();
+    // Constant-size pieces, largest first (bpf_csum_diff wants multiples of 4), then 0-3 bytes.
+    // Each piece's offset comes from the tail's higher bits alone, not from a running position:
+    // the verifier then sees the same state after each piece whether it was summed or not, and
+    // prunes instead of exploring every combination.
+    let mut sum = 0;
     macro_rules! piece {
         ($n:literal) => {
             if tail & $n != 0 {
                 let before = tail & !(2 * $n - 1) & (CHUNK - 1);
-                sum += csum_in_place::<P, $n>(pkt, tail_off + before)?;
+                sum += csum_in_place::<P, $n>(pkt, pos + before)?;
             }
         };
     }
@@ -221,9 +219,40 @@ fn sum_linear<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
     piece!(4);
     let rest = tail % 4;
     if rest != 0 {
-        sum += last_bytes(start, end, off + len, rest)?;
+        // The word ending at the range's end; the bytes before it are the range's too (or, for a
+        // range under 4 bytes, headers before it), and shifted out.
+        sum += last_bytes(start, end, pos + tail, rest)?;
     }
     Some(sum)
+}
+
+/// `[pos, pos + tail)`, shorter than a chunk, copied into the per-CPU buffer and summed there.
+#[inline(always)]
+fn sum_staged_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
+    let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
+    // Zero the word the tail ends in, then let the load overwrite its leading bytes.
+    let whole = tail & (CHUNK - 4);
+    let last_word = unsafe { buf.add(whole as usize) };
+    unsafe { last_word.cast::<u32>().write(0) };
+    let n = ((tail - 1) & (CHUNK - 1)) + 1;
+    if !pkt.load_raw(pos, buf, n) {
+        return None;
+    }
+    // Sum the whole words with the helper and the zero-padded last word by hand: a length rounded
+    // up to 4 loses its bounds in the verifier's eyes ("invalid access to map value").
+    let mut sum = csum(buf, whole)?;
+    sum += unsafe { last_word.cast::<u32>().read() } as u64;
+    Some(sum)
+}
+
+/// Adds the bytes of a header, `[off, off + len)` with `len` under a chunk, to `seed`; `None`
+/// when they are not all in the packet. No loop: one less `bpf_loop` site to verify.
+#[inline(always)]
+pub fn sum_header<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
+    if let Some(sum) = sum_linear_small(pkt, off, len) {
+        return Some(seed + sum);
+    }
+    Some(seed + sum_tail(pkt, off, len & (CHUNK - 1))?)
 }
 
 /// Adds the bytes `[off, off + len)` to `seed`. `None` when they are not all in the packet.
@@ -232,44 +261,7 @@ pub fn sum_range<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u6
     if let Some(sum) = sum_linear_small(pkt, off, len) {
         return Some(seed + sum);
     }
-    if let Some(sum) = sum_linear(pkt, off, len) {
-        return Some(seed + sum);
-    }
-    // A range that runs past the linear part: the whole chunks still in the linear part in place,
-    // the rest staged. Splitting at a chunk boundary keeps the staged part at an even distance
-    // from the range start, so its 16-bit words line up.
-    let (start, end) = pkt.linear();
-    let linear_len = (end - start) as u32;
-    let in_place = if off < linear_len {
-        ((linear_len - off) / CHUNK).min(len / CHUNK)
-    } else {
-        0
-    };
-    let sum = seed + run_chunks(pkt, sum_chunk_in_place::<P>, off, in_place)?;
-    sum_staged(pkt, off + in_place * CHUNK, len - in_place * CHUNK, sum)
-}
-
-/// Adds `[off, off + len)` to `seed`, copied into the per-CPU buffer a chunk at a time.
-#[inline(always)]
-fn sum_staged<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
     let full = len / CHUNK;
-    let mut sum = seed + run_chunks(pkt, sum_chunk_staged::<P>, off, full)?;
-    let tail = len % CHUNK;
-    if tail != 0 {
-        let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
-        let pos = off + full * CHUNK;
-        // Zero the word the tail ends in, then let the load overwrite its leading bytes.
-        let whole = tail & (CHUNK - 4);
-        let last_word = unsafe { buf.add(whole as usize) };
-        unsafe { last_word.cast::<u32>().write(0) };
-        let n = ((tail - 1) & (CHUNK - 1)) + 1;
-        if !pkt.load_raw(pos, buf, n) {
-            return None;
-        }
-        // Sum the whole words with the helper and the zero-padded last word by hand: a length
-        // rounded up to 4 loses its bounds in the verifier's eyes ("invalid access to map value").
-        sum += csum(buf, whole)?;
-        sum += unsafe { last_word.cast::<u32>().read() } as u64;
-    }
-    Some(sum)
+    let sum = seed + run_chunks(pkt, off, full)?;
+    Some(sum + sum_tail(pkt, off + full * CHUNK, len % CHUNK)?)
 }
