@@ -12,4 +12,7 @@ fn main() {
     // target the verifier accepts misaligned packet and map-value access, so let LLVM emit one
     // wide load instead. Stack accesses must stay aligned; LLVM aligns its stack slots.
     println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
+    // bpf-linker makes every function but the programs static, and the verifier re-checks a static
+    // function on every path that calls it. These stay global: verified once (packet.rs).
+    println!("cargo:rustc-link-arg=--export=csa_sum_large_xdp,csa_sum_large_tc");
 }

@@ -3,6 +3,7 @@
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::{__sk_buff, xdp_md},
     helpers::generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
@@ -21,6 +22,12 @@ pub trait Packet: Sized {
     fn ifindex(&self) -> u32;
     /// Copies `len` bytes at `off` into `dst`; false when they are not all in the packet.
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool;
+
+    /// The sum of a long range (`sum::sum_large`), or `sum::NO_SUM`. Calls a global BPF function:
+    /// the verifier checks it once, on its own, instead of again on every path that leads to it
+    /// (VLAN tags, IPv4 options, IPv6 extension headers, each protocol), which made loading, and
+    /// so attaching, several times slower.
+    fn sum_large(&self, off: u32, len: u32) -> u64;
 
     /// A GSO/GRO super-packet: its checksums are completed, or were verified, per segment.
     #[inline(always)]
@@ -112,6 +119,11 @@ impl Packet for XdpPacket {
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
         unsafe { bpf_xdp_load_bytes(self.0.as_ptr().cast(), off, dst.cast(), len) == 0 }
     }
+
+    #[inline(always)]
+    fn sum_large(&self, off: u32, len: u32) -> u64 {
+        csa_sum_large_xdp(self.0.ctx, off, len)
+    }
 }
 
 /// A socket buffer at a TC hook. `bpf_skb_load_bytes` reads non-linear skbs too, and a VLAN tag
@@ -160,6 +172,11 @@ impl Packet for TcPacket {
     }
 
     #[inline(always)]
+    fn sum_large(&self, off: u32, len: u32) -> u64 {
+        csa_sum_large_tc(self.0.as_ptr().cast(), off, len)
+    }
+
+    #[inline(always)]
     fn is_gso_aggregate(&self) -> bool {
         self.skb().gso_size != 0 || self.skb().gso_segs > 1
     }
@@ -191,6 +208,22 @@ impl Packet for TcPacket {
             eth
         }
     }
+}
+
+/// Global BPF functions (exported to bpf-linker in build.rs, so they keep global linkage): the
+/// kernel verifies each once, taking `ctx` as the program's context and the rest as any scalars.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_sum_large_xdp(ctx: *mut xdp_md, off: u32, len: u32) -> u64 {
+    crate::sum::sum_large(&XdpPacket(XdpContext::new(ctx)), off, len)
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_sum_large_tc(ctx: *mut __sk_buff, off: u32, len: u32) -> u64 {
+    // SAFETY: the kernel passes a valid context.
+    let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
+    crate::sum::sum_large(&TcPacket(TcContext::new(skb)), off, len)
 }
 
 #[inline(always)]

@@ -261,7 +261,23 @@ pub fn sum_range<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u6
     if let Some(sum) = sum_linear_small(pkt, off, len) {
         return Some(seed + sum);
     }
+    let sum = pkt.sum_large(off, len);
+    (sum != NO_SUM).then_some(seed + sum)
+}
+
+/// What `sum_large` returns when the range is not all in the packet. A real sum stays far below:
+/// at most 64 KiB of data in 32-bit words.
+pub const NO_SUM: u64 = u64::MAX;
+
+/// The body of the global functions `Packet::sum_large` calls (see packet.rs).
+#[inline(always)]
+pub fn sum_large<P: Packet>(pkt: &P, off: u32, len: u32) -> u64 {
     let full = len / CHUNK;
-    let sum = seed + run_chunks(pkt, off, full)?;
-    Some(sum + sum_tail(pkt, off + full * CHUNK, len % CHUNK)?)
+    let Some(chunks) = run_chunks(pkt, off, full) else {
+        return NO_SUM;
+    };
+    match sum_tail(pkt, off + full * CHUNK, len % CHUNK) {
+        Some(tail) => chunks + tail,
+        None => NO_SUM,
+    }
 }
