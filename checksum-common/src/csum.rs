@@ -82,6 +82,14 @@ pub const fn expected_field(sum_over_field: u64, field: u16) -> u16 {
     !fold(sum_over_field + (!field) as u64)
 }
 
+/// The value the field should hold, from the sum of everything it covers except the field.
+/// Unlike `expected_field`, this tells +0 from -0: data of all zero bytes sums to exactly 0 and
+/// wants 0xffff. It matters only where the data can be all zero, without a pseudo-header (ICMPv4).
+#[inline(always)]
+pub const fn field_for(sum_without_field: u64) -> u16 {
+    !fold(sum_without_field)
+}
+
 /// Classifies a mismatching field, testing the signatures in a fixed order.
 ///
 /// * `field`, `want`: memory-order field and correct value.

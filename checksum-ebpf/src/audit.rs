@@ -4,7 +4,9 @@ use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use aya_log_ebpf::debug;
 use checksum_common::{
     ChecksumEvent, Counters, Hook, Kind, Layer, Status,
-    csum::{classify, expected_field, fold, pseudo_header_v4, pseudo_header_v6, verifies},
+    csum::{
+        classify, expected_field, field_for, fold, pseudo_header_v4, pseudo_header_v6, verifies,
+    },
     event::FAMILY_IPV4,
 };
 
@@ -140,52 +142,60 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
     if seg.len < min_len {
         return Err(ParseError::Malformed);
     }
-    // The first 8 bytes hold the ports, the TCP sequence number, and the UDP length and checksum.
-    let head = pkt.load::<8>(seg.off).ok_or(ParseError::Truncated)?;
     let mut len = seg.len;
-    if layer == Layer::Udp {
-        // The UDP length may be shorter than the IP payload (trailing bytes are not summed), never
-        // longer.
-        let udp_len = be16(&head, 4) as u32;
-        if udp_len < 8 || udp_len > seg.len {
-            return Err(ParseError::Malformed);
+    let mut v = Verdict::unverifiable(layer, len);
+    if layer == Layer::Tcp || layer == Layer::Udp {
+        // The first 8 bytes hold the ports, the TCP sequence number, and the UDP length and
+        // checksum. (Not for ICMP: a message may be only 4 bytes long.)
+        let head = pkt.load::<8>(seg.off).ok_or(ParseError::Truncated)?;
+        if layer == Layer::Udp {
+            // The UDP length may be shorter than the IP payload (trailing bytes are not summed),
+            // never longer.
+            let udp_len = be16(&head, 4) as u32;
+            if udp_len < 8 || udp_len > seg.len {
+                return Err(ParseError::Malformed);
+            }
+            len = udp_len;
+            v.len = len;
         }
-        len = udp_len;
+        v.src_port = be16(&head, 0);
+        v.dst_port = be16(&head, 2);
+        if layer == Layer::Tcp {
+            v.tcp_seq = be32(&head, 4);
+        }
     }
     let field = pkt
         .load::<2>(seg.off + field_off)
         .ok_or(ParseError::Truncated)?;
     let got = u16::from_ne_bytes(field.0);
-    let mut v = Verdict::unverifiable(layer, len);
     v.got = got;
-    if layer == Layer::Tcp || layer == Layer::Udp {
-        v.src_port = be16(&head, 0);
-        v.dst_port = be16(&head, 2);
-    }
-    if layer == Layer::Tcp {
-        v.tcp_seq = be32(&head, 4);
-    }
     if layer == Layer::Udp && got == 0 && seg.family == FAMILY_IPV4 {
         // RFC 768: a zero field over IPv4 means the sender did not compute a checksum.
         v.status = Status::None;
         return Ok(v);
     }
-    let pseudo = match layer {
-        Layer::Icmp => None,
-        _ if seg.family == FAMILY_IPV4 => Some(pseudo_header_v4(
+    if layer == Layer::Icmp {
+        return Ok(check_icmpv4(pkt, seg, v));
+    }
+    let pseudo = if seg.family == FAMILY_IPV4 {
+        pseudo_header_v4(
             [seg.src[0], seg.src[1], seg.src[2], seg.src[3]],
             [seg.dst[0], seg.dst[1], seg.dst[2], seg.dst[3]],
             seg.protocol,
             len as u16,
-        )),
-        _ => Some(pseudo_header_v6(&seg.src, &seg.dst, seg.protocol, len)),
+        )
+    } else {
+        pseudo_header_v6(&seg.src, &seg.dst, seg.protocol, len)
     };
-    let Some(sum) = sum_range(pkt, seg.off, len, pseudo.unwrap_or(0)) else {
+    let Some(sum) = sum_range(pkt, seg.off, len, pseudo) else {
         return Ok(v);
     };
-    let folded_pseudo = pseudo.map(fold);
-    v.pseudo = folded_pseudo.unwrap_or(0);
-    if verifies(sum) {
+    let folded_pseudo = fold(pseudo);
+    v.pseudo = folded_pseudo;
+    // RFC 8200 section 8.1: over IPv6 a zero UDP field is always wrong, even where the sum makes
+    // 0x0000 and 0xffff equal.
+    let udp6_zero = layer == Layer::Udp && got == 0;
+    if verifies(sum) && !udp6_zero {
         v.status = Status::Ok;
         v.want = got;
     } else {
@@ -196,9 +206,33 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
             want = 0xffff;
         }
         v.want = want;
-        v.kind = classify(got, want, folded_pseudo);
+        v.kind = classify(got, want, Some(folded_pseudo));
     }
     Ok(v)
+}
+
+/// ICMPv4 has no pseudo-header, so its data can be all zero bytes; its field is then 0xffff, which
+/// a sum over the field cannot tell from 0x0000. Sum the message without its field instead.
+#[inline(always)]
+fn check_icmpv4<P: Packet>(pkt: &P, seg: &Segment, mut v: Verdict) -> Verdict {
+    // Type and code: the word before the field.
+    let Some(head) = pkt.load::<2>(seg.off) else {
+        return v;
+    };
+    let type_code = u16::from_ne_bytes(head.0) as u64;
+    let Some(data) = sum_range(pkt, seg.off + 4, seg.len - 4, type_code) else {
+        return v;
+    };
+    let got = v.got;
+    if verifies(data + got as u64) {
+        v.status = Status::Ok;
+        v.want = got;
+    } else {
+        v.status = Status::Bad;
+        v.want = field_for(data);
+        v.kind = classify(got, v.want, None);
+    }
+    v
 }
 
 /// Counts a verdict and, for a mismatch (or any verdict with REPORT_ALL), sends an event.

@@ -145,7 +145,8 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
         let ext_len = match next {
             IPPROTO_FRAGMENT => {
                 let frag = be16(&ext, 2);
-                is_fragment = frag & 0xfff8 != 0 || frag & 1 != 0;
+                // Any fragmenting header makes the segment partial, not only the last one.
+                is_fragment |= frag & 0xfff8 != 0 || frag & 1 != 0;
                 ip_id = be32(&ext, 4);
                 8
             }
