@@ -28,6 +28,7 @@ use crate::{
     diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::{Captured, Verdict, hex},
     follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
+    lifecycle::Lifecycle,
     loader::LoadOptions,
     metrics,
     output::{self, Clock, Source},
@@ -305,7 +306,7 @@ impl Printer<'_> {
     }
 
     /// What `--metrics-addr` serves: kernel counters per source, events by kind and severity.
-    fn metrics_snapshot(&self, sources: &[SourceInfo]) -> metrics::Snapshot {
+    fn metrics_snapshot(&self, sources: &[SourceInfo], lifecycle: &Lifecycle) -> metrics::Snapshot {
         let mut events: std::collections::BTreeMap<(u32, Kind), u64> = Default::default();
         for (key, entry) in self.agg.rows() {
             *events.entry((key.source, key.kind)).or_default() += entry.count;
@@ -362,10 +363,17 @@ impl Printer<'_> {
                     .collect()
             },
             untracked: self.agg.untracked,
+            lifecycle: *lifecycle,
         }
     }
 
-    fn summary(&mut self, sources: &[SourceInfo], last: bool, out: &mut impl Write) -> Result<()> {
+    fn summary(
+        &mut self,
+        sources: &[SourceInfo],
+        lifecycle: &Lifecycle,
+        last: bool,
+        out: &mut impl Write,
+    ) -> Result<()> {
         let elapsed = self.started.elapsed();
         let names = |i: u32| sources[i as usize].name.clone();
         let sev = |k: &Key| Self::severity(sources, k.kind, k.source);
@@ -404,6 +412,7 @@ impl Printer<'_> {
                     "interfaces": summaries.iter().map(output::source_json).collect::<Vec<_>>(),
                     "flows": output::flows_json(&self.agg, &names, &sev, &self.clock),
                     "untracked": self.agg.untracked,
+                    "attachments": lifecycle.json(active(sources)),
                 });
                 writeln!(out, "{summary}")?;
             }
@@ -419,6 +428,9 @@ impl Printer<'_> {
                 }
                 for s in &summaries {
                     write!(out, "{}", output::source_text(s))?;
+                }
+                if let Some(line) = lifecycle.text(active(sources)) {
+                    write!(out, "{line}")?;
                 }
                 if let Some(capture) = &mut self.capture {
                     let _ = capture.writer.flush();
@@ -460,10 +472,16 @@ impl Printer<'_> {
     }
 }
 
+/// Sources attached now.
+fn active(sources: &[SourceInfo]) -> usize {
+    sources.iter().filter(|s| s.attachment.is_some()).count()
+}
+
 /// Everything attached so far, with the plumbing to read and detach it.
 struct Run {
     namespaces: Vec<Namespace>,
     sources: Vec<SourceInfo>,
+    lifecycle: Lifecycle,
     readers: JoinSet<Result<()>>,
     loggers: JoinSet<()>,
     events_tx: mpsc::Sender<Received>,
@@ -486,6 +504,7 @@ impl Run {
         {
             self.loggers.spawn(forward_kernel_log(logger));
         }
+        self.lifecycle.attached += 1;
         let (stop_tx, stop_rx) = watch::channel(false);
         self.readers
             .spawn(read_events(id, ring, self.events_tx.clone(), stop_rx));
@@ -503,18 +522,47 @@ impl Run {
         });
     }
 
-    fn vanished(&mut self, ns: usize, ifindex: u32, iface: &str) {
-        for s in self
-            .sources
-            .iter_mut()
-            .filter(|s| s.ns == ns && s.ifindex == ifindex && s.attachment.is_some())
-        {
+    /// Detaches what is attached in namespace `ns` (to `ifindex` only, if given); returns how many.
+    fn detach_in(&mut self, ns: usize, ifindex: Option<u32>) -> u64 {
+        let mut n = 0;
+        for s in self.sources.iter_mut().filter(|s| {
+            s.ns == ns && ifindex.is_none_or(|i| s.ifindex == i) && s.attachment.is_some()
+        }) {
             s.detach();
+            n += 1;
         }
+        n
+    }
+
+    fn vanished(&mut self, ns: usize, ifindex: u32, iface: &str) {
+        let n = self.detach_in(ns, Some(ifindex));
+        if n == 0 {
+            return; // it went away before anything was attached to it
+        }
+        self.lifecycle.detached_interface_gone += n;
         eprintln!(
             "checksum-audit: {} disappeared; detached (its counters stay in the summary)",
             self.namespaces[ns].display(iface)
         );
+    }
+
+    /// The namespace's worker has ended; let go of everything in it so that it can be freed.
+    fn namespace_gone(&mut self, ns: usize) {
+        let n = self.detach_in(ns, None);
+        self.lifecycle.detached_namespace_gone += n;
+        self.lifecycle.namespaces_gone += 1;
+        eprintln!(
+            "checksum-audit: network namespace {} was deleted; detached its {n} programs (their counters stay in the summary)",
+            self.namespaces[ns].label
+        );
+    }
+
+    /// A warning from namespace `ns`, prefixed with its name unless it is the current one.
+    fn warn(&self, ns: usize, error: &anyhow::Error) {
+        match self.namespaces[ns].label.as_str() {
+            "" => eprintln!("checksum-audit: warning: {error:#}"),
+            label => eprintln!("checksum-audit: warning: in network namespace {label}: {error:#}"),
+        }
     }
 }
 
@@ -601,6 +649,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let mut run = Run {
         namespaces,
         sources: Vec::new(),
+        lifecycle: Lifecycle::default(),
         readers: JoinSet::new(),
         loggers: JoinSet::new(),
         events_tx,
@@ -635,6 +684,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     }
     let Run {
         sources,
+        lifecycle,
         mut readers,
         mut loggers,
         events_tx,
@@ -652,7 +702,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     while let Ok(received) = events_rx.try_recv() {
         printer.on_verdict(&sources, &received, &mut stdout)?;
     }
-    printer.summary(&sources, true, &mut stdout)?;
+    printer.summary(&sources, &lifecycle, true, &mut stdout)?;
     Ok(())
 }
 
@@ -692,6 +742,7 @@ async fn audit<'a>(
                     return Err(if label.is_empty() { error } else { error.context(format!("in network namespace {label}")) });
                 }
                 Some(Update::Vanished { ns, ifindex, iface }) => run.vanished(ns, ifindex, &iface),
+                Some(Update::NamespaceGone { ns }) => run.namespace_gone(ns),
                 None => anyhow::bail!("interface workers stopped unexpectedly"),
             },
             _ = stop.recv() => return Ok(printer),
@@ -735,14 +786,15 @@ async fn audit<'a>(
                     printer.register_sources(&run.sources);
                 },
                 Update::Vanished { ns, ifindex, iface } => run.vanished(ns, ifindex, &iface),
-                Update::Failed { ns, error, .. } => eprintln!("checksum-audit: warning: {}: {error:#}", run.namespaces[ns].display("")),
+                Update::NamespaceGone { ns } => run.namespace_gone(ns),
+                Update::Failed { ns, error, .. } => run.warn(ns, &error),
                 Update::Ready { .. } => {}
             },
-            _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, false, &mut stdout)?,
+            _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, &run.lifecycle, false, &mut stdout)?,
             _ = redraw.tick(), if printer.view.is_some() => printer.draw(&run.sources, &mut stdout)?,
             _ = refresh.tick(), if metrics.is_some() => {
                 if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
-                    *snapshot = printer.metrics_snapshot(&run.sources);
+                    *snapshot = printer.metrics_snapshot(&run.sources, &run.lifecycle);
                 }
             }
             _ = stop.recv() => break,
