@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod output;
 pub mod pcapng;
+pub mod privileges;
 pub mod replay;
 pub mod severity;
 pub mod testkit;

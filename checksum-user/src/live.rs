@@ -29,7 +29,7 @@ use crate::{
     event::{Captured, Verdict, hex},
     follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
     lifecycle::Lifecycle,
-    loader::LoadOptions,
+    loader::{self, LoadOptions},
     metrics,
     output::{self, Clock, Source},
     pcapng::PcapngWriter,
@@ -581,6 +581,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
             .map(|spec| Namespace::parse(spec))
             .collect::<Result<Vec<_>>>()?
     };
+    check_privileges(!args.netns.is_empty())?;
     let mut hooks: Vec<Hook> = Vec::new();
     for h in &args.hooks {
         if !hooks.contains(&h.hook()) {
@@ -703,6 +704,22 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         printer.on_verdict(&sources, &received, &mut stdout)?;
     }
     printer.summary(&sources, &lifecycle, true, &mut stdout)?;
+    Ok(())
+}
+
+/// Before anything is attached: name the missing capability in one line rather than fail on
+/// some syscall later (or, with a pattern that matches nothing yet, only when an interface
+/// appears).
+fn check_privileges(netns: bool) -> Result<()> {
+    loader::check_privileges()?;
+    if netns
+        && crate::privileges::effective().is_some_and(|e| !crate::privileges::can_join_netns(e))
+    {
+        anyhow::bail!(
+            "missing privileges: CAP_SYS_ADMIN is not in the effective capability set; --netns needs it to join \
+             another network namespace (setns). Without --netns, start checksum-audit inside that namespace"
+        );
+    }
     Ok(())
 }
 
