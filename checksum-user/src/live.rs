@@ -101,6 +101,8 @@ struct SourceInfo {
     /// Counters read when it was detached.
     last_counters: Counters,
     stop_reader: watch::Sender<bool>,
+    /// When its interface or namespace went away: the how-many-th detach of that kind it was.
+    gone: Option<u64>,
 }
 
 impl SourceInfo {
@@ -118,6 +120,11 @@ impl SourceInfo {
         let _ = self.stop_reader.send(true);
     }
 }
+
+/// How many interfaces (at one hook each) that went away summaries still list, the most recent
+/// first: a node agent sees pods come and go for months, and summaries must not grow with them.
+/// Metrics drop a gone interface's series at once (`detachments_total` counts it).
+const LISTED_GONE: u64 = 64;
 
 /// How many lines text output prints per flow and kind; the rest are counted in the summary.
 const TEXT_LINES_PER_FLOW: u64 = 3;
@@ -314,6 +321,7 @@ impl Printer<'_> {
         metrics::Snapshot {
             sources: sources
                 .iter()
+                .filter(|s| s.gone.is_none())
                 .map(|s| metrics::SourceMetrics {
                     iface: s.name.clone(),
                     hook: s.hook.name(),
@@ -324,6 +332,7 @@ impl Printer<'_> {
                 .collect(),
             events: events
                 .into_iter()
+                .filter(|((source, _), _)| sources[*source as usize].gone.is_none())
                 .map(|((source, kind), count)| {
                     let s = &sources[source as usize];
                     metrics::EventCount {
@@ -339,6 +348,9 @@ impl Printer<'_> {
                 let mut by: std::collections::BTreeMap<(u32, &'static str), (u64, u64)> =
                     Default::default();
                 for d in self.diagnoser.diagnose() {
+                    if sources[d.source as usize].gone.is_some() {
+                        continue;
+                    }
                     let e = by.entry((d.source, d.diagnosis.name())).or_default();
                     e.0 += d.count;
                     e.1 += 1;
@@ -377,8 +389,11 @@ impl Printer<'_> {
         let elapsed = self.started.elapsed();
         let names = |i: u32| sources[i as usize].name.clone();
         let sev = |k: &Key| Self::severity(sources, k.kind, k.source);
+        let gone = lifecycle.detached();
+        let listed = |s: &&SourceInfo| s.gone.is_none_or(|n| n + LISTED_GONE > gone);
         let summaries: Vec<_> = sources
             .iter()
+            .filter(listed)
             .map(|s| Source {
                 name: &s.name,
                 hook: s.hook.name(),
@@ -412,7 +427,7 @@ impl Printer<'_> {
                     "interfaces": summaries.iter().map(output::source_json).collect::<Vec<_>>(),
                     "flows": output::flows_json(&self.agg, &names, &sev, &self.clock),
                     "untracked": self.agg.untracked,
-                    "attachments": lifecycle.json(active(sources)),
+                    "attachments": lifecycle.json(active(sources), unlisted(gone)),
                 });
                 writeln!(out, "{summary}")?;
             }
@@ -429,7 +444,7 @@ impl Printer<'_> {
                 for s in &summaries {
                     write!(out, "{}", output::source_text(s))?;
                 }
-                if let Some(line) = lifecycle.text(active(sources)) {
+                if let Some(line) = lifecycle.text(active(sources), unlisted(gone)) {
                     write!(out, "{line}")?;
                 }
                 if let Some(capture) = &mut self.capture {
@@ -477,6 +492,12 @@ fn active(sources: &[SourceInfo]) -> usize {
     sources.iter().filter(|s| s.attachment.is_some()).count()
 }
 
+/// Sources gone too long ago to be listed in summaries, of `gone` detached so far (each detach
+/// of a gone interface or namespace is one source).
+fn unlisted(gone: u64) -> u64 {
+    gone.saturating_sub(LISTED_GONE)
+}
+
 /// Everything attached so far, with the plumbing to read and detach it.
 struct Run {
     namespaces: Vec<Namespace>,
@@ -519,16 +540,20 @@ impl Run {
             attachment: Some(att),
             last_counters: Counters::default(),
             stop_reader: stop_tx,
+            gone: None,
         });
     }
 
-    /// Detaches what is attached in namespace `ns` (to `ifindex` only, if given); returns how many.
+    /// Detaches what is attached in namespace `ns` (to `ifindex` only, if given) because it went
+    /// away; returns how many.
     fn detach_in(&mut self, ns: usize, ifindex: Option<u32>) -> u64 {
         let mut n = 0;
+        let before = self.lifecycle.detached();
         for s in self.sources.iter_mut().filter(|s| {
             s.ns == ns && ifindex.is_none_or(|i| s.ifindex == i) && s.attachment.is_some()
         }) {
             s.detach();
+            s.gone = Some(before + n);
             n += 1;
         }
         n
@@ -812,6 +837,12 @@ async fn audit<'a>(
             _ = refresh.tick(), if metrics.is_some() => {
                 if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
                     *snapshot = printer.metrics_snapshot(&run.sources, &run.lifecycle);
+                }
+            }
+            // Readers of detached sources end: reap them, or the set keeps every one.
+            Some(done) = run.readers.join_next(), if !run.readers.is_empty() => {
+                if let Ok(Err(e)) = done {
+                    log::warn!("event reader: {e:#}");
                 }
             }
             _ = stop.recv() => break,

@@ -347,10 +347,15 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
             let snapshot = shared.lock().map(|s| s.clone()).unwrap_or_default();
+            // Rendering takes milliseconds with many interfaces: not on the thread that drains
+            // the ring buffers, where a stall loses events.
+            let text = tokio::task::spawn_blocking(move || render(&snapshot))
+                .await
+                .map_err(std::io::Error::other)?;
             (
                 "200 OK",
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                render(&snapshot),
+                text,
             )
         }
         ("GET", "/") => (
