@@ -1,7 +1,9 @@
 //! Attaching one audit program to one interface at one hook, and detaching it again. Each
 //! attachment loads its own copy of the programs, so counters and ring buffers are per interface
-//! and hook. Attachments are BPF links (XDP links, TCX links): they never displace another
-//! program, and the kernel removes them when our file descriptors close, even after SIGKILL.
+//! and hook. Attachments are BPF links (XDP links, TCX links) owned by our file descriptors: they
+//! never displace another program, and the kernel removes them when the process exits however it
+//! exits, SIGKILL included. Only kernels without TCX (< 6.6) get a clsact filter, a netlink object
+//! that a SIGKILL would leave behind; XDP is never attached through netlink.
 
 use std::ffi::CString;
 
@@ -10,8 +12,8 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{
         LinkOrder, ProgramError, XdpMode,
-        tc::{self, NlOptions, SchedClassifierLinkId, TcAttach, TcAttachType},
-        xdp::XdpLinkId,
+        links::{FdLink, LinkError},
+        tc::{self, NlOptions, SchedClassifierLink, TcAttach, TcAttachType, TcError},
     },
 };
 use checksum_common::{Counters, Hook};
@@ -45,9 +47,13 @@ pub enum AttachError {
     },
 }
 
+/// How a program is held on its hook. Dropping it detaches the program.
+#[expect(dead_code, reason = "held only for what its Drop does: detach")]
 enum Link {
-    Xdp(XdpLinkId),
-    Tc(&'static str, SchedClassifierLinkId),
+    /// A BPF link (XDP or TCX): closing its fd detaches, so the kernel cleans up after any exit.
+    Bpf(FdLink),
+    /// A clsact filter (no TCX): detached over netlink by its Drop, never by the kernel.
+    Clsact(SchedClassifierLink),
 }
 
 /// One program attached to one interface at one hook. Dropping it detaches the program.
@@ -64,16 +70,8 @@ pub struct Attachment {
 
 impl Attachment {
     pub fn detach(&mut self) {
-        let result = match self.link.take() {
-            None => return,
-            Some(Link::Xdp(id)) => self.loaded.xdp(AUDIT_XDP).map(|p| p.detach(id)),
-            Some(Link::Tc(name, id)) => self.loaded.tc(name).map(|p| p.detach(id)),
-        };
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::warn!("{} {}: detach failed: {e}", self.iface, self.hook.name()),
-            Err(e) => log::warn!("{} {}: detach failed: {e}", self.iface, self.hook.name()),
-        }
+        // Closing a link's fd detaches it; a clsact filter is removed by SchedClassifierLink's Drop.
+        drop(self.link.take());
     }
 
     pub fn counters(&self) -> Counters {
@@ -110,16 +108,18 @@ fn is_busy(e: &ProgramError) -> bool {
     matches!(errno(e), Some(libc::EBUSY) | Some(libc::EEXIST))
 }
 
-/// Loads a fresh copy of the programs and attaches the one for `hook` to `iface` (in the calling
-/// thread's network namespace). `opts.report_offload` is raised where partial checksums are a
-/// problem, so that they are listed, not only counted.
+/// Loads a fresh copy of the programs and attaches the one for `hook` to `iface`, interface
+/// number `ifindex` (in the calling thread's network namespace; by index, so that an interface
+/// deleted and re-created under the same name is never mistaken for the one we were told about).
+/// `opts.report_offload` is raised where partial checksums are a problem, so that they are
+/// listed, not only counted.
 pub fn attach(
     iface: &str,
+    ifindex: u32,
     hook: Hook,
     xdp_mode: XdpModeArg,
     opts: &LoadOptions,
 ) -> Result<(Attachment, RingBuf<MapData>)> {
-    let ifindex = ifindex_of(iface)?;
     let link = netlink::get_link(ifindex)
         .with_context(|| format!("{iface}: reading its link over rtnetlink"))?;
     let class = IfaceClass::of(&link);
@@ -181,13 +181,14 @@ fn attach_xdp(
     let mut refused: Option<String> = None;
     for &(xdp_mode, name) in attempts {
         match prog.attach(ifindex, xdp_mode) {
-            Ok(link) => {
+            Ok(id) => {
+                let link = owned_bpf_link(prog.take_link(id)?, iface, "xdp")?;
                 if let Some(reason) = refused {
                     eprintln!(
                         "checksum-audit: {iface}: native XDP refused ({reason}); using generic mode"
                     );
                 }
-                return Ok((name, Link::Xdp(link)));
+                return Ok((name, link));
             }
             Err(e) if is_busy(&e) => {
                 // Someone attached between our check and our attach.
@@ -242,7 +243,7 @@ fn attach_tc(
         },
     );
     let tcx_err = match tcx {
-        Ok(link) => return Ok(("tcx", Link::Tc(program, link))),
+        Ok(id) => return Ok(("tcx", owned_bpf_link(prog.take_link(id)?, iface, hook)?)),
         Err(e) => e,
     };
     if !matches!(errno(&tcx_err), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) {
@@ -254,8 +255,10 @@ fn attach_tc(
         .into());
     }
     log::info!("{iface}: TCX unavailable ({tcx_err}); attaching a clsact filter instead");
+    // Another tool's clsact, or the one our other direction added: EEXIST is fine (the kernel
+    // says "Exclusivity flag on, cannot modify", not "exists").
     if let Err(e) = tc::qdisc_add_clsact(ifindex)
-        && !e.to_string().contains("exists")
+        && !matches!(&e, TcError::NetlinkError(n) if n.raw_os_error() == Some(libc::EEXIST))
     {
         return Err(AttachError::Other {
             iface: iface.into(),
@@ -264,7 +267,7 @@ fn attach_tc(
         }
         .into());
     }
-    let link = prog
+    let id = prog
         .attach(
             ifindex,
             TcAttach::Netlink {
@@ -277,5 +280,25 @@ fn attach_tc(
             hook,
             reason: format!("{e:#}"),
         })?;
-    Ok(("clsact", Link::Tc(program, link)))
+    Ok(("clsact", Link::Clsact(prog.take_link(id)?)))
+}
+
+/// Takes a just-made attachment out of aya's bookkeeping as the BPF link it must be. aya falls
+/// back to netlink for XDP where link creation fails with EINVAL; such an attachment would outlive
+/// a SIGKILL, so it is detached again (by the conversion) and refused. Kernels that load our
+/// programs (XDP multi-buffer, >= 5.18) all have XDP links (>= 5.9), so this only guards the
+/// promise.
+fn owned_bpf_link<L>(link: L, iface: &str, hook: &'static str) -> Result<Link, AttachError>
+where
+    FdLink: TryFrom<L, Error = LinkError>,
+{
+    FdLink::try_from(link)
+        .map(Link::Bpf)
+        .map_err(|e| AttachError::Other {
+            iface: iface.into(),
+            hook,
+            reason: format!(
+                "the kernel attached it without a BPF link ({e}), which would outlive a crash; refused"
+            ),
+        })
 }

@@ -2,11 +2,15 @@
 //! namespaces, and keeping up as they come and go. One worker thread per namespace joins it
 //! (setns), attaches to what matches, then follows rtnetlink link notifications: new matching
 //! interfaces are attached at once, vanished ones reported. No polling of the interface list.
+//!
+//! A worker also notices when the namespace it was given is deleted (`ip netns del`, or the
+//! process of `pid:PID` exits): it then reports it and ends, so that the auditor does not keep a
+//! deleted namespace, and its interfaces, alive by sitting in it.
 
 use std::{
     collections::HashMap,
     fs::File,
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::PathBuf,
     sync::{
         Arc,
@@ -81,13 +85,15 @@ impl Namespace {
         }
     }
 
-    /// Moves the calling thread into this namespace.
-    fn enter(&self) -> Result<()> {
+    /// Moves the calling thread into this namespace; returns its identity (none for the current
+    /// namespace, which cannot be deleted under us).
+    fn enter(&self) -> Result<Option<NsIdentity>> {
         let Some(path) = &self.path else {
-            return Ok(());
+            return Ok(None);
         };
         let file = File::open(path)
             .with_context(|| format!("opening network namespace {}", path.display()))?;
+        let meta = file.metadata()?;
         // SAFETY: a valid namespace fd; CLONE_NEWNET only affects this thread.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             bail!(
@@ -96,9 +102,21 @@ impl Namespace {
                 std::io::Error::last_os_error()
             );
         }
-        Ok(())
+        Ok(Some((meta.dev(), meta.ino())))
+    }
+
+    /// Whether the name we were given still refers to the namespace we joined: after
+    /// `ip netns del` /run/netns/NAME is gone, after the process of `pid:PID` exits so is
+    /// /proc/PID/ns/net (or it is another namespace, if the pid was reused).
+    fn still_named(&self, id: NsIdentity) -> bool {
+        self.path
+            .as_ref()
+            .is_none_or(|path| std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id))
     }
 }
+
+/// A network namespace's identity: the nsfs device and inode of its file.
+type NsIdentity = (u64, u64);
 
 /// Which interfaces to audit.
 #[derive(Debug, Clone)]
@@ -179,6 +197,8 @@ pub enum Update {
     },
     /// The first scan of a namespace is done (all literal names found and attached).
     Ready { ns: usize },
+    /// The namespace was deleted: its worker has ended and its attachments must go.
+    NamespaceGone { ns: usize },
     /// Something that stops the run (before Ready) or is worth a warning (after).
     Failed {
         ns: usize,
@@ -223,16 +243,24 @@ fn worker(
     tx: &UnboundedSender<Update>,
     stop: &AtomicBool,
 ) -> Result<()> {
-    ns.enter()?;
+    let identity = ns.enter()?;
     // Subscribe before the first listing so that nothing falls in between.
     let monitor = LinkMonitor::new(POLL).context("subscribing to rtnetlink link events")?;
     // ifindex -> name of what we attached to in this namespace.
     let mut attached: HashMap<u32, String> = HashMap::new();
     for link in netlink::list_links().context("listing interfaces")? {
-        consider(index, &link, config, &mut attached, tx, true)?;
+        if stop.load(Ordering::Relaxed) {
+            return Ok(()); // stopped while attaching: the main task detaches what we sent
+        }
+        consider(index, &link, config, &mut attached, tx, stop, true)?;
     }
     let _ = tx.send(Update::Ready { ns: index });
     while !stop.load(Ordering::Relaxed) {
+        if identity.is_some_and(|id| !ns.still_named(id)) {
+            // Leaving the thread (and closing the monitor socket) lets the kernel free it.
+            let _ = tx.send(Update::NamespaceGone { ns: index });
+            return Ok(());
+        }
         let events = match monitor.next_events() {
             Ok(events) => events,
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
@@ -244,7 +272,9 @@ fn worker(
         };
         for event in events {
             match event {
-                LinkEvent::New(link) => consider(index, &link, config, &mut attached, tx, false)?,
+                LinkEvent::New(link) => {
+                    consider(index, &link, config, &mut attached, tx, stop, false)?
+                }
                 LinkEvent::Del(link) => {
                     if let Some(iface) = attached.remove(&link.header.index) {
                         let _ = tx.send(Update::Vanished {
@@ -268,6 +298,7 @@ fn consider(
     config: &WorkerConfig,
     attached: &mut HashMap<u32, String>,
     tx: &UnboundedSender<Update>,
+    stop: &AtomicBool,
     startup: bool,
 ) -> Result<()> {
     let Some(name) = netlink::link_name(link) else {
@@ -278,15 +309,48 @@ fn consider(
     {
         return Ok(());
     }
-    attached.insert(link.header.index, name.to_owned());
-    for &hook in &config.hooks {
-        match attach(name, hook, config.xdp_mode, &config.opts) {
+    let ifindex = link.header.index;
+    attached.insert(ifindex, name.to_owned());
+    if stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    // One thread per hook: loading is mostly the verifier, which is CPU-bound, and each hook
+    // loads its own copy, so a new interface is audited in the time of one load rather than
+    // three. The threads inherit this thread's network namespace. Results are then handled in
+    // hook order, as before.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = config
+            .hooks
+            .iter()
+            .map(|&hook| {
+                scope.spawn(move || attach(name, ifindex, hook, config.xdp_mode, &config.opts))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("{name}: attaching panicked")))
+            })
+            .collect()
+    });
+    for (done, result) in results.into_iter().enumerate() {
+        match result {
             Ok((attachment, events)) => {
                 let _ = tx.send(Update::Attached {
                     ns: index,
                     attachment: Box::new(attachment),
                     events,
                 });
+            }
+            // It went away while we attached (pods come and go): not an error. Its deletion
+            // notification follows; it reports the interface if some hook got attached.
+            Err(e) if netlink::get_link(ifindex).is_err() => {
+                log::info!("{name} disappeared while being attached: {e:#}");
+                if done == 0 {
+                    attached.remove(&ifindex);
+                }
+                return Ok(());
             }
             Err(e) if startup => return Err(e),
             Err(error) => {

@@ -28,7 +28,8 @@ use crate::{
     diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::{Captured, Verdict, hex},
     follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
-    loader::LoadOptions,
+    lifecycle::Lifecycle,
+    loader::{self, LoadOptions},
     metrics,
     output::{self, Clock, Source},
     pcapng::PcapngWriter,
@@ -100,6 +101,8 @@ struct SourceInfo {
     /// Counters read when it was detached.
     last_counters: Counters,
     stop_reader: watch::Sender<bool>,
+    /// When its interface or namespace went away: the how-many-th detach of that kind it was.
+    gone: Option<u64>,
 }
 
 impl SourceInfo {
@@ -117,6 +120,11 @@ impl SourceInfo {
         let _ = self.stop_reader.send(true);
     }
 }
+
+/// How many interfaces (at one hook each) that went away summaries still list, the most recent
+/// first: a node agent sees pods come and go for months, and summaries must not grow with them.
+/// Metrics drop a gone interface's series at once (`detachments_total` counts it).
+const LISTED_GONE: u64 = 64;
 
 /// How many lines text output prints per flow and kind; the rest are counted in the summary.
 const TEXT_LINES_PER_FLOW: u64 = 3;
@@ -305,7 +313,7 @@ impl Printer<'_> {
     }
 
     /// What `--metrics-addr` serves: kernel counters per source, events by kind and severity.
-    fn metrics_snapshot(&self, sources: &[SourceInfo]) -> metrics::Snapshot {
+    fn metrics_snapshot(&self, sources: &[SourceInfo], lifecycle: &Lifecycle) -> metrics::Snapshot {
         let mut events: std::collections::BTreeMap<(u32, Kind), u64> = Default::default();
         for (key, entry) in self.agg.rows() {
             *events.entry((key.source, key.kind)).or_default() += entry.count;
@@ -313,6 +321,7 @@ impl Printer<'_> {
         metrics::Snapshot {
             sources: sources
                 .iter()
+                .filter(|s| s.gone.is_none())
                 .map(|s| metrics::SourceMetrics {
                     iface: s.name.clone(),
                     hook: s.hook.name(),
@@ -323,6 +332,7 @@ impl Printer<'_> {
                 .collect(),
             events: events
                 .into_iter()
+                .filter(|((source, _), _)| sources[*source as usize].gone.is_none())
                 .map(|((source, kind), count)| {
                     let s = &sources[source as usize];
                     metrics::EventCount {
@@ -338,6 +348,9 @@ impl Printer<'_> {
                 let mut by: std::collections::BTreeMap<(u32, &'static str), (u64, u64)> =
                     Default::default();
                 for d in self.diagnoser.diagnose() {
+                    if sources[d.source as usize].gone.is_some() {
+                        continue;
+                    }
                     let e = by.entry((d.source, d.diagnosis.name())).or_default();
                     e.0 += d.count;
                     e.1 += 1;
@@ -362,15 +375,25 @@ impl Printer<'_> {
                     .collect()
             },
             evicted: self.agg.evicted,
+            lifecycle: *lifecycle,
         }
     }
 
-    fn summary(&mut self, sources: &[SourceInfo], last: bool, out: &mut impl Write) -> Result<()> {
+    fn summary(
+        &mut self,
+        sources: &[SourceInfo],
+        lifecycle: &Lifecycle,
+        last: bool,
+        out: &mut impl Write,
+    ) -> Result<()> {
         let elapsed = self.started.elapsed();
         let names = |i: u32| sources[i as usize].name.clone();
         let sev = |k: &Key| Self::severity(sources, k.kind, k.source);
+        let gone = lifecycle.detached();
+        let listed = |s: &&SourceInfo| s.gone.is_none_or(|n| n + LISTED_GONE > gone);
         let summaries: Vec<_> = sources
             .iter()
+            .filter(listed)
             .map(|s| Source {
                 name: &s.name,
                 hook: s.hook.name(),
@@ -407,6 +430,7 @@ impl Printer<'_> {
                         "flows": self.agg.evicted.rows,
                         "mismatches": self.agg.evicted.mismatches,
                     },
+                    "attachments": lifecycle.json(active(sources), unlisted(gone)),
                 });
                 writeln!(out, "{summary}")?;
             }
@@ -422,6 +446,9 @@ impl Printer<'_> {
                 }
                 for s in &summaries {
                     write!(out, "{}", output::source_text(s))?;
+                }
+                if let Some(line) = lifecycle.text(active(sources), unlisted(gone)) {
+                    write!(out, "{line}")?;
                 }
                 if let Some(capture) = &mut self.capture {
                     let _ = capture.writer.flush();
@@ -463,10 +490,22 @@ impl Printer<'_> {
     }
 }
 
+/// Sources attached now.
+fn active(sources: &[SourceInfo]) -> usize {
+    sources.iter().filter(|s| s.attachment.is_some()).count()
+}
+
+/// Sources gone too long ago to be listed in summaries, of `gone` detached so far (each detach
+/// of a gone interface or namespace is one source).
+fn unlisted(gone: u64) -> u64 {
+    gone.saturating_sub(LISTED_GONE)
+}
+
 /// Everything attached so far, with the plumbing to read and detach it.
 struct Run {
     namespaces: Vec<Namespace>,
     sources: Vec<SourceInfo>,
+    lifecycle: Lifecycle,
     readers: JoinSet<Result<()>>,
     loggers: JoinSet<()>,
     events_tx: mpsc::Sender<Received>,
@@ -489,6 +528,7 @@ impl Run {
         {
             self.loggers.spawn(forward_kernel_log(logger));
         }
+        self.lifecycle.attached += 1;
         let (stop_tx, stop_rx) = watch::channel(false);
         self.readers
             .spawn(read_events(id, ring, self.events_tx.clone(), stop_rx));
@@ -503,21 +543,54 @@ impl Run {
             attachment: Some(att),
             last_counters: Counters::default(),
             stop_reader: stop_tx,
+            gone: None,
         });
     }
 
-    fn vanished(&mut self, ns: usize, ifindex: u32, iface: &str) {
-        for s in self
-            .sources
-            .iter_mut()
-            .filter(|s| s.ns == ns && s.ifindex == ifindex && s.attachment.is_some())
-        {
+    /// Detaches what is attached in namespace `ns` (to `ifindex` only, if given) because it went
+    /// away; returns how many.
+    fn detach_in(&mut self, ns: usize, ifindex: Option<u32>) -> u64 {
+        let mut n = 0;
+        let before = self.lifecycle.detached();
+        for s in self.sources.iter_mut().filter(|s| {
+            s.ns == ns && ifindex.is_none_or(|i| s.ifindex == i) && s.attachment.is_some()
+        }) {
             s.detach();
+            s.gone = Some(before + n);
+            n += 1;
         }
+        n
+    }
+
+    fn vanished(&mut self, ns: usize, ifindex: u32, iface: &str) {
+        let n = self.detach_in(ns, Some(ifindex));
+        if n == 0 {
+            return; // it went away before anything was attached to it
+        }
+        self.lifecycle.detached_interface_gone += n;
         eprintln!(
             "checksum-audit: {} disappeared; detached (its counters stay in the summary)",
             self.namespaces[ns].display(iface)
         );
+    }
+
+    /// The namespace's worker has ended; let go of everything in it so that it can be freed.
+    fn namespace_gone(&mut self, ns: usize) {
+        let n = self.detach_in(ns, None);
+        self.lifecycle.detached_namespace_gone += n;
+        self.lifecycle.namespaces_gone += 1;
+        eprintln!(
+            "checksum-audit: network namespace {} was deleted; detached its {n} programs (their counters stay in the summary)",
+            self.namespaces[ns].label
+        );
+    }
+
+    /// A warning from namespace `ns`, prefixed with its name unless it is the current one.
+    fn warn(&self, ns: usize, error: &anyhow::Error) {
+        match self.namespaces[ns].label.as_str() {
+            "" => eprintln!("checksum-audit: warning: {error:#}"),
+            label => eprintln!("checksum-audit: warning: in network namespace {label}: {error:#}"),
+        }
     }
 }
 
@@ -536,6 +609,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
             .map(|spec| Namespace::parse(spec))
             .collect::<Result<Vec<_>>>()?
     };
+    check_privileges(!args.netns.is_empty())?;
     let mut hooks: Vec<Hook> = Vec::new();
     for h in &args.hooks {
         if !hooks.contains(&h.hook()) {
@@ -605,6 +679,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let mut run = Run {
         namespaces,
         sources: Vec::new(),
+        lifecycle: Lifecycle::default(),
         readers: JoinSet::new(),
         loggers: JoinSet::new(),
         events_tx,
@@ -639,6 +714,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     }
     let Run {
         sources,
+        lifecycle,
         mut readers,
         mut loggers,
         events_tx,
@@ -656,7 +732,23 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     while let Ok(received) = events_rx.try_recv() {
         printer.on_verdict(&sources, &received, &mut stdout)?;
     }
-    printer.summary(&sources, true, &mut stdout)?;
+    printer.summary(&sources, &lifecycle, true, &mut stdout)?;
+    Ok(())
+}
+
+/// Before anything is attached: name the missing capability in one line rather than fail on
+/// some syscall later (or, with a pattern that matches nothing yet, only when an interface
+/// appears).
+fn check_privileges(netns: bool) -> Result<()> {
+    loader::check_privileges()?;
+    if netns
+        && crate::privileges::effective().is_some_and(|e| !crate::privileges::can_join_netns(e))
+    {
+        anyhow::bail!(
+            "missing privileges: CAP_SYS_ADMIN is not in the effective capability set; --netns needs it to join \
+             another network namespace (setns). Without --netns, start checksum-audit inside that namespace"
+        );
+    }
     Ok(())
 }
 
@@ -696,6 +788,7 @@ async fn audit<'a>(
                     return Err(if label.is_empty() { error } else { error.context(format!("in network namespace {label}")) });
                 }
                 Some(Update::Vanished { ns, ifindex, iface }) => run.vanished(ns, ifindex, &iface),
+                Some(Update::NamespaceGone { ns }) => run.namespace_gone(ns),
                 None => anyhow::bail!("interface workers stopped unexpectedly"),
             },
             _ = stop.recv() => return Ok(printer),
@@ -739,14 +832,21 @@ async fn audit<'a>(
                     printer.register_sources(&run.sources);
                 },
                 Update::Vanished { ns, ifindex, iface } => run.vanished(ns, ifindex, &iface),
-                Update::Failed { ns, error, .. } => eprintln!("checksum-audit: warning: {}: {error:#}", run.namespaces[ns].display("")),
+                Update::NamespaceGone { ns } => run.namespace_gone(ns),
+                Update::Failed { ns, error, .. } => run.warn(ns, &error),
                 Update::Ready { .. } => {}
             },
-            _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, false, &mut stdout)?,
+            _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, &run.lifecycle, false, &mut stdout)?,
             _ = redraw.tick(), if printer.view.is_some() => printer.draw(&run.sources, &mut stdout)?,
             _ = refresh.tick(), if metrics.is_some() => {
                 if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
-                    *snapshot = printer.metrics_snapshot(&run.sources);
+                    *snapshot = printer.metrics_snapshot(&run.sources, &run.lifecycle);
+                }
+            }
+            // Readers of detached sources end: reap them, or the set keeps every one.
+            Some(done) = run.readers.join_next(), if !run.readers.is_empty() => {
+                if let Ok(Err(e)) = done {
+                    log::warn!("event reader: {e:#}");
                 }
             }
             _ = stop.recv() => break,

@@ -1,7 +1,8 @@
 //! Loads the kernel programs and reads their counters.
 
-use std::{fs, path::Path};
+use std::path::Path;
 
+use crate::privileges;
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{MapData, MapError, PerCpuArray, RingBuf},
@@ -84,9 +85,17 @@ pub const fn capture_record_bytes(snaplen: u32) -> u32 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Named before asking the kernel: "CAP_BPF", "CAP_BPF and CAP_PERFMON", ...
     #[error(
-        "missing privileges: loading eBPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON \
-         (or CAP_SYS_ADMIN); run as root or grant them, e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep checksum-audit`"
+        "missing privileges: {0} not in the effective capability set; checksum-audit needs CAP_BPF, \
+         CAP_NET_ADMIN and CAP_PERFMON: run as root or grant them, e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep checksum-audit`"
+    )]
+    MissingCapabilities(String),
+    /// The capabilities are there but the kernel still said EPERM (a user namespace, an LSM).
+    #[error(
+        "missing privileges: the kernel refused to load eBPF programs (permission denied) although \
+         CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON are effective: they must be held in the initial user \
+         namespace, and no LSM policy (SELinux, AppArmor) may deny bpf()"
     )]
     MissingPrivileges,
     #[error("this kernel has no BPF ring buffer (needs Linux >= 5.8 with CONFIG_BPF_SYSCALL): {0}")]
@@ -105,28 +114,19 @@ pub enum LoadError {
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
-/// Capabilities the kernel checks when we load and attach (bit numbers from linux/capability.h).
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-
 /// Checks the effective capability set before touching the kernel, so that the error names what is
 /// missing rather than surfacing a bare EPERM from some syscall.
 pub fn check_privileges() -> Result<(), LoadError> {
-    let Some(cap_eff) = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-    }) else {
+    let Some(effective) = privileges::effective() else {
         return Ok(()); // Cannot tell; let the kernel decide.
     };
-    let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
-    let bpf_ok = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
-    if bpf_ok && has(CAP_NET_ADMIN) {
-        Ok(())
-    } else {
-        Err(LoadError::MissingPrivileges)
+    match privileges::missing_for_bpf(effective).as_slice() {
+        [] => Ok(()),
+        [one] => Err(LoadError::MissingCapabilities(format!("{} is", one.name()))),
+        many => Err(LoadError::MissingCapabilities(format!(
+            "{} are",
+            privileges::names(many)
+        ))),
     }
 }
 
@@ -286,7 +286,10 @@ fn classify_program_error(name: &str, e: ProgramError) -> LoadError {
             io_error,
             verifier_log,
         } => {
-            if is_eperm(io_error) && verifier_log.to_string().trim().is_empty() {
+            let log = verifier_log.to_string();
+            // "prohibited for !root": the verifier's Spectre hardening for loaders without
+            // CAP_PERFMON.
+            if is_eperm(io_error) && (log.trim().is_empty() || log.contains("!root")) {
                 LoadError::MissingPrivileges
             } else {
                 LoadError::Verifier(format!("{name}: {io_error}\n{verifier_log}"))

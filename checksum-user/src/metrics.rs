@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use checksum_common::{Counters, Kind, Layer, Status};
 
 use crate::aggregate::Evicted;
+use crate::lifecycle::Lifecycle;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -62,6 +63,8 @@ pub struct Snapshot {
     pub diagnoses: Vec<DiagnosisCount>,
     /// Flow rows evicted from the full flow table, and their mismatches.
     pub evicted: Evicted,
+    /// Attachments made and undone as interfaces and namespaces came and went.
+    pub lifecycle: Lifecycle,
 }
 
 pub type Shared = Arc<Mutex<Snapshot>>;
@@ -102,6 +105,11 @@ struct DiagnosisLabels {
     hook: String,
     diagnosis: String,
     severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -263,6 +271,36 @@ pub fn render(s: &Snapshot) -> String {
         "1 while the program is attached at this interface and hook.",
         attached,
     );
+    let attachments = Counter::<u64>::default();
+    attachments.inc_by(s.lifecycle.attached);
+    registry.register(
+        "attachments",
+        "Programs attached since start (one per interface and hook).",
+        attachments,
+    );
+    let detachments = Family::<ReasonLabels, Counter>::default();
+    for (reason, n) in [
+        ("interface-deleted", s.lifecycle.detached_interface_gone),
+        ("namespace-deleted", s.lifecycle.detached_namespace_gone),
+    ] {
+        detachments
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc_by(n);
+    }
+    registry.register(
+        "detachments",
+        "Programs detached while running because their interface or network namespace was deleted.",
+        detachments,
+    );
+    let namespaces_gone = Counter::<u64>::default();
+    namespaces_gone.inc_by(s.lifecycle.namespaces_gone);
+    registry.register(
+        "namespaces_deleted",
+        "Network namespaces given with --netns that were deleted while audited.",
+        namespaces_gone,
+    );
 
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
@@ -323,10 +361,15 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
             let snapshot = shared.lock().map(|s| s.clone()).unwrap_or_default();
+            // Rendering takes milliseconds with many interfaces: not on the thread that drains
+            // the ring buffers, where a stall loses events.
+            let text = tokio::task::spawn_blocking(move || render(&snapshot))
+                .await
+                .map_err(std::io::Error::other)?;
             (
                 "200 OK",
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                render(&snapshot),
+                text,
             )
         }
         ("GET", "/") => (
@@ -406,8 +449,21 @@ mod tests {
                 flows: 1,
             }],
             evicted: Evicted::default(),
+            lifecycle: Lifecycle {
+                attached: 3,
+                detached_interface_gone: 2,
+                ..Lifecycle::default()
+            },
         };
         let text = render(&s);
+        assert!(
+            text.contains("checksum_audit_attachments_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"checksum_audit_detachments_total{reason="interface-deleted"} 2"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"checksum_audit_packets_total{iface="veth0",hook="tc-ingress"} 42"#),
             "{text}"

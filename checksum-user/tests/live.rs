@@ -6,6 +6,7 @@ mod common;
 use common::{
     auditor::{BIN, Running, run_to_end, tcx_programs, xdp_state},
     frames::*,
+    http_get,
     netns::{VETH_A, VETH_B, VethPair, ordinary_traffic, send_raw_frames},
     require_root,
 };
@@ -610,18 +611,6 @@ fn all_interfaces_skips_loopback() {
         stderr.contains("auditing lo (ifindex 1, loopback)"),
         "{stderr}"
     );
-}
-
-/// HTTP GET inside `ns` (the auditor's loopback lives there).
-fn http_get(ns: &common::netns::NetNs, addr: &'static str, path: &'static str) -> String {
-    use std::io::{Read, Write};
-    ns.run(move || {
-        let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-        let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        response
-    })
 }
 
 #[test]

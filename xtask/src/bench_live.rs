@@ -14,7 +14,7 @@ use checksum_user::testkit::{
     netns::{NetNs, VETH_A, VETH_B, VethPair},
 };
 
-use crate::{cargo, require_root, run as run_cmd, workspace_root};
+use crate::{release_binary, require_root};
 
 const SECONDS: f64 = 3.0;
 
@@ -29,50 +29,17 @@ fn rx_packets(ns: &NetNs, iface: &str) -> Result<u64> {
         .context("no rx packets in ip -s -j link")
 }
 
-/// Sends 64-byte frames with a corrupted TCP checksum from `a` for `SECONDS`; returns frames sent.
+/// Sends 64-byte frames with a corrupted TCP checksum from `a` for `SECONDS`, as fast as this
+/// machine goes; returns frames sent.
 fn flood(pair: &VethPair) -> u64 {
     pair.a.run(move || {
         let mut f = v4_frame(&[], TCP, segment(TCP, 10), &[]);
         let c = f.checksum;
         f.set_field(c ^ 0x0101);
-        let frame = f.bytes;
-        let name = std::ffi::CString::new(VETH_A).unwrap();
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        addr.sll_halen = 6;
-        const BATCH: usize = 64;
-        let mut iov = libc::iovec {
-            iov_base: frame.as_ptr() as *mut _,
-            iov_len: frame.len(),
-        };
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-            .map(|_| {
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_name = (&raw mut addr).cast();
-                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-                m.msg_hdr.msg_iov = &raw mut iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
         let start = Instant::now();
-        let mut sent = 0u64;
-        while start.elapsed().as_secs_f64() < SECONDS {
-            let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0) };
-            if n > 0 {
-                sent += n as u64;
-            }
-        }
-        unsafe { libc::close(fd) };
-        sent
+        crate::flood::flood(VETH_A, &[f.bytes], None, || {
+            start.elapsed().as_secs_f64() >= SECONDS
+        })
     })
 }
 
@@ -156,15 +123,7 @@ fn measure_auditor(
 
 pub fn run() -> Result<()> {
     require_root("bench")?;
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "checksum-user",
-        "--bin",
-        "checksum-audit",
-    ]))?;
-    let bin = workspace_root().join("target/release/checksum-audit");
+    let bin = release_binary()?;
     let pair = VethPair::new("live");
     let mut rows = Vec::new();
 
@@ -182,7 +141,12 @@ pub fn run() -> Result<()> {
 
     // 2. checksum-audit at TC ingress on veth-b: every event sent (the ring buffer overflows and
     // counts what it lost), then with an event budget per flow (the rest counted, none lost).
-    rows.push(measure_auditor(&bin, &pair, "checksum-audit (tc-ingress)", &[])?);
+    rows.push(measure_auditor(
+        &bin,
+        &pair,
+        "checksum-audit (tc-ingress)",
+        &[],
+    )?);
     rows.push(measure_auditor(
         &bin,
         &pair,

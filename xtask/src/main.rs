@@ -1,11 +1,14 @@
-//! `cargo xtask test|demo|bench|fuzz`: what cargo alone cannot do. Run through `./x`, which
-//! installs the pinned toolchains first (scripts/bootstrap.sh).
+//! `cargo xtask test|demo|bench|fuzz|soak`: what cargo alone cannot do. Run through `./x`,
+//! which installs the pinned toolchains first (scripts/bootstrap.sh).
 
 mod bench;
 mod bench_live;
 mod bench_userspace;
 mod demo;
+mod flood;
 mod fuzz;
+mod soak;
+mod soak_report;
 mod test;
 
 use std::{
@@ -56,6 +59,19 @@ enum Cmd {
         #[arg(long, value_parser = fuzz::parse_seed)]
         replay: Option<u64>,
     },
+    /// The release binary under a sustained flood with veths created and deleted around it, for
+    /// minutes: fails on RSS growth, death, errors or wrong attach/detach counts. Writes
+    /// summary.json and rss.svg.
+    Soak {
+        #[arg(long, default_value_t = 10.0, value_parser = positive_minutes)]
+        minutes: f64,
+        /// Frames per second sent at the audited interface (half with a bad checksum).
+        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+        pps: u64,
+        /// Output directory, relative to the workspace root.
+        #[arg(long, default_value = "soak")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +88,7 @@ fn main() -> ExitCode {
             seed,
             replay,
         } => fuzz::run(frames, seed, replay),
+        Cmd::Soak { minutes, pps, out } => soak::run(&soak::Options { minutes, pps, out }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +96,15 @@ fn main() -> ExitCode {
             eprintln!("xtask: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn positive_minutes(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 => Ok(m),
+        _ => Err(format!(
+            "'{s}' is not a positive number of minutes (e.g. 1, 0.5, 10)"
+        )),
     }
 }
 
@@ -104,6 +130,19 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds the release binary (what a node runs) and returns its path.
+pub fn release_binary() -> Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "checksum-user",
+        "--bin",
+        "checksum-audit",
+    ]))?;
+    Ok(workspace_root().join("target/release/checksum-audit"))
 }
 
 pub fn require_root(what: &str) -> Result<()> {

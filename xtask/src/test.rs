@@ -1,4 +1,5 @@
-//! The full test suite, as CI runs it.
+//! The full test suite, as CI runs it: checks, every cargo test, a one-minute soak, and nothing
+//! left behind.
 
 use std::process::Command;
 
@@ -50,15 +51,25 @@ pub fn run_suite() -> Result<()> {
         "checksum-ebpf",
         "--no-fail-fast",
     ]));
+    // A minute of the release binary under load with interfaces coming and going: memory
+    // growth, a dying agent, errors or wrong attach/detach counts fail it (`cargo xtask soak`).
+    let soak = crate::soak::run(&crate::soak::Options {
+        minutes: 1.0,
+        pps: 200_000,
+        out: "target/soak".into(),
+    });
     let left = check_nothing_left_behind();
     let (passed, failed) = totals?;
     // One closing line for the whole suite, whatever cargo printed last.
-    println!("tests: {passed} passed, {failed} failed");
+    println!(
+        "tests: {passed} passed, {failed} failed; soak (1 min): {}",
+        if soak.is_ok() { "passed" } else { "failed" }
+    );
     left?;
     if failed > 0 {
         bail!("{failed} tests failed");
     }
-    Ok(())
+    soak
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.

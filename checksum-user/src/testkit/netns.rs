@@ -116,8 +116,10 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
+        // Quietly: a test may have deleted it already.
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }

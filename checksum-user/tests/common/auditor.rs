@@ -87,7 +87,16 @@ impl Running {
         Self::spawn(Command::new(BIN), tag, args)
     }
 
-    fn spawn(mut cmd: Command, tag: &str, args: &[&str]) -> Self {
+    /// Starts `cmd` (which ends in the binary, e.g. `ip netns exec NS BIN` or a capsh wrapper)
+    /// with `ARGS --format json` and waits until it has attached.
+    pub fn spawn(cmd: Command, tag: &str, args: &[&str]) -> Self {
+        let mut running = Self::launch(cmd, tag, args);
+        running.wait_ready();
+        running
+    }
+
+    /// Like `spawn`, without waiting: for signals sent while it attaches.
+    pub fn launch(mut cmd: Command, tag: &str, args: &[&str]) -> Self {
         let ready = std::env::temp_dir().join(format!("{tag}.ready"));
         let _ = std::fs::remove_file(&ready);
         let child = cmd
@@ -98,15 +107,24 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn checksum-audit");
-        let mut running = Self {
+        Self {
             child: Some(child),
             ready,
-        };
-        running.wait_ready();
-        running
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Whether it has written its ready file (every program of the first scan attached).
+    pub fn is_ready(&self) -> bool {
+        self.ready.exists()
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        let child = self.child.as_mut().expect("running");
+        child.try_wait().expect("try_wait").is_none()
+    }
+
+    pub fn wait_ready(&mut self) {
         let start = Instant::now();
         while !self.ready.exists() {
             let child = self.child.as_mut().expect("running");
@@ -133,14 +151,26 @@ impl Running {
     }
 
     /// Sends `signal` (to `ip netns exec`, which execs the binary: same process) and collects.
-    pub fn stop(mut self, signal: i32) -> Finished {
+    pub fn stop(self, signal: i32) -> Finished {
         unsafe { libc::kill(self.pid(), signal) };
-        let out = self
-            .child
-            .take()
-            .expect("running")
-            .wait_with_output()
-            .expect("wait");
+        self.finish(Duration::from_secs(20))
+    }
+
+    /// Waits for it to exit on its own (killing it and failing after `timeout`) and collects.
+    pub fn finish(mut self, timeout: Duration) -> Finished {
+        let child = self.child.take().expect("running");
+        let pid = child.id() as i32;
+        // Read its output while waiting, or a full pipe would block it forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output().expect("wait")));
+        let out = rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().expect("wait");
+            panic!(
+                "checksum-audit did not exit within {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
         let stdout = String::from_utf8_lossy(&out.stdout);
         Finished {
             status: out.status,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod auditor;
+pub mod leftovers;
 
 #[allow(unused_imports)]
 pub use checksum_user::testkit::{frames, netns};
@@ -44,4 +45,16 @@ pub fn assert_matches_schema(lines: &[serde_json::Value]) {
             "{line}\ndoes not match docs/output.schema.json: {errors:#?}"
         );
     }
+}
+
+/// HTTP GET inside `ns` (the auditor's loopback lives there).
+pub fn http_get(ns: &netns::NetNs, addr: &'static str, path: &'static str) -> String {
+    use std::io::{Read, Write};
+    ns.run(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    })
 }
