@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use checksum_common::{Hook, Kind, Layer, Status};
 
 use crate::event::{Flow, Verdict};
@@ -60,7 +62,7 @@ pub struct Evicted {
 
 #[derive(Debug)]
 pub struct Aggregator {
-    entries: HashMap<Key, Slot>,
+    entries: HashMap<Key, Slot, RandomState>,
     max_keys: usize,
     seq: u64,
     pub evicted: Evicted,
@@ -77,7 +79,7 @@ impl Default for Aggregator {
 impl Aggregator {
     pub fn with_max_keys(max_keys: usize) -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             max_keys: max_keys.max(1),
             seq: 0,
             evicted: Evicted::default(),

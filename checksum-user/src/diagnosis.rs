@@ -321,12 +321,12 @@ pub struct Untracked {
 #[derive(Debug)]
 pub struct Diagnoser {
     limit: usize,
-    flows: HashMap<FlowKey, FlowState>,
-    values: HashSet<Value>,
+    flows: HashMap<FlowKey, FlowState, foldhash::fast::RandomState>,
+    values: HashSet<Value, foldhash::fast::RandomState>,
     /// Remembered values by their contribution, so each rule inverts its arithmetic with one
     /// lookup instead of a scan.
-    by_sum: HashMap<SumKey, Vec<Value>>,
-    seen_flows: HashSet<Flow>,
+    by_sum: HashMap<SumKey, Vec<Value>, foldhash::fast::RandomState>,
+    seen_flows: HashSet<Flow, foldhash::fast::RandomState>,
     untracked: Untracked,
 }
 
@@ -340,10 +340,10 @@ impl Diagnoser {
     pub fn with_limit(limit: usize) -> Self {
         Self {
             limit,
-            flows: HashMap::new(),
-            values: HashSet::new(),
-            by_sum: HashMap::new(),
-            seen_flows: HashSet::new(),
+            flows: HashMap::default(),
+            values: HashSet::default(),
+            by_sum: HashMap::default(),
+            seen_flows: HashSet::default(),
             untracked: Untracked::default(),
         }
     }
