@@ -887,22 +887,27 @@ fn an_unwritable_pcap_out_fails_before_attaching() {
 }
 
 /// A flood of mismatches into a ring buffer far too small for it: every bad frame is either an
-/// event the auditor received or a counted lost event, exactly.
+/// event the auditor received or a counted lost event, exactly; with an event budget per flow,
+/// or one counted as sampled out.
 #[test]
 fn a_flood_loses_nothing_uncounted() {
     root_only!();
+    flood_accounting(&[]);
+    flood_accounting(&["--events-per-flow", "10"]);
+}
+
+fn flood_accounting(extra: &[&str]) {
     let pair = VethPair::new("flood");
-    let run = Running::start(
-        &pair.b,
-        &[
-            "--iface",
-            VETH_B,
-            "--hook",
-            "tc-ingress",
-            "--ring-buffer-size",
-            "4096",
-        ],
-    );
+    let mut args = vec![
+        "--iface",
+        VETH_B,
+        "--hook",
+        "tc-ingress",
+        "--ring-buffer-size",
+        "4096",
+    ];
+    args.extend_from_slice(extra);
+    let run = Running::start(&pair.b, &args);
     const FRAMES: usize = 5000;
     let mut frames = Vec::with_capacity(FRAMES);
     for i in 0..FRAMES {
@@ -917,15 +922,23 @@ fn a_flood_loses_nothing_uncounted() {
     assert!(done.status.success(), "{}", done.stderr);
     let received = done.verdicts().len() as u64;
     let lost = done.counter(VETH_B, "tc-ingress", &["events_lost"]);
+    let sampled_out = done.counter(VETH_B, "tc-ingress", &["events_sampled_out"]);
     let counted = done.counter(VETH_B, "tc-ingress", &["mismatches", "corrupt"]);
     eprintln!(
-        "flood: {FRAMES} bad frames sent, {counted} counted in the kernel, {received} events received + {lost} lost"
+        "flood {extra:?}: {FRAMES} bad frames sent, {counted} counted in the kernel, {received} events received + {lost} lost + {sampled_out} sampled out"
     );
     assert_eq!(counted, FRAMES as u64, "every bad frame was counted");
     assert_eq!(
-        received + lost,
+        received + lost + sampled_out,
         FRAMES as u64,
-        "received {received} + lost {lost}"
+        "received {received} + lost {lost} + sampled out {sampled_out}"
     );
-    assert!(lost > 0, "a 4 KiB ring should overflow under this flood");
+    if extra.is_empty() {
+        assert!(lost > 0, "a 4 KiB ring should overflow under this flood");
+        assert_eq!(sampled_out, 0);
+    } else {
+        // One flow and kind: 10 events at most, the rest sampled out, the ring never full.
+        assert!(received + lost <= 10, "received {received} + lost {lost}");
+        assert!(sampled_out >= FRAMES as u64 - 10);
+    }
 }
