@@ -1,6 +1,9 @@
 //! Decoding kernel events into owned reports, and their JSON form.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, Status,
@@ -61,6 +64,25 @@ pub struct Captured {
     /// The first min(snap length, `frame_len`) bytes. Empty only if the kernel could not copy
     /// them (not expected); the verdict is still valid.
     pub data: Vec<u8>,
+}
+
+impl Captured {
+    /// The frame as `--pcap-out` writes it, and its length on the wire. Bytes that start at the IP
+    /// header (`l3_off` 0: TC behind a generic-mode XDP program sees no MAC header) get the
+    /// Ethernet header replay synthesizes for raw-IP captures, so every packet in the file is
+    /// Ethernet. `None` when there is nothing to write (the kernel could not copy the bytes).
+    pub fn ethernet_frame(&self) -> Option<(Cow<'_, [u8]>, u32)> {
+        if self.data.is_empty() {
+            return None;
+        }
+        if self.l3_off == 0 {
+            let framed =
+                crate::capture::to_ethernet(crate::capture::LINKTYPE_RAW, &self.data).ok()??;
+            Some((Cow::Owned(framed), self.frame_len + 14))
+        } else {
+            Some((Cow::Borrowed(&self.data[..]), self.frame_len))
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -45,16 +45,7 @@ impl Namespace {
 
     /// `NAME` (under /run/netns), a path, or `pid:PID`.
     pub fn parse(spec: &str) -> Result<Self> {
-        let path = if let Some(pid) = spec.strip_prefix("pid:") {
-            let pid: u32 = pid
-                .parse()
-                .with_context(|| format!("--netns {spec}: pid:PID needs a number"))?;
-            PathBuf::from(format!("/proc/{pid}/ns/net"))
-        } else if spec.contains('/') {
-            PathBuf::from(spec)
-        } else {
-            PathBuf::from(format!("/run/netns/{spec}"))
-        };
+        let path = Self::path_of(spec)?;
         match File::open(&path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -69,6 +60,20 @@ impl Namespace {
         Ok(Self {
             label: spec.to_owned(),
             path: Some(path),
+        })
+    }
+
+    /// The namespace file `spec` names, without opening it.
+    pub fn path_of(spec: &str) -> Result<PathBuf> {
+        Ok(if let Some(pid) = spec.strip_prefix("pid:") {
+            let pid: u32 = pid
+                .parse()
+                .with_context(|| format!("--netns {spec}: pid:PID needs a number"))?;
+            PathBuf::from(format!("/proc/{pid}/ns/net"))
+        } else if spec.contains('/') {
+            PathBuf::from(spec)
+        } else {
+            PathBuf::from(format!("/run/netns/{spec}"))
         })
     }
 

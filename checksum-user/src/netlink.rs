@@ -39,7 +39,7 @@ fn connect() -> io::Result<Socket> {
 }
 
 /// The route messages in one datagram, and whether it ended a dump (NLMSG_DONE).
-fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
+pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
     let mut messages = Vec::new();
     let mut offset = 0;
     while offset < buf.len() {

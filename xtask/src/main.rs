@@ -6,6 +6,7 @@ mod bench_live;
 mod bench_userspace;
 mod demo;
 mod fuzz;
+mod fuzz_parsers;
 mod test;
 
 use std::{
@@ -56,6 +57,16 @@ enum Cmd {
         #[arg(long, value_parser = fuzz::parse_seed)]
         replay: Option<u64>,
     },
+    /// Coverage-guided fuzzing (cargo-fuzz, installed if missing) of the user-space parsers of
+    /// untrusted bytes: each target in fuzz/ for --seconds, printing executions and crashes.
+    FuzzParsers {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Only this target (repeatable); all by default.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +83,7 @@ fn main() -> ExitCode {
             seed,
             replay,
         } => fuzz::run(frames, seed, replay),
+        Cmd::FuzzParsers { seconds, targets } => fuzz_parsers::run(seconds, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
