@@ -78,7 +78,9 @@ impl Captured {
         if self.l3_off == 0 {
             let framed =
                 crate::capture::to_ethernet(crate::capture::LINKTYPE_RAW, &self.data).ok()??;
-            Some((Cow::Owned(framed), self.frame_len + 14))
+            // frame_len comes from the record: saturate rather than overflow (a panic in debug
+            // builds, a wrapped, tiny original length in release ones).
+            Some((Cow::Owned(framed), self.frame_len.saturating_add(14)))
         } else {
             Some((Cow::Borrowed(&self.data[..]), self.frame_len))
         }
@@ -296,6 +298,39 @@ mod tests {
         // Capture with no bytes (the kernel could not copy them).
         let (_, cap) = Verdict::decode_with_capture(&capture_record(60, 0, &[])).unwrap();
         assert_eq!(cap.unwrap().data, Vec::<u8>::new());
+    }
+
+    #[test]
+    fn ethernet_frame_of_captures() {
+        let ip = vec![0x45, 0, 0, 20];
+        let raw = Captured {
+            frame_len: 20,
+            l3_off: 0,
+            data: ip.clone(),
+        };
+        let (frame, orig_len) = raw.ethernet_frame().unwrap();
+        assert_eq!(
+            (&frame[12..], orig_len),
+            (&[0x08, 0x00, 0x45, 0, 0, 20][..], 34)
+        );
+        let eth = Captured { l3_off: 14, ..raw };
+        assert_eq!(eth.ethernet_frame().unwrap(), (Cow::Borrowed(&ip[..]), 20));
+        assert!(
+            Captured {
+                data: vec![],
+                ..eth
+            }
+            .ethernet_frame()
+            .is_none()
+        );
+        // Found by the ring_record fuzz target: a frame length near u32::MAX (any record may carry
+        // one) overflowed when the synthesized Ethernet header was added.
+        let huge = Captured {
+            frame_len: u32::MAX - 3,
+            l3_off: 0,
+            data: ip,
+        };
+        assert_eq!(huge.ethernet_frame().unwrap().1, u32::MAX);
     }
 
     #[test]
