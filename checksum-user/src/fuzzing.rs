@@ -24,7 +24,7 @@ use crate::{
         LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
         MAX_RECORD, Record, supported, to_ethernet,
     },
-    cli::parse_duration,
+    cli::{MAX_DURATION, parse_duration},
     diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::{Flow, Verdict},
     follow::{Namespace, glob_match, is_pattern},
@@ -526,7 +526,7 @@ fn text(input: &mut Input, budget: &mut usize) -> String {
 pub fn cli_specs(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     if let Ok(d) = parse_duration(&s) {
-        assert!(d > Duration::ZERO);
+        assert!(d > Duration::ZERO && d <= MAX_DURATION);
     }
     let _ = metrics::parse_addr(&s);
     if let Ok(path) = Namespace::path_of(&s)
