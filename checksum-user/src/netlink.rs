@@ -71,7 +71,7 @@ pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>
             match msg.payload {
                 NetlinkPayload::InnerMessage(m) => messages.push(m),
                 NetlinkPayload::Done(_) => return Ok((messages, true)),
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                NetlinkPayload::Error(e) if e.code.is_some() => return Err(errno(e.raw_code())),
                 _ => {}
             }
         }
@@ -79,6 +79,15 @@ pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>
         offset += len.next_multiple_of(4);
     }
     Ok((messages, false))
+}
+
+/// The error of an NLMSG_ERROR message, which carries a negative errno. (`ErrorMessage::to_io`
+/// takes its absolute value with `abs`, which overflows on i32::MIN.)
+fn errno(code: i32) -> io::Error {
+    code.checked_abs().map_or_else(
+        || invalid(format!("netlink error code {code}")),
+        io::Error::from_raw_os_error,
+    )
 }
 
 /// Reads replies until the kernel says done; returns the links in them.
@@ -246,6 +255,20 @@ mod tests {
         // Truncated: an error, not a panic.
         assert!(parse_datagram(&datagram[..datagram.len() - 1]).is_err());
         assert!(parse_datagram(&datagram[..10]).is_err());
+    }
+
+    #[test]
+    fn errors() {
+        // An error carries a negative errno and the header of the request it answers.
+        let error = |code: i32| message(NLMSG_ERROR, &[&code.to_ne_bytes()[..], &[0; 16]].concat());
+        let e = parse_datagram(&error(-libc::ENODEV)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+        // Found by the netlink_datagram fuzz target: error code i32::MIN overflowed in
+        // netlink-packet-core's ErrorMessage::to_io (`abs`).
+        let e = parse_datagram(&error(i32::MIN)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // An acknowledgement (code 0) is not an error.
+        assert!(parse_datagram(&error(0)).unwrap().0.is_empty());
     }
 
     #[test]
