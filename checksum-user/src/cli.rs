@@ -172,7 +172,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if secs > MAX_DURATION.as_secs_f64() {
         return Err(format!("duration '{s}' is longer than 100 years"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    match Duration::from_secs_f64(secs) {
+        // tokio's interval panics on a zero period.
+        d if d.is_zero() => Err(format!("duration '{s}' is shorter than a nanosecond")),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +199,10 @@ mod tests {
         assert!(parse_duration("99659965996565659965").is_err());
         assert!(parse_duration("9999999999999999999s").is_err());
         assert!(parse_duration("3153600001").is_err());
+        // Found by the cli_specs fuzz target: positive, but zero once a Duration (`--interval` of
+        // zero panics in tokio::time::interval).
+        assert!(parse_duration(".00000000006").is_err());
+        assert_eq!(parse_duration("0.000000001"), Ok(Duration::from_nanos(1)));
     }
 
     #[test]
