@@ -45,10 +45,25 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const NLMSG_HDRLEN: usize = 16;
 
-/// The link messages in one datagram, and whether it ended a dump (NLMSG_DONE). Only link
-/// messages, errors and the end of a dump are decoded, what these sockets ask for; any other
-/// message is skipped by its header's length, undecoded: netlink-packet-route 0.25 panics on some
-/// malformed messages of other types (a short route realm attribute), and none is ours to read.
+/// Link attributes kept for decoding (linux/if_link.h), each with the one nested attribute kept
+/// of it if it is a nest: all that `link_name`, `link_kind` and xdp_slot.rs read (`is_loopback`
+/// reads the fixed header).
+const KEPT_LINK_ATTRIBUTES: [(u16, Option<u16>); 3] = [
+    (3, None),     // IFLA_IFNAME
+    (18, Some(1)), // IFLA_LINKINFO: IFLA_INFO_KIND
+    (43, Some(4)), // IFLA_XDP: IFLA_XDP_PROG_ID
+];
+/// struct ifinfomsg, after the netlink header of a link message.
+const IFINFOMSG_LEN: usize = 16;
+/// Attribute type bits, without NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// The link messages in one datagram, and whether it ended a dump (NLMSG_DONE).
+///
+/// netlink-packet-route 0.25 panics on some malformed messages (a short route realm attribute, a
+/// short SR-IOV VF MAC, ...), so it is given as little as possible: only link messages, errors
+/// and the end of a dump, what these sockets ask for, are decoded (any other message is skipped by
+/// its header's length), and of a link message only `KEPT_LINK_ATTRIBUTES`.
 pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
     let mut messages = Vec::new();
     let mut offset = 0;
@@ -65,9 +80,14 @@ pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>
                 rest.len()
             )));
         }
-        if matches!(kind, NLMSG_ERROR | NLMSG_DONE | RTM_NEWLINK | RTM_DELLINK) {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
-                .map_err(invalid)?;
+        let message = match kind {
+            RTM_NEWLINK | RTM_DELLINK => Some(kept_link_attributes(&rest[..len])),
+            NLMSG_ERROR | NLMSG_DONE => Some(rest[..len].to_vec()),
+            _ => None,
+        };
+        if let Some(message) = message {
+            let msg =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&message).map_err(invalid)?;
             match msg.payload {
                 NetlinkPayload::InnerMessage(m) => messages.push(m),
                 NetlinkPayload::Done(_) => return Ok((messages, true)),
@@ -79,6 +99,63 @@ pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>
         offset += len.next_multiple_of(4);
     }
     Ok((messages, false))
+}
+
+/// A copy of the link message `msg` (its length checked) with only `KEPT_LINK_ATTRIBUTES`. A
+/// malformed attribute ends the list, as the kernel's own parser would stop there.
+fn kept_link_attributes(msg: &[u8]) -> Vec<u8> {
+    let Some(fixed) = msg.get(..NLMSG_HDRLEN + IFINFOMSG_LEN) else {
+        return msg.to_vec(); // too short for a link message: the decoder says so
+    };
+    let mut out = fixed.to_vec();
+    for attr in attributes(&msg[fixed.len()..]) {
+        match KEPT_LINK_ATTRIBUTES.iter().find(|k| k.0 == attr_type(attr)) {
+            None => {}
+            Some((_, None)) => push_attribute(&mut out, attr),
+            Some((_, Some(inner))) => {
+                let start = out.len();
+                out.extend_from_slice(&attr[..4]);
+                for nested in attributes(&attr[4..]).filter(|a| attr_type(a) == *inner) {
+                    push_attribute(&mut out, nested);
+                }
+                if out.len() == start + 4 {
+                    // Nothing kept (IFLA_XDP without a program holds only IFLA_XDP_ATTACHED):
+                    // no nest at all, as the decoder refuses an empty one.
+                    out.truncate(start);
+                    continue;
+                }
+                // No longer than the original nest: fits its 16-bit length.
+                let len = (out.len() - start) as u16;
+                out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+            }
+        }
+    }
+    let len = out.len() as u32;
+    out[..4].copy_from_slice(&len.to_ne_bytes());
+    out
+}
+
+/// The attributes (header and value, without padding) in `b`, up to the first malformed one.
+fn attributes(mut b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = usize::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let attr = &b[..len];
+        b = &b[len.next_multiple_of(4).min(b.len())..];
+        Some(attr)
+    })
+}
+
+fn attr_type(attr: &[u8]) -> u16 {
+    u16::from_ne_bytes([attr[2], attr[3]]) & NLA_TYPE_MASK
+}
+
+/// Appends an attribute and its padding to 4 bytes.
+fn push_attribute(out: &mut Vec<u8>, attr: &[u8]) {
+    out.extend_from_slice(attr);
+    out.resize(out.len().next_multiple_of(4), 0);
 }
 
 /// The error of an NLMSG_ERROR message, which carries a negative errno. (`ErrorMessage::to_io`
@@ -230,16 +307,29 @@ mod tests {
         m
     }
 
-    /// RTM_NEWLINK for `lo` (index 1, IFF_UP | IFF_LOOPBACK).
-    fn lo() -> Vec<u8> {
+    /// An attribute: length, type, value, padding.
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(value);
+        a.resize(a.len().next_multiple_of(4), 0);
+        a
+    }
+
+    /// RTM_NEWLINK for `lo` (index 1, IFF_UP | IFF_LOOPBACK) with these attributes after its name.
+    fn lo_with(attributes: &[u8]) -> Vec<u8> {
         let mut p = vec![0, 0, 4, 3]; // family, pad, ARPHRD_LOOPBACK
         p.extend_from_slice(&1i32.to_ne_bytes());
         p.extend_from_slice(&9u32.to_ne_bytes());
         p.extend_from_slice(&0u32.to_ne_bytes());
-        p.extend_from_slice(&7u16.to_ne_bytes()); // IFLA_IFNAME "lo\0"
-        p.extend_from_slice(&3u16.to_ne_bytes());
-        p.extend_from_slice(b"lo\0\0");
+        p.extend_from_slice(&attr(3, b"lo\0")); // IFLA_IFNAME
+        p.extend_from_slice(attributes);
         message(RTM_NEWLINK, &p)
+    }
+
+    fn lo() -> Vec<u8> {
+        lo_with(&[])
     }
 
     #[test]
@@ -286,5 +376,46 @@ mod tests {
         // Skipped by its length, aligned: the link message after it is still read.
         let datagram = [&route[..], &[0], &lo()].concat();
         assert_eq!(parse_datagram(&datagram).unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn link_attributes_we_do_not_read_are_not_decoded() {
+        const NESTED: u16 = 0x8000;
+        // Found by the netlink_datagram fuzz target: an IFLA_VFINFO_LIST whose IFLA_VF_MAC holds
+        // 3 bytes, not 36, made netlink-packet-route 0.25.1 slice past them (link/sriov/mac.rs).
+        let vf_list = attr(22 | NESTED, &attr(1 | NESTED, &attr(1, &[0xaa; 3])));
+        let (links, _) = parse_datagram(&lo_with(&vf_list)).unwrap();
+        let [RouteNetlinkMessage::NewLink(link)] = &links[..] else {
+            panic!("{links:?}");
+        };
+        assert_eq!(link_name(link), Some("lo"));
+        // What we read survives the filter: the kind in IFLA_LINKINFO, the program id in
+        // IFLA_XDP; their neighbours (IFLA_INFO_DATA, IFLA_XDP_ATTACHED, IFLA_MTU) do not.
+        let info = [attr(1, b"veth\0"), attr(2 | NESTED, &attr(1, &[0; 4]))].concat();
+        let xdp = [attr(2, &[1]), attr(4, &42u32.to_ne_bytes())].concat();
+        let all = [
+            attr(18 | NESTED, &info),
+            attr(43 | NESTED, &xdp),
+            attr(4, &1500u32.to_ne_bytes()),
+        ]
+        .concat();
+        let (links, _) = parse_datagram(&lo_with(&all)).unwrap();
+        let RouteNetlinkMessage::NewLink(link) = &links[0] else {
+            panic!("{links:?}");
+        };
+        assert_eq!(link_kind(link).as_deref(), Some("veth"));
+        let attributes = format!("{:?}", link.attributes);
+        assert!(attributes.contains("ProgId(42)"), "{attributes}");
+        assert!(
+            !attributes.contains("Attached") && !attributes.contains("Mtu"),
+            "{attributes}"
+        );
+        // The kernel's IFLA_XDP of a link without a program: nothing of it is kept.
+        let no_program = attr(43 | NESTED, &attr(2, &[0]));
+        let (links, _) = parse_datagram(&lo_with(&no_program)).unwrap();
+        let RouteNetlinkMessage::NewLink(link) = &links[0] else {
+            panic!("{links:?}");
+        };
+        assert_eq!(link.attributes.len(), 1, "{:?}", link.attributes);
     }
 }
