@@ -141,7 +141,11 @@ impl LiveArgs {
     }
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+/// The longest duration accepted (100 years): `Instant::now()` plus it cannot overflow, as adding
+/// far longer ones (`--interval`) would.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds, up to `MAX_DURATION`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -165,7 +169,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("duration '{s}' must be positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!("duration '{s}' is longer than 100 years"));
+    }
+    match Duration::from_secs_f64(secs) {
+        // tokio's interval panics on a zero period.
+        d if d.is_zero() => Err(format!("duration '{s}' is shorter than a nanosecond")),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +193,16 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("3153600000"), Ok(MAX_DURATION));
+        // Found by the cli_specs fuzz target: more seconds than a Duration holds panicked in
+        // Duration::from_secs_f64. Shorter ones, still beyond any Instant, are refused too.
+        assert!(parse_duration("99659965996565659965").is_err());
+        assert!(parse_duration("9999999999999999999s").is_err());
+        assert!(parse_duration("3153600001").is_err());
+        // Found by the cli_specs fuzz target: positive, but zero once a Duration (`--interval` of
+        // zero panics in tokio::time::interval).
+        assert!(parse_duration(".00000000006").is_err());
+        assert_eq!(parse_duration("0.000000001"), Ok(Duration::from_nanos(1)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod diagnosis;
 pub mod event;
 pub mod follow;
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod live;
 pub mod loader;

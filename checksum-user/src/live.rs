@@ -914,24 +914,9 @@ impl Capture {
         let Some(&iface) = self.interfaces.get(source as usize) else {
             return;
         };
-        if captured.data.is_empty() {
-            return; // the kernel could not copy the bytes (never seen); the event still counts
-        }
-        // Behind a generic-mode XDP program TC sees no MAC header: give the frame one, so that
-        // every packet in the file is Ethernet.
-        let (data, orig_len) = if captured.l3_off == 0 {
-            // The same synthesis replay uses for raw-IP captures.
-            let Ok(Some(framed)) =
-                crate::capture::to_ethernet(crate::capture::LINKTYPE_RAW, &captured.data)
-            else {
-                return;
-            };
-            (std::borrow::Cow::Owned(framed), captured.frame_len + 14)
-        } else {
-            (
-                std::borrow::Cow::Borrowed(&captured.data[..]),
-                captured.frame_len,
-            )
+        // Empty when the kernel could not copy the bytes (never seen); the event still counts.
+        let Some((data, orig_len)) = captured.ethernet_frame() else {
+            return;
         };
         let ts = u64::try_from(clock.wall_ns(mono_ns)).unwrap_or(0);
         if let Err(e) = self

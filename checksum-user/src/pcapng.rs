@@ -15,8 +15,8 @@ use std::{
 };
 
 use crate::capture::{
-    LINKTYPE_ETHERNET, PCAPNG_BOM as BYTE_ORDER_MAGIC, PCAPNG_EPB as EPB, PCAPNG_IDB as IDB,
-    PCAPNG_SHB as SHB,
+    LINKTYPE_ETHERNET, MAX_RECORD, PCAPNG_BOM as BYTE_ORDER_MAGIC, PCAPNG_EPB as EPB,
+    PCAPNG_IDB as IDB, PCAPNG_SHB as SHB,
 };
 
 const OPT_END: u16 = 0;
@@ -138,7 +138,9 @@ impl<W: Write> PcapngWriter<W> {
     ///
     /// Returns false, and counts the packet in `packets_dropped_by_size`, when the block would
     /// take the file past `max_bytes`; from then on every packet is dropped, so the file holds a
-    /// prefix in time rather than a sample with gaps. An unknown interface id is an error.
+    /// prefix in time rather than a sample with gaps. An unknown interface id is an error, and so
+    /// is a packet whose block would be larger than `CaptureReader` accepts (256 KiB with its
+    /// comment; `--snaplen` stays far below): what this writes, `replay` can read.
     pub fn write_packet(
         &mut self,
         iface: u32,
@@ -162,6 +164,17 @@ impl<W: Write> PcapngWriter<W> {
             4 + pad4(comment.len()) + 4
         };
         let block_len = 12 + 20 + pad4(data.len()) + options;
+        if block_len > MAX_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "pcapng: a {}-byte packet with a {}-byte comment is a {block_len}-byte block, \
+                     above the {MAX_RECORD} bytes capture files are read with",
+                    data.len(),
+                    comment.len()
+                ),
+            ));
+        }
         if self.full
             || self
                 .max_bytes
@@ -408,6 +421,31 @@ mod tests {
         let opts = options(&epb[24..]);
         assert_eq!(opts[0].1.len(), MAX_OPTION - 1);
         assert!(std::str::from_utf8(opts[0].1).is_ok());
+    }
+
+    #[test]
+    fn only_packets_the_reader_accepts_are_written() {
+        // Found by the pcapng_round_trip fuzz target: a 320 KiB packet made a block that
+        // CaptureReader refuses, so `replay` could not read the file back.
+        let mut w = PcapngWriter::new(Vec::new(), None).unwrap();
+        let id = w.add_interface("eth0", u32::MAX).unwrap();
+        let data = vec![0xa5; MAX_RECORD];
+        assert!(w.write_packet(id, 0, 0, &data, "").is_err());
+        // The largest blocks accepted: 12 + 20 bytes around the data, 12 for a 1-byte comment.
+        let largest = &data[..MAX_RECORD - 32];
+        assert!(w.write_packet(id, 1, 0, largest, "").unwrap());
+        let commented = &data[..MAX_RECORD - 32 - 12];
+        assert!(w.write_packet(id, 2, 0, commented, "x").unwrap());
+        assert!(
+            w.write_packet(id, 3, 0, &data[..commented.len() + 1], "x")
+                .is_err()
+        );
+        assert_eq!((w.packets_written(), w.packets_dropped_by_size()), (2, 0));
+        let file = w.into_inner().unwrap();
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap().data, largest);
+        assert_eq!(r.next_record().unwrap().unwrap().data, commented);
+        assert!(r.next_record().unwrap().is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::{
     aggregate::{Aggregator, Key},
-    capture::{CaptureError, CaptureReader, supported, to_ethernet},
+    capture::{CaptureError, CaptureReader, Record, supported, to_ethernet},
     cli::{Format, ReplayArgs},
     diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::Verdict,
@@ -62,6 +62,12 @@ pub fn open_capture(path: &Path) -> Result<CaptureReader<BufReader<File>>> {
     Ok(reader)
 }
 
+/// The Ethernet frame replay runs for a captured record; `None` when it is shorter than a
+/// link-layer header or than `MIN_FRAME` (counted as too short).
+pub fn replay_frame(record: &Record) -> Result<Option<Vec<u8>>, CaptureError> {
+    Ok(to_ethernet(record.linktype, &record.data)?.filter(|f| f.len() >= MIN_FRAME))
+}
+
 /// Replays `args.file`, writing verdict lines and a summary to `out`.
 pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Result<ReplayStats> {
     let mut reader = open_capture(&args.file)?;
@@ -83,9 +89,9 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         };
         stats.frames += 1;
         let packet = stats.frames;
-        let frame = match to_ethernet(record.linktype, &record.data) {
-            Ok(Some(f)) if f.len() >= MIN_FRAME => f,
-            Ok(_) => {
+        let frame = match replay_frame(&record) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
                 stats.too_short += 1;
                 continue;
             }

@@ -1,5 +1,5 @@
-//! `cargo xtask test|demo|bench|fuzz|soak`: what cargo alone cannot do. Run through `./x`,
-//! which installs the pinned toolchains first (scripts/bootstrap.sh).
+//! `cargo xtask test|demo|bench|fuzz|fuzz-parsers|soak`: what cargo alone cannot do. Run through
+//! `./x`, which installs the pinned toolchains first (scripts/bootstrap.sh).
 
 mod bench;
 mod bench_live;
@@ -7,6 +7,7 @@ mod bench_userspace;
 mod demo;
 mod flood;
 mod fuzz;
+mod fuzz_parsers;
 mod soak;
 mod soak_report;
 mod test;
@@ -72,6 +73,16 @@ enum Cmd {
         #[arg(long, default_value = "soak")]
         out: PathBuf,
     },
+    /// Coverage-guided fuzzing (cargo-fuzz, installed if missing) of the user-space parsers of
+    /// untrusted bytes: each target in fuzz/ for --seconds, printing executions and crashes.
+    FuzzParsers {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Only this target (repeatable); all by default.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +100,7 @@ fn main() -> ExitCode {
             replay,
         } => fuzz::run(frames, seed, replay),
         Cmd::Soak { minutes, pps, out } => soak::run(&soak::Options { minutes, pps, out }),
+        Cmd::FuzzParsers { seconds, targets } => fuzz_parsers::run(seconds, &targets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
