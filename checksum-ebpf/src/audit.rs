@@ -51,6 +51,22 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// Settles a checked field (`got` already set): ok, or bad with the value the field should
+    /// hold (computed only then, off the good-packet path) and the mismatch's kind.
+    #[inline(always)]
+    fn settle(&mut self, ok: bool, want: impl FnOnce() -> u16, pseudo: Option<u16>) {
+        if ok {
+            self.status = Status::Ok;
+            self.want = self.got;
+        } else {
+            self.status = Status::Bad;
+            self.want = want();
+            self.kind = classify(self.got, self.want, pseudo);
+        }
+    }
+}
+
 #[inline(always)]
 pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
     let Some(counters) = COUNTERS.get_ptr_mut(0) else {
@@ -112,14 +128,7 @@ fn check_ipv4_header<P: Packet>(pkt: &P, off: u32, ip: &parse::Ipv4Header) -> Ve
     };
     let got = ip.checksum;
     v.got = got;
-    if verifies(sum) {
-        v.status = Status::Ok;
-        v.want = got;
-    } else {
-        v.status = Status::Bad;
-        v.want = expected_field(sum, got);
-        v.kind = classify(got, v.want, None);
-    }
+    v.settle(verifies(sum), || expected_field(sum, got), None);
     v
 }
 
@@ -195,19 +204,12 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
     // RFC 8200 section 8.1: over IPv6 a zero UDP field is always wrong, even where the sum makes
     // 0x0000 and 0xffff equal.
     let udp6_zero = layer == Layer::Udp && got == 0;
-    if verifies(sum) && !udp6_zero {
-        v.status = Status::Ok;
-        v.want = got;
-    } else {
-        v.status = Status::Bad;
-        let mut want = expected_field(sum, got);
-        if layer == Layer::Udp && want == 0 {
-            // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
-            want = 0xffff;
-        }
-        v.want = want;
-        v.kind = classify(got, want, Some(folded_pseudo));
-    }
+    let want = || match expected_field(sum, got) {
+        // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+        0 if layer == Layer::Udp => 0xffff,
+        want => want,
+    };
+    v.settle(verifies(sum) && !udp6_zero, want, Some(folded_pseudo));
     Ok(v)
 }
 
@@ -223,15 +225,8 @@ fn check_icmpv4<P: Packet>(pkt: &P, seg: &Segment, mut v: Verdict) -> Verdict {
     let Some(data) = sum_range(pkt, seg.off + 4, seg.len - 4, type_code) else {
         return v;
     };
-    let got = v.got;
-    if verifies(data + got as u64) {
-        v.status = Status::Ok;
-        v.want = got;
-    } else {
-        v.status = Status::Bad;
-        v.want = field_for(data);
-        v.kind = classify(got, v.want, None);
-    }
+    let ok = verifies(data + v.got as u64);
+    v.settle(ok, || field_for(data), None);
     v
 }
 
