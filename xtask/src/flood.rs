@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use checksum_user::testkit::netns::packet_socket;
+
 /// Frames per `sendmmsg` call.
 const BATCH: usize = 64;
 
@@ -17,19 +19,7 @@ pub fn flood(
     mut stop: impl FnMut() -> bool,
 ) -> u64 {
     assert!(!frames.is_empty(), "nothing to send");
-    let name = std::ffi::CString::new(iface).unwrap();
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert_ne!(ifindex, 0, "no interface {iface}");
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    assert!(
-        fd >= 0,
-        "AF_PACKET socket: {}",
-        std::io::Error::last_os_error()
-    );
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_ifindex = ifindex as i32;
-    addr.sll_halen = 6;
+    let (fd, mut addr) = packet_socket(iface);
     // One iovec per frame, and a batch of messages cycling through them.
     let mut iovs: Vec<libc::iovec> = frames
         .iter()

@@ -153,9 +153,9 @@ impl VethPair {
     }
 }
 
-/// Sends raw Ethernet frames out of `iface` with an AF_PACKET socket (call inside the namespace).
-/// The kernel does not touch their checksums, so the peer sees exactly these bytes.
-pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
+/// An AF_PACKET raw socket (the caller closes it) and the link-layer address that sends out of
+/// `iface`; call it inside the interface's namespace. Panics when either is missing.
+pub fn packet_socket(iface: &str) -> (i32, libc::sockaddr_ll) {
     let c = std::ffi::CString::new(iface).unwrap();
     let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
     assert_ne!(ifindex, 0, "no interface {iface}");
@@ -165,11 +165,19 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
         "AF_PACKET socket: {}",
         std::io::Error::last_os_error()
     );
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    (fd, addr)
+}
+
+/// Sends raw Ethernet frames out of `iface` with an AF_PACKET socket (call inside the namespace).
+/// The kernel does not touch their checksums, so the peer sees exactly these bytes.
+pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
+    let (fd, out_of_iface) = packet_socket(iface);
     for frame in frames {
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        addr.sll_halen = 6;
+        let mut addr = out_of_iface;
         addr.sll_addr[..6].copy_from_slice(&frame[..6]);
         let n = unsafe {
             libc::sendto(
