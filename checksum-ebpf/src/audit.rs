@@ -3,16 +3,16 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use aya_log_ebpf::debug;
 use checksum_common::{
-    ChecksumEvent, Counters, Hook, Kind, Layer, Status,
+    ChecksumEvent, Counters, Hook, Kind, Layer, SourceKey, SourceState, Status,
     csum::{
         classify, expected_field, field_for, fold, pseudo_header_v4, pseudo_header_v6, verifies,
     },
     event::FAMILY_IPV4,
+    source::{SOURCE_REPORT_OFFLOAD, UNATTRIBUTED},
 };
 
 use crate::{
-    CAPTURE_SNAPLEN, COUNTERS, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, REPORT_OFFLOAD,
-    capture,
+    CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, SOURCES, capture,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     sum::{sum_header, sum_range},
@@ -69,11 +69,23 @@ impl Verdict {
 
 #[inline(always)]
 pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
-    let Some(counters) = COUNTERS.get_ptr_mut(0) else {
+    let key = SourceKey::new(pkt.netns(), pkt.ifindex(), hook);
+    // One lookup per frame: the source's settings and this CPU's counters live in one value.
+    // Frames of a source not in the map are counted under the `UNATTRIBUTED` source (a program
+    // still running for an interface being detached, a test run on an unregistered device); their
+    // events still name their own interface. A reserved key of the same map, not a map of its
+    // own: a value pointer that may come from either of two maps keeps the verifier from merging
+    // the states of the two paths.
+    let Some(state) = SOURCES
+        .get_ptr_mut(&key)
+        .or_else(|| SOURCES.get_ptr_mut(&UNATTRIBUTED))
+    else {
         return;
     };
-    // SAFETY: a per-CPU array value, only ever touched by this CPU.
-    let counters = unsafe { &mut *counters };
+    // SAFETY: a per-CPU map value, only ever touched by this CPU.
+    let state: &mut SourceState = unsafe { &mut *state };
+    let report_offload = state.flags & SOURCE_REPORT_OFFLOAD != 0;
+    let counters = &mut state.counters;
     counters.packets += 1;
     if pkt.is_gso_aggregate() {
         // Checksums of a super-packet are completed (egress) or were verified (GRO) per segment;
@@ -81,7 +93,7 @@ pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
         counters.gso_aggregate += 1;
         return;
     }
-    if audit_ip(pkt, hook, counters).is_err() {
+    if audit_ip(pkt, hook, report_offload, counters).is_err() {
         counters.malformed += 1;
         // Off unless `checksum-audit -v` (AYA_LOG_LEVEL), and only on this rare path.
         debug!(pkt.context(), "malformed frame: {} bytes", pkt.len());
@@ -89,7 +101,12 @@ pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
 }
 
 #[inline(always)]
-fn audit_ip<P: Packet>(pkt: &P, hook: Hook, c: &mut Counters) -> Result<(), ParseError> {
+fn audit_ip<P: Packet>(
+    pkt: &P,
+    hook: Hook,
+    report_offload: bool,
+    c: &mut Counters,
+) -> Result<(), ParseError> {
     let Some((ethertype, l3_off)) = pkt.link_layer() else {
         c.not_ip += 1;
         return Ok(());
@@ -97,7 +114,7 @@ fn audit_ip<P: Packet>(pkt: &P, hook: Hook, c: &mut Counters) -> Result<(), Pars
     let segment = if parse::is_ipv4(ethertype) {
         let ip = parse::ipv4(pkt, l3_off)?;
         let header = check_ipv4_header(pkt, l3_off, &ip);
-        record(pkt, hook, &ip.segment, &header, c);
+        record(pkt, hook, report_offload, &ip.segment, &header, c);
         ip.segment
     } else if parse::is_ipv6(ethertype) {
         parse::ipv6(pkt, l3_off)?
@@ -113,7 +130,7 @@ fn audit_ip<P: Packet>(pkt: &P, hook: Hook, c: &mut Counters) -> Result<(), Pars
         _ => return Ok(()),
     };
     let verdict = check_segment(pkt, &segment, layer)?;
-    record(pkt, hook, &segment, &verdict, c);
+    record(pkt, hook, report_offload, &segment, &verdict, c);
     Ok(())
 }
 
@@ -231,13 +248,21 @@ fn check_icmpv4<P: Packet>(pkt: &P, seg: &Segment, mut v: Verdict) -> Verdict {
 }
 
 /// Counts a verdict and, for a mismatch (or any verdict with REPORT_ALL), sends an event.
+/// Offload-pending mismatches only with `report_offload` (the source's `SOURCE_REPORT_OFFLOAD`).
 #[inline(always)]
-fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Counters) {
+fn record<P: Packet>(
+    pkt: &P,
+    hook: Hook,
+    report_offload: bool,
+    seg: &Segment,
+    v: &Verdict,
+    c: &mut Counters,
+) {
     c.checks[v.layer as usize][v.status as usize] += 1;
     let report_all = REPORT_ALL.load() != 0;
     if v.status == Status::Bad {
         c.mismatches[v.layer as usize][v.kind as usize] += 1;
-        if v.kind == Kind::OffloadPending && REPORT_OFFLOAD.load() == 0 && !report_all {
+        if v.kind == Kind::OffloadPending && !report_offload && !report_all {
             return;
         }
     } else if !report_all {
@@ -262,9 +287,11 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Co
     entry.submit(0);
 }
 
-/// A flow and kind, for the per-flow event budget. No padding: the whole key is hashed.
+/// A flow and kind at one source, for the per-flow event budget. No padding: the whole key is
+/// hashed.
 #[repr(C, align(8))]
 pub struct BudgetKey {
+    netns: u64,
     ifindex: u32,
     hook: u8,
     layer: u8,
@@ -286,6 +313,7 @@ fn within_budget<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> 
         return true;
     }
     let key = BudgetKey {
+        netns: pkt.netns(),
         ifindex: pkt.ifindex(),
         hook: hook as u8,
         layer: v.layer as u8,
@@ -319,6 +347,7 @@ fn within_budget<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> 
 fn event<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> ChecksumEvent {
     ChecksumEvent {
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        netns: pkt.netns(),
         ifindex: pkt.ifindex(),
         tcp_seq: v.tcp_seq,
         src_addr: seg.src,
@@ -337,6 +366,6 @@ fn event<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> Checksum
         layer: v.layer as u8,
         status: v.status as u8,
         kind: v.kind as u8,
-        _pad: [0; 5],
+        _pad: [0; 7],
     }
 }

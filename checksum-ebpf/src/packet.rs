@@ -20,6 +20,8 @@ pub trait Packet: Sized {
     /// Total length, fragments included.
     fn len(&self) -> u32;
     fn ifindex(&self) -> u32;
+    /// The namespace cookie of the packet's device, or 0 (see `netns::cookie`).
+    fn netns(&self) -> u64;
     /// Copies `len` bytes at `off` into `dst`; false when they are not all in the packet.
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool;
 
@@ -116,6 +118,11 @@ impl Packet for XdpPacket {
     }
 
     #[inline(always)]
+    fn netns(&self) -> u64 {
+        crate::netns::cookie(self.0.as_ptr().cast(), crate::netns::Ctx::Xdp)
+    }
+
+    #[inline(always)]
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
         unsafe { bpf_xdp_load_bytes(self.0.as_ptr().cast(), off, dst.cast(), len) == 0 }
     }
@@ -164,6 +171,11 @@ impl Packet for TcPacket {
     #[inline(always)]
     fn ifindex(&self) -> u32 {
         self.skb().ifindex
+    }
+
+    #[inline(always)]
+    fn netns(&self) -> u64 {
+        crate::netns::cookie(self.0.as_ptr().cast(), crate::netns::Ctx::Skb)
     }
 
     #[inline(always)]

@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod attach;
+pub mod btf;
 pub mod capture;
 pub mod cli;
 pub mod diagnosis;

@@ -407,8 +407,8 @@ fn other_programs_stay_attached_and_keep_working() {
         while let Ok(true) = cmd_rx.recv() {
             count_tx
                 .send((
-                    xdp.counters().unwrap().packets,
-                    tcx.counters().unwrap().packets,
+                    xdp.counters().packets,
+                    tcx.counters().packets,
                 ))
                 .unwrap();
         }
