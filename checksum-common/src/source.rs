@@ -29,7 +29,7 @@ impl SourceKey {
     }
 }
 
-/// A source's settings and counters: the value of the programs' `SOURCES` map, one per CPU.
+/// A source's settings and counters: the value of the programs' `STATES` map, one per CPU.
 /// User space writes it (settings set, counters zero) before attaching, so that the hot path
 /// needs one lookup and never inserts.
 #[repr(C)]
@@ -48,22 +48,14 @@ pub struct SourceState {
 /// not global, because it depends on the interface's class and the hook.
 pub const SOURCE_REPORT_OFFLOAD: u64 = 1;
 
-/// The `hook` of the one source that counts frames whose own source is not in the map (with
-/// ifindex 0, which names no interface). User space adds it at load time.
-pub const UNATTRIBUTED_HOOK: u8 = 0xff;
+/// The `STATES` slot that counts frames whose source is not in `SOURCES`: a program still running
+/// for an interface being detached, or a test run on an unregistered device.
+pub const UNATTRIBUTED_SLOT: u32 = 0;
 
-/// The key of that source.
-pub const UNATTRIBUTED: SourceKey = SourceKey {
-    netns: 0,
-    ifindex: 0,
-    hook: UNATTRIBUTED_HOOK,
-    _pad: [0; 3],
-};
-
-/// Most sources (interfaces x hooks) one run audits at once: the size of the `SOURCES` map. Its
-/// entries are allocated as user space adds them (`BPF_F_NO_PREALLOC`), so the bound costs nothing
-/// until used: 300 pods at two hooks take 600.
-pub const MAX_SOURCES: u32 = 8192;
+/// Slots of the `STATES` map (one per source, an interface at one hook, and the unattributed
+/// slot): the most one run audits at once. 300 pods at two hooks take 600. Each costs
+/// `size_of::<SourceState>()` (416 bytes) per CPU, allocated at load time.
+pub const MAX_SOURCES: u32 = 2048;
 
 /// Default size of the one ring buffer all sources share: at 96 bytes per record, about 11,000
 /// events of headroom between two drains.

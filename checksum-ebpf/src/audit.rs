@@ -3,16 +3,16 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use aya_log_ebpf::debug;
 use checksum_common::{
-    ChecksumEvent, Counters, Hook, Kind, Layer, SourceKey, SourceState, Status,
+    ChecksumEvent, Counters, Hook, Kind, Layer, SourceState, Status,
     csum::{
         classify, expected_field, field_for, fold, pseudo_header_v4, pseudo_header_v6, verifies,
     },
     event::FAMILY_IPV4,
-    source::{SOURCE_REPORT_OFFLOAD, UNATTRIBUTED},
+    source::SOURCE_REPORT_OFFLOAD,
 };
 
 use crate::{
-    CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, SOURCES, capture,
+    CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, STATES, capture,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     sum::{sum_header, sum_range},
@@ -69,17 +69,9 @@ impl Verdict {
 
 #[inline(always)]
 pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
-    let key = SourceKey::new(pkt.netns(), pkt.ifindex(), hook);
-    // One lookup per frame: the source's settings and this CPU's counters live in one value.
-    // Frames of a source not in the map are counted under the `UNATTRIBUTED` source (a program
-    // still running for an interface being detached, a test run on an unregistered device); their
-    // events still name their own interface. A reserved key of the same map, not a map of its
-    // own: a value pointer that may come from either of two maps keeps the verifier from merging
-    // the states of the two paths.
-    let Some(state) = SOURCES
-        .get_ptr_mut(&key)
-        .or_else(|| SOURCES.get_ptr_mut(&UNATTRIBUTED))
-    else {
+    // One lookup in a global function (see `SOURCES`), then one in an array: the source's
+    // settings and this CPU's counters live in one value.
+    let Some(state) = STATES.get_ptr_mut(pkt.source_slot(hook)) else {
         return;
     };
     // SAFETY: a per-CPU map value, only ever touched by this CPU.

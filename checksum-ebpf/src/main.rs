@@ -13,9 +13,9 @@ mod tc;
 
 use aya_ebpf::{
     Global,
-    bindings::{BPF_F_NO_PREALLOC, xdp_action},
+    bindings::xdp_action,
     macros::{map, xdp},
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use checksum_common::{
@@ -29,13 +29,19 @@ use checksum_common::{
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
-/// Settings and counters of every audited interface and hook, written by user space before it
-/// attaches there. A map rather than globals because they differ per interface (its class decides
-/// `SOURCE_REPORT_OFFLOAD`) and interfaces come and go while the programs stay loaded. Per CPU, so
-/// counting needs no atomics; not preallocated, so only audited sources cost memory.
+/// The slot of every audited interface and hook in `STATES`, written by user space before it
+/// attaches there. Read only by `packet::csa_source_slot_*`, a global function: the key lives in
+/// its stack frame, not in the programs' (512 bytes with the summing function's, nearly all in
+/// use), and the verifier sees one scalar come back instead of a map value that may be null.
 #[map]
-static SOURCES: PerCpuHashMap<SourceKey, SourceState> =
-    PerCpuHashMap::with_max_entries(MAX_SOURCES, BPF_F_NO_PREALLOC);
+static SOURCES: HashMap<SourceKey, u32> = HashMap::with_max_entries(MAX_SOURCES, 0);
+
+/// Settings and counters of each source, by slot; slot 0 (`UNATTRIBUTED_SLOT`) counts frames of
+/// sources not in `SOURCES`. A map rather than globals because they differ per interface (its
+/// class decides `SOURCE_REPORT_OFFLOAD`) and interfaces come and go while the programs stay
+/// loaded. Per CPU, so counting needs no atomics.
+#[map]
+static STATES: PerCpuArray<SourceState> = PerCpuArray::with_max_entries(MAX_SOURCES, 0);
 
 /// Events sent per flow and kind, for `EVENTS_PER_FLOW`. User space shrinks it to one entry when
 /// the budget is off.

@@ -42,8 +42,13 @@ pub fn cookie(ctx: *const u8, kind: Ctx) -> u64 {
         return 0;
     }
     // SAFETY: a kernel address read with the fault-tolerant helper; a bad one yields an error.
-    unsafe { bpf_probe_read_kernel(net.wrapping_add(OFF_NET_COOKIE.load() as usize).cast::<u64>()) }
-        .unwrap_or(0)
+    unsafe {
+        bpf_probe_read_kernel(
+            net.wrapping_add(OFF_NET_COOKIE.load() as usize)
+                .cast::<u64>(),
+        )
+    }
+    .unwrap_or(0)
 }
 
 /// The pointer at `base + off`, or null. `base` may be the context pointer: the verifier accepts

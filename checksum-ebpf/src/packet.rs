@@ -1,6 +1,8 @@
 //! Byte access to a packet, independent of the hook. Everything is read through the load-bytes
 //! helpers, which also reach into the fragments of multi-buffer (jumbo) XDP frames.
 
+use checksum_common::{Hook, SourceKey, source::UNATTRIBUTED_SLOT};
+
 use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, xdp_md},
@@ -22,6 +24,8 @@ pub trait Packet: Sized {
     fn ifindex(&self) -> u32;
     /// The namespace cookie of the packet's device, or 0 (see `netns::cookie`).
     fn netns(&self) -> u64;
+    /// The `STATES` slot of this packet's source (`csa_source_slot_*`).
+    fn source_slot(&self, hook: Hook) -> u32;
     /// Copies `len` bytes at `off` into `dst`; false when they are not all in the packet.
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool;
 
@@ -123,6 +127,11 @@ impl Packet for XdpPacket {
     }
 
     #[inline(always)]
+    fn source_slot(&self, hook: Hook) -> u32 {
+        csa_source_slot_xdp(self.0.ctx, hook as u32)
+    }
+
+    #[inline(always)]
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
         unsafe { bpf_xdp_load_bytes(self.0.as_ptr().cast(), off, dst.cast(), len) == 0 }
     }
@@ -176,6 +185,11 @@ impl Packet for TcPacket {
     #[inline(always)]
     fn netns(&self) -> u64 {
         crate::netns::cookie(self.0.as_ptr().cast(), crate::netns::Ctx::Skb)
+    }
+
+    #[inline(always)]
+    fn source_slot(&self, hook: Hook) -> u32 {
+        csa_source_slot_tc(self.0.as_ptr().cast(), hook as u32)
     }
 
     #[inline(always)]
@@ -236,6 +250,34 @@ pub extern "C" fn csa_sum_large_tc(ctx: *mut __sk_buff, off: u32, len: u32) -> u
     // SAFETY: the kernel passes a valid context.
     let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
     crate::sum::sum_large(&TcPacket(TcContext::new(skb)), off, len)
+}
+
+/// The `STATES` slot of the packet's source: its entry in `SOURCES`, or `UNATTRIBUTED_SLOT`.
+/// Global functions for the reasons given at `SOURCES`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_source_slot_xdp(ctx: *mut xdp_md, hook: u32) -> u32 {
+    source_slot(&XdpPacket(XdpContext::new(ctx)), hook)
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_source_slot_tc(ctx: *mut __sk_buff, hook: u32) -> u32 {
+    // SAFETY: the kernel passes a valid context.
+    let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
+    source_slot(&TcPacket(TcContext::new(skb)), hook)
+}
+
+#[inline(always)]
+fn source_slot<P: Packet>(pkt: &P, hook: u32) -> u32 {
+    let key = SourceKey {
+        netns: pkt.netns(),
+        ifindex: pkt.ifindex(),
+        hook: hook as u8,
+        _pad: [0; 3],
+    };
+    // SAFETY: a map value, read once.
+    unsafe { crate::SOURCES.get(&key) }.map_or(UNATTRIBUTED_SLOT, |&slot| slot)
 }
 
 #[inline(always)]

@@ -12,12 +12,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::{
-    programs::{
-        LinkOrder, ProgramError, XdpMode,
-        links::{FdLink, LinkError},
-        tc::{self, NlOptions, SchedClassifierLink, TcAttach, TcAttachType, TcError},
-    },
+use aya::programs::{
+    LinkOrder, ProgramError, XdpMode,
+    links::{FdLink, LinkError},
+    tc::{self, NlOptions, SchedClassifierLink, TcAttach, TcAttachType, TcError},
 };
 use checksum_common::{Counters, Hook, SourceKey, source::SOURCE_REPORT_OFFLOAD};
 
@@ -160,7 +158,14 @@ pub fn attach(
     let key = SourceKey::new(netns, ifindex, hook);
     let mut loaded = lock(kernel);
     loaded
-        .add_source(key, if report_offload { SOURCE_REPORT_OFFLOAD } else { 0 })
+        .add_source(
+            key,
+            if report_offload {
+                SOURCE_REPORT_OFFLOAD
+            } else {
+                0
+            },
+        )
         .with_context(|| format!("{iface}: adding it to the programs' source map"))?;
     let attached = match hook {
         Hook::Xdp => attach_xdp(&mut loaded, iface, ifindex, xdp_mode),

@@ -115,16 +115,20 @@ impl Btf {
                         name_off: u32_at(m)?,
                         type_id: u32_at(m + 4)?,
                         // With the kind flag, the top 8 bits hold a bitfield's size.
-                        offset: if bitfields { offset & 0x00ff_ffff } else { offset },
+                        offset: if bitfields {
+                            offset & 0x00ff_ffff
+                        } else {
+                            offset
+                        },
                     });
                 }
             }
             at += match kind {
-                1 | 14 | 17 => 4,               // int, var, decl tag
-                3 => 12,                        // array
-                4 | 5 | 15 | 19 => 12 * vlen,   // struct, union, datasec, enum64
-                6 | 13 => 8 * vlen,             // enum, function prototype
-                0 | 2 | 7..=12 | 16 | 18 => 0,  // the rest carry nothing more
+                1 | 14 | 17 => 4,              // int, var, decl tag
+                3 => 12,                       // array
+                4 | 5 | 15 | 19 => 12 * vlen,  // struct, union, datasec, enum64
+                6 | 13 => 8 * vlen,            // enum, function prototype
+                0 | 2 | 7..=12 | 16 | 18 => 0, // the rest carry nothing more
                 other => bail!("unknown BTF kind {other}"),
             };
             types.push(Type {
@@ -200,7 +204,10 @@ mod tests {
     #[test]
     fn resolves_the_running_kernels_offsets() {
         if !Path::new(VMLINUX).exists() {
-            assert!(std::env::var_os("CI").is_none(), "CI needs a kernel with BTF");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs a kernel with BTF"
+            );
             eprintln!("skipped: no {VMLINUX}");
             return;
         }

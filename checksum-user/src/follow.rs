@@ -306,9 +306,15 @@ fn worker(
         };
         for event in events {
             match event {
-                LinkEvent::New(link) => {
-                    consider((index, netns), &link, config, &mut attached, tx, stop, false)?
-                }
+                LinkEvent::New(link) => consider(
+                    (index, netns),
+                    &link,
+                    config,
+                    &mut attached,
+                    tx,
+                    stop,
+                    false,
+                )?,
                 LinkEvent::Del(link) => {
                     if let Some(iface) = attached.remove(&link.header.index) {
                         let _ = tx.send(Update::Vanished {

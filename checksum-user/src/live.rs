@@ -565,7 +565,10 @@ impl Run {
     /// Verdicts in `pending` whose source is known now.
     fn resolved_pending(&mut self) -> Vec<Received> {
         let pending = std::mem::take(&mut self.pending);
-        pending.into_iter().filter_map(|raw| self.resolve(raw)).collect()
+        pending
+            .into_iter()
+            .filter_map(|raw| self.resolve(raw))
+            .collect()
     }
 
     /// Detaches what is attached in namespace `ns` (to `ifindex` only, if given) because it went

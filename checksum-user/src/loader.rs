@@ -6,14 +6,14 @@ use std::path::Path;
 use crate::{btf::NetnsOffsets, privileges};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, MapError, PerCpuHashMap, PerCpuValues, RingBuf},
+    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
     programs::{Program, ProgramError, SchedClassifier, Xdp},
     util::nr_cpus,
 };
 use checksum_common::{
     Counters, Hook, SourceKey, SourceState,
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
-    source::{EVENT_BUDGET_FLOWS, UNATTRIBUTED},
+    source::{EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
 };
 
 /// The eBPF object built by build.rs.
@@ -31,6 +31,7 @@ pub const EVENTS_MAP: &str = "EVENTS";
 /// `events_per_flow` is on; off, it shrinks to one entry).
 const EVENT_BUDGET_MAP: &str = "EVENT_BUDGET";
 const SOURCES_MAP: &str = "SOURCES";
+const STATES_MAP: &str = "STATES";
 
 pub use checksum_common::source::DEFAULT_RING_BYTES;
 
@@ -149,6 +150,10 @@ pub fn check_kernel() -> Result<(), LoadError> {
 /// and removed after it is detached.
 pub struct Loaded {
     pub ebpf: Ebpf,
+    /// The `STATES` slot of each source added.
+    slots: std::collections::HashMap<SourceKey, u32>,
+    /// Slots free for the next source (slot 0 is the unattributed one's, never handed out).
+    free: Vec<u32>,
 }
 
 impl Loaded {
@@ -186,11 +191,11 @@ impl Loaded {
                 },
             );
         let ebpf = loader.load(EBPF_OBJECT).map_err(classify_load_error)?;
-        let mut loaded = Self { ebpf };
-        loaded
-            .add_source(UNATTRIBUTED, 0)
-            .map_err(|e| LoadError::Other(format!("adding the unattributed source: {e:#}")))?;
-        Ok(loaded)
+        Ok(Self {
+            ebpf,
+            slots: std::collections::HashMap::new(),
+            free: (UNATTRIBUTED_SLOT + 1..MAX_SOURCES).rev().collect(),
+        })
     }
 
     /// Loads (verifies) the audit programs of `hooks` now, each in its own thread: verifying is
@@ -269,40 +274,79 @@ impl Loaded {
             .ok()
     }
 
-    fn sources(&mut self) -> Result<PerCpuHashMap<&mut MapData, SourceKey, SourceState>, MapError> {
-        let map = self.ebpf.map_mut(SOURCES_MAP).ok_or(MapError::InvalidName {
-            name: SOURCES_MAP.into(),
+    fn states(&mut self) -> Result<PerCpuArray<&mut MapData, SourceState>, MapError> {
+        let map = self.ebpf.map_mut(STATES_MAP).ok_or(MapError::InvalidName {
+            name: STATES_MAP.into(),
         })?;
-        PerCpuHashMap::try_from(map)
+        PerCpuArray::try_from(map)
     }
 
-    /// Adds a source with zero counters (replacing any earlier one with the same key). Done before
-    /// attaching, so that its first packet is counted as its own.
+    /// Adds a source with zero counters, replacing any earlier one with the same key. Done before
+    /// attaching, so that its first packet is counted as its own: the slot's settings and counters
+    /// are written first, then the key that leads the programs there.
     pub fn add_source(&mut self, key: SourceKey, flags: u64) -> anyhow::Result<()> {
+        if self.slots.contains_key(&key) {
+            self.remove_source(&key);
+        }
+        let slot = self.free.pop().ok_or_else(|| {
+            anyhow::anyhow!(
+                "already auditing {} interface hooks, the most one run can (MAX_SOURCES)",
+                MAX_SOURCES - 1
+            )
+        })?;
+        let written = self.write_slot(key, slot, flags);
+        if written.is_err() {
+            self.free.push(slot);
+        }
+        written
+    }
+
+    fn write_slot(&mut self, key: SourceKey, slot: u32, flags: u64) -> anyhow::Result<()> {
         let cpus = nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
         let state = SourceState {
-            flags,
             counters: Counters::default(),
+            flags,
         };
         let values = PerCpuValues::try_from(vec![state; cpus.get() as usize])?;
-        self.sources()?.insert(&key, values, 0)?;
+        self.states()?.set(slot, values, 0)?;
+        let map = self
+            .ebpf
+            .map_mut(SOURCES_MAP)
+            .ok_or(MapError::InvalidName {
+                name: SOURCES_MAP.into(),
+            })?;
+        HashMap::<&mut MapData, SourceKey, u32>::try_from(map)?.insert(&key, &slot, 0)?;
+        self.slots.insert(key, slot);
         Ok(())
     }
 
     /// Removes a source (after detaching it) and returns its last counters.
     pub fn remove_source(&mut self, key: &SourceKey) -> Counters {
-        let last = self.source_counters(key);
-        if let Ok(mut sources) = self.sources() {
+        let Some(slot) = self.slots.remove(key) else {
+            return Counters::default();
+        };
+        if let Some(map) = self.ebpf.map_mut(SOURCES_MAP)
+            && let Ok(mut sources) = HashMap::<&mut MapData, SourceKey, u32>::try_from(map)
+        {
             let _ = sources.remove(key);
         }
+        let last = self.slot_counters(slot);
+        self.free.push(slot);
         last
     }
 
-    /// A source's counters, summed over the CPUs (zero if it is not in the map).
+    /// A source's counters, summed over the CPUs (zero if it was never added or is gone).
     pub fn source_counters(&mut self, key: &SourceKey) -> Counters {
+        match self.slots.get(key) {
+            Some(&slot) => self.slot_counters(slot),
+            None => Counters::default(),
+        }
+    }
+
+    fn slot_counters(&mut self, slot: u32) -> Counters {
         let mut total = Counters::default();
-        if let Ok(sources) = self.sources()
-            && let Ok(values) = sources.get(key, 0)
+        if let Ok(states) = self.states()
+            && let Ok(values) = states.get(&slot, 0)
         {
             for cpu in values.iter() {
                 total.accumulate(&cpu.counters);
@@ -311,20 +355,17 @@ impl Loaded {
         total
     }
 
-    /// Counters of frames whose source was not in the map (`source::UNATTRIBUTED`).
+    /// Counters of frames whose source was not in the map (`UNATTRIBUTED_SLOT`).
     pub fn unattributed(&mut self) -> Counters {
-        self.source_counters(&UNATTRIBUTED)
+        self.slot_counters(UNATTRIBUTED_SLOT)
     }
 
     /// Every source's counters, the unattributed ones included, summed (test runs and replay).
     pub fn counters(&mut self) -> Counters {
-        let keys: Vec<SourceKey> = match self.sources() {
-            Ok(sources) => sources.keys().filter_map(Result::ok).collect(),
-            Err(_) => Vec::new(),
-        };
-        let mut total = Counters::default();
-        for key in keys {
-            total.accumulate(&self.source_counters(&key));
+        let slots: Vec<u32> = self.slots.values().copied().collect();
+        let mut total = self.unattributed();
+        for slot in slots {
+            total.accumulate(&self.slot_counters(slot));
         }
         total
     }

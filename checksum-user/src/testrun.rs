@@ -21,7 +21,6 @@ const XDP_PASS: u32 = 2;
 /// `TC_ACT_UNSPEC` (-1, TCX_NEXT) as the test run reports it.
 const TC_ACT_UNSPEC: u32 = u32::MAX;
 
-
 /// Socket-buffer fields a TC test run may set (`struct __sk_buff` as ctx_in).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SkbMeta {

@@ -406,10 +406,7 @@ fn other_programs_stay_attached_and_keep_working() {
         // Report the packet counts of both on request, until told to stop.
         while let Ok(true) = cmd_rx.recv() {
             count_tx
-                .send((
-                    xdp.counters().packets,
-                    tcx.counters().packets,
-                ))
+                .send((xdp.counters().packets, tcx.counters().packets))
                 .unwrap();
         }
     });
