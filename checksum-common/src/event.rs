@@ -2,7 +2,7 @@
 //! the `REPORT_ALL` global is set, for every verdict; `replay --all` uses that): a
 //! [`ChecksumEvent`], or, for mismatches while capture is on (`CAPTURE_SNAPLEN` > 0), a
 //! [`CaptureRecord`] that also carries the first bytes of the frame. User space tells them apart
-//! by length: exactly 88 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
+//! by length: exactly 80 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
 
 /// Which checksum a verdict is about.
 #[repr(u8)]
@@ -194,8 +194,6 @@ pub const FAMILY_IPV6: u8 = 6;
 pub struct ChecksumEvent {
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC.
     pub timestamp_ns: u64,
-    /// With `ifindex` and `hook`, where it was seen: the `SourceKey` of the program's source.
-    pub netns: u64,
     pub ifindex: u32,
     /// TCP sequence number (host order), 0 for other protocols.
     pub tcp_seq: u32,
@@ -207,6 +205,9 @@ pub struct ChecksumEvent {
     pub l4_len: u32,
     /// IPv4 identification, or the IPv6 fragment identification (0 without a Fragment header).
     pub ip_id: u32,
+    /// The source it was seen at: its slot in the programs' `STATES` map, which user space
+    /// assigned to one interface, namespace and hook (`source::SourceKey`).
+    pub slot: u32,
     pub src_port: u16,
     pub dst_port: u16,
     /// The checksum field as received.
@@ -229,14 +230,14 @@ pub struct ChecksumEvent {
     pub status: u8,
     /// `Kind` value.
     pub kind: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
 }
 
 #[cfg(feature = "user")]
 // SAFETY: `ChecksumEvent` is `repr(C)`, `Copy`, has explicit padding and every bit pattern is valid.
 unsafe impl aya::Pod for ChecksumEvent {}
 
-const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 80);
 
 /// Most frame bytes one capture record carries; `CAPTURE_SNAPLEN` is clamped to it. Enough for any
 /// jumbo frame (9216-byte MTU plus Ethernet and two VLAN tags), so a capture can hold whole frames
@@ -273,6 +274,6 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::offset_of!(CaptureRecord, data)
 // valid.
 unsafe impl aya::Pod for CaptureRecord {}
 
-const _: () = assert!(CAPTURE_HEADER_LEN == 96);
+const _: () = assert!(CAPTURE_HEADER_LEN == 88);
 const _: () = assert!(core::mem::size_of::<CaptureRecord>() == CAPTURE_HEADER_LEN + MAX_SNAP);
 const _: () = assert!(MAX_SNAP.is_power_of_two() && MAX_SNAP <= u16::MAX as usize);

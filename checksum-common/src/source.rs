@@ -39,14 +39,17 @@ pub struct SourceState {
     /// (226,000 instructions processed with the counters at offset 8, tried).
     pub counters: Counters,
     /// `SOURCE_*` bits.
-    pub flags: u64,
+    pub flags: u32,
+    /// This value's own slot, for the events (kept here rather than in a register through the
+    /// whole program: the BPF stack has no room for more spills).
+    pub slot: u32,
 }
 
 /// Send events for offload-pending mismatches at this source too. Off, they are only counted: on
 /// veth and at egress every locally generated TCP/UDP packet carries one. On where they are a
 /// problem (ingress at a physical NIC) or when asked to list them (`--show-offload`). Per source,
 /// not global, because it depends on the interface's class and the hook.
-pub const SOURCE_REPORT_OFFLOAD: u64 = 1;
+pub const SOURCE_REPORT_OFFLOAD: u32 = 1;
 
 /// The `STATES` slot that counts frames whose source is not in `SOURCES`: a program still running
 /// for an interface being detached, or a test run on an unregistered device.
@@ -69,7 +72,7 @@ pub const EVENT_BUDGET_FLOWS: u32 = 65536;
 // SAFETY: `repr(C)`, integer fields, explicit padding.
 unsafe impl aya::Pod for SourceKey {}
 #[cfg(feature = "user")]
-// SAFETY: `repr(C)`, only u64 fields, no padding.
+// SAFETY: `repr(C)`, integer fields, no padding.
 unsafe impl aya::Pod for SourceState {}
 
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);

@@ -74,8 +74,10 @@ pub struct Attachment {
     pub iface: String,
     pub ifindex: u32,
     pub hook: Hook,
-    /// Where its events and counters come from.
+    /// Where the programs find it.
     pub key: SourceKey,
+    /// Its slot in the programs' `STATES` map, which its events carry.
+    pub slot: u32,
     /// How it is attached: "native"/"generic" (XDP), "tcx" or "clsact" (TC).
     pub mode: &'static str,
     pub class: IfaceClass,
@@ -157,7 +159,7 @@ pub fn attach(
     }
     let key = SourceKey::new(netns, ifindex, hook);
     let mut loaded = lock(kernel);
-    loaded
+    let slot = loaded
         .add_source(
             key,
             if report_offload {
@@ -197,6 +199,7 @@ pub fn attach(
         ifindex,
         hook,
         key,
+        slot,
         mode,
         class,
         kernel: kernel.clone(),

@@ -37,9 +37,8 @@ impl std::fmt::Display for Flow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub timestamp_ns: u64,
-    /// With `ifindex` and `hook`, the source it was seen at (`SourceKey`): the namespace cookie
-    /// when several namespaces are audited, else 0.
-    pub netns: u64,
+    /// The source it was seen at: the programs' `STATES` slot user space gave it.
+    pub slot: u32,
     pub ifindex: u32,
     pub hook: Hook,
     pub direction: Direction,
@@ -112,8 +111,8 @@ impl Verdict {
         Self::from_event(&e)
     }
 
-    /// Decodes a ring-buffer record of either kind: a plain event (exactly 88 bytes) gives no
-    /// capture, a capture record (96-byte header and `cap_len` frame bytes) gives the bytes too.
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly 80 bytes) gives no
+    /// capture, a capture record (88-byte header and `cap_len` frame bytes) gives the bytes too.
     /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
     /// error. (`decode` accepts both kinds too, and ignores the bytes.)
     pub fn decode_with_capture(bytes: &[u8]) -> Result<(Self, Option<Captured>), DecodeError> {
@@ -175,7 +174,7 @@ impl Verdict {
         let ports = matches!(layer, Layer::Tcp | Layer::Udp).then_some((e.src_port, e.dst_port));
         Ok(Self {
             timestamp_ns: e.timestamp_ns,
-            netns: e.netns,
+            slot: e.slot,
             ifindex: e.ifindex,
             hook: Hook::from_u8(e.hook).ok_or(DecodeError("hook"))?,
             direction: Direction::from_u8(e.direction).ok_or(DecodeError("direction"))?,

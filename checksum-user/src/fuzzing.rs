@@ -289,7 +289,7 @@ fn verdict(input: &mut Input) -> Verdict {
     };
     Verdict {
         timestamp_ns: input.u64(),
-        netns: 0,
+        slot: 0,
         ifindex: input.u8().into(),
         hook,
         direction,

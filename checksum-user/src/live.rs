@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use checksum_common::{Counters, Hook, Kind, SourceKey};
+use checksum_common::{Counters, Hook, Kind};
 use serde_json::{Value, json};
 use tokio::{
     io::unix::AsyncFd,
@@ -42,7 +42,7 @@ use crate::{
 type SourceId = u32;
 
 /// What the ring-buffer reader hands over: a verdict, and the frame's first bytes when capture is
-/// on. The verdict names its source by `SourceKey` (namespace, ifindex, hook).
+/// on. The verdict names its source by slot.
 type Raw = (Verdict, Option<Captured>);
 
 /// A verdict with the source it was seen at.
@@ -505,9 +505,9 @@ fn unlisted(gone: u64) -> u64 {
 struct Run {
     namespaces: Vec<Namespace>,
     sources: Vec<SourceInfo>,
-    /// The source of each key; a key keeps naming its last source after it is detached, so that
-    /// events still in the ring are attributed.
-    by_key: HashMap<SourceKey, SourceId>,
+    /// The source of each `STATES` slot; a slot keeps naming its last source after it is
+    /// detached (slots are reused last), so that events still in the ring are attributed.
+    by_slot: HashMap<u32, SourceId>,
     /// Verdicts of sources whose `Attached` update has not arrived yet (the worker attaches, then
     /// tells): resolved as it arrives.
     pending: Vec<Raw>,
@@ -531,7 +531,7 @@ impl Run {
             att.mode
         );
         self.lifecycle.attached += 1;
-        self.by_key.insert(att.key, id);
+        self.by_slot.insert(att.slot, id);
         self.sources.push(SourceInfo {
             ns,
             ifindex: att.ifindex,
@@ -548,8 +548,7 @@ impl Run {
 
     /// The source of a verdict, or `None` (kept in `pending`) until its attachment is known.
     fn resolve(&mut self, (v, captured): Raw) -> Option<Received> {
-        let key = SourceKey::new(v.netns, v.ifindex, v.hook);
-        match self.by_key.get(&key) {
+        match self.by_slot.get(&v.slot) {
             Some(&id) => Some((id, v, captured)),
             None if self.pending.len() < MAX_PENDING => {
                 self.pending.push((v, captured));
@@ -707,7 +706,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let mut run = Run {
         namespaces,
         sources: Vec::new(),
-        by_key: HashMap::new(),
+        by_slot: HashMap::new(),
         pending: Vec::new(),
         unattributed_events: 0,
         lifecycle: Lifecycle::default(),

@@ -152,8 +152,10 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     /// The `STATES` slot of each source added.
     slots: std::collections::HashMap<SourceKey, u32>,
-    /// Slots free for the next source (slot 0 is the unattributed one's, never handed out).
-    free: Vec<u32>,
+    /// Slots free for the next source, oldest freed first: events name their source by slot, and
+    /// those of a detached source may still be in the ring buffer, so a slot is reused only after
+    /// every other free one (slot 0 is the unattributed one's, never handed out).
+    free: std::collections::VecDeque<u32>,
 }
 
 impl Loaded {
@@ -194,7 +196,7 @@ impl Loaded {
         Ok(Self {
             ebpf,
             slots: std::collections::HashMap::new(),
-            free: (UNATTRIBUTED_SLOT + 1..MAX_SOURCES).rev().collect(),
+            free: (UNATTRIBUTED_SLOT + 1..MAX_SOURCES).collect(),
         })
     }
 
@@ -284,28 +286,32 @@ impl Loaded {
     /// Adds a source with zero counters, replacing any earlier one with the same key. Done before
     /// attaching, so that its first packet is counted as its own: the slot's settings and counters
     /// are written first, then the key that leads the programs there.
-    pub fn add_source(&mut self, key: SourceKey, flags: u64) -> anyhow::Result<()> {
+    /// Returns the source's slot, which its events carry.
+    pub fn add_source(&mut self, key: SourceKey, flags: u32) -> anyhow::Result<u32> {
         if self.slots.contains_key(&key) {
             self.remove_source(&key);
         }
-        let slot = self.free.pop().ok_or_else(|| {
+        let slot = self.free.pop_front().ok_or_else(|| {
             anyhow::anyhow!(
                 "already auditing {} interface hooks, the most one run can (MAX_SOURCES)",
                 MAX_SOURCES - 1
             )
         })?;
-        let written = self.write_slot(key, slot, flags);
-        if written.is_err() {
-            self.free.push(slot);
+        match self.write_slot(key, slot, flags) {
+            Ok(()) => Ok(slot),
+            Err(e) => {
+                self.free.push_back(slot);
+                Err(e)
+            }
         }
-        written
     }
 
-    fn write_slot(&mut self, key: SourceKey, slot: u32, flags: u64) -> anyhow::Result<()> {
+    fn write_slot(&mut self, key: SourceKey, slot: u32, flags: u32) -> anyhow::Result<()> {
         let cpus = nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
         let state = SourceState {
             counters: Counters::default(),
             flags,
+            slot,
         };
         let values = PerCpuValues::try_from(vec![state; cpus.get() as usize])?;
         self.states()?.set(slot, values, 0)?;
@@ -331,7 +337,7 @@ impl Loaded {
             let _ = sources.remove(key);
         }
         let last = self.slot_counters(slot);
-        self.free.push(slot);
+        self.free.push_back(slot);
         last
     }
 

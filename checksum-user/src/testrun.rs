@@ -86,6 +86,7 @@ impl FrameAuditor {
         for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
             loaded
                 .add_source(SourceKey::new(0, lo, hook), flags)
+                .map(drop)
                 .map_err(|e| LoadError::Other(format!("adding the test-run source: {e:#}")))?;
         }
         let events = loaded.take_events()?;
