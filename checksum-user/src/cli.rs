@@ -2,7 +2,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{
+    ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
+    parser::ValueSource,
+};
 
 /// Audits IPv4, TCP, UDP, ICMP and ICMPv6 checksums in the kernel and explains the mismatches.
 ///
@@ -116,6 +119,10 @@ pub struct LiveArgs {
     /// Write this file once every program is attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// The options above that the command line gave, as `--name`: filled by `Cli::parse_args`
+    /// from clap's value sources, since a value equal to the default may have been given too.
+    #[arg(skip)]
+    given: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -129,15 +136,46 @@ pub struct ReplayArgs {
     pub all: bool,
 }
 
+impl Cli {
+    /// Parses the command line like `Parser::parse` (a usage error exits with code 2), and also
+    /// records which live-only options were given (`LiveArgs::given`).
+    pub fn parse_args() -> Self {
+        Self::from_matches(Self::command().get_matches())
+            .unwrap_or_else(|e| e.format(&mut Self::command()).exit())
+    }
+
+    /// `parse_args` of the given arguments (the first is the program name), for tests.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::from_matches(Self::command().try_get_matches_from(args)?)
+    }
+
+    fn from_matches(matches: ArgMatches) -> Result<Self, clap::Error> {
+        let mut cli = Self::from_arg_matches(&matches)?;
+        // Every argument `LiveArgs` declares, so that an option added later counts too.
+        cli.live.given = LiveArgs::augment_args(clap::Command::new("live"))
+            .get_arguments()
+            .filter(|arg| {
+                matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+            })
+            .map(|arg| match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => arg.get_id().to_string(),
+            })
+            .collect();
+        Ok(cli)
+    }
+}
+
 impl LiveArgs {
-    /// True when any live-only option was given (they make no sense with `replay`).
-    pub fn given(&self) -> bool {
-        !self.ifaces.is_empty()
-            || self.duration.is_some()
-            || self.show_offload
-            || self.ready_file.is_some()
-            || self.metrics_addr.is_some()
-            || self.pcap_out.is_some()
+    /// The live-only options given on the command line, as `--name`, in declaration order (they
+    /// make no sense with `replay`). Any given counts, even with its default value. Empty unless
+    /// parsed by `Cli::parse_args`.
+    pub fn given(&self) -> &[String] {
+        &self.given
     }
 }
 
@@ -203,6 +241,64 @@ mod tests {
         // zero panics in tokio::time::interval).
         assert!(parse_duration(".00000000006").is_err());
         assert_eq!(parse_duration("0.000000001"), Ok(Duration::from_nanos(1)));
+    }
+
+    #[test]
+    fn every_live_option_given_counts_even_with_its_default_value() {
+        let given = |args: &[&str]| {
+            let cli = Cli::try_parse_args(["checksum-audit"].iter().chain(args)).unwrap();
+            cli.live.given().to_vec()
+        };
+        assert!(given(&["replay", "f.pcap"]).is_empty());
+        assert!(given(&["replay", "--format", "json", "f.pcap"]).is_empty());
+        assert_eq!(given(&["--netns", "x", "replay", "f"]), ["--netns"]);
+        assert_eq!(
+            given(&[
+                "--hook",
+                "tc-ingress",
+                "--hook",
+                "tc-egress",
+                "-v",
+                "replay",
+                "f"
+            ]),
+            ["--hook"]
+        );
+        assert_eq!(
+            given(&[
+                "--snaplen",
+                "256",
+                "--all-interfaces",
+                "--format",
+                "text",
+                "replay",
+                "f"
+            ]),
+            ["--all-interfaces", "--format", "--snaplen"]
+        );
+        // Every live option, each given once (values valid for each).
+        let mut all = Vec::new();
+        for arg in LiveArgs::augment_args(clap::Command::new("live")).get_arguments() {
+            let long = format!("--{}", arg.get_long().expect("every live option is long"));
+            all.push(long.clone());
+            let value = match arg.get_id().as_str() {
+                "all_interfaces" | "show_offload" => None,
+                "hooks" => Some("xdp"),
+                "duration" | "interval" => Some("1s"),
+                "xdp_mode" => Some("auto"),
+                "format" => Some("text"),
+                _ => Some("1"),
+            };
+            let mut args = vec![long];
+            args.extend(value.map(str::to_owned));
+            args.extend(["replay".to_owned(), "f".to_owned()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            assert_eq!(given(&args), [args[0]], "{args:?}");
+        }
+        assert!(
+            all.len() >= 16 && all.contains(&"--netns".into()),
+            "{all:?}"
+        );
     }
 
     #[test]

@@ -417,7 +417,7 @@ impl Printer<'_> {
                     writeln!(out, "{obj}")?;
                 }
                 if let Some(capture) = &mut self.capture {
-                    let _ = capture.writer.flush();
+                    capture.flush();
                 }
                 let summary = json!({
                     "type": "summary",
@@ -451,7 +451,7 @@ impl Printer<'_> {
                     write!(out, "{line}")?;
                 }
                 if let Some(capture) = &mut self.capture {
-                    let _ = capture.writer.flush();
+                    capture.flush();
                     write!(out, "{}", capture.summary_text())?;
                 }
                 write!(
@@ -997,6 +997,14 @@ impl Capture {
             .writer
             .write_packet(iface, ts, orig_len, &data, comment)
         {
+            self.write_errors += 1;
+            log::warn!("--pcap-out {}: {e}", self.path.display());
+        }
+    }
+
+    /// Flushes the file; a failure is counted in `write_errors` and reported, never dropped.
+    fn flush(&mut self) {
+        if let Err(e) = self.writer.flush() {
             self.write_errors += 1;
             log::warn!("--pcap-out {}: {e}", self.path.display());
         }

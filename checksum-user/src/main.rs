@@ -4,10 +4,10 @@ use checksum_user::{
     cli::{Cli, Command},
     live, replay,
 };
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Not `Cli::parse()`: this also records which live-only options were given.
+    let cli = Cli::parse_args();
     let filter = match cli.verbose {
         0 => "warn,netlink_packet_route=error",
         1 => "info,checksum_ebpf=debug,netlink_packet_route=error",
@@ -17,9 +17,17 @@ fn main() -> ExitCode {
 
     let result = match &cli.command {
         Some(Command::Replay(args)) => {
-            if cli.live.given() {
+            let given = cli.live.given();
+            if !given.is_empty() {
+                // `replay`'s own options (--format, --all) go after it.
                 eprintln!(
-                    "checksum-audit: error: live options (--iface, --duration, ...) do not apply to `replay`"
+                    "checksum-audit: error: live options ({}) do not apply to `replay`{}",
+                    given.join(", "),
+                    if given.iter().any(|o| o == "--format") {
+                        "; for replay's output format, put --format after `replay`"
+                    } else {
+                        ""
+                    }
                 );
                 return ExitCode::from(2);
             }

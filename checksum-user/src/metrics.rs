@@ -6,6 +6,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -329,9 +330,21 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 
 /// Answers scrapes until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Shared) {
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
+            Err(e) => {
+                let (pause, log) = backoff.failed();
+                if log {
+                    log::warn!("metrics: accepting a connection: {e} (retrying in {pause:?})");
+                }
+                tokio::time::sleep(pause).await;
+                continue;
+            }
         };
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -342,12 +355,49 @@ pub async fn serve(listener: TcpListener, shared: Shared) {
     }
 }
 
+/// The pause after failed accepts in a row. Errors such as EMFILE (out of descriptors) last until
+/// something else closes one, and the listener stays readable meanwhile: retrying at once would
+/// spin a core, on the runtime that also drains the ring buffers. So: 5 ms, doubling to 1 s, back
+/// to none after a success; one log line per step, and once a minute at the cap, not per retry.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// The last pause, `None` after a success.
+    pause: Option<Duration>,
+    /// Failures in a row since the pause reached `MAX`.
+    at_max: u32,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+    /// At the cap, log every this many failures (one a minute).
+    const LOG_EVERY_AT_MAX: u32 = 60;
+
+    /// An accept failed: how long to pause before the next, and whether to log the error.
+    fn failed(&mut self) -> (Duration, bool) {
+        let pause = self.pause.map_or(Self::FIRST, |p| (p * 2).min(Self::MAX));
+        let log = if self.pause == Some(Self::MAX) {
+            self.at_max += 1;
+            self.at_max.is_multiple_of(Self::LOG_EVERY_AT_MAX)
+        } else {
+            true
+        };
+        self.pause = Some(pause);
+        (pause, log)
+    }
+
+    /// An accept succeeded: the next failure starts again at `FIRST`.
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+}
+
 async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     // Read the request head (bounded); only the request line matters.
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         if n == 0 {
@@ -415,6 +465,32 @@ mod tests {
         );
         assert!(parse_addr("localhost").is_err());
         assert!(parse_addr("99999").is_err());
+    }
+
+    #[test]
+    fn accept_errors_back_off_exponentially_to_a_cap_and_reset_on_success() {
+        let mut b = AcceptBackoff::default();
+        let ms = Duration::from_millis;
+        let steps: Vec<_> = (0..10).map(|_| b.failed()).collect();
+        let want = [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000];
+        assert_eq!(
+            steps.iter().map(|&(p, _)| p).collect::<Vec<_>>(),
+            want.map(ms)
+        );
+        // Each step is logged once; the first pause at the cap is a step, repeats of it are not.
+        let logged: Vec<_> = steps.iter().map(|&(_, log)| log).collect();
+        assert_eq!(
+            logged,
+            [true; 9].into_iter().chain([false]).collect::<Vec<_>>()
+        );
+        // At the cap: one line a minute (the 60th repeat), not one per second.
+        let logs_at_max = (0..120).filter(|_| b.failed().1).count();
+        assert_eq!(logs_at_max, 2);
+        assert_eq!(b.failed().0, AcceptBackoff::MAX);
+
+        b.succeeded();
+        assert_eq!(b.failed(), (ms(5), true));
+        assert_eq!(b.failed(), (ms(10), true));
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //!
 //! Captured packets hold the bytes of other people's traffic: the file is created with mode 0600
 //! and an existing file is made private before anything is written to it.
+//!
+//! Write errors (a full disk) are returned, never dropped: each block goes out in one write, and
+//! after a failed one nothing more is written, so the file stays a readable prefix of the capture
+//! (at worst its last block cut short). The final flush is the caller's `into_inner`; a writer
+//! dropped without it still flushes, and logs the error that `BufWriter`'s drop would swallow.
 
 use std::{
     fs::{File, OpenOptions},
@@ -30,7 +35,8 @@ const MAX_OPTION: usize = u16::MAX as usize;
 
 /// Writes pcapng to `W` (a buffered file from `create`), optionally bounded in size.
 pub struct PcapngWriter<W: Write = BufWriter<File>> {
-    out: W,
+    /// `None` only once `into_inner` took it (so that `drop` does not flush it again).
+    out: Option<W>,
     max_bytes: Option<u64>,
     bytes_written: u64,
     interfaces: u32,
@@ -38,6 +44,10 @@ pub struct PcapngWriter<W: Write = BufWriter<File>> {
     dropped_by_size: u64,
     /// Set by the first packet that did not fit: every later one is dropped too.
     full: bool,
+    /// The first failed block write: later blocks are refused with it (see `write_block`).
+    failed: Option<(io::ErrorKind, String)>,
+    /// What `drop` names in its log line: the path from `create`.
+    name: String,
 }
 
 impl PcapngWriter<BufWriter<File>> {
@@ -68,7 +78,9 @@ impl PcapngWriter<BufWriter<File>> {
         if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
-        Self::new(BufWriter::new(file), max_bytes)
+        let mut w = Self::new(BufWriter::new(file), max_bytes)?;
+        w.name = path.display().to_string();
+        Ok(w)
     }
 }
 
@@ -76,13 +88,15 @@ impl<W: Write> PcapngWriter<W> {
     /// Writes the Section Header Block to `out`.
     pub fn new(out: W, max_bytes: Option<u64>) -> io::Result<Self> {
         let mut w = Self {
-            out,
+            out: Some(out),
             max_bytes,
             bytes_written: 0,
             interfaces: 0,
             packets_written: 0,
             dropped_by_size: 0,
             full: false,
+            failed: None,
+            name: "pcapng output".to_owned(),
         };
         let mut body = Vec::with_capacity(64);
         body.extend_from_slice(&BYTE_ORDER_MAGIC.to_ne_bytes());
@@ -216,27 +230,69 @@ impl<W: Write> PcapngWriter<W> {
         self.bytes_written
     }
 
+    /// Writes out what is buffered. The caller reports an error (e.g. ENOSPC); a `BufWriter` (as
+    /// from `create`) keeps what it could not write for the next flush.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.out_mut().flush()
     }
 
-    /// Flushes and returns the output.
+    /// Flushes and returns the output: how a capture ends, with the final flush's error for the
+    /// caller to report (the last packets are in the buffer until then).
     pub fn into_inner(mut self) -> io::Result<W> {
-        self.out.flush()?;
-        Ok(self.out)
+        // Taken first, so that `drop` does not flush again and log what the caller reports.
+        let mut out = self.out.take().expect("taken only here");
+        out.flush()?;
+        Ok(out)
+    }
+
+    fn out_mut(&mut self) -> &mut W {
+        self.out
+            .as_mut()
+            .expect("taken only by into_inner, which consumes the writer")
     }
 
     /// Block type, total length, body (a multiple of 4 bytes), total length again.
+    ///
+    /// One `write_all` per block: a `BufWriter` whose flush fails before a block keeps none of it,
+    /// so the buffer never holds half a block. A write that fails part-way (a block larger than
+    /// the buffer, written through) may leave a partial block in the file, so every write after a
+    /// failure is refused: the file ends there instead of going on after a broken block.
     fn write_block(&mut self, block_type: u32, body: &[u8]) -> io::Result<()> {
         debug_assert_eq!(body.len() % 4, 0);
+        if let Some((kind, first)) = &self.failed {
+            return Err(io::Error::new(
+                *kind,
+                format!("pcapng: nothing more is written after a failed write ({first})"),
+            ));
+        }
         let total = u32::try_from(body.len() + 12)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pcapng block above 4 GiB"))?;
-        self.out.write_all(&block_type.to_ne_bytes())?;
-        self.out.write_all(&total.to_ne_bytes())?;
-        self.out.write_all(body)?;
-        self.out.write_all(&total.to_ne_bytes())?;
+        let mut block = Vec::with_capacity(body.len() + 12);
+        block.extend_from_slice(&block_type.to_ne_bytes());
+        block.extend_from_slice(&total.to_ne_bytes());
+        block.extend_from_slice(body);
+        block.extend_from_slice(&total.to_ne_bytes());
+        if let Err(e) = self.out_mut().write_all(&block) {
+            self.failed = Some((e.kind(), e.to_string()));
+            return Err(e);
+        }
         self.bytes_written += u64::from(total);
         Ok(())
+    }
+}
+
+impl<W: Write> Drop for PcapngWriter<W> {
+    /// The final flush of a writer not ended with `into_inner`: its error is logged rather than
+    /// lost (the packets still buffered are missing from the file).
+    fn drop(&mut self) {
+        if let Some(out) = &mut self.out
+            && let Err(e) = out.flush()
+        {
+            log::warn!(
+                "{}: writing the end of the capture failed ({e}): the file is incomplete",
+                self.name
+            );
+        }
     }
 }
 
@@ -446,6 +502,94 @@ mod tests {
         assert_eq!(r.next_record().unwrap().unwrap().data, largest);
         assert_eq!(r.next_record().unwrap().unwrap().data, commented);
         assert!(r.next_record().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_up_to_the_final_flush() {
+        // /dev/full refuses every write with ENOSPC; the first blocks wait in the buffer, so the
+        // error shows at a flush or once the buffer is full, and the final one is returned too.
+        let mut w = PcapngWriter::create(Path::new("/dev/full"), None).unwrap();
+        let id = w.add_interface("eth0", 64).unwrap();
+        assert!(w.write_packet(id, 0, 60, &[0; 60], "x").unwrap());
+        let err = w.flush().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        let err = w.into_inner().expect_err("the final flush fails");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+
+        let mut w = PcapngWriter::create(Path::new("/dev/full"), None).unwrap();
+        let id = w.add_interface("eth0", 64).unwrap();
+        let failed = (0..1000)
+            .map(|i| w.write_packet(id, i, 60, &[0; 60], "x"))
+            .find_map(Result::err)
+            .expect("a write fails once the buffer is full");
+        assert_eq!(failed.raw_os_error(), Some(libc::ENOSPC), "{failed}");
+        let packets = w.packets_written();
+        assert!(w.write_packet(id, 0, 60, &[0; 60], "x").is_err());
+        assert_eq!(
+            w.packets_written(),
+            packets,
+            "failed packets are not counted"
+        );
+        // Dropped without into_inner: the flush is retried and its failure logged, not lost.
+        drop(w);
+    }
+
+    /// A disk with `room` bytes left (shared, so a test can free space): writes what fits, then
+    /// fails with ENOSPC.
+    #[derive(Debug)]
+    struct Disk {
+        data: Vec<u8>,
+        room: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.room.get());
+            if n == 0 && !buf.is_empty() {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.room.set(self.room.get() - n);
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn nothing_is_written_after_a_block_cut_short() {
+        let room = std::rc::Rc::new(std::cell::Cell::new(usize::MAX));
+        let disk = Disk {
+            data: Vec::new(),
+            room: room.clone(),
+        };
+        // A buffer smaller than a packet's block: blocks go straight to the disk.
+        let mut w = PcapngWriter::new(BufWriter::with_capacity(64, disk), None).unwrap();
+        let id = w.add_interface("eth0", 256).unwrap();
+        let frame = [0xa5; 200];
+        assert!(w.write_packet(id, 1, 200, &frame, "first").unwrap());
+        w.flush().unwrap();
+        let whole = w.bytes_written() as usize;
+        // The disk fills in the middle of the second packet's block.
+        room.set(100);
+        let err = w.write_packet(id, 2, 200, &frame, "second").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        // Space again: appending after the broken block would make the rest unreadable.
+        room.set(usize::MAX);
+        let err = w.write_packet(id, 3, 200, &frame, "third").unwrap_err();
+        assert!(err.to_string().contains("after a failed write"), "{err}");
+        assert!(w.add_interface("eth1", 256).is_err());
+        assert_eq!(w.packets_written(), 1);
+        let file = w.into_inner().unwrap().into_inner().unwrap().data;
+        assert_eq!(file.len(), whole + 100, "nothing after the cut block");
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap().data, frame);
+        assert!(
+            !matches!(r.next_record(), Ok(Some(_))),
+            "the cut block is no packet"
+        );
     }
 
     #[test]

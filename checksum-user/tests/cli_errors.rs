@@ -165,6 +165,45 @@ fn live_options_do_not_mix_with_replay() {
 }
 
 #[test]
+fn every_live_option_is_refused_with_replay() {
+    let capture = write_temp("netns-replay.pcap", &pcap_file(1, &[&[0u8; 60]]));
+    let file = capture.to_str().unwrap();
+    // --netns used to be ignored here, and replay ran in the current namespace.
+    let (code, out, err) = run(&["--netns", "x", "replay", file]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert_eq!(
+        err.trim_end(),
+        "checksum-audit: error: live options (--netns) do not apply to `replay`"
+    );
+    assert!(out.is_empty(), "{out}");
+    // So are the others that were not counted, even when given their default value.
+    for args in [
+        &["--all-interfaces"][..],
+        &["--hook", "xdp"],
+        &["--hook", "tc-ingress", "--hook", "tc-egress"],
+        &["--events-per-flow", "3"],
+        &["--snaplen", "256"],
+        &["--ring-buffer-size", "1048576"],
+        &["--interval", "1s"],
+        &["--xdp-mode", "generic"],
+        &["--pcap-max-bytes", "1000"],
+    ] {
+        let (code, _, err) = run(&[args, &["replay", file]].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&format!("live options ({}) do not apply", args[0])),
+            "{args:?}: {err}"
+        );
+    }
+    // A live --format before `replay` is not replay's: say where it goes.
+    let (code, _, err) = run(&["--format", "json", "replay", file]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("put --format after `replay`"), "{err}");
+}
+
+#[test]
 fn verbose_shows_the_kernel_programs_log() {
     if !require_root(module_path!()) {
         return;

@@ -2,6 +2,7 @@
 //! `./x`, which installs the pinned toolchains first (scripts/bootstrap.sh).
 
 mod bench;
+mod bench_attach;
 mod bench_live;
 mod bench_userspace;
 mod demo;
@@ -15,6 +16,7 @@ mod test;
 use std::{
     path::{Path, PathBuf},
     process::{Command, ExitCode},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -45,6 +47,30 @@ enum Cmd {
         /// `tcpdump -vvv` verify of it, in one run.
         #[arg(long, conflicts_with = "userspace")]
         live: bool,
+        /// Attaching at scale: for each of --sizes, that many veth pairs in a namespace of its
+        /// own, audited at TC ingress and egress by the release binary. Seconds until ready and
+        /// until a new interface is audited, user RSS and BPF kernel memory; bench/attach.json.
+        #[arg(long, conflicts_with_all = ["userspace", "live"])]
+        attach: bool,
+        /// Interface counts to measure, comma-separated (with --attach).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10,100,500",
+            requires = "attach",
+            value_parser = clap::value_parser!(u32).range(1..)
+        )]
+        sizes: Vec<u32>,
+        /// Seconds the auditor may take to be ready at one size before that is reported and the
+        /// bench moves on (with --attach).
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 600,
+            requires = "attach",
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
+        max_wait: u64,
     },
     /// Differential test: generated and mutated frames through the kernel program, compared with
     /// the reference verifier; disagreements are printed with a replayable seed and saved as pcap.
@@ -93,6 +119,15 @@ fn main() -> ExitCode {
             userspace: true, ..
         } => bench_userspace::run(),
         Cmd::Bench { live: true, .. } => bench_live::run(),
+        Cmd::Bench {
+            attach: true,
+            sizes,
+            max_wait,
+            ..
+        } => bench_attach::run(&bench_attach::Options {
+            sizes,
+            max_wait: Duration::from_secs(max_wait),
+        }),
         Cmd::Bench { repeat, .. } => bench::run(repeat),
         Cmd::Fuzz {
             frames,
@@ -154,7 +189,17 @@ pub fn release_binary() -> Result<PathBuf> {
         "--bin",
         "checksum-audit",
     ]))?;
-    Ok(workspace_root().join("target/release/checksum-audit"))
+    Ok(target_dir().join("release/checksum-audit"))
+}
+
+/// Where cargo builds: CARGO_TARGET_DIR when set (relative to the workspace root, where `run`
+/// runs cargo), otherwise target/ in the workspace.
+pub fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
 }
 
 pub fn require_root(what: &str) -> Result<()> {

@@ -277,7 +277,7 @@ fn sample(t0: Instant, pid: u32, ns: &NetNs) -> Result<(Sample, String)> {
     Ok((sample, metrics))
 }
 
-fn rss_kib(pid: u32) -> Result<u64> {
+pub fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -366,7 +366,7 @@ impl Churn {
     }
 }
 
-fn ip(ns: &NetNs, args: &[&str]) -> Result<()> {
+pub fn ip(ns: &NetNs, args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .arg("-n")
         .arg(&ns.name)
@@ -378,14 +378,14 @@ fn ip(ns: &NetNs, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus> {
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(status);
         }
         if start.elapsed() > timeout {
-            bail!("checksum-audit did not exit within {timeout:?} of SIGINT");
+            bail!("checksum-audit did not exit within {timeout:?} of being told to stop");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

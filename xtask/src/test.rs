@@ -21,6 +21,18 @@ pub fn run_suite() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The binary's own feature set: `--all-targets` above builds checksum-user with the test-only
+    // `testkit` feature (its self dev-dependency), so check the lib and binary without it too.
+    run(cargo().args([
+        "clippy",
+        "--package",
+        "checksum-user",
+        "--lib",
+        "--bins",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // The kernel side only builds for BPF, with the pinned nightly.
     run(Command::new("rustup")
         .args([
