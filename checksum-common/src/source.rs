@@ -31,12 +31,10 @@ impl SourceKey {
 
 /// A source's settings and counters: the value of the programs' `STATES` map, one per CPU.
 /// User space writes it (settings set, counters zero) before attaching, so that the hot path
-/// needs one lookup and never inserts.
+/// never inserts.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
-    /// First: at offset 0 of the map value the verifier checks the programs several times faster
-    /// (226,000 instructions processed with the counters at offset 8, tried).
     pub counters: Counters,
     /// `SOURCE_*` bits.
     pub flags: u32,
@@ -60,8 +58,8 @@ pub const UNATTRIBUTED_SLOT: u32 = 0;
 /// `size_of::<SourceState>()` (416 bytes) per CPU, allocated at load time.
 pub const MAX_SOURCES: u32 = 2048;
 
-/// Default size of the one ring buffer all sources share: at 96 bytes per record, about 11,000
-/// events of headroom between two drains.
+/// Default size of the one ring buffer all sources share: at 88 bytes per record (an 80-byte
+/// event and the kernel's 8-byte header), about 11,900 events of headroom between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 1024 * 1024;
 
 /// Flows (per source and kind) the `--events-per-flow` budget table tracks at once; the least

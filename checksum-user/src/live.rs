@@ -670,7 +670,11 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         term: signal(SignalKind::terminate())?,
     };
     let netns_by_device = namespaces.len() > 1;
-    let (kernel, ring, logger) = load_kernel(args, &hooks, kernel_log, netns_by_device)?;
+    let Kernel {
+        shared: kernel,
+        ring,
+        logger,
+    } = load_kernel(args, &hooks, kernel_log, netns_by_device)?;
     let config = Arc::new(WorkerConfig {
         selector: Selector {
             patterns: args.ifaces.clone(),
@@ -770,18 +774,20 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     Ok(())
 }
 
-/// The run's kernel object: loaded and verified once, before anything is attached. Returns it
-/// with its one ring buffer and, with -v, its log.
+/// The run's kernel object, with its one ring buffer and, with -v, its log.
+struct Kernel {
+    shared: SharedKernel,
+    ring: RingBuf<MapData>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// Loads and verifies the programs once, before anything is attached.
 fn load_kernel(
     args: &LiveArgs,
     hooks: &[Hook],
     kernel_log: bool,
     netns_by_device: bool,
-) -> Result<(
-    SharedKernel,
-    RingBuf<MapData>,
-    Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-)> {
+) -> Result<Kernel> {
     let netns_offsets = if netns_by_device {
         Some(crate::btf::NetnsOffsets::of_running_kernel()?)
     } else {
@@ -806,7 +812,11 @@ fn load_kernel(
     } else {
         None
     };
-    Ok((Arc::new(std::sync::Mutex::new(loaded)), ring, logger))
+    Ok(Kernel {
+        shared: Arc::new(std::sync::Mutex::new(loaded)),
+        ring,
+        logger,
+    })
 }
 
 /// Before anything is attached: name the missing capability in one line rather than fail on

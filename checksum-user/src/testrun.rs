@@ -191,6 +191,19 @@ impl FrameAuditor {
         Ok(result.duration)
     }
 
+    /// Removes the test-run sources: later frames are counted as unattributed.
+    pub fn forget_sources(&mut self) {
+        let lo = crate::attach::ifindex_of("lo").unwrap_or(1);
+        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+            self.loaded.remove_source(&SourceKey::new(0, lo, hook));
+        }
+    }
+
+    /// Counters of frames whose source is not in the map.
+    pub fn unattributed(&mut self) -> Counters {
+        self.loaded.unattributed()
+    }
+
     /// Counters of every frame run so far, over all hooks.
     pub fn counters(&mut self) -> Counters {
         self.loaded.counters()

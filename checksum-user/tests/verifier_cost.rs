@@ -34,6 +34,9 @@ fn audit_programs_verify_within_budget() {
             "{name}: {insns} instructions processed, loaded in {:.2} s",
             started.elapsed().as_secs_f64()
         );
-        assert!(insns <= BUDGET, "{name}: {insns} > {BUDGET} processed instructions");
+        assert!(
+            insns <= BUDGET,
+            "{name}: {insns} > {BUDGET} processed instructions"
+        );
     }
 }
