@@ -69,5 +69,9 @@ fn frames_of_unknown_sources_are_counted_as_unattributed() {
     auditor.forget_sources();
     auditor.audit(&frame).expect("run");
     assert_eq!(auditor.unattributed().packets, 1);
-    assert_eq!(auditor.counters().packets, 1, "only the unattributed frame is left");
+    assert_eq!(
+        auditor.counters().packets,
+        1,
+        "only the unattributed frame is left"
+    );
 }
