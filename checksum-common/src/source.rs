@@ -58,6 +58,11 @@ pub const UNATTRIBUTED_SLOT: u32 = 0;
 /// `size_of::<SourceState>()` (416 bytes) per CPU, allocated at load time.
 pub const MAX_SOURCES: u32 = 2048;
 
+/// ifindexes below this find their slots in a plain array (`SLOTS_BY_IFINDEX`, 12 bytes each, 768
+/// KiB) when one namespace is audited; others, and every source when several namespaces are, go
+/// through the `SOURCES` hash. A node's ifindexes grow by one per interface ever created there.
+pub const DIRECT_IFINDEXES: u32 = 65536;
+
 /// Default size of the one ring buffer all sources share: at 88 bytes per record (an 80-byte
 /// event and the kernel's 8-byte header), about 11,900 events of headroom between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 1024 * 1024;

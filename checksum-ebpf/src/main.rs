@@ -15,13 +15,13 @@ use aya_ebpf::{
     Global,
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use checksum_common::{
     Hook, SourceKey, SourceState,
     event::CaptureRecord,
-    source::{DEFAULT_RING_BYTES, EVENT_BUDGET_FLOWS, MAX_SOURCES},
+    source::{DEFAULT_RING_BYTES, DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES},
 };
 
 /// Mismatch events of every source: one ring for the whole run, so that one reader drains it and
@@ -35,6 +35,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 /// use), and the verifier sees one scalar come back instead of a map value that may be null.
 #[map]
 static SOURCES: HashMap<SourceKey, u32> = HashMap::with_max_entries(MAX_SOURCES, 0);
+
+/// The slots of each interface's hooks by ifindex (`[xdp, tc-ingress, tc-egress]`, 0 where not
+/// audited), for runs in one namespace and ifindexes below `DIRECT_IFINDEXES`; `SOURCES` holds
+/// every source, this only the ones it can. User space keeps both.
+#[map]
+static SLOTS_BY_IFINDEX: Array<[u32; 3]> = Array::with_max_entries(DIRECT_IFINDEXES, 0);
 
 /// Settings and counters of each source, by slot; slot 0 (`UNATTRIBUTED_SLOT`) counts frames of
 /// sources not in `SOURCES`. A map rather than globals because they differ per interface (its

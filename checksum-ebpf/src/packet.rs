@@ -1,7 +1,12 @@
 //! Byte access to a packet, independent of the hook. Everything is read through the load-bytes
 //! helpers, which also reach into the fragments of multi-buffer (jumbo) XDP frames.
 
-use checksum_common::{Hook, SourceKey, source::UNATTRIBUTED_SLOT};
+use checksum_common::{
+    Hook, SourceKey,
+    source::{DIRECT_IFINDEXES, UNATTRIBUTED_SLOT},
+};
+
+use crate::{NETNS_BY_DEVICE, SLOTS_BY_IFINDEX};
 
 use aya_ebpf::{
     EbpfContext,
@@ -270,9 +275,26 @@ pub extern "C" fn csa_source_slot_tc(ctx: *mut __sk_buff, hook: u32) -> u32 {
 
 #[inline(always)]
 fn source_slot<P: Packet>(pkt: &P, hook: u32) -> u32 {
+    let ifindex = pkt.ifindex();
+    // The fast path: with one namespace, ifindexes are unique, and the slot of a small one is
+    // an array read (the verifier inlines it) instead of hashing a key (1.3 to 1.6 times the
+    // cost of a 64-byte frame at XDP, measured).
+    if NETNS_BY_DEVICE.load() == 0 && ifindex < DIRECT_IFINDEXES {
+        let Some(slots) = SLOTS_BY_IFINDEX.get(ifindex) else {
+            return UNATTRIBUTED_SLOT;
+        };
+        // Constant offsets: LLVM bounds-checks an index on a copy of the register it then uses,
+        // and the verifier rejects that ("R0 unbounded memory access").
+        return match hook {
+            0 => slots[0],
+            1 => slots[1],
+            2 => slots[2],
+            _ => UNATTRIBUTED_SLOT,
+        };
+    }
     let key = SourceKey {
         netns: pkt.netns(),
-        ifindex: pkt.ifindex(),
+        ifindex,
         hook: hook as u8,
         _pad: [0; 3],
     };

@@ -6,14 +6,14 @@ use std::path::Path;
 use crate::{btf::NetnsOffsets, privileges};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
     programs::{Program, ProgramError, SchedClassifier, Xdp},
     util::nr_cpus,
 };
 use checksum_common::{
     Counters, Hook, SourceKey, SourceState,
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
-    source::{EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
+    source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
 };
 
 /// The eBPF object built by build.rs.
@@ -32,6 +32,7 @@ pub const EVENTS_MAP: &str = "EVENTS";
 const EVENT_BUDGET_MAP: &str = "EVENT_BUDGET";
 const SOURCES_MAP: &str = "SOURCES";
 const STATES_MAP: &str = "STATES";
+const SLOTS_BY_IFINDEX_MAP: &str = "SLOTS_BY_IFINDEX";
 
 pub use checksum_common::source::DEFAULT_RING_BYTES;
 
@@ -156,6 +157,8 @@ pub struct Loaded {
     /// those of a detached source may still be in the ring buffer, so a slot is reused only after
     /// every other free one (slot 0 is the unattributed one's, never handed out).
     free: std::collections::VecDeque<u32>,
+    /// One namespace is audited: small ifindexes find their slot in `SLOTS_BY_IFINDEX` too.
+    direct: bool,
 }
 
 impl Loaded {
@@ -197,6 +200,7 @@ impl Loaded {
             ebpf,
             slots: std::collections::HashMap::new(),
             free: (UNATTRIBUTED_SLOT + 1..MAX_SOURCES).collect(),
+            direct: opts.netns_by_device.is_none(),
         })
     }
 
@@ -323,6 +327,28 @@ impl Loaded {
             })?;
         HashMap::<&mut MapData, SourceKey, u32>::try_from(map)?.insert(&key, &slot, 0)?;
         self.slots.insert(key, slot);
+        self.set_direct_slot(&key, UNATTRIBUTED_SLOT, slot)?;
+        Ok(())
+    }
+
+    /// Sets `key`'s entry in `SLOTS_BY_IFINDEX` to `new` if it holds `old` (where the programs
+    /// look it up there: one namespace, a small ifindex).
+    fn set_direct_slot(&mut self, key: &SourceKey, old: u32, new: u32) -> anyhow::Result<()> {
+        if !self.direct || key.ifindex >= DIRECT_IFINDEXES || key.hook > 2 {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut(SLOTS_BY_IFINDEX_MAP)
+            .ok_or(MapError::InvalidName {
+                name: SLOTS_BY_IFINDEX_MAP.into(),
+            })?;
+        let mut array = Array::<&mut MapData, [u32; 3]>::try_from(map)?;
+        let mut slots = array.get(&key.ifindex, 0)?;
+        if slots[key.hook as usize] == old {
+            slots[key.hook as usize] = new;
+            array.set(key.ifindex, &slots, 0)?;
+        }
         Ok(())
     }
 
@@ -331,6 +357,9 @@ impl Loaded {
         let Some(slot) = self.slots.remove(key) else {
             return Counters::default();
         };
+        if let Err(e) = self.set_direct_slot(key, slot, UNATTRIBUTED_SLOT) {
+            log::warn!("removing slot {slot} of ifindex {}: {e:#}", key.ifindex);
+        }
         if let Some(map) = self.ebpf.map_mut(SOURCES_MAP)
             && let Ok(mut sources) = HashMap::<&mut MapData, SourceKey, u32>::try_from(map)
         {
