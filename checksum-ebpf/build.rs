@@ -14,5 +14,7 @@ fn main() {
     println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
     // bpf-linker makes every function but the programs static, and the verifier re-checks a static
     // function on every path that calls it. These stay global: verified once (packet.rs).
-    println!("cargo:rustc-link-arg=--export=csa_sum_large_xdp,csa_sum_large_tc");
+    println!(
+        "cargo:rustc-link-arg=--export=csa_sum_large_xdp,csa_sum_large_tc,csa_source_slot_xdp,csa_source_slot_tc"
+    );
 }

@@ -205,6 +205,9 @@ pub struct ChecksumEvent {
     pub l4_len: u32,
     /// IPv4 identification, or the IPv6 fragment identification (0 without a Fragment header).
     pub ip_id: u32,
+    /// The source it was seen at: its slot in the programs' `STATES` map, which user space
+    /// assigned to one interface, namespace and hook (`source::SourceKey`).
+    pub slot: u32,
     pub src_port: u16,
     pub dst_port: u16,
     /// The checksum field as received.
@@ -227,7 +230,7 @@ pub struct ChecksumEvent {
     pub status: u8,
     /// `Kind` value.
     pub kind: u8,
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 3],
 }
 
 #[cfg(feature = "user")]

@@ -5,6 +5,8 @@
 pub mod counters;
 pub mod csum;
 pub mod event;
+pub mod source;
 
 pub use counters::Counters;
 pub use event::{ChecksumEvent, Hook, Kind, Layer, Status};
+pub use source::{SourceKey, SourceState};

@@ -3,16 +3,16 @@
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use aya_log_ebpf::debug;
 use checksum_common::{
-    ChecksumEvent, Counters, Hook, Kind, Layer, Status,
+    ChecksumEvent, Hook, Kind, Layer, SourceState, Status,
     csum::{
         classify, expected_field, field_for, fold, pseudo_header_v4, pseudo_header_v6, verifies,
     },
     event::FAMILY_IPV4,
+    source::SOURCE_REPORT_OFFLOAD,
 };
 
 use crate::{
-    CAPTURE_SNAPLEN, COUNTERS, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, REPORT_OFFLOAD,
-    capture,
+    CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, STATES, capture,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     sum::{sum_header, sum_range},
@@ -69,40 +69,45 @@ impl Verdict {
 
 #[inline(always)]
 pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
-    let Some(counters) = COUNTERS.get_ptr_mut(0) else {
+    // One lookup in a global function (see `SOURCES`), then one in an array: the source's
+    // settings and this CPU's counters live in one value.
+    let Some(state) = STATES.get_ptr_mut(pkt.source_slot(hook)) else {
         return;
     };
-    // SAFETY: a per-CPU array value, only ever touched by this CPU.
-    let counters = unsafe { &mut *counters };
-    counters.packets += 1;
+    // SAFETY: a per-CPU map value, only ever touched by this CPU.
+    let state: &mut SourceState = unsafe { &mut *state };
+    // The value is carried down whole, settings and slot included: one live register instead of
+    // three. Carrying the slot and flag apart made LLVM spill more, past the verifier's limit for
+    // this frame and the summing function's ("combined stack size of 3 calls is 528. Too large").
+    state.counters.packets += 1;
     if pkt.is_gso_aggregate() {
         // Checksums of a super-packet are completed (egress) or were verified (GRO) per segment;
         // its fields hold partial or stale values by design (tcpdump reports them as incorrect).
-        counters.gso_aggregate += 1;
+        state.counters.gso_aggregate += 1;
         return;
     }
-    if audit_ip(pkt, hook, counters).is_err() {
-        counters.malformed += 1;
+    if audit_ip(pkt, hook, state).is_err() {
+        state.counters.malformed += 1;
         // Off unless `checksum-audit -v` (AYA_LOG_LEVEL), and only on this rare path.
         debug!(pkt.context(), "malformed frame: {} bytes", pkt.len());
     }
 }
 
 #[inline(always)]
-fn audit_ip<P: Packet>(pkt: &P, hook: Hook, c: &mut Counters) -> Result<(), ParseError> {
+fn audit_ip<P: Packet>(pkt: &P, hook: Hook, s: &mut SourceState) -> Result<(), ParseError> {
     let Some((ethertype, l3_off)) = pkt.link_layer() else {
-        c.not_ip += 1;
+        s.counters.not_ip += 1;
         return Ok(());
     };
     let segment = if parse::is_ipv4(ethertype) {
         let ip = parse::ipv4(pkt, l3_off)?;
         let header = check_ipv4_header(pkt, l3_off, &ip);
-        record(pkt, hook, &ip.segment, &header, c);
+        record(pkt, hook, &ip.segment, &header, s);
         ip.segment
     } else if parse::is_ipv6(ethertype) {
         parse::ipv6(pkt, l3_off)?
     } else {
-        c.not_ip += 1;
+        s.counters.not_ip += 1;
         return Ok(());
     };
     let layer = match (segment.protocol, segment.family) {
@@ -113,7 +118,7 @@ fn audit_ip<P: Packet>(pkt: &P, hook: Hook, c: &mut Counters) -> Result<(), Pars
         _ => return Ok(()),
     };
     let verdict = check_segment(pkt, &segment, layer)?;
-    record(pkt, hook, &segment, &verdict, c);
+    record(pkt, hook, &segment, &verdict, s);
     Ok(())
 }
 
@@ -231,45 +236,53 @@ fn check_icmpv4<P: Packet>(pkt: &P, seg: &Segment, mut v: Verdict) -> Verdict {
 }
 
 /// Counts a verdict and, for a mismatch (or any verdict with REPORT_ALL), sends an event.
+/// Offload-pending mismatches only with the source's `SOURCE_REPORT_OFFLOAD`.
 #[inline(always)]
-fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, c: &mut Counters) {
-    c.checks[v.layer as usize][v.status as usize] += 1;
+fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut SourceState) {
+    s.counters.checks[v.layer as usize][v.status as usize] += 1;
     let report_all = REPORT_ALL.load() != 0;
     if v.status == Status::Bad {
-        c.mismatches[v.layer as usize][v.kind as usize] += 1;
-        if v.kind == Kind::OffloadPending && REPORT_OFFLOAD.load() == 0 && !report_all {
+        s.counters.mismatches[v.layer as usize][v.kind as usize] += 1;
+        if v.kind == Kind::OffloadPending && s.flags & SOURCE_REPORT_OFFLOAD == 0 && !report_all {
             return;
         }
     } else if !report_all {
         return;
     }
-    if v.status == Status::Bad && !within_budget(pkt, hook, seg, v) {
-        c.events_sampled_out += 1;
+    if v.status == Status::Bad && !within_budget(s.slot, seg, v) {
+        s.counters.events_sampled_out += 1;
         return;
     }
     let snaplen = CAPTURE_SNAPLEN.load();
     if snaplen != 0 && v.status == Status::Bad {
         // With capture off the verifier sees `snaplen` as the constant 0 (a frozen .rodata map)
         // and prunes this branch: the plain path below is verified and runs as before.
-        capture::send(pkt, snaplen, event(pkt, hook, seg, v), c);
+        capture::send(
+            pkt,
+            snaplen,
+            event(pkt, hook, s.slot, seg, v),
+            &mut s.counters,
+        );
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<ChecksumEvent>(0) else {
-        c.events_lost += 1;
+        s.counters.events_lost += 1;
         return;
     };
-    entry.write(event(pkt, hook, seg, v));
+    entry.write(event(pkt, hook, s.slot, seg, v));
     entry.submit(0);
 }
 
-/// A flow and kind, for the per-flow event budget. No padding: the whole key is hashed.
+/// A flow and kind at one source, for the per-flow event budget. No padding: the whole key is
+/// hashed.
 #[repr(C, align(8))]
 pub struct BudgetKey {
-    ifindex: u32,
-    hook: u8,
+    /// The source (its `STATES` slot).
+    slot: u32,
     layer: u8,
     kind: u8,
     protocol: u8,
+    _pad0: u8,
     src: [u8; 16],
     dst: [u8; 16],
     src_port: u16,
@@ -279,15 +292,15 @@ pub struct BudgetKey {
 
 /// Whether this mismatch may still have an event under `EVENTS_PER_FLOW`; counts it if so.
 #[inline(always)]
-fn within_budget<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> bool {
+fn within_budget(slot: u32, seg: &Segment, v: &Verdict) -> bool {
     let limit = EVENTS_PER_FLOW.load();
     if limit == 0 {
         // The verifier sees the frozen 0 and drops the rest of this function.
         return true;
     }
     let key = BudgetKey {
-        ifindex: pkt.ifindex(),
-        hook: hook as u8,
+        slot,
+        _pad0: 0,
         layer: v.layer as u8,
         kind: v.kind as u8,
         protocol: seg.protocol,
@@ -316,7 +329,7 @@ fn within_budget<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> 
 }
 
 #[inline(always)]
-fn event<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> ChecksumEvent {
+fn event<P: Packet>(pkt: &P, hook: Hook, slot: u32, seg: &Segment, v: &Verdict) -> ChecksumEvent {
     ChecksumEvent {
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
         ifindex: pkt.ifindex(),
@@ -325,6 +338,7 @@ fn event<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> Checksum
         dst_addr: seg.dst,
         l4_len: v.len,
         ip_id: seg.ip_id,
+        slot,
         src_port: v.src_port,
         dst_port: v.dst_port,
         got: u16::from_be(v.got),
@@ -337,6 +351,6 @@ fn event<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict) -> Checksum
         layer: v.layer as u8,
         status: v.status as u8,
         kind: v.kind as u8,
-        _pad: [0; 5],
+        _pad: [0; 3],
     }
 }

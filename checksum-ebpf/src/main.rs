@@ -1,10 +1,11 @@
 //! Kernel programs of checksum-audit. They never drop or modify a packet: every path returns
-//! XDP_PASS. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `COUNTERS`.
+//! XDP_PASS. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `SOURCES`.
 #![no_std]
 #![no_main]
 
 mod audit;
 mod capture;
+mod netns;
 mod packet;
 mod parse;
 mod sum;
@@ -14,22 +15,45 @@ use aya_ebpf::{
     Global,
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-use checksum_common::{Counters, Hook, event::CaptureRecord};
+use checksum_common::{
+    Hook, SourceKey, SourceState,
+    event::CaptureRecord,
+    source::{DEFAULT_RING_BYTES, DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES},
+};
 
-/// Mismatch events. User space sizes it at load time (`set_max_entries`).
+/// Mismatch events of every source: one ring for the whole run, so that one reader drains it and
+/// its size is one setting (`--ring-buffer-size`, set with `set_max_entries` at load time).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
+/// The slot of every audited interface and hook in `STATES`, written by user space before it
+/// attaches there. Read only by `packet::csa_source_slot_*`, a global function: the key lives in
+/// its stack frame, not in the programs' (512 bytes with the summing function's, nearly all in
+/// use), and the verifier sees one scalar come back instead of a map value that may be null.
 #[map]
-static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+static SOURCES: HashMap<SourceKey, u32> = HashMap::with_max_entries(MAX_SOURCES, 0);
+
+/// The slots of each interface's hooks by ifindex (`[xdp, tc-ingress, tc-egress]`, 0 where not
+/// audited), for runs in one namespace and ifindexes below `DIRECT_IFINDEXES`; `SOURCES` holds
+/// every source, this only the ones it can. User space keeps both.
+#[map]
+static SLOTS_BY_IFINDEX: Array<[u32; 3]> = Array::with_max_entries(DIRECT_IFINDEXES, 0);
+
+/// Settings and counters of each source, by slot; slot 0 (`UNATTRIBUTED_SLOT`) counts frames of
+/// sources not in `SOURCES`. A map rather than globals because they differ per interface (its
+/// class decides `SOURCE_REPORT_OFFLOAD`) and interfaces come and go while the programs stay
+/// loaded. Per CPU, so counting needs no atomics.
+#[map]
+static STATES: PerCpuArray<SourceState> = PerCpuArray::with_max_entries(MAX_SOURCES, 0);
 
 /// Events sent per flow and kind, for `EVENTS_PER_FLOW`. User space shrinks it to one entry when
 /// the budget is off.
 #[map]
-static EVENT_BUDGET: LruHashMap<audit::BudgetKey, u32> = LruHashMap::with_max_entries(16384, 0);
+static EVENT_BUDGET: LruHashMap<audit::BudgetKey, u32> =
+    LruHashMap::with_max_entries(EVENT_BUDGET_FLOWS, 0);
 
 /// Per-CPU staging area for `sum::sum_range`: the BPF stack (512 bytes in all) is too small, and
 /// `bpf_csum_diff` may not read packet memory of a variable length (aya#1562).
@@ -42,16 +66,12 @@ static SCRATCH: PerCpuArray<[u8; sum::CHUNK as usize]> = PerCpuArray::with_max_e
 #[map]
 static CAPTURE_BUF: PerCpuArray<CaptureRecord> = PerCpuArray::with_max_entries(1, 0);
 
+// Run-wide settings are frozen globals (.rodata): the verifier sees their values as constants and
+// prunes the branches they turn off, so a feature that is off costs nothing on the hot path.
+
 /// Set to 1 by `checksum-audit replay --all` to report every verdict, not only mismatches.
 #[unsafe(no_mangle)]
 static REPORT_ALL: Global<u8> = Global::new(0);
-
-/// Set to 1 to send events for offload-pending mismatches too. Off, they are only counted: on veth
-/// and at egress every locally generated TCP/UDP packet carries one, and an event each would cost
-/// ring-buffer bandwidth for no information. User space turns it on where they are a problem
-/// (ingress at a physical NIC) or when asked to list them (`--show-offload`).
-#[unsafe(no_mangle)]
-static REPORT_OFFLOAD: Global<u8> = Global::new(0);
 
 /// Frame bytes each mismatch event carries (`--snaplen` with `--pcap-out`); 0, the default, sends
 /// plain `ChecksumEvent`s. User space clamps it to `MAX_SNAP`, the kernel clamps it again.
@@ -63,6 +83,26 @@ static CAPTURE_SNAPLEN: Global<u32> = Global::new(0);
 /// of the ring buffer.
 #[unsafe(no_mangle)]
 static EVENTS_PER_FLOW: Global<u32> = Global::new(0);
+
+/// 1 when several network namespaces are audited: ifindexes then repeat across them, and the
+/// programs read the packet's namespace cookie from its device (`netns::cookie`). 0 otherwise,
+/// and that code is pruned.
+#[unsafe(no_mangle)]
+static NETNS_BY_DEVICE: Global<u8> = Global::new(0);
+
+/// Kernel structure offsets for `netns::cookie`, resolved by user space from the running kernel's
+/// BTF (Rust has no CO-RE relocations yet): `sk_buff.dev`, `xdp_buff.rxq`, `xdp_rxq_info.dev`,
+/// `net_device.nd_net` and `net.net_cookie`.
+#[unsafe(no_mangle)]
+static OFF_SKB_DEV: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_XDP_RXQ: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_RXQ_DEV: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_DEV_NET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_NET_COOKIE: Global<u32> = Global::new(0);
 
 #[xdp(frags)]
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {

@@ -168,6 +168,7 @@ mod tests {
     fn verdict(sport: u16, kind: Kind, ts: u64) -> Verdict {
         Verdict {
             timestamp_ns: ts,
+            slot: 0,
             ifindex: 3,
             hook: Hook::Xdp,
             direction: Direction::Ingress,

@@ -1,26 +1,27 @@
-//! Attaching one audit program to one interface at one hook, and detaching it again. Each
-//! attachment loads its own copy of the programs, so counters and ring buffers are per interface
-//! and hook. Attachments are BPF links (XDP links, TCX links) owned by our file descriptors: they
+//! Attaching the run's audit program of a hook to one interface, and detaching it again. The
+//! programs are loaded once per run (`loader::Loaded`); every attachment uses the same program and
+//! adds its interface and hook as a source to the shared `SOURCES` map first, which is where the
+//! programs find its settings and count its packets. Attachments are BPF links (XDP links, TCX links) owned by our file descriptors: they
 //! never displace another program, and the kernel removes them when the process exits however it
 //! exits, SIGKILL included. Only kernels without TCX (< 6.6) get a clsact filter, a netlink object
 //! that a SIGKILL would leave behind; XDP is never attached through netlink.
 
-use std::ffi::CString;
+use std::{
+    ffi::CString,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use anyhow::{Context as _, Result};
-use aya::{
-    maps::{MapData, RingBuf},
-    programs::{
-        LinkOrder, ProgramError, XdpMode,
-        links::{FdLink, LinkError},
-        tc::{self, NlOptions, SchedClassifierLink, TcAttach, TcAttachType, TcError},
-    },
+use aya::programs::{
+    LinkOrder, ProgramError, XdpMode,
+    links::{FdLink, LinkError},
+    tc::{self, NlOptions, SchedClassifierLink, TcAttach, TcAttachType, TcError},
 };
-use checksum_common::{Counters, Hook};
+use checksum_common::{Counters, Hook, SourceKey, source::SOURCE_REPORT_OFFLOAD};
 
 use crate::{
     cli::XdpModeArg,
-    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded},
+    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, Loaded},
     netlink,
     severity::IfaceClass,
     xdp_slot::{XdpHolder, xdp_holder},
@@ -56,30 +57,50 @@ enum Link {
     Clsact(SchedClassifierLink),
 }
 
-/// One program attached to one interface at one hook. Dropping it detaches the program.
+/// The run's loaded object, shared by the threads that attach (one per namespace) and the task
+/// that reads counters. Attaching holds the lock only for a map update and a link creation.
+pub type SharedKernel = Arc<Mutex<Loaded>>;
+
+/// Locks the kernel object; a thread that panicked while holding it left nothing half-done that
+/// matters here (map updates and link creations are single syscalls), so poisoning is ignored.
+pub fn lock(kernel: &SharedKernel) -> MutexGuard<'_, Loaded> {
+    kernel
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The audit program attached to one interface at one hook. Dropping it detaches the program.
 pub struct Attachment {
     pub iface: String,
     pub ifindex: u32,
     pub hook: Hook,
+    /// Where the programs find it.
+    pub key: SourceKey,
+    /// Its slot in the programs' `STATES` map, which its events carry.
+    pub slot: u32,
     /// How it is attached: "native"/"generic" (XDP), "tcx" or "clsact" (TC).
     pub mode: &'static str,
     pub class: IfaceClass,
-    loaded: Loaded,
+    kernel: SharedKernel,
     link: Option<Link>,
+    /// Its counters once detached (its source is then gone from the map).
+    last: Option<Counters>,
 }
 
 impl Attachment {
-    pub fn detach(&mut self) {
+    /// Detaches the program, then takes the source out of the map (so that the map holds only
+    /// what is attached) and returns its final counters.
+    pub fn detach(&mut self) -> Counters {
         // Closing a link's fd detaches it; a clsact filter is removed by SchedClassifierLink's Drop.
         drop(self.link.take());
+        *self
+            .last
+            .get_or_insert_with(|| lock(&self.kernel).remove_source(&self.key))
     }
 
     pub fn counters(&self) -> Counters {
-        self.loaded.counters().unwrap_or_default()
-    }
-
-    pub fn start_kernel_log(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
-        self.loaded.start_kernel_log()
+        self.last
+            .unwrap_or_else(|| lock(&self.kernel).source_counters(&self.key))
     }
 }
 
@@ -108,23 +129,24 @@ fn is_busy(e: &ProgramError) -> bool {
     matches!(errno(e), Some(libc::EBUSY) | Some(libc::EEXIST))
 }
 
-/// Loads a fresh copy of the programs and attaches the one for `hook` to `iface`, interface
-/// number `ifindex` (in the calling thread's network namespace; by index, so that an interface
-/// deleted and re-created under the same name is never mistaken for the one we were told about).
-/// `opts.report_offload` is raised where partial checksums are a problem, so that they are
-/// listed, not only counted.
+/// Attaches the audit program of `hook` to `iface`, interface number `ifindex` (in the calling
+/// thread's network namespace, whose key is `netns`; by index, so that an interface deleted and
+/// re-created under the same name is never mistaken for the one we were told about). Offload-
+/// pending mismatches are sent as events where they are a problem, or with `show_offload`;
+/// elsewhere they are only counted.
 pub fn attach(
+    kernel: &SharedKernel,
     iface: &str,
-    ifindex: u32,
+    (netns, ifindex): (u64, u32),
     hook: Hook,
     xdp_mode: XdpModeArg,
-    opts: &LoadOptions,
-) -> Result<(Attachment, RingBuf<MapData>)> {
+    show_offload: bool,
+) -> Result<Attachment> {
     let link = netlink::get_link(ifindex)
         .with_context(|| format!("{iface}: reading its link over rtnetlink"))?;
     let class = IfaceClass::of(&link);
-    let mut opts = opts.clone();
-    opts.report_offload |= hook != Hook::TcEgress && class.partial_is_a_problem_on_ingress();
+    let report_offload =
+        show_offload || (hook != Hook::TcEgress && class.partial_is_a_problem_on_ingress());
     if hook == Hook::Xdp
         && let Some(holder) =
             xdp_holder(ifindex).with_context(|| format!("{iface}: reading its XDP state"))?
@@ -135,35 +157,55 @@ pub fn attach(
         }
         .into());
     }
-    let mut loaded = Loaded::load(&opts)?;
-    let events = loaded.take_events()?;
-    let (mode, link) = match hook {
-        Hook::Xdp => attach_xdp(&mut loaded, iface, ifindex, xdp_mode)?,
+    let key = SourceKey::new(netns, ifindex, hook);
+    let mut loaded = lock(kernel);
+    let slot = loaded
+        .add_source(
+            key,
+            if report_offload {
+                SOURCE_REPORT_OFFLOAD
+            } else {
+                0
+            },
+        )
+        .with_context(|| format!("{iface}: adding it to the programs' source map"))?;
+    let attached = match hook {
+        Hook::Xdp => attach_xdp(&mut loaded, iface, ifindex, xdp_mode),
         Hook::TcIngress => attach_tc(
             &mut loaded,
             iface,
             ifindex,
             TcAttachType::Ingress,
             AUDIT_TC_INGRESS,
-        )?,
+        ),
         Hook::TcEgress => attach_tc(
             &mut loaded,
             iface,
             ifindex,
             TcAttachType::Egress,
             AUDIT_TC_EGRESS,
-        )?,
+        ),
     };
-    let att = Attachment {
+    let (mode, link) = match attached {
+        Ok(attached) => attached,
+        Err(e) => {
+            loaded.remove_source(&key);
+            return Err(e);
+        }
+    };
+    drop(loaded);
+    Ok(Attachment {
         iface: iface.into(),
         ifindex,
         hook,
+        key,
+        slot,
         mode,
         class,
-        loaded,
+        kernel: kernel.clone(),
         link: Some(link),
-    };
-    Ok((att, events))
+        last: None,
+    })
 }
 
 fn attach_xdp(

@@ -962,6 +962,7 @@ mod tests {
             };
             Verdict {
                 timestamp_ns: 0,
+                slot: 0,
                 ifindex: 1,
                 hook: Hook::TcIngress,
                 direction: Direction::Ingress,

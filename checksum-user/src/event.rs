@@ -37,6 +37,8 @@ impl std::fmt::Display for Flow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub timestamp_ns: u64,
+    /// The source it was seen at: the programs' `STATES` slot user space gave it.
+    pub slot: u32,
     pub ifindex: u32,
     pub hook: Hook,
     pub direction: Direction,
@@ -172,6 +174,7 @@ impl Verdict {
         let ports = matches!(layer, Layer::Tcp | Layer::Udp).then_some((e.src_port, e.dst_port));
         Ok(Self {
             timestamp_ns: e.timestamp_ns,
+            slot: e.slot,
             ifindex: e.ifindex,
             hook: Hook::from_u8(e.hook).ok_or(DecodeError("hook"))?,
             direction: Direction::from_u8(e.direction).ok_or(DecodeError("direction"))?,

@@ -10,7 +10,10 @@
 use std::{
     collections::HashMap,
     fs::File,
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::{
+        fd::{AsRawFd, FromRawFd},
+        unix::fs::MetadataExt,
+    },
     path::PathBuf,
     sync::{
         Arc,
@@ -20,14 +23,12 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{MapData, RingBuf};
 use checksum_common::Hook;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    attach::{Attachment, attach},
+    attach::{Attachment, SharedKernel, attach},
     cli::XdpModeArg,
-    loader::LoadOptions,
     netlink::{self, LinkEvent, LinkMonitor},
 };
 
@@ -211,7 +212,6 @@ pub enum Update {
     Attached {
         ns: usize,
         attachment: Box<Attachment>,
-        events: RingBuf<MapData>,
     },
     /// An interface went away; its attachments are gone with it.
     Vanished {
@@ -235,7 +235,12 @@ pub struct WorkerConfig {
     pub selector: Selector,
     pub hooks: Vec<Hook>,
     pub xdp_mode: XdpModeArg,
-    pub opts: LoadOptions,
+    /// `--show-offload`: send offload-pending events from every interface.
+    pub show_offload: bool,
+    /// The run's programs, already loaded: workers only attach them.
+    pub kernel: SharedKernel,
+    /// Several namespaces are audited: sources are keyed by their namespace's cookie too.
+    pub netns_by_device: bool,
 }
 
 /// How long a worker waits for link events before checking whether to stop.
@@ -268,6 +273,11 @@ fn worker(
     stop: &AtomicBool,
 ) -> Result<()> {
     let identity = ns.enter()?;
+    let netns = if config.netns_by_device {
+        netns_cookie().context("reading the network namespace's cookie")?
+    } else {
+        0
+    };
     // Subscribe before the first listing so that nothing falls in between.
     let monitor = LinkMonitor::new(POLL).context("subscribing to rtnetlink link events")?;
     // ifindex -> name of what we attached to in this namespace.
@@ -276,7 +286,7 @@ fn worker(
         if stop.load(Ordering::Relaxed) {
             return Ok(()); // stopped while attaching: the main task detaches what we sent
         }
-        consider(index, &link, config, &mut attached, tx, stop, true)?;
+        consider((index, netns), &link, config, &mut attached, tx, stop, true)?;
     }
     let _ = tx.send(Update::Ready { ns: index });
     while !stop.load(Ordering::Relaxed) {
@@ -296,9 +306,15 @@ fn worker(
         };
         for event in events {
             match event {
-                LinkEvent::New(link) => {
-                    consider(index, &link, config, &mut attached, tx, stop, false)?
-                }
+                LinkEvent::New(link) => consider(
+                    (index, netns),
+                    &link,
+                    config,
+                    &mut attached,
+                    tx,
+                    stop,
+                    false,
+                )?,
                 LinkEvent::Del(link) => {
                     if let Some(iface) = attached.remove(&link.header.index) {
                         let _ = tx.send(Update::Vanished {
@@ -314,10 +330,37 @@ fn worker(
     Ok(())
 }
 
+/// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE`, Linux >= 5.14): what
+/// the programs read from a packet's device when several namespaces are audited.
+fn netns_cookie() -> std::io::Result<u64> {
+    // SAFETY: plain socket calls on a descriptor we own and close.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut cookie: u64 = 0;
+        let mut len = size_of::<u64>() as libc::socklen_t;
+        const SO_NETNS_COOKIE: libc::c_int = 71;
+        if libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cookie)
+    }
+}
+
 /// Attaches every hook to `link` if it matches and is not attached yet. At startup an attach
 /// error is fatal (the user asked for this interface); later it is a warning and we go on.
 fn consider(
-    index: usize,
+    (index, netns): (usize, u64),
     link: &netlink_packet_route::link::LinkMessage,
     config: &WorkerConfig,
     attached: &mut HashMap<u32, String>,
@@ -335,36 +378,23 @@ fn consider(
     }
     let ifindex = link.header.index;
     attached.insert(ifindex, name.to_owned());
-    if stop.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    // One thread per hook: loading is mostly the verifier, which is CPU-bound, and each hook
-    // loads its own copy, so a new interface is audited in the time of one load rather than
-    // three. The threads inherit this thread's network namespace. Results are then handled in
-    // hook order, as before.
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = config
-            .hooks
-            .iter()
-            .map(|&hook| {
-                scope.spawn(move || attach(name, ifindex, hook, config.xdp_mode, &config.opts))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("{name}: attaching panicked")))
-            })
-            .collect()
-    });
-    for (done, result) in results.into_iter().enumerate() {
-        match result {
-            Ok((attachment, events)) => {
+    // The programs are loaded already: attaching is a map update and a link per hook.
+    for (done, &hook) in config.hooks.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match attach(
+            &config.kernel,
+            name,
+            (netns, ifindex),
+            hook,
+            config.xdp_mode,
+            config.show_offload,
+        ) {
+            Ok(attachment) => {
                 let _ = tx.send(Update::Attached {
                     ns: index,
                     attachment: Box::new(attachment),
-                    events,
                 });
             }
             // It went away while we attached (pods come and go): not an error. Its deletion

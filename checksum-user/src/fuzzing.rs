@@ -289,6 +289,7 @@ fn verdict(input: &mut Input) -> Verdict {
     };
     Verdict {
         timestamp_ns: input.u64(),
+        slot: 0,
         ifindex: input.u8().into(),
         hook,
         direction,

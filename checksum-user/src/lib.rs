@@ -13,6 +13,7 @@ compile_error!(
 
 pub mod aggregate;
 pub mod attach;
+pub mod btf;
 pub mod capture;
 pub mod cli;
 pub mod diagnosis;

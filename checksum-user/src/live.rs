@@ -1,7 +1,9 @@
-//! Live auditing: namespace workers attach to interfaces as they match; this task drains the
-//! ring buffers, aggregates, prints, and detaches everything on the way out.
+//! Live auditing: the programs are loaded once; namespace workers attach them to interfaces as
+//! they match; this task drains the one ring buffer, aggregates, prints, and detaches everything
+//! on the way out.
 
 use std::{
+    collections::HashMap,
     io::Write,
     sync::{
         Arc,
@@ -18,18 +20,17 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
-    task::JoinSet,
 };
 
 use crate::{
     aggregate::{Aggregator, Key},
-    attach::{AttachError, Attachment},
+    attach::{AttachError, Attachment, SharedKernel},
     cli::{Format, LiveArgs},
     diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
     event::{Captured, Verdict, hex},
     follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
     lifecycle::Lifecycle,
-    loader::{self, LoadOptions},
+    loader::{self, LoadOptions, Loaded},
     metrics,
     output::{self, Clock, Source},
     pcapng::PcapngWriter,
@@ -40,16 +41,18 @@ use crate::{
 /// Index of a source (one interface at one hook) in `Sources`.
 type SourceId = u32;
 
-/// What a ring-buffer reader hands over: a verdict, where it was seen, and the frame's first bytes
-/// when capture is on.
+/// What the ring-buffer reader hands over: a verdict, and the frame's first bytes when capture is
+/// on. The verdict names its source by slot.
+type Raw = (Verdict, Option<Captured>);
+
+/// A verdict with the source it was seen at.
 type Received = (SourceId, Verdict, Option<Captured>);
 
-/// Moves records from one ring buffer to the aggregator until told to stop, then drains what is
+/// Moves records from the ring buffer to the main task until told to stop, then drains what is
 /// left so that the final summary misses nothing.
 async fn read_events(
-    source: SourceId,
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<Received>,
+    tx: mpsc::Sender<Raw>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     // SAFETY: the ring buffer owns its fd and keeps it open, unreplaced, while the AsyncFd lives.
@@ -58,26 +61,26 @@ async fn read_events(
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(source, guard.get_inner_mut(), &tx).await;
+                drain(guard.get_inner_mut(), &tx).await;
                 guard.clear_ready();
             }
             _ = stop.changed() => {
-                drain(source, fd.get_mut(), &tx).await;
+                drain(fd.get_mut(), &tx).await;
                 return Ok(());
             }
         }
     }
 }
 
-async fn drain(source: SourceId, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Received>) {
+async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Raw>) {
     loop {
         let decoded = match ring.next() {
             Some(record) => Verdict::decode_with_capture(&record),
             None => return,
         };
         match decoded {
-            Ok((v, captured)) => {
-                if tx.send((source, v, captured)).await.is_err() {
+            Ok(raw) => {
+                if tx.send(raw).await.is_err() {
                     return;
                 }
             }
@@ -100,7 +103,6 @@ struct SourceInfo {
     attachment: Option<Attachment>,
     /// Counters read when it was detached.
     last_counters: Counters,
-    stop_reader: watch::Sender<bool>,
     /// When its interface or namespace went away: the how-many-th detach of that kind it was.
     gone: Option<u64>,
 }
@@ -114,10 +116,8 @@ impl SourceInfo {
 
     fn detach(&mut self) {
         if let Some(mut att) = self.attachment.take() {
-            self.last_counters = att.counters();
-            att.detach();
+            self.last_counters = att.detach();
         }
-        let _ = self.stop_reader.send(true);
     }
 }
 
@@ -505,15 +505,22 @@ fn unlisted(gone: u64) -> u64 {
 struct Run {
     namespaces: Vec<Namespace>,
     sources: Vec<SourceInfo>,
+    /// The source of each `STATES` slot; a slot keeps naming its last source after it is
+    /// detached (slots are reused last), so that events still in the ring are attributed.
+    by_slot: HashMap<u32, SourceId>,
+    /// Verdicts of sources whose `Attached` update has not arrived yet (the worker attaches, then
+    /// tells): resolved as it arrives.
+    pending: Vec<Raw>,
+    /// Verdicts whose source never became known (bounded `pending`, or left at the end).
+    unattributed_events: u64,
     lifecycle: Lifecycle,
-    readers: JoinSet<Result<()>>,
-    loggers: JoinSet<()>,
-    events_tx: mpsc::Sender<Received>,
-    kernel_log: bool,
 }
 
+/// Most verdicts kept waiting for their source's `Attached` update.
+const MAX_PENDING: usize = 16 * 1024;
+
 impl Run {
-    fn add(&mut self, ns: usize, mut att: Attachment, ring: RingBuf<MapData>) {
+    fn add(&mut self, ns: usize, att: Attachment) {
         let id = self.sources.len() as SourceId;
         let name = self.namespaces[ns].display(&att.iface);
         eprintln!(
@@ -523,15 +530,8 @@ impl Run {
             att.hook.name(),
             att.mode
         );
-        if self.kernel_log
-            && let Some(logger) = att.start_kernel_log()
-        {
-            self.loggers.spawn(forward_kernel_log(logger));
-        }
         self.lifecycle.attached += 1;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        self.readers
-            .spawn(read_events(id, ring, self.events_tx.clone(), stop_rx));
+        self.by_slot.insert(att.slot, id);
         self.sources.push(SourceInfo {
             ns,
             ifindex: att.ifindex,
@@ -542,9 +542,32 @@ impl Run {
             class: att.class.clone(),
             attachment: Some(att),
             last_counters: Counters::default(),
-            stop_reader: stop_tx,
             gone: None,
         });
+    }
+
+    /// The source of a verdict, or `None` (kept in `pending`) until its attachment is known.
+    fn resolve(&mut self, (v, captured): Raw) -> Option<Received> {
+        match self.by_slot.get(&v.slot) {
+            Some(&id) => Some((id, v, captured)),
+            None if self.pending.len() < MAX_PENDING => {
+                self.pending.push((v, captured));
+                None
+            }
+            None => {
+                self.unattributed_events += 1;
+                None
+            }
+        }
+    }
+
+    /// Verdicts in `pending` whose source is known now.
+    fn resolved_pending(&mut self) -> Vec<Received> {
+        let pending = std::mem::take(&mut self.pending);
+        pending
+            .into_iter()
+            .filter_map(|raw| self.resolve(raw))
+            .collect()
     }
 
     /// Detaches what is attached in namespace `ns` (to `ifindex` only, if given) because it went
@@ -585,6 +608,14 @@ impl Run {
         );
     }
 
+    /// An error from namespace `ns`, naming it unless it is the current one.
+    fn in_namespace(&self, ns: usize, error: anyhow::Error) -> anyhow::Error {
+        match self.namespaces[ns].label.as_str() {
+            "" => error,
+            label => error.context(format!("in network namespace {label}")),
+        }
+    }
+
     /// A warning from namespace `ns`, prefixed with its name unless it is the current one.
     fn warn(&self, ns: usize, error: &anyhow::Error) {
         match self.namespaces[ns].label.as_str() {
@@ -616,27 +647,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
             hooks.push(h.hook());
         }
     }
-    let config = Arc::new(WorkerConfig {
-        selector: Selector {
-            patterns: args.ifaces.clone(),
-            all: args.all_interfaces,
-        },
-        hooks,
-        xdp_mode: args.xdp_mode,
-        opts: LoadOptions {
-            ring_bytes: ring_bytes(args),
-            kernel_log,
-            report_offload: args.show_offload,
-            events_per_flow: args.events_per_flow,
-            snaplen: if args.pcap_out.is_some() {
-                args.snaplen
-            } else {
-                0
-            },
-            ..LoadOptions::default()
-        },
-    });
-    // Open the capture file and bind the metrics port before attaching anything: a bad path or a
+    // Open the capture file and bind the metrics port before loading anything: a bad path or a
     // busy port fails fast and cleanly.
     let capture = match &args.pcap_out {
         Some(path) => Some(Capture::create(path, args.snaplen, args.pcap_max_bytes)?),
@@ -653,13 +664,33 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         }
         None => None,
     };
-    // Signals first: a SIGTERM during attach must still run the cleanup below.
+    // Signals first: a SIGTERM while loading or attaching must still run the cleanup below.
     let mut stop = StopSignals {
         int: signal(SignalKind::interrupt())?,
         term: signal(SignalKind::terminate())?,
     };
+    let netns_by_device = namespaces.len() > 1;
+    let Kernel {
+        shared: kernel,
+        ring,
+        logger,
+    } = load_kernel(args, &hooks, kernel_log, netns_by_device)?;
+    let config = Arc::new(WorkerConfig {
+        selector: Selector {
+            patterns: args.ifaces.clone(),
+            all: args.all_interfaces,
+        },
+        hooks,
+        xdp_mode: args.xdp_mode,
+        show_offload: args.show_offload,
+        kernel,
+        netns_by_device,
+    });
 
-    let (events_tx, mut events_rx) = mpsc::channel::<Received>(16 * 1024);
+    let (events_tx, mut events_rx) = mpsc::channel::<Raw>(16 * 1024);
+    let (stop_reader, stop_reader_rx) = watch::channel(false);
+    let reader = tokio::spawn(read_events(ring, events_tx, stop_reader_rx));
+    let logger = logger.map(|l| tokio::spawn(forward_kernel_log(l)));
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<Update>();
     let stop_workers = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = namespaces
@@ -679,11 +710,10 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let mut run = Run {
         namespaces,
         sources: Vec::new(),
+        by_slot: HashMap::new(),
+        pending: Vec::new(),
+        unattributed_events: 0,
         lifecycle: Lifecycle::default(),
-        readers: JoinSet::new(),
-        loggers: JoinSet::new(),
-        events_tx,
-        kernel_log,
     };
     let result = audit(
         args,
@@ -705,35 +735,88 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         let _ = w.join();
     }
     while let Ok(update) = updates_rx.try_recv() {
-        if let Update::Attached { attachment, .. } = update {
-            drop(attachment); // attached just before the stop: detach it too
+        if let Update::Attached { ns, attachment } = update {
+            // Attached just before the stop: it is detached below with the rest, and its
+            // verdicts are attributed.
+            run.add(ns, *attachment);
         }
     }
     for s in &mut run.sources {
         s.detach();
     }
-    let Run {
-        sources,
-        lifecycle,
-        mut readers,
-        mut loggers,
-        events_tx,
-        ..
-    } = run;
-    drop(events_tx);
-    while let Some(r) = readers.join_next().await {
-        if let Ok(Err(e)) = r {
-            log::warn!("event reader: {e:#}");
-        }
+    let _ = stop_reader.send(true);
+    match reader.await {
+        Ok(Err(e)) => log::warn!("event reader: {e:#}"),
+        Err(e) => log::warn!("event reader: {e}"),
+        Ok(Ok(())) => {}
     }
-    loggers.abort_all();
+    if let Some(logger) = logger {
+        logger.abort();
+    }
     let mut printer = result?;
     let mut stdout = std::io::stdout().lock();
-    while let Ok(received) = events_rx.try_recv() {
-        printer.on_verdict(&sources, &received, &mut stdout)?;
+    let mut received: Vec<Received> = run.resolved_pending();
+    while let Ok(raw) = events_rx.try_recv() {
+        received.extend(run.resolve(raw));
     }
-    printer.summary(&sources, &lifecycle, true, &mut stdout)?;
+    received.extend(run.resolved_pending());
+    run.unattributed_events += run.pending.len() as u64;
+    for r in &received {
+        printer.on_verdict(&run.sources, r, &mut stdout)?;
+    }
+    printer.summary(&run.sources, &run.lifecycle, true, &mut stdout)?;
+    if run.unattributed_events > 0 {
+        eprintln!(
+            "checksum-audit: warning: {} events named no audited interface (counted, not shown)",
+            run.unattributed_events
+        );
+    }
     Ok(())
+}
+
+/// The run's kernel object, with its one ring buffer and, with -v, its log.
+struct Kernel {
+    shared: SharedKernel,
+    ring: RingBuf<MapData>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// Loads and verifies the programs once, before anything is attached.
+fn load_kernel(
+    args: &LiveArgs,
+    hooks: &[Hook],
+    kernel_log: bool,
+    netns_by_device: bool,
+) -> Result<Kernel> {
+    let netns_offsets = if netns_by_device {
+        Some(crate::btf::NetnsOffsets::of_running_kernel()?)
+    } else {
+        None
+    };
+    let mut loaded = Loaded::load(&LoadOptions {
+        ring_bytes: ring_bytes(args),
+        kernel_log,
+        events_per_flow: args.events_per_flow,
+        snaplen: if args.pcap_out.is_some() {
+            args.snaplen
+        } else {
+            0
+        },
+        netns_by_device: netns_offsets,
+        ..LoadOptions::default()
+    })?;
+    loaded.load_audit_programs(hooks)?;
+    let ring = loaded.take_events()?;
+    let logger = if kernel_log {
+        loaded.start_kernel_log()
+    } else {
+        None
+    };
+    Ok(Kernel {
+        shared: Arc::new(std::sync::Mutex::new(loaded)),
+        ring,
+        logger,
+    })
 }
 
 /// Before anything is attached: name the missing capability in one line rather than fail on
@@ -756,7 +839,7 @@ fn check_privileges(netns: bool) -> Result<()> {
 async fn audit<'a>(
     args: &'a LiveArgs,
     run: &mut Run,
-    events_rx: &mut mpsc::Receiver<Received>,
+    events_rx: &mut mpsc::Receiver<Raw>,
     updates_rx: &mut mpsc::UnboundedReceiver<Update>,
     stop: &mut StopSignals,
     metrics: Option<metrics::Shared>,
@@ -778,15 +861,12 @@ async fn audit<'a>(
     while pending > 0 {
         tokio::select! {
             update = updates_rx.recv() => match update {
-                Some(Update::Attached { ns, attachment, events }) => {
-                    run.add(ns, *attachment, events);
+                Some(Update::Attached { ns, attachment }) => {
+                    run.add(ns, *attachment);
                     printer.register_sources(&run.sources);
                 },
                 Some(Update::Ready { .. }) => pending -= 1,
-                Some(Update::Failed { ns, error, .. }) => {
-                    let label = &run.namespaces[ns].label;
-                    return Err(if label.is_empty() { error } else { error.context(format!("in network namespace {label}")) });
-                }
+                Some(Update::Failed { ns, error, .. }) => return Err(run.in_namespace(ns, error)),
                 Some(Update::Vanished { ns, ifindex, iface }) => run.vanished(ns, ifindex, &iface),
                 Some(Update::NamespaceGone { ns }) => run.namespace_gone(ns),
                 None => anyhow::bail!("interface workers stopped unexpectedly"),
@@ -825,15 +905,25 @@ async fn audit<'a>(
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            Some(received) = events_rx.recv() => printer.on_verdict(&run.sources, &received, &mut stdout)?,
+            Some(raw) = events_rx.recv() => {
+                if let Some(received) = run.resolve(raw) {
+                    printer.on_verdict(&run.sources, &received, &mut stdout)?;
+                }
+            }
             Some(update) = updates_rx.recv() => match update {
-                Update::Attached { ns, attachment, events } => {
-                    run.add(ns, *attachment, events);
+                Update::Attached { ns, attachment } => {
+                    run.add(ns, *attachment);
                     printer.register_sources(&run.sources);
+                    for received in run.resolved_pending() {
+                        printer.on_verdict(&run.sources, &received, &mut stdout)?;
+                    }
                 },
                 Update::Vanished { ns, ifindex, iface } => run.vanished(ns, ifindex, &iface),
                 Update::NamespaceGone { ns } => run.namespace_gone(ns),
-                Update::Failed { ns, error, .. } => run.warn(ns, &error),
+                // A worker that ended on an error no longer follows its namespace: nothing new
+                // there would be audited, so the run stops (cleanly) rather than go on blind.
+                Update::Failed { ns, error, fatal: true } => return Err(run.in_namespace(ns, error)),
+                Update::Failed { ns, error, fatal: false } => run.warn(ns, &error),
                 Update::Ready { .. } => {}
             },
             _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, &run.lifecycle, false, &mut stdout)?,
@@ -841,12 +931,6 @@ async fn audit<'a>(
             _ = refresh.tick(), if metrics.is_some() => {
                 if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
                     *snapshot = printer.metrics_snapshot(&run.sources, &run.lifecycle);
-                }
-            }
-            // Readers of detached sources end: reap them, or the set keeps every one.
-            Some(done) = run.readers.join_next(), if !run.readers.is_empty() => {
-                if let Ok(Err(e)) = done {
-                    log::warn!("event reader: {e:#}");
                 }
             }
             _ = stop.recv() => break,

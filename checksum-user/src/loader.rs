@@ -1,16 +1,19 @@
-//! Loads the kernel programs and reads their counters.
+//! Loads the kernel programs once per run, and keeps the map of their sources: the interfaces
+//! and hooks they are attached to, with each one's settings and counters.
 
 use std::path::Path;
 
-use crate::privileges;
+use crate::{btf::NetnsOffsets, privileges};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
     programs::{Program, ProgramError, SchedClassifier, Xdp},
+    util::nr_cpus,
 };
 use checksum_common::{
-    Counters,
+    Counters, Hook, SourceKey, SourceState,
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
+    source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
 };
 
 /// The eBPF object built by build.rs.
@@ -24,14 +27,14 @@ pub const AUDIT_TC_INGRESS: &str = "csum_tc_ingress";
 pub const AUDIT_TC_EGRESS: &str = "csum_tc_egress";
 pub const NOOP_TC: &str = "noop_tc";
 pub const EVENTS_MAP: &str = "EVENTS";
-/// The per-flow event budget's LRU table, and its size when `events_per_flow` is on (each entry
-/// costs about 100 bytes of kernel memory per attachment; off, it shrinks to one entry).
+/// The per-flow event budget's LRU table (`EVENT_BUDGET_FLOWS` entries of about 100 bytes when
+/// `events_per_flow` is on; off, it shrinks to one entry).
 const EVENT_BUDGET_MAP: &str = "EVENT_BUDGET";
-const EVENT_BUDGET_FLOWS: u32 = 16384;
-const COUNTERS_MAP: &str = "COUNTERS";
+const SOURCES_MAP: &str = "SOURCES";
+const STATES_MAP: &str = "STATES";
+const SLOTS_BY_IFINDEX_MAP: &str = "SLOTS_BY_IFINDEX";
 
-/// Default ring buffer size: at 80 bytes per event, about 3,300 events of headroom per drain.
-pub const DEFAULT_RING_BYTES: u32 = 256 * 1024;
+pub use checksum_common::source::DEFAULT_RING_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -41,7 +44,8 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Enable aya-log messages from the kernel side.
     pub kernel_log: bool,
-    /// Send events for offload-pending mismatches (otherwise they are only counted).
+    /// Send events for offload-pending mismatches from the test-run sources (`FrameAuditor`;
+    /// attachments decide this per interface, see `attach::attach`).
     pub report_offload: bool,
     /// Frame bytes each mismatch event carries (`--snaplen` with `--pcap-out`); 0 turns capture
     /// off. Larger values are clamped to `MAX_SNAP` (see [`effective_snaplen`]). Only mismatches
@@ -50,6 +54,9 @@ pub struct LoadOptions {
     /// Events per flow and mismatch kind (`--events-per-flow`); 0 sends one for every mismatch.
     /// The rest are counted in `events_sampled_out`.
     pub events_per_flow: u32,
+    /// Set when several network namespaces are audited: the programs then read each packet's
+    /// namespace from its device, at these offsets (see checksum-ebpf/src/netns.rs).
+    pub netns_by_device: Option<NetnsOffsets>,
 }
 
 impl Default for LoadOptions {
@@ -61,6 +68,7 @@ impl Default for LoadOptions {
             report_offload: false,
             snaplen: 0,
             events_per_flow: 0,
+            netns_by_device: None,
         }
     }
 }
@@ -138,9 +146,19 @@ pub fn check_kernel() -> Result<(), LoadError> {
     Ok(())
 }
 
-/// One loaded copy of the programs, with its own maps (so counters are per copy).
+/// The loaded object: every program and map of one run. Every interface and hook is attached to
+/// the same programs; each is a source in the `SOURCES` map, added before its program is attached
+/// and removed after it is detached.
 pub struct Loaded {
     pub ebpf: Ebpf,
+    /// The `STATES` slot of each source added.
+    slots: std::collections::HashMap<SourceKey, u32>,
+    /// Slots free for the next source, oldest freed first: events name their source by slot, and
+    /// those of a detached source may still be in the ring buffer, so a slot is reused only after
+    /// every other free one (slot 0 is the unattributed one's, never handed out).
+    free: std::collections::VecDeque<u32>,
+    /// One namespace is audited: small ifindexes find their slot in `SLOTS_BY_IFINDEX` too.
+    direct: bool,
 }
 
 impl Loaded {
@@ -151,16 +169,22 @@ impl Loaded {
             return Err(LoadError::BadRingSize(opts.ring_bytes));
         }
         let report_all = u8::from(opts.report_all);
-        let report_offload = u8::from(opts.report_offload);
         let snaplen = effective_snaplen(opts.snaplen);
+        let netns = opts.netns_by_device.unwrap_or_default();
+        let netns_by_device = u8::from(opts.netns_by_device.is_some());
         // aya-log levels: 0 is off; Debug is 4.
         let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
         let mut loader = EbpfLoader::new();
         loader
             .override_global("REPORT_ALL", &report_all, true)
-            .override_global("REPORT_OFFLOAD", &report_offload, true)
             .override_global("CAPTURE_SNAPLEN", &snaplen, true)
             .override_global("EVENTS_PER_FLOW", &opts.events_per_flow, true)
+            .override_global("NETNS_BY_DEVICE", &netns_by_device, true)
+            .override_global("OFF_SKB_DEV", &netns.skb_dev, true)
+            .override_global("OFF_XDP_RXQ", &netns.xdp_rxq, true)
+            .override_global("OFF_RXQ_DEV", &netns.rxq_dev, true)
+            .override_global("OFF_DEV_NET", &netns.dev_net, true)
+            .override_global("OFF_NET_COOKIE", &netns.net_cookie, true)
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(EVENTS_MAP, opts.ring_bytes)
             .map_max_entries(
@@ -172,7 +196,43 @@ impl Loaded {
                 },
             );
         let ebpf = loader.load(EBPF_OBJECT).map_err(classify_load_error)?;
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            slots: std::collections::HashMap::new(),
+            free: (UNATTRIBUTED_SLOT + 1..MAX_SOURCES).collect(),
+            direct: opts.netns_by_device.is_none(),
+        })
+    }
+
+    /// Loads (verifies) the audit programs of `hooks` now, each in its own thread: verifying is
+    /// CPU-bound and happens once per run, so a run is ready in the time of the slowest program.
+    pub fn load_audit_programs(&mut self, hooks: &[Hook]) -> Result<(), LoadError> {
+        let wanted: Vec<&str> = hooks.iter().map(|&h| audit_program(h)).collect();
+        let programs: Vec<(&str, &mut Program)> = self
+            .ebpf
+            .programs_mut()
+            .filter(|(name, _)| wanted.contains(name))
+            .collect();
+        std::thread::scope(|scope| {
+            let loading: Vec<_> = programs
+                .into_iter()
+                .map(|(name, prog)| {
+                    scope.spawn(move || match prog {
+                        Program::Xdp(p) => ensure_loaded(name, p),
+                        Program::SchedClassifier(p) => ensure_loaded(name, p),
+                        _ => Ok(()),
+                    })
+                })
+                .collect();
+            loading
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(LoadError::Other("loading panicked".into())))
+                })
+                .collect::<Result<Vec<()>, LoadError>>()
+        })?;
+        Ok(())
     }
 
     fn program(&mut self, name: &str) -> Result<&mut Program, LoadError> {
@@ -200,10 +260,7 @@ impl Loaded {
             .program(name)?
             .try_into()
             .map_err(|e: ProgramError| LoadError::Other(e.to_string()))?;
-        if !prog.is_loaded() {
-            prog.load_now()
-                .map_err(|e| classify_program_error(name, e))?;
-        }
+        ensure_loaded(name, prog)?;
         Ok(prog)
     }
 
@@ -223,18 +280,147 @@ impl Loaded {
             .ok()
     }
 
-    /// Sums the per-CPU counters.
-    pub fn counters(&self) -> Result<Counters, MapError> {
-        let map = self.ebpf.map(COUNTERS_MAP).ok_or(MapError::InvalidName {
-            name: COUNTERS_MAP.into(),
+    fn states(&mut self) -> Result<PerCpuArray<&mut MapData, SourceState>, MapError> {
+        let map = self.ebpf.map_mut(STATES_MAP).ok_or(MapError::InvalidName {
+            name: STATES_MAP.into(),
         })?;
-        let array: PerCpuArray<&MapData, Counters> = PerCpuArray::try_from(map)?;
-        let mut total = Counters::default();
-        for cpu in array.get(&0, 0)?.iter() {
-            total.accumulate(cpu);
-        }
-        Ok(total)
+        PerCpuArray::try_from(map)
     }
+
+    /// Adds a source with zero counters, replacing any earlier one with the same key. Done before
+    /// attaching, so that its first packet is counted as its own: the slot's settings and counters
+    /// are written first, then the key that leads the programs there.
+    /// Returns the source's slot, which its events carry.
+    pub fn add_source(&mut self, key: SourceKey, flags: u32) -> anyhow::Result<u32> {
+        if self.slots.contains_key(&key) {
+            self.remove_source(&key);
+        }
+        let slot = self.free.pop_front().ok_or_else(|| {
+            anyhow::anyhow!(
+                "already auditing {} interface hooks, the most one run can (MAX_SOURCES)",
+                MAX_SOURCES - 1
+            )
+        })?;
+        match self.write_slot(key, slot, flags) {
+            Ok(()) => Ok(slot),
+            Err(e) => {
+                self.free.push_back(slot);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_slot(&mut self, key: SourceKey, slot: u32, flags: u32) -> anyhow::Result<()> {
+        let cpus = nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+        let state = SourceState {
+            counters: Counters::default(),
+            flags,
+            slot,
+        };
+        let values = PerCpuValues::try_from(vec![state; cpus.get() as usize])?;
+        self.states()?.set(slot, values, 0)?;
+        let map = self
+            .ebpf
+            .map_mut(SOURCES_MAP)
+            .ok_or(MapError::InvalidName {
+                name: SOURCES_MAP.into(),
+            })?;
+        HashMap::<&mut MapData, SourceKey, u32>::try_from(map)?.insert(&key, &slot, 0)?;
+        self.slots.insert(key, slot);
+        self.set_direct_slot(&key, UNATTRIBUTED_SLOT, slot)?;
+        Ok(())
+    }
+
+    /// Sets `key`'s entry in `SLOTS_BY_IFINDEX` to `new` if it holds `old` (where the programs
+    /// look it up there: one namespace, a small ifindex).
+    fn set_direct_slot(&mut self, key: &SourceKey, old: u32, new: u32) -> anyhow::Result<()> {
+        if !self.direct || key.ifindex >= DIRECT_IFINDEXES || key.hook > 2 {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut(SLOTS_BY_IFINDEX_MAP)
+            .ok_or(MapError::InvalidName {
+                name: SLOTS_BY_IFINDEX_MAP.into(),
+            })?;
+        let mut array = Array::<&mut MapData, [u32; 3]>::try_from(map)?;
+        let mut slots = array.get(&key.ifindex, 0)?;
+        if slots[key.hook as usize] == old {
+            slots[key.hook as usize] = new;
+            array.set(key.ifindex, &slots, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a source (after detaching it) and returns its last counters.
+    pub fn remove_source(&mut self, key: &SourceKey) -> Counters {
+        let Some(slot) = self.slots.remove(key) else {
+            return Counters::default();
+        };
+        if let Err(e) = self.set_direct_slot(key, slot, UNATTRIBUTED_SLOT) {
+            log::warn!("removing slot {slot} of ifindex {}: {e:#}", key.ifindex);
+        }
+        if let Some(map) = self.ebpf.map_mut(SOURCES_MAP)
+            && let Ok(mut sources) = HashMap::<&mut MapData, SourceKey, u32>::try_from(map)
+        {
+            let _ = sources.remove(key);
+        }
+        let last = self.slot_counters(slot);
+        self.free.push_back(slot);
+        last
+    }
+
+    /// A source's counters, summed over the CPUs (zero if it was never added or is gone).
+    pub fn source_counters(&mut self, key: &SourceKey) -> Counters {
+        match self.slots.get(key) {
+            Some(&slot) => self.slot_counters(slot),
+            None => Counters::default(),
+        }
+    }
+
+    fn slot_counters(&mut self, slot: u32) -> Counters {
+        let mut total = Counters::default();
+        if let Ok(states) = self.states()
+            && let Ok(values) = states.get(&slot, 0)
+        {
+            for cpu in values.iter() {
+                total.accumulate(&cpu.counters);
+            }
+        }
+        total
+    }
+
+    /// Counters of frames whose source was not in the map (`UNATTRIBUTED_SLOT`).
+    pub fn unattributed(&mut self) -> Counters {
+        self.slot_counters(UNATTRIBUTED_SLOT)
+    }
+
+    /// Every source's counters, the unattributed ones included, summed (test runs and replay).
+    pub fn counters(&mut self) -> Counters {
+        let slots: Vec<u32> = self.slots.values().copied().collect();
+        let mut total = self.unattributed();
+        for slot in slots {
+            total.accumulate(&self.slot_counters(slot));
+        }
+        total
+    }
+}
+
+/// The audit program of a hook.
+pub fn audit_program(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Xdp => AUDIT_XDP,
+        Hook::TcIngress => AUDIT_TC_INGRESS,
+        Hook::TcEgress => AUDIT_TC_EGRESS,
+    }
+}
+
+fn ensure_loaded<P: LazyLoad>(name: &str, prog: &mut P) -> Result<(), LoadError> {
+    if !prog.is_loaded() {
+        prog.load_now()
+            .map_err(|e| classify_program_error(name, e))?;
+    }
+    Ok(())
 }
 
 /// Program types we load on first use (their `load` takes no arguments).

@@ -7,28 +7,19 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{TestRun, TestRunOptions},
 };
-use checksum_common::{Counters, Hook};
+use checksum_common::{Counters, Hook, SourceKey};
 
 use crate::{
     event::{Captured, Verdict},
-    loader::{
-        AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadError, LoadOptions, Loaded, NOOP_TC,
-    },
+    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, LoadError, LoadOptions, Loaded, NOOP_TC},
 };
+
+pub use crate::loader::audit_program;
 
 /// `XDP_PASS` from linux/bpf.h.
 const XDP_PASS: u32 = 2;
 /// `TC_ACT_UNSPEC` (-1, TCX_NEXT) as the test run reports it.
 const TC_ACT_UNSPEC: u32 = u32::MAX;
-
-/// The audit program of a hook.
-pub fn audit_program(hook: Hook) -> &'static str {
-    match hook {
-        Hook::Xdp => AUDIT_XDP,
-        Hook::TcIngress => AUDIT_TC_INGRESS,
-        Hook::TcEgress => AUDIT_TC_EGRESS,
-    }
-}
 
 /// Socket-buffer fields a TC test run may set (`struct __sk_buff` as ctx_in).
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,6 +75,20 @@ impl FrameAuditor {
     /// With `kernel_log`, the program's aya-log messages reach the `log` crate after every frame.
     pub fn with_options(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut loaded = Loaded::load(opts)?;
+        // Test runs happen on the loopback device of the current namespace (XDP and TC alike):
+        // it is the source every hook's counters go to.
+        let lo = crate::attach::ifindex_of("lo").unwrap_or(1);
+        let flags = if opts.report_offload {
+            checksum_common::source::SOURCE_REPORT_OFFLOAD
+        } else {
+            0
+        };
+        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+            loaded
+                .add_source(SourceKey::new(0, lo, hook), flags)
+                .map(drop)
+                .map_err(|e| LoadError::Other(format!("adding the test-run source: {e:#}")))?;
+        }
         let events = loaded.take_events()?;
         let kernel_log = if opts.kernel_log {
             loaded.start_kernel_log()
@@ -186,7 +191,21 @@ impl FrameAuditor {
         Ok(result.duration)
     }
 
-    pub fn counters(&self) -> Counters {
-        self.loaded.counters().unwrap_or_default()
+    /// Removes the test-run sources: later frames are counted as unattributed.
+    pub fn forget_sources(&mut self) {
+        let lo = crate::attach::ifindex_of("lo").unwrap_or(1);
+        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+            self.loaded.remove_source(&SourceKey::new(0, lo, hook));
+        }
+    }
+
+    /// Counters of frames whose source is not in the map.
+    pub fn unattributed(&mut self) -> Counters {
+        self.loaded.unattributed()
+    }
+
+    /// Counters of every frame run so far, over all hooks.
+    pub fn counters(&mut self) -> Counters {
+        self.loaded.counters()
     }
 }

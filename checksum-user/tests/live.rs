@@ -406,10 +406,7 @@ fn other_programs_stay_attached_and_keep_working() {
         // Report the packet counts of both on request, until told to stop.
         while let Ok(true) = cmd_rx.recv() {
             count_tx
-                .send((
-                    xdp.counters().unwrap().packets,
-                    tcx.counters().unwrap().packets,
-                ))
+                .send((xdp.counters().packets, tcx.counters().packets))
                 .unwrap();
         }
     });
@@ -563,6 +560,9 @@ fn other_namespaces_are_audited_through_netns() {
         tcx_programs(&pair.b, VETH_B),
         ["ingress:csum_tc_ingress", "egress:csum_tc_egress"]
     );
+    // Both ends have the same ifindex in their namespaces: the programs tell them apart by the
+    // namespace of the packet's device.
+    assert_eq!(pair.a.ifindex(VETH_A), pair.b.ifindex(VETH_B));
     let frames = bad_frames();
     let raw: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
     pair.a.run(move || send_raw_frames(VETH_A, &raw));
@@ -571,6 +571,14 @@ fn other_namespaces_are_audited_through_netns() {
     assert!(done.status.success(), "{}", done.stderr);
     let b_name = format!("{}/{VETH_B}", pair.b.name);
     let a_name = format!("{}/{VETH_A}", pair.a.name);
+    // Nothing was sent the other way: a's ingress and b's egress counted no mismatch.
+    for (iface, hook) in [(&a_name, "tc-ingress"), (&b_name, "tc-egress")] {
+        assert_eq!(
+            done.counter(iface, hook, &["mismatches", "corrupt"]),
+            0,
+            "{iface} {hook}"
+        );
+    }
     // The corrupted frames are problems where they leave (a's egress) and where they arrive.
     for (iface, hook) in [(&b_name, "tc-ingress"), (&a_name, "tc-egress")] {
         let corrupt: Vec<_> = done
@@ -584,6 +592,48 @@ fn other_namespaces_are_audited_through_netns() {
     }
     assert!(tcx_programs(&pair.a, VETH_A).is_empty());
     assert!(tcx_programs(&pair.b, VETH_B).is_empty());
+}
+
+/// XDP programs cannot ask for their namespace, and ifindexes repeat across namespaces: the same
+/// XDP program on the same ifindex in two namespaces still counts and reports each apart.
+#[test]
+fn xdp_in_two_namespaces_with_the_same_ifindex_is_told_apart() {
+    root_only!();
+    let pair = VethPair::new("nsx");
+    assert_eq!(pair.a.ifindex(VETH_A), pair.b.ifindex(VETH_B));
+    let run = Running::start_with_netns(
+        &pair.b.name,
+        &[
+            "--netns",
+            &pair.a.name,
+            "--netns",
+            &pair.b.name,
+            "--iface",
+            VETH_A,
+            "--iface",
+            VETH_B,
+            "--hook",
+            "xdp",
+        ],
+    );
+    let frames = bad_frames();
+    let raw: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
+    pair.a.run(move || send_raw_frames(VETH_A, &raw));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    let b_name = format!("{}/{VETH_B}", pair.b.name);
+    let a_name = format!("{}/{VETH_A}", pair.a.name);
+    let corrupt_at = |iface: &str| {
+        done.verdicts()
+            .into_iter()
+            .filter(|v| v["iface"] == iface && v["hook"] == "xdp" && v["kind"] == "corrupt")
+            .count()
+    };
+    assert_eq!(corrupt_at(&b_name), 2, "{:#?}", done.verdicts());
+    assert_eq!(corrupt_at(&a_name), 0, "{:#?}", done.verdicts());
+    assert_eq!(done.counter(&b_name, "xdp", &["mismatches", "zero"]), 1);
+    assert_eq!(done.counter(&a_name, "xdp", &["mismatches", "zero"]), 0);
 }
 
 #[test]

@@ -28,6 +28,7 @@ fn record(flow: u32, seq: u32) -> [u8; size_of::<ChecksumEvent>()] {
             a
         },
         l4_len: 60,
+        slot: 0,
         ip_id: seq,
         src_port: flow as u16,
         dst_port: 8080,
@@ -41,7 +42,7 @@ fn record(flow: u32, seq: u32) -> [u8; size_of::<ChecksumEvent>()] {
         layer: Layer::Tcp as u8,
         status: Status::Bad as u8,
         kind: Kind::Corrupt as u8,
-        _pad: [0; 5],
+        _pad: [0; 3],
     };
     // SAFETY: ChecksumEvent is plain old data of this size; this is exactly what the kernel writes.
     unsafe { std::mem::transmute::<ChecksumEvent, [u8; size_of::<ChecksumEvent>()]>(e) }

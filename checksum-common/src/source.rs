@@ -1,0 +1,81 @@
+//! Where a program ran, and what it needs to know about that place. One loaded object serves
+//! every audited interface and hook in every audited namespace: the programs find their
+//! interface's counters and settings in one shared map, keyed by [`SourceKey`].
+
+use crate::Counters;
+
+/// One interface at one hook, in one network namespace. No implicit padding: the whole key is
+/// hashed by the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    /// The namespace's cookie (`SO_NETNS_COOKIE`) when several namespaces are audited, read by
+    /// the programs from the packet's device; 0 when only one is (ifindexes are then unique).
+    pub netns: u64,
+    pub ifindex: u32,
+    /// `Hook` value.
+    pub hook: u8,
+    pub _pad: [u8; 3],
+}
+
+impl SourceKey {
+    pub const fn new(netns: u64, ifindex: u32, hook: crate::Hook) -> Self {
+        Self {
+            netns,
+            ifindex,
+            hook: hook as u8,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// A source's settings and counters: the value of the programs' `STATES` map, one per CPU.
+/// User space writes it (settings set, counters zero) before attaching, so that the hot path
+/// never inserts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceState {
+    pub counters: Counters,
+    /// `SOURCE_*` bits.
+    pub flags: u32,
+    /// This value's own slot, for the events (kept here rather than in a register through the
+    /// whole program: the BPF stack has no room for more spills).
+    pub slot: u32,
+}
+
+/// Send events for offload-pending mismatches at this source too. Off, they are only counted: on
+/// veth and at egress every locally generated TCP/UDP packet carries one. On where they are a
+/// problem (ingress at a physical NIC) or when asked to list them (`--show-offload`). Per source,
+/// not global, because it depends on the interface's class and the hook.
+pub const SOURCE_REPORT_OFFLOAD: u32 = 1;
+
+/// The `STATES` slot that counts frames whose source is not in `SOURCES`: a program still running
+/// for an interface being detached, or a test run on an unregistered device.
+pub const UNATTRIBUTED_SLOT: u32 = 0;
+
+/// Slots of the `STATES` map (one per source, an interface at one hook, and the unattributed
+/// slot): the most one run audits at once. 300 pods at two hooks take 600. Each costs
+/// `size_of::<SourceState>()` (416 bytes) per CPU, allocated at load time.
+pub const MAX_SOURCES: u32 = 2048;
+
+/// ifindexes below this find their slots in a plain array (`SLOTS_BY_IFINDEX`, 12 bytes each, 768
+/// KiB) when one namespace is audited; others, and every source when several namespaces are, go
+/// through the `SOURCES` hash. A node's ifindexes grow by one per interface ever created there.
+pub const DIRECT_IFINDEXES: u32 = 65536;
+
+/// Default size of the one ring buffer all sources share: at 88 bytes per record (an 80-byte
+/// event and the kernel's 8-byte header), about 11,900 events of headroom between two drains.
+pub const DEFAULT_RING_BYTES: u32 = 1024 * 1024;
+
+/// Flows (per source and kind) the `--events-per-flow` budget table tracks at once; the least
+/// recently seen is evicted past it.
+pub const EVENT_BUDGET_FLOWS: u32 = 65536;
+
+#[cfg(feature = "user")]
+// SAFETY: `repr(C)`, integer fields, explicit padding.
+unsafe impl aya::Pod for SourceKey {}
+#[cfg(feature = "user")]
+// SAFETY: `repr(C)`, integer fields, no padding.
+unsafe impl aya::Pod for SourceState {}
+
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);

@@ -1,0 +1,64 @@
+//! The network namespace of the device a packet is on, for the `SourceKey` of a run that audits
+//! several namespaces (ifindexes repeat across them).
+//!
+//! Why this way: `bpf_get_netns_cookie` is refused for XDP ("program of this type cannot use
+//! helper bpf_get_netns_cookie#122"), and at TC (Linux >= 6.14) it answers with the namespace of
+//! `skb->sk`, or init_net without a socket, not with the device's: a forwarded packet has no socket.
+//! The kfunc `bpf_cast_to_kern_ctx` cannot be declared from Rust yet (rustc emits no BTF for
+//! `extern` functions). So the programs follow the kernel's pointers with `bpf_probe_read_kernel`
+//! (allowed with CAP_PERFMON), at offsets user space resolves from the running kernel's BTF. Only
+//! runs with several namespaces pay for it: with one, `NETNS_BY_DEVICE` is a frozen 0 and the
+//! verifier prunes every read.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+
+use crate::{NETNS_BY_DEVICE, OFF_DEV_NET, OFF_NET_COOKIE, OFF_RXQ_DEV, OFF_SKB_DEV, OFF_XDP_RXQ};
+
+/// Which context a program has: the pointer chain to its device differs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ctx {
+    /// `struct xdp_buff`: `rxq->dev`.
+    Xdp,
+    /// `struct sk_buff`: `dev`.
+    Skb,
+}
+
+/// The namespace cookie of the packet's device (`SO_NETNS_COOKIE` in user space), or 0 when only
+/// one namespace is audited or a pointer could not be read.
+#[inline(always)]
+pub fn cookie(ctx: *const u8, kind: Ctx) -> u64 {
+    if NETNS_BY_DEVICE.load() == 0 {
+        return 0;
+    }
+    let dev = match kind {
+        Ctx::Skb => read_ptr(ctx, OFF_SKB_DEV.load()),
+        // The context pointer of an XDP program is the kernel's `xdp_buff`, whose `rxq` names the
+        // receiving device.
+        Ctx::Xdp => read_ptr(read_ptr(ctx, OFF_XDP_RXQ.load()), OFF_RXQ_DEV.load()),
+    };
+    // `possible_net_t nd_net` holds the `struct net *` as its only member.
+    let net = read_ptr(dev, OFF_DEV_NET.load());
+    if net.is_null() {
+        return 0;
+    }
+    // SAFETY: a kernel address read with the fault-tolerant helper; a bad one yields an error.
+    unsafe {
+        bpf_probe_read_kernel(
+            net.wrapping_add(OFF_NET_COOKIE.load() as usize)
+                .cast::<u64>(),
+        )
+    }
+    .unwrap_or(0)
+}
+
+/// The pointer at `base + off`, or null. `base` may be the context pointer: the verifier accepts
+/// context plus a constant (the offset is a frozen global) as `bpf_probe_read_kernel`'s source.
+#[inline(always)]
+fn read_ptr(base: *const u8, off: u32) -> *const u8 {
+    if base.is_null() {
+        return core::ptr::null();
+    }
+    // SAFETY: as in `cookie`.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize).cast::<*const u8>()) }
+        .unwrap_or(core::ptr::null())
+}

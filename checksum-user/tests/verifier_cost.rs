@@ -1,0 +1,42 @@
+//! What verifying the audit programs costs: the kernel's count of instructions it processed per
+//! program, and the time to load. Every new interface used to pay this; now a run pays it once,
+//! but it still delays start-up and every test that loads the object. A budget, so that a change
+//! that makes the verifier explore many more states fails here instead of showing up as slow
+//! start-up.
+
+mod common;
+
+use std::time::Instant;
+
+use checksum_user::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded};
+
+/// Instructions the verifier may process per audit program, half its limit of 1,000,000. The XDP
+/// program needed 265,000 before one object served every interface (printed with --nocapture);
+/// a change that defeats state pruning multiplies it and would soon hit the limit.
+const BUDGET: u32 = 500_000;
+
+#[test]
+fn audit_programs_verify_within_budget() {
+    if !common::require_root("audit_programs_verify_within_budget") {
+        return;
+    }
+    let mut loaded = Loaded::load(&LoadOptions::default()).expect("load the object");
+    for name in [AUDIT_XDP, AUDIT_TC_INGRESS, AUDIT_TC_EGRESS] {
+        let started = Instant::now();
+        let info = if name == AUDIT_XDP {
+            loaded.xdp(name).expect("verify").info()
+        } else {
+            loaded.tc(name).expect("verify").info()
+        }
+        .expect("program info");
+        let insns = info.verified_instruction_count().expect("kernel >= 5.16");
+        eprintln!(
+            "{name}: {insns} instructions processed, loaded in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            insns <= BUDGET,
+            "{name}: {insns} > {BUDGET} processed instructions"
+        );
+    }
+}
