@@ -2,6 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::kernel::attach::XdpAttachMode;
 use clap::{
     ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
     parser::ValueSource,
@@ -40,6 +41,16 @@ pub enum XdpModeArg {
     Auto,
     Native,
     Generic,
+}
+
+impl From<XdpModeArg> for XdpAttachMode {
+    fn from(arg: XdpModeArg) -> Self {
+        match arg {
+            XdpModeArg::Auto => Self::Auto,
+            XdpModeArg::Native => Self::Native,
+            XdpModeArg::Generic => Self::Generic,
+        }
+    }
 }
 
 /// Where to audit. The default, TC ingress and egress, sees both directions and never displaces
@@ -95,7 +106,7 @@ pub struct LiveArgs {
     /// Size of the one ring buffer every audited interface shares, in bytes (a power of two, at
     /// least 4096; 1 MiB holds about 11,900 events between two reads). Events that do not fit are
     /// counted as lost, never silently dropped.
-    #[arg(long, default_value_t = crate::loader::DEFAULT_RING_BYTES)]
+    #[arg(long, default_value_t = crate::kernel::loader::DEFAULT_RING_BYTES)]
     pub ring_buffer_size: u32,
     /// Send events for only the first N mismatches of each flow and kind, per interface and hook;
     /// the rest are counted (`events_sampled_out`) but not sent. Keeps one flooding flow from

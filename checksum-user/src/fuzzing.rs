@@ -18,21 +18,22 @@ use checksum_common::{
 };
 
 use crate::{
-    aggregate::{Aggregator, Key},
-    capture::{
+    analysis::aggregate::{Aggregator, Key},
+    analysis::diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
+    analysis::severity::{IfaceClass, severity},
+    cli::{MAX_DURATION, parse_duration},
+    kernel::event::{Flow, Verdict},
+    kernel::testrun::MIN_FRAME,
+    net::follow::{Namespace, glob_match, is_pattern},
+    net::netlink,
+    pcap::read::{
         CaptureError, CaptureReader, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
         LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
         MAX_RECORD, Record, supported, to_ethernet,
     },
-    cli::{MAX_DURATION, parse_duration},
-    diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
-    event::{Flow, Verdict},
-    follow::{Namespace, glob_match, is_pattern},
-    metrics, netlink, output,
-    pcapng::PcapngWriter,
+    pcap::write::PcapngWriter,
     replay::replay_frame,
-    severity::{IfaceClass, severity},
-    testrun::MIN_FRAME,
+    report::{metrics, output},
 };
 
 /// A target's body: takes any bytes, panics on a finding.

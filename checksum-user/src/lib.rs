@@ -3,7 +3,7 @@
 //! `testkit` and `fuzzing` exist only with the `testkit` feature (tests, xtask, fuzz/): the binary
 //! does not use them and a release build does not compile them (see Cargo.toml).
 
-// The unit tests use the test kit (diagnosis.rs, testkit/). Cargo.toml's dev-dependency on this
+// The unit tests use the test kit (analysis/diagnosis.rs, testkit/). Cargo.toml's dev-dependency on this
 // crate turns the feature on for every test build; should that go, fail here rather than quietly
 // compiling fewer tests.
 #[cfg(all(test, not(feature = "testkit")))]
@@ -11,28 +11,20 @@ compile_error!(
     "checksum-user's tests need its `testkit` feature (the self dev-dependency in Cargo.toml)"
 );
 
-pub mod aggregate;
-pub mod attach;
-pub mod btf;
-pub mod capture;
+// One folder per concern; the tree reads as the architecture:
+// kernel (load, attach, read) -> net (which interfaces, in which namespaces) -> analysis
+// (aggregate, diagnose, judge) -> report (text, JSON, terminal, metrics), with pcap (read and
+// write capture files) beside; live and replay wire them up.
+pub mod analysis;
 pub mod cli;
-pub mod diagnosis;
-pub mod event;
-pub mod follow;
 #[cfg(feature = "testkit")]
 pub mod fuzzing;
+pub mod kernel;
 pub mod lifecycle;
 pub mod live;
-pub mod loader;
-pub mod metrics;
-pub mod netlink;
-pub mod output;
-pub mod pcapng;
-pub mod privileges;
+pub mod net;
+pub mod pcap;
 pub mod replay;
-pub mod severity;
+pub mod report;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod testrun;
-pub mod view;
-pub mod xdp_slot;

@@ -23,19 +23,19 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::{Aggregator, Key},
-    attach::{AttachError, Attachment, SharedKernel},
+    analysis::aggregate::{Aggregator, Key},
+    analysis::diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
+    analysis::severity::{IfaceClass, Severity, severity},
     cli::{Format, LiveArgs},
-    diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
-    event::{Captured, Verdict, hex},
-    follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
+    kernel::attach::{AttachError, Attachment, SharedKernel},
+    kernel::event::{Captured, Verdict, hex},
+    kernel::loader::{self, LoadOptions, Loaded},
     lifecycle::Lifecycle,
-    loader::{self, LoadOptions, Loaded},
-    metrics,
-    output::{self, Clock, Source},
-    pcapng::PcapngWriter,
-    severity::{IfaceClass, Severity, severity},
-    view::{self, LiveView},
+    net::follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
+    pcap::write::PcapngWriter,
+    report::metrics,
+    report::output::{self, Clock, Source},
+    report::view::{self, LiveView},
 };
 
 /// Index of a source (one interface at one hook) in `Sources`.
@@ -267,7 +267,7 @@ impl Printer<'_> {
         }
         // Last seen per flow, from the aggregator (the diagnoser keeps no timestamps).
         let mut last_seen: std::collections::HashMap<
-            (u32, checksum_common::Layer, crate::event::Flow),
+            (u32, checksum_common::Layer, crate::kernel::event::Flow),
             u64,
         > = Default::default();
         for (k, e) in self.agg.rows() {
@@ -681,7 +681,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
             all: args.all_interfaces,
         },
         hooks,
-        xdp_mode: args.xdp_mode,
+        xdp_mode: args.xdp_mode.into(),
         show_offload: args.show_offload,
         kernel,
         netns_by_device,
@@ -789,7 +789,7 @@ fn load_kernel(
     netns_by_device: bool,
 ) -> Result<Kernel> {
     let netns_offsets = if netns_by_device {
-        Some(crate::btf::NetnsOffsets::of_running_kernel()?)
+        Some(crate::kernel::btf::NetnsOffsets::of_running_kernel()?)
     } else {
         None
     };
@@ -825,7 +825,8 @@ fn load_kernel(
 fn check_privileges(netns: bool) -> Result<()> {
     loader::check_privileges()?;
     if netns
-        && crate::privileges::effective().is_some_and(|e| !crate::privileges::can_join_netns(e))
+        && crate::kernel::privileges::effective()
+            .is_some_and(|e| !crate::kernel::privileges::can_join_netns(e))
     {
         anyhow::bail!(
             "missing privileges: CAP_SYS_ADMIN is not in the effective capability set; --netns needs it to join \
@@ -954,10 +955,11 @@ async fn forward_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) 
 /// Ring buffer size: as asked, but at least room for a few thousand captured frames with
 /// --pcap-out (a capture record holds up to `--snaplen` bytes, not 80).
 fn ring_bytes(args: &LiveArgs) -> u32 {
-    if args.pcap_out.is_none() || args.ring_buffer_size != crate::loader::DEFAULT_RING_BYTES {
+    if args.pcap_out.is_none() || args.ring_buffer_size != crate::kernel::loader::DEFAULT_RING_BYTES
+    {
         return args.ring_buffer_size;
     }
-    let wanted = crate::loader::capture_record_bytes(args.snaplen).saturating_mul(2048);
+    let wanted = crate::kernel::loader::capture_record_bytes(args.snaplen).saturating_mul(2048);
     wanted
         .next_power_of_two()
         .clamp(args.ring_buffer_size, 64 << 20)
@@ -975,7 +977,7 @@ struct Capture {
 
 impl Capture {
     fn create(path: &std::path::Path, snaplen: u32, max_bytes: Option<u64>) -> Result<Self> {
-        let snaplen = crate::loader::effective_snaplen(snaplen);
+        let snaplen = crate::kernel::loader::effective_snaplen(snaplen);
         let writer = PcapngWriter::create(path, max_bytes)
             .with_context(|| format!("cannot write --pcap-out {}", path.display()))?;
         Ok(Self {

@@ -12,15 +12,15 @@ use checksum_common::{Hook, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    aggregate::{Aggregator, Key},
-    capture::{CaptureError, CaptureReader, Record, supported, to_ethernet},
+    analysis::aggregate::{Aggregator, Key},
+    analysis::diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
+    analysis::severity::{IfaceClass, Severity, severity},
     cli::{Format, ReplayArgs},
-    diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
-    event::Verdict,
-    loader::LoadOptions,
-    output::{self, Clock, Source},
-    severity::{IfaceClass, Severity, severity},
-    testrun::{FrameAuditor, MIN_FRAME},
+    kernel::event::Verdict,
+    kernel::loader::LoadOptions,
+    kernel::testrun::{FrameAuditor, MIN_FRAME},
+    pcap::read::{CaptureError, CaptureReader, Record, supported, to_ethernet},
+    report::output::{self, Clock, Source},
 };
 
 /// What happened to the frames of a file.

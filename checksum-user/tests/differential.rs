@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use checksum_common::{Hook, Kind, Layer, Status};
 use checksum_user::{
+    kernel::testrun::FrameAuditor,
     testkit::{
         differential::{
             Runner, TC_EVERY, generate::generate, judged::differences, reference::judge,
@@ -17,7 +18,6 @@ use checksum_user::{
         },
         frames::*,
     },
-    testrun::FrameAuditor,
 };
 use common::require_root;
 

@@ -303,8 +303,8 @@ fn duration_ends_the_run_with_a_final_summary() {
 fn an_occupied_xdp_slot_is_never_replaced() {
     root_only!();
     use checksum_user::{
-        loader::{LoadOptions, Loaded, NOOP_XDP},
-        xdp_slot::xdp_holder,
+        kernel::loader::{LoadOptions, Loaded, NOOP_XDP},
+        kernel::xdp_slot::xdp_holder,
     };
     let pair = VethPair::new("busy");
     let ifindex = pair.b.ifindex(VETH_B);
@@ -381,7 +381,7 @@ fn other_programs_stay_attached_and_keep_working() {
         LinkOrder, XdpMode,
         tc::{TcAttach, TcAttachType},
     };
-    use checksum_user::loader::{AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded};
+    use checksum_user::kernel::loader::{AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded};
     let pair = VethPair::new("coex");
     let ifindex = pair.b.ifindex(VETH_B);
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<bool>();

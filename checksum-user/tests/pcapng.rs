@@ -15,10 +15,10 @@ use checksum_common::{
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
 };
 use checksum_user::{
-    event::{Captured, Verdict},
-    loader::{LoadOptions, capture_record_bytes, effective_snaplen},
-    pcapng::PcapngWriter,
-    testrun::{FrameAuditor, SkbMeta},
+    kernel::event::{Captured, Verdict},
+    kernel::loader::{LoadOptions, capture_record_bytes, effective_snaplen},
+    kernel::testrun::{FrameAuditor, SkbMeta},
+    pcap::write::PcapngWriter,
 };
 use common::{frames::*, require_root};
 

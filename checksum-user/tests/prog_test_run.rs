@@ -6,7 +6,9 @@ mod common;
 use std::sync::{LazyLock, Mutex};
 
 use checksum_common::{Counters, Hook, Kind, Layer, Status, event::Direction};
-use checksum_user::{event::Verdict, loader::LoadOptions, testrun::FrameAuditor};
+use checksum_user::{
+    kernel::event::Verdict, kernel::loader::LoadOptions, kernel::testrun::FrameAuditor,
+};
 use common::{frames::*, require_root};
 
 /// One loaded program (with REPORT_ALL, so `ok` verdicts are reported too) shared by the tests.

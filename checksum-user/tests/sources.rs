@@ -6,8 +6,8 @@ mod common;
 
 use checksum_common::{Hook, SourceKey, source::MAX_SOURCES};
 use checksum_user::{
-    loader::{LoadOptions, Loaded},
-    testrun::FrameAuditor,
+    kernel::loader::{LoadOptions, Loaded},
+    kernel::testrun::FrameAuditor,
 };
 use common::{frames::*, require_root};
 

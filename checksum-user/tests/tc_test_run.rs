@@ -6,8 +6,8 @@ mod common;
 
 use checksum_common::{Hook, Layer, Status};
 use checksum_user::{
-    event::Verdict,
-    testrun::{FrameAuditor, RunError, SkbMeta},
+    kernel::event::Verdict,
+    kernel::testrun::{FrameAuditor, RunError, SkbMeta},
 };
 use common::{frames::*, require_root};
 

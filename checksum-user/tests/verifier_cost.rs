@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Instant;
 
-use checksum_user::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded};
+use checksum_user::kernel::loader::{
+    AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded,
+};
 
 /// Instructions the verifier may process per audit program, half its limit of 1,000,000. The XDP
 /// program needed 265,000 before one object served every interface (printed with --nocapture);

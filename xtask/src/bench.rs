@@ -7,9 +7,9 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use checksum_common::Hook;
 use checksum_user::{
-    loader::{NOOP_TC, NOOP_XDP},
+    kernel::loader::{NOOP_TC, NOOP_XDP},
+    kernel::testrun::{FrameAuditor, audit_program},
     testkit::frames::*,
-    testrun::{FrameAuditor, audit_program},
 };
 use serde_json::{Value, json};
 

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use checksum_user::{
-    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS},
+    kernel::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS},
     testkit::netns::NetNs,
 };
 use serde_json::{Value, json};

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use checksum_common::{ChecksumEvent, Hook, Kind, Layer, Status, event::FAMILY_IPV4};
-use checksum_user::{aggregate::Aggregator, diagnosis::Diagnoser, event::Verdict};
+use checksum_user::{
+    analysis::aggregate::Aggregator, analysis::diagnosis::Diagnoser, kernel::event::Verdict,
+};
 
 const EVENTS: u32 = 1_000_000;
 

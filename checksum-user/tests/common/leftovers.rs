@@ -14,7 +14,7 @@ use aya::programs::{
     tc::{NlOptions, TcAttach, TcAttachType},
 };
 use checksum_user::{
-    loader::{LoadOptions, Loaded, NOOP_TC},
+    kernel::loader::{LoadOptions, Loaded, NOOP_TC},
     testkit::netns::{NetNs, sh},
 };
 

@@ -7,7 +7,7 @@ use std::{fmt, net::IpAddr};
 
 use checksum_common::{Counters, Kind, Layer, Status};
 
-use crate::event::Verdict;
+use crate::kernel::event::Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judged {

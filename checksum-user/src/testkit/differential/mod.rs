@@ -21,7 +21,7 @@ use std::{
 
 use checksum_common::{Counters, Hook, Layer, Status};
 
-use crate::testrun::{FrameAuditor, RunError, SkbMeta};
+use crate::kernel::testrun::{FrameAuditor, RunError, SkbMeta};
 use judged::{Outcome, differences};
 
 /// Every this many frames, one also goes through a TC program (alternately ingress and egress):

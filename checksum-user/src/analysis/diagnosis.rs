@@ -34,8 +34,8 @@ use checksum_common::{
 };
 
 use crate::{
-    aggregate::DEFAULT_MAX_KEYS,
-    event::{Flow, Verdict, hex},
+    analysis::aggregate::DEFAULT_MAX_KEYS,
+    kernel::event::{Flow, Verdict, hex},
 };
 
 /// Mismatching packets with distinct payloads a flow needs before a constant offset counts as a
@@ -799,17 +799,17 @@ struct Found {
 }
 
 /// The severity of a flow's diagnosis where it was seen (`hook` on an interface of `class`): a
-/// partial checksum is judged by place (see severity.rs); every other diagnosis is a problem.
+/// partial checksum is judged by place (see analysis/severity.rs); every other diagnosis is a problem.
 pub fn diagnosis_severity(
     d: &FlowDiagnosis,
     hook: checksum_common::Hook,
-    class: &crate::severity::IfaceClass,
-) -> crate::severity::Severity {
+    class: &crate::analysis::severity::IfaceClass,
+) -> crate::analysis::severity::Severity {
     match d.diagnosis {
         Diagnosis::OffloadPending => {
-            crate::severity::severity(checksum_common::Kind::OffloadPending, hook, class)
+            crate::analysis::severity::severity(checksum_common::Kind::OffloadPending, hook, class)
         }
-        _ => crate::severity::Severity::Problem,
+        _ => crate::analysis::severity::Severity::Problem,
     }
 }
 

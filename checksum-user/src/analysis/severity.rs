@@ -8,7 +8,7 @@
 use checksum_common::{Hook, Kind, event::Direction};
 use netlink_packet_route::link::LinkMessage;
 
-use crate::netlink::{is_loopback, link_kind};
+use crate::net::netlink::{is_loopback, link_kind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IfaceClass {

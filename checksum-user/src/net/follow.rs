@@ -27,9 +27,8 @@ use checksum_common::Hook;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    attach::{Attachment, SharedKernel, attach},
-    cli::XdpModeArg,
-    netlink::{self, LinkEvent, LinkMonitor},
+    kernel::attach::{Attachment, SharedKernel, XdpAttachMode, attach},
+    net::netlink::{self, LinkEvent, LinkMonitor},
 };
 
 /// A network namespace to audit in: the current one, or one named on the command line.
@@ -234,7 +233,7 @@ pub enum Update {
 pub struct WorkerConfig {
     pub selector: Selector,
     pub hooks: Vec<Hook>,
-    pub xdp_mode: XdpModeArg,
+    pub xdp_mode: XdpAttachMode,
     /// `--show-offload`: send offload-pending events from every interface.
     pub show_offload: bool,
     /// The run's programs, already loaded: workers only attach them.

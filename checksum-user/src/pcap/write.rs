@@ -19,7 +19,7 @@ use std::{
     path::Path,
 };
 
-use crate::capture::{
+use crate::pcap::read::{
     LINKTYPE_ETHERNET, MAX_RECORD, PCAPNG_BOM as BYTE_ORDER_MAGIC, PCAPNG_EPB as EPB,
     PCAPNG_IDB as IDB, PCAPNG_SHB as SHB,
 };
@@ -322,7 +322,7 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{CaptureReader, LINKTYPE_RAW};
+    use crate::pcap::read::{CaptureReader, LINKTYPE_RAW};
 
     fn u32_at(b: &[u8], at: usize) -> u32 {
         u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())

@@ -9,9 +9,9 @@ use checksum_common::{Counters, Kind, Layer, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    aggregate::{Aggregator, Key},
-    event::{Verdict, hex},
-    severity::Severity,
+    analysis::aggregate::{Aggregator, Key},
+    analysis::severity::Severity,
+    kernel::event::{Verdict, hex},
 };
 
 /// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
@@ -311,9 +311,9 @@ pub fn elapsed_text(d: Duration) -> String {
 
 /// The diagnosis of each flow, text form: problems first, with the explanation and a next step.
 pub fn diagnoses_text(
-    rows: &[crate::diagnosis::FlowDiagnosis],
+    rows: &[crate::analysis::diagnosis::FlowDiagnosis],
     iface_name: &dyn Fn(u32) -> String,
-    severity: &dyn Fn(&crate::diagnosis::FlowDiagnosis) -> Severity,
+    severity: &dyn Fn(&crate::analysis::diagnosis::FlowDiagnosis) -> Severity,
     limit: usize,
 ) -> String {
     // Only problems get a diagnosis paragraph; flows whose only finding is expected (partial
@@ -366,7 +366,7 @@ pub fn diagnoses_text(
 }
 
 /// One JSON object per flow diagnosis (the `"type": "diagnosis"` lines).
-pub fn diagnosis_json(d: &crate::diagnosis::FlowDiagnosis, severity: Severity) -> Value {
+pub fn diagnosis_json(d: &crate::analysis::diagnosis::FlowDiagnosis, severity: Severity) -> Value {
     let (sport, dport) = d
         .flow
         .ports

@@ -9,7 +9,7 @@ use foldhash::fast::RandomState;
 
 use checksum_common::{Hook, Kind, Layer, Status};
 
-use crate::event::{Flow, Verdict};
+use crate::kernel::event::{Flow, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {

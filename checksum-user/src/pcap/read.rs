@@ -77,7 +77,7 @@ fn u16_at(b: &[u8], big_endian: bool) -> u16 {
 
 const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
 const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
-// pcapng block types and the byte-order magic, shared with the writer (pcapng.rs).
+// pcapng block types and the byte-order magic, shared with the writer (write.rs).
 pub(crate) const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
 pub(crate) const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
 pub(crate) const PCAPNG_IDB: u32 = 1;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{btf::NetnsOffsets, privileges};
+use crate::{kernel::btf::NetnsOffsets, kernel::privileges};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},

@@ -79,7 +79,8 @@ impl Captured {
         }
         if self.l3_off == 0 {
             let framed =
-                crate::capture::to_ethernet(crate::capture::LINKTYPE_RAW, &self.data).ok()??;
+                crate::pcap::read::to_ethernet(crate::pcap::read::LINKTYPE_RAW, &self.data)
+                    .ok()??;
             // frame_len comes from the record: saturate rather than overflow (a panic in debug
             // builds, a wrapped, tiny original length in release ones).
             Some((Cow::Owned(framed), self.frame_len.saturating_add(14)))

@@ -10,11 +10,11 @@ use aya::{
 use checksum_common::{Counters, Hook, SourceKey};
 
 use crate::{
-    event::{Captured, Verdict},
-    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, LoadError, LoadOptions, Loaded, NOOP_TC},
+    kernel::event::{Captured, Verdict},
+    kernel::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, LoadError, LoadOptions, Loaded, NOOP_TC},
 };
 
-pub use crate::loader::audit_program;
+pub use crate::kernel::loader::audit_program;
 
 /// `XDP_PASS` from linux/bpf.h.
 const XDP_PASS: u32 = 2;
@@ -55,7 +55,7 @@ pub enum RunError {
     #[error("the program returned {0}, not XDP_PASS: it must never drop or redirect")]
     NotPass(u32),
     #[error("{0}")]
-    Decode(#[from] crate::event::DecodeError),
+    Decode(#[from] crate::kernel::event::DecodeError),
 }
 
 pub struct FrameAuditor {
@@ -77,7 +77,7 @@ impl FrameAuditor {
         let mut loaded = Loaded::load(opts)?;
         // Test runs happen on the loopback device of the current namespace (XDP and TC alike):
         // it is the source every hook's counters go to.
-        let lo = crate::attach::ifindex_of("lo").unwrap_or(1);
+        let lo = crate::kernel::attach::ifindex_of("lo").unwrap_or(1);
         let flags = if opts.report_offload {
             checksum_common::source::SOURCE_REPORT_OFFLOAD
         } else {
@@ -193,7 +193,7 @@ impl FrameAuditor {
 
     /// Removes the test-run sources: later frames are counted as unattributed.
     pub fn forget_sources(&mut self) {
-        let lo = crate::attach::ifindex_of("lo").unwrap_or(1);
+        let lo = crate::kernel::attach::ifindex_of("lo").unwrap_or(1);
         for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
             self.loaded.remove_source(&SourceKey::new(0, lo, hook));
         }

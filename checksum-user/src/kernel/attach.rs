@@ -20,11 +20,10 @@ use aya::programs::{
 use checksum_common::{Counters, Hook, SourceKey, source::SOURCE_REPORT_OFFLOAD};
 
 use crate::{
-    cli::XdpModeArg,
-    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, Loaded},
-    netlink,
-    severity::IfaceClass,
-    xdp_slot::{XdpHolder, xdp_holder},
+    analysis::severity::IfaceClass,
+    kernel::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, Loaded},
+    kernel::xdp_slot::{XdpHolder, xdp_holder},
+    net::netlink,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +45,16 @@ pub enum AttachError {
         hook: &'static str,
         reason: String,
     },
+}
+
+/// How to attach at XDP (`--xdp-mode`): the kernel layer's own type, so that it does not depend
+/// on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpAttachMode {
+    /// Native (driver) XDP, falling back to generic where the driver refuses.
+    Auto,
+    Native,
+    Generic,
 }
 
 /// How a program is held on its hook. Dropping it detaches the program.
@@ -139,7 +148,7 @@ pub fn attach(
     iface: &str,
     (netns, ifindex): (u64, u32),
     hook: Hook,
-    xdp_mode: XdpModeArg,
+    xdp_mode: XdpAttachMode,
     show_offload: bool,
 ) -> Result<Attachment> {
     let link = netlink::get_link(ifindex)
@@ -212,13 +221,13 @@ fn attach_xdp(
     loaded: &mut Loaded,
     iface: &str,
     ifindex: u32,
-    mode: XdpModeArg,
+    mode: XdpAttachMode,
 ) -> Result<(&'static str, Link)> {
     let prog = loaded.xdp(AUDIT_XDP)?;
     let attempts: &[(XdpMode, &'static str)] = match mode {
-        XdpModeArg::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
-        XdpModeArg::Native => &[(XdpMode::Driver, "native")],
-        XdpModeArg::Generic => &[(XdpMode::Skb, "generic")],
+        XdpAttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
+        XdpAttachMode::Native => &[(XdpMode::Driver, "native")],
+        XdpAttachMode::Generic => &[(XdpMode::Skb, "generic")],
     };
     let mut refused: Option<String> = None;
     for &(xdp_mode, name) in attempts {
@@ -249,7 +258,7 @@ fn attach_xdp(
     }
     let reason = refused.unwrap_or_default();
     Err(match mode {
-        XdpModeArg::Native => AttachError::NativeRefused {
+        XdpAttachMode::Native => AttachError::NativeRefused {
             iface: iface.into(),
             reason,
         },

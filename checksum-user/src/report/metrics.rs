@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use checksum_common::{Counters, Kind, Layer, Status};
 
-use crate::aggregate::Evicted;
+use crate::analysis::aggregate::Evicted;
 use crate::lifecycle::Lifecycle;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},

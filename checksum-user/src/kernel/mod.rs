@@ -1,0 +1,10 @@
+//! Everything that talks to the kernel's BPF side: loading the one object of a run, attaching it,
+//! the XDP slot check, privileges, BTF offsets, test runs, and decoding the events it sends.
+
+pub mod attach;
+pub mod btf;
+pub mod event;
+pub mod loader;
+pub mod privileges;
+pub mod testrun;
+pub mod xdp_slot;

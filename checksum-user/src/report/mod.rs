@@ -1,0 +1,6 @@
+//! Rendering: text and JSON lines and summaries, the terminal view, and Prometheus metrics over
+//! HTTP.
+
+pub mod metrics;
+pub mod output;
+pub mod view;
