@@ -17,7 +17,6 @@ use aya::maps::{MapData, RingBuf};
 use checksum_common::{Counters, Hook, Kind};
 use serde_json::{Value, json};
 use tokio::{
-    io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
 };
@@ -30,9 +29,10 @@ use crate::{
     kernel::attach::{AttachError, Attachment, SharedKernel},
     kernel::event::{Captured, Verdict, hex},
     kernel::loader::{self, LoadOptions, Loaded},
+    kernel::ring,
     lifecycle::Lifecycle,
     net::follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
-    pcap::write::PcapngWriter,
+    pcap::sink::CaptureSink,
     report::metrics,
     report::output::{self, Clock, Source},
     report::view::{self, LiveView},
@@ -41,53 +41,11 @@ use crate::{
 /// Index of a source (one interface at one hook) in `Sources`.
 type SourceId = u32;
 
-/// What the ring-buffer reader hands over: a verdict, and the frame's first bytes when capture is
-/// on. The verdict names its source by slot.
-type Raw = (Verdict, Option<Captured>);
+/// A verdict as the ring-buffer reader hands it over.
+type Raw = ring::Received;
 
 /// A verdict with the source it was seen at.
 type Received = (SourceId, Verdict, Option<Captured>);
-
-/// Moves records from the ring buffer to the main task until told to stop, then drains what is
-/// left so that the final summary misses nothing.
-async fn read_events(
-    ring: RingBuf<MapData>,
-    tx: mpsc::Sender<Raw>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<()> {
-    // SAFETY: the ring buffer owns its fd and keeps it open, unreplaced, while the AsyncFd lives.
-    let mut fd = unsafe { AsyncFd::register(ring) }.context("watching the ring buffer")?;
-    loop {
-        tokio::select! {
-            guard = fd.readable_mut() => {
-                let mut guard = guard?;
-                drain(guard.get_inner_mut(), &tx).await;
-                guard.clear_ready();
-            }
-            _ = stop.changed() => {
-                drain(fd.get_mut(), &tx).await;
-                return Ok(());
-            }
-        }
-    }
-}
-
-async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Raw>) {
-    loop {
-        let decoded = match ring.next() {
-            Some(record) => Verdict::decode_with_capture(&record),
-            None => return,
-        };
-        match decoded {
-            Ok(raw) => {
-                if tx.send(raw).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => log::warn!("{e}"),
-        }
-    }
-}
 
 /// One interface at one hook, attached now or earlier.
 struct SourceInfo {
@@ -139,7 +97,7 @@ struct Printer<'a> {
     view: Option<LiveView>,
     diagnoser: Diagnoser,
     /// `--pcap-out`.
-    capture: Option<Capture>,
+    capture: Option<CaptureSink>,
 }
 
 impl Printer<'_> {
@@ -153,17 +111,8 @@ impl Printer<'_> {
         let Some(capture) = &mut self.capture else {
             return;
         };
-        for s in &sources[capture.interfaces.len()..] {
-            match capture
-                .writer
-                .add_interface(&format!("{}@{}", s.name, s.hook.name()), capture.snaplen)
-            {
-                Ok(id) => capture.interfaces.push(id),
-                Err(e) => {
-                    log::warn!("--pcap-out: {e}");
-                    capture.interfaces.push(u32::MAX);
-                }
-            }
+        for s in &sources[capture.sources()..] {
+            capture.add_source(&format!("{}@{}", s.name, s.hook.name()));
         }
     }
 
@@ -421,7 +370,7 @@ impl Printer<'_> {
                 }
                 let summary = json!({
                     "type": "summary",
-                    "pcap": self.capture.as_ref().map(Capture::summary_json),
+                    "pcap": self.capture.as_ref().map(CaptureSink::summary_json),
                     "final": last,
                     "elapsed_s": elapsed.as_secs_f64(),
                     "interfaces": summaries.iter().map(output::source_json).collect::<Vec<_>>(),
@@ -650,7 +599,11 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     // Open the capture file and bind the metrics port before loading anything: a bad path or a
     // busy port fails fast and cleanly.
     let capture = match &args.pcap_out {
-        Some(path) => Some(Capture::create(path, args.snaplen, args.pcap_max_bytes)?),
+        Some(path) => Some(CaptureSink::create(
+            path,
+            args.snaplen,
+            args.pcap_max_bytes,
+        )?),
         None => None,
     };
     let metrics = match &args.metrics_addr {
@@ -689,8 +642,8 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
 
     let (events_tx, mut events_rx) = mpsc::channel::<Raw>(16 * 1024);
     let (stop_reader, stop_reader_rx) = watch::channel(false);
-    let reader = tokio::spawn(read_events(ring, events_tx, stop_reader_rx));
-    let logger = logger.map(|l| tokio::spawn(forward_kernel_log(l)));
+    let reader = tokio::spawn(ring::read_events(ring, events_tx, stop_reader_rx));
+    let logger = logger.map(|l| tokio::spawn(ring::forward_kernel_log(l)));
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<Update>();
     let stop_workers = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = namespaces
@@ -844,7 +797,7 @@ async fn audit<'a>(
     updates_rx: &mut mpsc::UnboundedReceiver<Update>,
     stop: &mut StopSignals,
     metrics: Option<metrics::Shared>,
-    capture: Option<Capture>,
+    capture: Option<CaptureSink>,
 ) -> Result<Printer<'a>> {
     let view = (args.format == Format::Text && view::stdout_is_terminal()).then(LiveView::new);
     let mut printer = Printer {
@@ -941,17 +894,6 @@ async fn audit<'a>(
     Ok(printer)
 }
 
-async fn forward_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
-    // SAFETY: the logger owns its ring buffer fd for as long as the AsyncFd lives.
-    let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else {
-        return;
-    };
-    while let Ok(mut guard) = fd.readable_mut().await {
-        guard.get_inner_mut().flush();
-        guard.clear_ready();
-    }
-}
-
 /// Ring buffer size: as asked, but at least room for a few thousand captured frames with
 /// --pcap-out (a capture record holds up to `--snaplen` bytes, not 80).
 fn ring_bytes(args: &LiveArgs) -> u32 {
@@ -963,83 +905,6 @@ fn ring_bytes(args: &LiveArgs) -> u32 {
     wanted
         .next_power_of_two()
         .clamp(args.ring_buffer_size, 64 << 20)
-}
-
-/// `--pcap-out`: the writer, and the pcapng interface of each source.
-struct Capture {
-    writer: PcapngWriter,
-    path: std::path::PathBuf,
-    snaplen: u32,
-    /// pcapng interface id by source id.
-    interfaces: Vec<u32>,
-    write_errors: u64,
-}
-
-impl Capture {
-    fn create(path: &std::path::Path, snaplen: u32, max_bytes: Option<u64>) -> Result<Self> {
-        let snaplen = crate::kernel::loader::effective_snaplen(snaplen);
-        let writer = PcapngWriter::create(path, max_bytes)
-            .with_context(|| format!("cannot write --pcap-out {}", path.display()))?;
-        Ok(Self {
-            writer,
-            path: path.to_owned(),
-            snaplen,
-            interfaces: Vec::new(),
-            write_errors: 0,
-        })
-    }
-
-    fn write(
-        &mut self,
-        source: SourceId,
-        clock: &Clock,
-        mono_ns: u64,
-        captured: &Captured,
-        comment: &str,
-    ) {
-        let Some(&iface) = self.interfaces.get(source as usize) else {
-            return;
-        };
-        // Empty when the kernel could not copy the bytes (never seen); the event still counts.
-        let Some((data, orig_len)) = captured.ethernet_frame() else {
-            return;
-        };
-        let ts = u64::try_from(clock.wall_ns(mono_ns)).unwrap_or(0);
-        if let Err(e) = self
-            .writer
-            .write_packet(iface, ts, orig_len, &data, comment)
-        {
-            self.write_errors += 1;
-            log::warn!("--pcap-out {}: {e}", self.path.display());
-        }
-    }
-
-    /// Flushes the file; a failure is counted in `write_errors` and reported, never dropped.
-    fn flush(&mut self) {
-        if let Err(e) = self.writer.flush() {
-            self.write_errors += 1;
-            log::warn!("--pcap-out {}: {e}", self.path.display());
-        }
-    }
-
-    fn summary_text(&self) -> String {
-        format!(
-            "  pcap: {} frames written to {}, {} dropped by --pcap-max-bytes, {} write errors\n",
-            self.writer.packets_written(),
-            self.path.display(),
-            self.writer.packets_dropped_by_size(),
-            self.write_errors
-        )
-    }
-
-    fn summary_json(&self) -> Value {
-        json!({
-            "file": self.path.display().to_string(),
-            "written": self.writer.packets_written(),
-            "dropped_by_size": self.writer.packets_dropped_by_size(),
-            "write_errors": self.write_errors,
-        })
-    }
 }
 
 /// SIGINT and SIGTERM, both meaning "detach, drain, print the final summary, exit".

@@ -6,5 +6,6 @@ pub mod btf;
 pub mod event;
 pub mod loader;
 pub mod privileges;
+pub mod ring;
 pub mod testrun;
 pub mod xdp_slot;

@@ -1,4 +1,6 @@
-//! Capture files: reading pcap and pcapng (replay), and writing pcapng (`--pcap-out`).
+//! Capture files: reading pcap and pcapng (replay), writing pcapng, and the live capture sink
+//! (`--pcap-out`).
 
 pub mod read;
+pub mod sink;
 pub mod write;
