@@ -51,6 +51,8 @@ pub fn send<P: Packet>(pkt: &P, snaplen: u32, event: ChecksumEvent, c: &mut Coun
     // Where the IP header starts, recomputed here rather than carried down from the parser so the
     // path without capture keeps its registers and stack.
     let l3_off = pkt.link_layer().map_or(0, |(_, off)| off);
+    // SAFETY: `rec` is this CPU's CAPTURE_BUF value, valid and used by no one else during this run;
+    // the fields are written in place through raw pointers, no reference to it is formed.
     unsafe {
         addr_of_mut!((*rec).event).write(event);
         addr_of_mut!((*rec).frame_len).write(frame_len);

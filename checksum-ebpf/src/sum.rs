@@ -30,6 +30,8 @@ pub const CHUNK: u32 = 512;
 
 #[inline(always)]
 fn csum(buf: *mut u8, len: u32) -> Option<u64> {
+    // SAFETY: the helper only reads `len` bytes at `buf` (no `from` buffer); callers pass a
+    // bounds-checked range of the linear packet, or the SCRATCH value with `len` <= CHUNK.
     let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf.cast(), len, 0) };
     (r >= 0).then_some(r as u64)
 }
@@ -232,7 +234,10 @@ fn sum_staged_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
     let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
     // Zero the word the tail ends in, then let the load overwrite its leading bytes.
     let whole = tail & (CHUNK - 4);
+    // SAFETY: `whole` <= CHUNK - 4, so the word at `buf + whole` is inside the SCRATCH value.
     let last_word = unsafe { buf.add(whole as usize) };
+    // SAFETY: that word is in bounds and 4-aligned (map values are 8-aligned, `whole` a multiple of
+    // 4), and the per-CPU value is used by no one else during this run.
     unsafe { last_word.cast::<u32>().write(0) };
     let n = ((tail - 1) & (CHUNK - 1)) + 1;
     if !pkt.load_raw(pos, buf, n) {
@@ -241,6 +246,7 @@ fn sum_staged_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
     // Sum the whole words with the helper and the zero-padded last word by hand: a length rounded
     // up to 4 loses its bounds in the verifier's eyes ("invalid access to map value").
     let mut sum = csum(buf, whole)?;
+    // SAFETY: the same in-bounds, aligned word, initialized by the write above (and by the load).
     sum += unsafe { last_word.cast::<u32>().read() } as u64;
     Some(sum)
 }

@@ -306,6 +306,7 @@ fn run_cell(tag: &str, signal: i32, moment: Moment, rng: &mut Rng, timing: &Timi
     };
     let ready = run.is_ready();
     let held: Held = held_by(run.pid());
+    // SAFETY: plain syscall; no memory is passed.
     unsafe { libc::kill(run.pid(), signal) };
     let signalled = Instant::now();
     let done: Finished = run.finish(Duration::from_secs(20));

@@ -274,6 +274,7 @@ impl Auditor {
 
     /// SIGTERM, as a service manager stops it, and its exit status.
     fn stop(&mut self) -> Result<ExitStatus> {
+        // SAFETY: plain syscall; no memory is passed.
         unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
         wait_timeout(&mut self.child, STOP_TIMEOUT)
     }
@@ -653,6 +654,8 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 
 fn catch_interrupts() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_interrupt` is an extern "C" fn(c_int) that only stores to an atomic, which is
+        // async-signal-safe.
         unsafe { libc::signal(signal, on_interrupt as *const () as libc::sighandler_t) };
     }
 }

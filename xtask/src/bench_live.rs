@@ -91,6 +91,7 @@ fn measure_auditor(
     let before = rx_packets(&pair.b, VETH_B)?;
     let sent = flood(pair);
     let received = rx_packets(&pair.b, VETH_B)? - before;
+    // SAFETY: plain syscall; no memory is passed.
     unsafe { libc::kill(auditor.id() as i32, libc::SIGINT) };
     let out = auditor.wait_with_output()?;
     let _ = std::fs::remove_file(&ready);
@@ -168,6 +169,7 @@ pub fn run() -> Result<()> {
     let sent = flood(&pair);
     let received = rx_packets(&pair.b, VETH_B)? - before;
     std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: plain syscall; no memory is passed.
     unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
     let out = tcpdump.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);

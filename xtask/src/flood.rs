@@ -30,6 +30,8 @@ pub fn flood(
         .collect();
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH.max(frames.len()))
         .map(|i| {
+            // SAFETY: mmsghdr is a plain C struct of integers and raw pointers; all zeroes is a
+            // valid value.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
             m.msg_hdr.msg_name = (&raw mut addr).cast();
             m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
@@ -50,12 +52,15 @@ pub fn flood(
             }
         }
         let batch = BATCH.min(msgs.len() - next);
+        // SAFETY: `batch` <= msgs.len() - next headers; their name, iovec and frame pointers point
+        // into `addr`, `iovs` and `frames`, all alive and unmoved for the whole loop.
         let n = unsafe { libc::sendmmsg(fd, msgs[next..].as_mut_ptr(), batch as u32, 0) };
         if n > 0 {
             sent += n as u64;
             next = (next + n as usize) % msgs.len();
         }
     }
+    // SAFETY: closes the socket packet_socket opened for us; it is not used afterwards.
     unsafe { libc::close(fd) };
     sent
 }

@@ -203,6 +203,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 pub fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid takes no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
             "{what} creates network namespaces and loads eBPF programs: run it as root (e.g. sudo -E ./x {what})"

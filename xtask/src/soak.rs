@@ -204,6 +204,7 @@ fn soak(bin: &Path, pair: &VethPair, opts: &Options) -> Result<Outcome> {
             status.to_string()
         }
         None => {
+            // SAFETY: plain syscall; no memory is passed.
             unsafe { libc::kill(pid as i32, libc::SIGINT) };
             let status = wait_timeout(&mut *guard.0, Duration::from_secs(30))?;
             if !status.success() {

@@ -121,6 +121,7 @@ impl Drop for Attachment {
 
 pub fn ifindex_of(iface: &str) -> Result<u32, AttachError> {
     let name = CString::new(iface).map_err(|_| AttachError::UnknownInterface(iface.into()))?;
+    // SAFETY: a valid NUL-terminated C string for the duration of the call.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
         0 => Err(AttachError::UnknownInterface(iface.into())),
         i => Ok(i),

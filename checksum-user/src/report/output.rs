@@ -27,6 +27,7 @@ impl Clock {
             tv_sec: 0,
             tv_nsec: 0,
         };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
         let wall = SystemTime::now()

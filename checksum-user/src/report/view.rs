@@ -12,6 +12,7 @@ pub fn stdout_is_terminal() -> bool {
 
 /// Terminal width in columns (80 when unknown).
 fn width() -> usize {
+    // SAFETY: winsize is a plain C struct of integers; all zeroes is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ fills a winsize; on failure we keep the default.
     let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;

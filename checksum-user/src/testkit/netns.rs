@@ -65,6 +65,8 @@ impl NetNs {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let ns = File::open(&path).expect("open netns");
+            // SAFETY: plain syscall on a descriptor we own (open across the call); no memory is
+            // passed. It moves only this freshly spawned thread into the namespace.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
             f()
@@ -109,6 +111,7 @@ impl NetNs {
         let iface = iface.to_owned();
         self.run(move || {
             let c = std::ffi::CString::new(iface).unwrap();
+            // SAFETY: a valid NUL-terminated C string for the duration of the call.
             unsafe { libc::if_nametoindex(c.as_ptr()) }
         })
     }
@@ -157,14 +160,17 @@ impl VethPair {
 /// `iface`; call it inside the interface's namespace. Panics when either is missing.
 pub fn packet_socket(iface: &str) -> (i32, libc::sockaddr_ll) {
     let c = std::ffi::CString::new(iface).unwrap();
+    // SAFETY: a valid NUL-terminated C string for the duration of the call.
     let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
     assert_ne!(ifindex, 0, "no interface {iface}");
+    // SAFETY: plain syscall; no memory is passed.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     assert!(
         fd >= 0,
         "AF_PACKET socket: {}",
         std::io::Error::last_os_error()
     );
+    // SAFETY: sockaddr_ll is a plain C struct of integers; all zeroes is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_ifindex = ifindex as i32;
@@ -179,6 +185,7 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
     for frame in frames {
         let mut addr = out_of_iface;
         addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: `frame` and `addr` are live for the call, and the lengths passed are their sizes.
         let n = unsafe {
             libc::sendto(
                 fd,
@@ -196,6 +203,7 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
             std::io::Error::last_os_error()
         );
     }
+    // SAFETY: closes the socket packet_socket opened for us; it is not used afterwards.
     unsafe { libc::close(fd) };
 }
 

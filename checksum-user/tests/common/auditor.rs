@@ -152,6 +152,7 @@ impl Running {
 
     /// Sends `signal` (to `ip netns exec`, which execs the binary: same process) and collects.
     pub fn stop(self, signal: i32) -> Finished {
+        // SAFETY: plain syscall; no memory is passed.
         unsafe { libc::kill(self.pid(), signal) };
         self.finish(Duration::from_secs(20))
     }
@@ -164,6 +165,7 @@ impl Running {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(child.wait_with_output().expect("wait")));
         let out = rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            // SAFETY: plain syscall; no memory is passed.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let out = rx.recv().expect("wait");
             panic!(

@@ -10,6 +10,7 @@ pub use checksum_user::testkit::{frames, netns};
 /// True when the test may touch the kernel. Unprivileged runs skip with a message, except in CI
 /// (`CI=true`), where a skip would hide a missing capability and is a failure.
 pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid takes no arguments and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
