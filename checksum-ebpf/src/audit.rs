@@ -331,6 +331,7 @@ fn within_budget(slot: u32, seg: &Segment, v: &Verdict) -> bool {
 #[inline(always)]
 fn event<P: Packet>(pkt: &P, hook: Hook, slot: u32, seg: &Segment, v: &Verdict) -> ChecksumEvent {
     ChecksumEvent {
+        // SAFETY: bpf_ktime_get_ns takes no arguments and touches no memory.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
         ifindex: pkt.ifindex(),
         tcp_seq: v.tcp_seq,

@@ -118,11 +118,13 @@ impl Packet for XdpPacket {
     }
     #[inline(always)]
     fn len(&self) -> u32 {
+        // SAFETY: the helper only reads the program's own xdp_md context.
         unsafe { bpf_xdp_get_buff_len(self.0.as_ptr().cast()) as u32 }
     }
 
     #[inline(always)]
     fn ifindex(&self) -> u32 {
+        // SAFETY: `ctx` is this run's xdp_md context, valid for the whole run; a plain field read.
         unsafe { (*self.0.ctx).ingress_ifindex }
     }
 
@@ -138,6 +140,8 @@ impl Packet for XdpPacket {
 
     #[inline(always)]
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
+        // SAFETY: the helper writes at most `len` bytes to `dst`; callers pass a stack buffer or a
+        // per-CPU map value with room for `len` (the verifier rejects anything else).
         unsafe { bpf_xdp_load_bytes(self.0.as_ptr().cast(), off, dst.cast(), len) == 0 }
     }
 
@@ -154,6 +158,7 @@ pub struct TcPacket(pub TcContext);
 impl TcPacket {
     #[inline(always)]
     fn skb(&self) -> &aya_ebpf::bindings::__sk_buff {
+        // SAFETY: a TC program's context is a valid __sk_buff for the whole run, only read here.
         unsafe { &*self.0.as_ptr().cast::<aya_ebpf::bindings::__sk_buff>() }
     }
 }
@@ -172,6 +177,7 @@ impl Packet for TcPacket {
     }
     #[inline(always)]
     unsafe fn from_raw_ctx(ctx: *mut core::ffi::c_void) -> Self {
+        // SAFETY: the caller guarantees `ctx` is this program's context, which is never null.
         Self(TcContext::new(unsafe {
             core::ptr::NonNull::new_unchecked(ctx.cast())
         }))
@@ -200,6 +206,8 @@ impl Packet for TcPacket {
 
     #[inline(always)]
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
+        // SAFETY: the helper writes at most `len` bytes to `dst`; callers pass a stack buffer or a
+        // per-CPU map value with room for `len` (the verifier rejects anything else).
         unsafe { bpf_skb_load_bytes(self.0.as_ptr(), off, dst.cast(), len) == 0 }
     }
 

@@ -636,6 +636,36 @@ fn xdp_in_two_namespaces_with_the_same_ifindex_is_told_apart() {
     assert_eq!(done.counter(&a_name, "xdp", &["mismatches", "zero"]), 0);
 }
 
+/// ifindexes past the programs' direct table (`DIRECT_IFINDEXES`, 65,536) are found through the
+/// hash of full keys: their frames are counted and reported as their own, not unattributed.
+#[test]
+fn a_large_ifindex_is_audited_through_the_hash() {
+    root_only!();
+    let ns = common::netns::NetNs::new("bigix");
+    ns.ip(&[
+        "link", "add", "big-a", "index", "70000", "type", "veth", "peer", "name", "big-b",
+    ]);
+    ns.ip(&["link", "set", "big-a", "up"]);
+    ns.ip(&["link", "set", "big-b", "up"]);
+    assert_eq!(ns.ifindex("big-a"), 70000);
+    let run = Running::start(&ns, &["--iface", "big-a", "--hook", "tc-egress"]);
+    let raw: Vec<Vec<u8>> = bad_frames().into_iter().map(|f| f.0).collect();
+    ns.run(move || send_raw_frames("big-a", &raw));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    let corrupt = done
+        .verdicts()
+        .into_iter()
+        .filter(|v| v["iface"] == "big-a" && v["kind"] == "corrupt")
+        .count();
+    assert_eq!(corrupt, 2, "{:#?}", done.verdicts());
+    assert_eq!(
+        done.counter("big-a", "tc-egress", &["mismatches", "zero"]),
+        1
+    );
+}
+
 #[test]
 fn all_interfaces_skips_loopback() {
     root_only!();
