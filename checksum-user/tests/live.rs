@@ -535,23 +535,37 @@ fn interfaces_that_appear_are_attached_within_a_second_and_detached_when_deleted
     assert!(interfaces.iter().all(|i| i["iface"] == "dyn0"));
 }
 
+/// `checksum-audit --netns A --netns B` on both ends of `pair`, with `extra` arguments.
+fn audit_both_ends(pair: &VethPair, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--netns",
+        &pair.a.name,
+        "--netns",
+        &pair.b.name,
+        "--iface",
+        VETH_A,
+        "--iface",
+        VETH_B,
+    ];
+    args.extend_from_slice(extra);
+    Running::start_with_netns(&pair.b.name, &args)
+}
+
+/// Sends the bad frames from a to b, then stops the auditor and returns what it reported.
+fn send_bad_frames_a_to_b(run: Running, pair: &VethPair) -> common::auditor::Finished {
+    let raw: Vec<Vec<u8>> = bad_frames().into_iter().map(|f| f.0).collect();
+    pair.a.run(move || send_raw_frames(VETH_A, &raw));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    done
+}
+
 #[test]
 fn other_namespaces_are_audited_through_netns() {
     root_only!();
     let pair = VethPair::new("ns");
-    let run = Running::start_with_netns(
-        &pair.b.name,
-        &[
-            "--netns",
-            &pair.a.name,
-            "--netns",
-            &pair.b.name,
-            "--iface",
-            VETH_A,
-            "--iface",
-            VETH_B,
-        ],
-    );
+    let run = audit_both_ends(&pair, &[]);
     assert_eq!(
         tcx_programs(&pair.a, VETH_A),
         ["ingress:csum_tc_ingress", "egress:csum_tc_egress"]
@@ -563,12 +577,7 @@ fn other_namespaces_are_audited_through_netns() {
     // Both ends have the same ifindex in their namespaces: the programs tell them apart by the
     // namespace of the packet's device.
     assert_eq!(pair.a.ifindex(VETH_A), pair.b.ifindex(VETH_B));
-    let frames = bad_frames();
-    let raw: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
-    pair.a.run(move || send_raw_frames(VETH_A, &raw));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let done = run.stop(libc::SIGTERM);
-    assert!(done.status.success(), "{}", done.stderr);
+    let done = send_bad_frames_a_to_b(run, &pair);
     let b_name = format!("{}/{VETH_B}", pair.b.name);
     let a_name = format!("{}/{VETH_A}", pair.a.name);
     // Nothing was sent the other way: a's ingress and b's egress counted no mismatch.
@@ -601,27 +610,7 @@ fn xdp_in_two_namespaces_with_the_same_ifindex_is_told_apart() {
     root_only!();
     let pair = VethPair::new("nsx");
     assert_eq!(pair.a.ifindex(VETH_A), pair.b.ifindex(VETH_B));
-    let run = Running::start_with_netns(
-        &pair.b.name,
-        &[
-            "--netns",
-            &pair.a.name,
-            "--netns",
-            &pair.b.name,
-            "--iface",
-            VETH_A,
-            "--iface",
-            VETH_B,
-            "--hook",
-            "xdp",
-        ],
-    );
-    let frames = bad_frames();
-    let raw: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
-    pair.a.run(move || send_raw_frames(VETH_A, &raw));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let done = run.stop(libc::SIGTERM);
-    assert!(done.status.success(), "{}", done.stderr);
+    let done = send_bad_frames_a_to_b(audit_both_ends(&pair, &["--hook", "xdp"]), &pair);
     let b_name = format!("{}/{VETH_B}", pair.b.name);
     let a_name = format!("{}/{VETH_A}", pair.a.name);
     let corrupt_at = |iface: &str| {

@@ -281,10 +281,7 @@ impl Loaded {
     }
 
     fn states(&mut self) -> Result<PerCpuArray<&mut MapData, SourceState>, MapError> {
-        let map = self.ebpf.map_mut(STATES_MAP).ok_or(MapError::InvalidName {
-            name: STATES_MAP.into(),
-        })?;
-        PerCpuArray::try_from(map)
+        PerCpuArray::try_from(self.map_mut(STATES_MAP)?)
     }
 
     /// Adds a source with zero counters, replacing any earlier one with the same key. Done before
@@ -319,16 +316,17 @@ impl Loaded {
         };
         let values = PerCpuValues::try_from(vec![state; cpus.get() as usize])?;
         self.states()?.set(slot, values, 0)?;
-        let map = self
-            .ebpf
-            .map_mut(SOURCES_MAP)
-            .ok_or(MapError::InvalidName {
-                name: SOURCES_MAP.into(),
-            })?;
-        HashMap::<&mut MapData, SourceKey, u32>::try_from(map)?.insert(&key, &slot, 0)?;
+        HashMap::<&mut MapData, SourceKey, u32>::try_from(self.map_mut(SOURCES_MAP)?)?
+            .insert(&key, &slot, 0)?;
         self.slots.insert(key, slot);
         self.set_direct_slot(&key, UNATTRIBUTED_SLOT, slot)?;
         Ok(())
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map, MapError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| MapError::InvalidName { name: name.into() })
     }
 
     /// Sets `key`'s entry in `SLOTS_BY_IFINDEX` to `new` if it holds `old` (where the programs
@@ -337,13 +335,8 @@ impl Loaded {
         if !self.direct || key.ifindex >= DIRECT_IFINDEXES || key.hook > 2 {
             return Ok(());
         }
-        let map = self
-            .ebpf
-            .map_mut(SLOTS_BY_IFINDEX_MAP)
-            .ok_or(MapError::InvalidName {
-                name: SLOTS_BY_IFINDEX_MAP.into(),
-            })?;
-        let mut array = Array::<&mut MapData, [u32; 3]>::try_from(map)?;
+        let mut array =
+            Array::<&mut MapData, [u32; 3]>::try_from(self.map_mut(SLOTS_BY_IFINDEX_MAP)?)?;
         let mut slots = array.get(&key.ifindex, 0)?;
         if slots[key.hook as usize] == old {
             slots[key.hook as usize] = new;
