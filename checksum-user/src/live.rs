@@ -22,9 +22,10 @@ use tokio::{
 };
 
 use crate::{
-    analysis::aggregate::{Aggregator, Key},
-    analysis::diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
-    analysis::severity::{IfaceClass, Severity, severity},
+    analysis::aggregate::Key,
+    analysis::diagnosis::FlowDiagnosis,
+    analysis::severity::{IfaceClass, Severity},
+    analysis::{Analysis, SourceFacts, SourceId},
     cli::{Format, LiveArgs},
     kernel::attach::{AttachError, Attachment, SharedKernel},
     kernel::event::{Captured, Verdict, hex},
@@ -37,9 +38,6 @@ use crate::{
     report::output::{self, Clock, Source},
     report::view::{self, LiveView},
 };
-
-/// Index of a source (one interface at one hook) in `Sources`.
-type SourceId = u32;
 
 /// A verdict as the ring-buffer reader hands it over.
 type Raw = ring::Received;
@@ -91,28 +89,28 @@ const SUMMARY_FLOWS: usize = 20;
 struct Printer<'a> {
     args: &'a LiveArgs,
     clock: Clock,
-    agg: Aggregator,
+    /// Aggregation, diagnosis and severity: the same pipeline replay uses.
+    analysis: Analysis,
     started: Instant,
     /// The refreshing table, when stdout is a terminal (text format only).
     view: Option<LiveView>,
-    diagnoser: Diagnoser,
     /// `--pcap-out`.
     capture: Option<CaptureSink>,
 }
 
 impl Printer<'_> {
-    fn severity(sources: &[SourceInfo], kind: Kind, source: SourceId) -> Severity {
-        let s = &sources[source as usize];
-        severity(kind, s.hook, &s.class)
-    }
-
-    /// Gives every new source its pcapng interface (`iface@hook`).
+    /// Registers every new source with the analysis and, with `--pcap-out`, gives it its pcapng
+    /// interface (`iface@hook`). Their ids are their places in `sources`.
     fn register_sources(&mut self, sources: &[SourceInfo]) {
-        let Some(capture) = &mut self.capture else {
-            return;
-        };
-        for s in &sources[capture.sources()..] {
-            capture.add_source(&format!("{}@{}", s.name, s.hook.name()));
+        for s in &sources[self.analysis.sources()..] {
+            self.analysis.add_source(SourceFacts {
+                name: s.name.clone(),
+                hook: s.hook,
+                class: s.class.clone(),
+            });
+            if let Some(capture) = &mut self.capture {
+                capture.add_source(&format!("{}@{}", s.name, s.hook.name()));
+            }
         }
     }
 
@@ -123,12 +121,12 @@ impl Printer<'_> {
         out: &mut impl Write,
     ) -> Result<()> {
         let (source, v) = (*source, v);
-        self.agg.add(source, v);
-        self.diagnoser.observe(source, v);
+        let observed = self.analysis.observe(source, v);
+        let sev = observed.severity;
         if let (Some(capture), Some(captured)) = (&mut self.capture, captured) {
             let s = &sources[source as usize];
             let diagnosis = self
-                .diagnoser
+                .analysis
                 .diagnosis_of(source, v)
                 .map_or("-", |d| d.name());
             let comment = format!(
@@ -137,7 +135,7 @@ impl Printer<'_> {
                 hex(v.got),
                 hex(v.want),
                 v.kind.name(),
-                Self::severity(sources, v.kind, source).name(),
+                sev.name(),
                 s.name,
                 s.hook.name(),
             );
@@ -147,7 +145,6 @@ impl Printer<'_> {
             return Ok(()); // the table shows it
         }
         let info = &sources[source as usize];
-        let sev = Self::severity(sources, v.kind, source);
         // Partial checksums where they are normal are counted, and listed only on request.
         if v.kind == Kind::OffloadPending && sev == Severity::Expected && !self.args.show_offload {
             return Ok(());
@@ -167,7 +164,7 @@ impl Printer<'_> {
                 writeln!(out, "{}", Value::Object(m))?;
             }
             Format::Text => {
-                let seen = self.agg.count(&Key::of(source, v));
+                let seen = observed.seen;
                 if seen <= TEXT_LINES_PER_FLOW {
                     writeln!(
                         out,
@@ -198,12 +195,12 @@ impl Printer<'_> {
             lost: 0,
             hooks: Vec::new(),
         };
-        for s in sources {
+        for (id, s) in sources.iter().enumerate() {
             let c = s.counters();
             header.packets += c.packets;
             header.lost += c.events_lost;
             for kind in Kind::MISMATCHES {
-                match severity(kind, s.hook, &s.class) {
+                match self.analysis.severity(id as SourceId, kind) {
                     Severity::Problem => header.problems += c.mismatch(kind),
                     Severity::Expected => header.expected += c.mismatch(kind),
                 }
@@ -219,18 +216,15 @@ impl Printer<'_> {
             (u32, checksum_common::Layer, crate::kernel::event::Flow),
             u64,
         > = Default::default();
-        for (k, e) in self.agg.rows() {
+        for (k, e) in self.analysis.flows().rows() {
             let t = last_seen.entry((k.source, k.layer, k.flow)).or_default();
             *t = (*t).max(e.last_ns);
         }
         let mut diagnoses: Vec<_> = self
-            .diagnoser
-            .diagnose()
+            .analysis
+            .diagnoses()
             .into_iter()
-            .map(|d| {
-                let s = &sources[d.source as usize];
-                (diagnosis_severity(&d, s.hook, &s.class), d)
-            })
+            .map(|d| (self.analysis.diagnosis_severity(&d), d))
             .filter(|(sev, d)| {
                 self.args.show_offload
                     || *sev == Severity::Problem
@@ -264,7 +258,7 @@ impl Printer<'_> {
     /// What `--metrics-addr` serves: kernel counters per source, events by kind and severity.
     fn metrics_snapshot(&self, sources: &[SourceInfo], lifecycle: &Lifecycle) -> metrics::Snapshot {
         let mut events: std::collections::BTreeMap<(u32, Kind), u64> = Default::default();
-        for (key, entry) in self.agg.rows() {
+        for (key, entry) in self.analysis.flows().rows() {
             *events.entry((key.source, key.kind)).or_default() += entry.count;
         }
         metrics::Snapshot {
@@ -288,7 +282,7 @@ impl Printer<'_> {
                         iface: s.name.clone(),
                         hook: s.hook.name(),
                         kind: kind.name(),
-                        severity: Self::severity(sources, kind, source).name(),
+                        severity: self.analysis.severity(source, kind).name(),
                         count,
                     }
                 })
@@ -296,7 +290,7 @@ impl Printer<'_> {
             diagnoses: {
                 let mut by: std::collections::BTreeMap<(u32, &'static str), (u64, u64)> =
                     Default::default();
-                for d in self.diagnoser.diagnose() {
+                for d in self.analysis.diagnoses() {
                     if sources[d.source as usize].gone.is_some() {
                         continue;
                     }
@@ -308,7 +302,7 @@ impl Printer<'_> {
                     .map(|((source, diagnosis), (mismatches, flows))| {
                         let s = &sources[source as usize];
                         let severity = if diagnosis == "offload-pending" {
-                            Self::severity(sources, Kind::OffloadPending, source)
+                            self.analysis.severity(source, Kind::OffloadPending)
                         } else {
                             Severity::Problem
                         };
@@ -323,7 +317,7 @@ impl Printer<'_> {
                     })
                     .collect()
             },
-            evicted: self.agg.evicted,
+            evicted: self.analysis.flows().evicted,
             lifecycle: *lifecycle,
         }
     }
@@ -336,27 +330,26 @@ impl Printer<'_> {
         out: &mut impl Write,
     ) -> Result<()> {
         let elapsed = self.started.elapsed();
-        let names = |i: u32| sources[i as usize].name.clone();
-        let sev = |k: &Key| Self::severity(sources, k.kind, k.source);
+        let analysis = &self.analysis;
+        let names = |i: u32| analysis.name(i);
+        let sev = |k: &Key| analysis.key_severity(k);
         let gone = lifecycle.detached();
         let listed = |s: &&SourceInfo| s.gone.is_none_or(|n| n + LISTED_GONE > gone);
         let summaries: Vec<_> = sources
             .iter()
-            .filter(listed)
-            .map(|s| Source {
+            .enumerate()
+            .filter(|(_, s)| listed(s))
+            .map(|(id, s)| Source {
                 name: &s.name,
                 hook: s.hook.name(),
                 mode: s.mode,
                 class: s.class.name(),
-                offload: severity(Kind::OffloadPending, s.hook, &s.class),
+                offload: analysis.severity(id as SourceId, Kind::OffloadPending),
                 counters: s.counters(),
             })
             .collect();
-        let diagnoses = self.diagnoser.diagnose();
-        let diagnosis_severity = |d: &FlowDiagnosis| {
-            let s = &sources[d.source as usize];
-            diagnosis_severity(d, s.hook, &s.class)
-        };
+        let diagnoses = analysis.diagnoses();
+        let diagnosis_severity = |d: &FlowDiagnosis| analysis.diagnosis_severity(d);
         match self.args.format {
             Format::Json => {
                 for d in &diagnoses {
@@ -374,10 +367,10 @@ impl Printer<'_> {
                     "final": last,
                     "elapsed_s": elapsed.as_secs_f64(),
                     "interfaces": summaries.iter().map(output::source_json).collect::<Vec<_>>(),
-                    "flows": output::flows_json(&self.agg, &names, &sev, &self.clock),
+                    "flows": output::flows_json(analysis.flows(), &names, &sev, &self.clock),
                     "evicted": {
-                        "flows": self.agg.evicted.rows,
-                        "mismatches": self.agg.evicted.mismatches,
+                        "flows": analysis.flows().evicted.rows,
+                        "mismatches": analysis.flows().evicted.mismatches,
                     },
                     "attachments": lifecycle.json(active(sources), unlisted(gone)),
                 });
@@ -407,7 +400,7 @@ impl Printer<'_> {
                     out,
                     "{}",
                     output::flows_text(
-                        &self.agg,
+                        analysis.flows(),
                         &names,
                         &sev,
                         &self.clock,
@@ -707,6 +700,8 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         logger.abort();
     }
     let mut printer = result?;
+    // Sources attached just before the stop, too.
+    printer.register_sources(&run.sources);
     let mut stdout = std::io::stdout().lock();
     let mut received: Vec<Received> = run.resolved_pending();
     while let Ok(raw) = events_rx.try_recv() {
@@ -803,10 +798,9 @@ async fn audit<'a>(
     let mut printer = Printer {
         args,
         clock: Clock::new(),
-        agg: Aggregator::default(),
+        analysis: Analysis::default(),
         started: Instant::now(),
         view,
-        diagnoser: Diagnoser::default(),
         capture,
     };
     let mut stdout = std::io::stdout().lock();

@@ -12,9 +12,10 @@ use checksum_common::{Hook, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::aggregate::{Aggregator, Key},
-    analysis::diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
-    analysis::severity::{IfaceClass, Severity, severity},
+    analysis::aggregate::Key,
+    analysis::diagnosis::FlowDiagnosis,
+    analysis::severity::{IfaceClass, Severity},
+    analysis::{Analysis, SourceFacts},
     cli::{Format, ReplayArgs},
     kernel::event::Verdict,
     kernel::loader::LoadOptions,
@@ -78,9 +79,15 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         ..LoadOptions::default()
     })?;
     let mut stats = ReplayStats::default();
-    let mut agg = Aggregator::default();
-    // Every verdict, matching or not, feeds the diagnosis: the pre-rewrite flow is usually fine.
-    let mut diagnoser = Diagnoser::default();
+    // The same pipeline as live auditing, with the capture as its one source. Where a capture was
+    // taken is unknown: partial checksums count as expected there. Every verdict, matching or
+    // not, feeds the diagnosis: the pre-rewrite flow is usually fine.
+    let mut analysis = Analysis::default();
+    let capture = analysis.add_source(SourceFacts {
+        name: "replay".into(),
+        hook: Hook::Xdp,
+        class: IfaceClass::Virtual("capture".into()),
+    });
     loop {
         let record = match reader.next_record() {
             Ok(Some(r)) => r,
@@ -107,14 +114,13 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         };
         stats.audited += 1;
         for v in &verdicts {
-            agg.add(0, v);
-            diagnoser.observe(0, v);
+            analysis.observe(capture, v);
             if args.all || v.status == Status::Bad {
                 write_verdict(out, args.format, packet, v)?;
             }
         }
     }
-    write_summary(out, args, &stats, auditor.counters(), &agg, &diagnoser)?;
+    write_summary(out, args, &stats, auditor.counters(), &analysis)?;
     Ok(stats)
 }
 
@@ -135,8 +141,7 @@ fn write_summary(
     args: &ReplayArgs,
     stats: &ReplayStats,
     counters: checksum_common::Counters,
-    agg: &Aggregator,
-    diagnoser: &Diagnoser,
+    analysis: &Analysis,
 ) -> Result<()> {
     let name = args.file.display().to_string();
     let source = Source {
@@ -147,12 +152,10 @@ fn write_summary(
         offload: Severity::Expected,
         counters,
     };
-    let no_iface = |_| "replay".to_string();
-    // Where a capture was taken is unknown: partial checksums count as expected there.
-    let capture = IfaceClass::Virtual("capture".into());
-    let capture_severity = |k: &Key| severity(k.kind, k.hook, &capture);
-    let diagnoses = diagnoser.diagnose();
-    let diagnosis_severity = |d: &FlowDiagnosis| diagnosis_severity(d, Hook::Xdp, &capture);
+    let no_iface = |i| analysis.name(i);
+    let capture_severity = |k: &Key| analysis.key_severity(k);
+    let diagnoses = analysis.diagnoses();
+    let diagnosis_severity = |d: &FlowDiagnosis| analysis.diagnosis_severity(d);
     let clock = Clock::new();
     match args.format {
         Format::Json => {
@@ -164,7 +167,7 @@ fn write_summary(
                 "too_short": stats.too_short,
                 "not_run": stats.not_run,
                 "counters": output::source_json(&source),
-                "flows": output::flows_json(agg, &no_iface, &capture_severity, &clock),
+                "flows": output::flows_json(analysis.flows(), &no_iface, &capture_severity, &clock),
             });
             for d in &diagnoses {
                 writeln!(out, "{}", output::diagnosis_json(d, diagnosis_severity(d)))?;

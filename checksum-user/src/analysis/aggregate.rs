@@ -158,14 +158,15 @@ impl Aggregator {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use checksum_common::event::Direction;
 
     use super::*;
 
-    fn verdict(sport: u16, kind: Kind, ts: u64) -> Verdict {
+    /// A bad TCP verdict of flow 10.0.0.1:`sport` -> 10.0.0.2:80 (also for analysis tests).
+    pub(crate) fn verdict(sport: u16, kind: Kind, ts: u64) -> Verdict {
         Verdict {
             timestamp_ns: ts,
             slot: 0,
