@@ -1,0 +1,397 @@
+//! Live auditing: the programs are loaded once; namespace workers attach them to interfaces as
+//! they match; this task drains the one ring buffer, aggregates, prints, and detaches everything
+//! on the way out.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use checksum_common::Hook;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    analysis::{Analysis, SourceId},
+    cli::{Format, LiveArgs},
+    kernel::{
+        attach::{AttachError, SharedKernel},
+        event::{Captured, Verdict},
+        loader::{self, LoadOptions, Loaded},
+        ring,
+    },
+    lifecycle::Lifecycle,
+    net::follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
+    pcap::sink::CaptureSink,
+    report::{
+        metrics,
+        output::Clock,
+        view::{self, LiveView},
+    },
+};
+
+mod printer;
+mod sources;
+
+use printer::Printer;
+use sources::{Raw, Run};
+
+/// A verdict with the source it was seen at.
+type Received = (SourceId, Verdict, Option<Captured>);
+
+pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
+    if args.ifaces.is_empty() && !args.all_interfaces {
+        anyhow::bail!(
+            "no interface given: pass --iface IF (names or patterns such as 'veth*'; list them with `ip link`), \
+             --all-interfaces, or use `checksum-audit replay FILE`"
+        );
+    }
+    let namespaces = if args.netns.is_empty() {
+        vec![Namespace::current()]
+    } else {
+        args.netns
+            .iter()
+            .map(|spec| Namespace::parse(spec))
+            .collect::<Result<Vec<_>>>()?
+    };
+    check_privileges(!args.netns.is_empty())?;
+    let mut hooks: Vec<Hook> = Vec::new();
+    for h in &args.hooks {
+        if !hooks.contains(&h.hook()) {
+            hooks.push(h.hook());
+        }
+    }
+    // Open the capture file and bind the metrics port before loading anything: a bad path or a
+    // busy port fails fast and cleanly.
+    let capture = match &args.pcap_out {
+        Some(path) => Some(CaptureSink::create(
+            path,
+            args.snaplen,
+            args.pcap_max_bytes,
+        )?),
+        None => None,
+    };
+    let metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let addr = metrics::parse_addr(addr)?;
+            let listener = metrics::bind(addr).await?;
+            let shared = metrics::Shared::default();
+            let server = tokio::spawn(metrics::serve(listener, shared.clone()));
+            eprintln!("checksum-audit: metrics at http://{addr}/metrics");
+            Some((shared, server))
+        }
+        None => None,
+    };
+    // Signals first: a SIGTERM while loading or attaching must still run the cleanup below.
+    let mut stop = StopSignals {
+        int: signal(SignalKind::interrupt())?,
+        term: signal(SignalKind::terminate())?,
+    };
+    let netns_by_device = namespaces.len() > 1;
+    let Kernel {
+        shared: kernel,
+        ring,
+        logger,
+    } = load_kernel(args, &hooks, kernel_log, netns_by_device)?;
+    let config = Arc::new(WorkerConfig {
+        selector: Selector {
+            patterns: args.ifaces.clone(),
+            all: args.all_interfaces,
+        },
+        hooks,
+        xdp_mode: args.xdp_mode.into(),
+        show_offload: args.show_offload,
+        kernel,
+        netns_by_device,
+    });
+
+    let (events_tx, mut events_rx) = mpsc::channel::<Raw>(16 * 1024);
+    let (stop_reader, stop_reader_rx) = watch::channel(false);
+    let reader = tokio::spawn(ring::read_events(ring, events_tx, stop_reader_rx));
+    let logger = logger.map(|l| tokio::spawn(ring::forward_kernel_log(l)));
+    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<Update>();
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            spawn_worker(
+                i,
+                ns.clone(),
+                config.clone(),
+                updates_tx.clone(),
+                stop_workers.clone(),
+            )
+        })
+        .collect();
+    drop(updates_tx);
+    let mut run = Run {
+        namespaces,
+        sources: Vec::new(),
+        by_slot: HashMap::new(),
+        pending: Vec::new(),
+        unattributed_events: 0,
+        lifecycle: Lifecycle::default(),
+    };
+    let result = audit(
+        args,
+        &mut run,
+        &mut events_rx,
+        &mut updates_rx,
+        &mut stop,
+        metrics.as_ref().map(|(shared, _)| shared.clone()),
+        capture,
+    )
+    .await;
+    if let Some((_, server)) = metrics {
+        server.abort();
+    }
+
+    // Stop following, detach everything, then drain what is left so the summary misses nothing.
+    stop_workers.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    while let Ok(update) = updates_rx.try_recv() {
+        if let Update::Attached { ns, attachment } = update {
+            // Attached just before the stop: it is detached below with the rest, and its
+            // verdicts are attributed.
+            run.add(ns, *attachment);
+        }
+    }
+    for s in &mut run.sources {
+        s.detach();
+    }
+    let _ = stop_reader.send(true);
+    match reader.await {
+        Ok(Err(e)) => log::warn!("event reader: {e:#}"),
+        Err(e) => log::warn!("event reader: {e}"),
+        Ok(Ok(())) => {}
+    }
+    if let Some(logger) = logger {
+        logger.abort();
+    }
+    let mut printer = result?;
+    // Sources attached just before the stop, too.
+    printer.register_sources(&run.sources);
+    let mut stdout = std::io::stdout().lock();
+    let mut received: Vec<Received> = run.resolved_pending();
+    while let Ok(raw) = events_rx.try_recv() {
+        received.extend(run.resolve(raw));
+    }
+    received.extend(run.resolved_pending());
+    run.unattributed_events += run.pending.len() as u64;
+    for r in &received {
+        printer.on_verdict(&run.sources, r, &mut stdout)?;
+    }
+    printer.summary(&run.sources, &run.lifecycle, true, &mut stdout)?;
+    if run.unattributed_events > 0 {
+        eprintln!(
+            "checksum-audit: warning: {} events named no audited interface (counted, not shown)",
+            run.unattributed_events
+        );
+    }
+    Ok(())
+}
+
+/// The run's kernel object, with its one ring buffer and, with -v, its log.
+struct Kernel {
+    shared: SharedKernel,
+    ring: RingBuf<MapData>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// Loads and verifies the programs once, before anything is attached.
+fn load_kernel(
+    args: &LiveArgs,
+    hooks: &[Hook],
+    kernel_log: bool,
+    netns_by_device: bool,
+) -> Result<Kernel> {
+    let netns_offsets = if netns_by_device {
+        Some(crate::kernel::btf::NetnsOffsets::of_running_kernel()?)
+    } else {
+        None
+    };
+    let mut loaded = Loaded::load(&LoadOptions {
+        ring_bytes: ring_bytes(args),
+        kernel_log,
+        events_per_flow: args.events_per_flow,
+        snaplen: if args.pcap_out.is_some() {
+            args.snaplen
+        } else {
+            0
+        },
+        netns_by_device: netns_offsets,
+        ..LoadOptions::default()
+    })?;
+    loaded.load_audit_programs(hooks)?;
+    let ring = loaded.take_events()?;
+    let logger = if kernel_log {
+        loaded.start_kernel_log()
+    } else {
+        None
+    };
+    Ok(Kernel {
+        shared: Arc::new(std::sync::Mutex::new(loaded)),
+        ring,
+        logger,
+    })
+}
+
+/// Before anything is attached: name the missing capability in one line rather than fail on
+/// some syscall later (or, with a pattern that matches nothing yet, only when an interface
+/// appears).
+fn check_privileges(netns: bool) -> Result<()> {
+    loader::check_privileges()?;
+    if netns
+        && crate::kernel::privileges::effective()
+            .is_some_and(|e| !crate::kernel::privileges::can_join_netns(e))
+    {
+        anyhow::bail!(
+            "missing privileges: CAP_SYS_ADMIN is not in the effective capability set; --netns needs it to join \
+             another network namespace (setns). Without --netns, start checksum-audit inside that namespace"
+        );
+    }
+    Ok(())
+}
+
+/// Until the end: attach what the workers found, print events and summaries.
+async fn audit<'a>(
+    args: &'a LiveArgs,
+    run: &mut Run,
+    events_rx: &mut mpsc::Receiver<Raw>,
+    updates_rx: &mut mpsc::UnboundedReceiver<Update>,
+    stop: &mut StopSignals,
+    metrics: Option<metrics::Shared>,
+    capture: Option<CaptureSink>,
+) -> Result<Printer<'a>> {
+    let view = (args.format == Format::Text && view::stdout_is_terminal()).then(LiveView::new);
+    let mut printer = Printer {
+        args,
+        clock: Clock::new(),
+        analysis: Analysis::default(),
+        started: Instant::now(),
+        view,
+        capture,
+    };
+    let mut stdout = std::io::stdout().lock();
+    // Phase 1: every namespace's first scan, so that errors stop the run before it is "ready".
+    let mut pending = run.namespaces.len();
+    while pending > 0 {
+        tokio::select! {
+            update = updates_rx.recv() => match update {
+                Some(Update::Attached { ns, attachment }) => {
+                    run.add(ns, *attachment);
+                    printer.register_sources(&run.sources);
+                },
+                Some(Update::Ready { .. }) => pending -= 1,
+                Some(Update::Failed { ns, error, .. }) => return Err(run.in_namespace(ns, error)),
+                Some(Update::Vanished { ns, ifindex, iface }) => run.vanished(ns, ifindex, &iface),
+                Some(Update::NamespaceGone { ns }) => run.namespace_gone(ns),
+                None => anyhow::bail!("interface workers stopped unexpectedly"),
+            },
+            _ = stop.recv() => return Ok(printer),
+        }
+    }
+    // A name without wildcards is a promise that the interface exists (in some namespace).
+    for literal in args.ifaces.iter().filter(|p| !is_pattern(p)) {
+        if !run.sources.iter().any(|s| &s.iface == literal) {
+            let err = AttachError::UnknownInterface(literal.clone());
+            return Err(match args.netns.is_empty() {
+                true => err.into(),
+                false => anyhow::Error::new(err)
+                    .context(format!("in network namespaces {}", args.netns.join(", "))),
+            });
+        }
+    }
+    if run.sources.is_empty() {
+        eprintln!("checksum-audit: no interface matches yet; waiting for one to appear");
+    }
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, b"ready\n")
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
+    }
+    // Phase 2: steady state.
+    let deadline = tokio::time::sleep(
+        args.duration
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400)),
+    );
+    tokio::pin!(deadline);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    let mut redraw = tokio::time::interval(Duration::from_secs(1));
+    // Metrics are refreshed once a second: kernel counters are read then, not per scrape.
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            Some(raw) = events_rx.recv() => {
+                if let Some(received) = run.resolve(raw) {
+                    printer.on_verdict(&run.sources, &received, &mut stdout)?;
+                }
+            }
+            Some(update) = updates_rx.recv() => match update {
+                Update::Attached { ns, attachment } => {
+                    run.add(ns, *attachment);
+                    printer.register_sources(&run.sources);
+                    for received in run.resolved_pending() {
+                        printer.on_verdict(&run.sources, &received, &mut stdout)?;
+                    }
+                },
+                Update::Vanished { ns, ifindex, iface } => run.vanished(ns, ifindex, &iface),
+                Update::NamespaceGone { ns } => run.namespace_gone(ns),
+                // A worker that ended on an error no longer follows its namespace: nothing new
+                // there would be audited, so the run stops (cleanly) rather than go on blind.
+                Update::Failed { ns, error, fatal: true } => return Err(run.in_namespace(ns, error)),
+                Update::Failed { ns, error, fatal: false } => run.warn(ns, &error),
+                Update::Ready { .. } => {}
+            },
+            _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, &run.lifecycle, false, &mut stdout)?,
+            _ = redraw.tick(), if printer.view.is_some() => printer.draw(&run.sources, &mut stdout)?,
+            _ = refresh.tick(), if metrics.is_some() => {
+                if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
+                    *snapshot = printer.metrics_snapshot(&run.sources, &run.lifecycle);
+                }
+            }
+            _ = stop.recv() => break,
+            _ = &mut deadline => break,
+        }
+    }
+    Ok(printer)
+}
+
+/// Ring buffer size: as asked, but at least room for a few thousand captured frames with
+/// --pcap-out (a capture record holds up to `--snaplen` bytes, not 80).
+fn ring_bytes(args: &LiveArgs) -> u32 {
+    if args.pcap_out.is_none() || args.ring_buffer_size != crate::kernel::loader::DEFAULT_RING_BYTES
+    {
+        return args.ring_buffer_size;
+    }
+    let wanted = crate::kernel::loader::capture_record_bytes(args.snaplen).saturating_mul(2048);
+    wanted
+        .next_power_of_two()
+        .clamp(args.ring_buffer_size, 64 << 20)
+}
+
+/// SIGINT and SIGTERM, both meaning "detach, drain, print the final summary, exit".
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
