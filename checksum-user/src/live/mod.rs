@@ -12,7 +12,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::maps::{MapData, RingBuf};
 use checksum_common::Hook;
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -23,9 +22,8 @@ use crate::{
     analysis::{Analysis, SourceId},
     cli::{Format, LiveArgs},
     kernel::{
-        attach::{AttachError, SharedKernel},
+        attach::AttachError,
         event::{Captured, Verdict},
-        loader::{self, LoadOptions, Loaded},
         ring,
     },
     lifecycle::Lifecycle,
@@ -39,9 +37,11 @@ use crate::{
 };
 
 mod printer;
+mod setup;
 mod sources;
 
 use printer::Printer;
+use setup::{Kernel, StopSignals, check_privileges, load_kernel};
 use sources::{Raw, Run};
 
 /// A verdict with the source it was seen at.
@@ -202,68 +202,6 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     Ok(())
 }
 
-/// The run's kernel object, with its one ring buffer and, with -v, its log.
-struct Kernel {
-    shared: SharedKernel,
-    ring: RingBuf<MapData>,
-    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-}
-
-/// Loads and verifies the programs once, before anything is attached.
-fn load_kernel(
-    args: &LiveArgs,
-    hooks: &[Hook],
-    kernel_log: bool,
-    netns_by_device: bool,
-) -> Result<Kernel> {
-    let netns_offsets = if netns_by_device {
-        Some(crate::kernel::btf::NetnsOffsets::of_running_kernel()?)
-    } else {
-        None
-    };
-    let mut loaded = Loaded::load(&LoadOptions {
-        ring_bytes: ring_bytes(args),
-        kernel_log,
-        events_per_flow: args.events_per_flow,
-        snaplen: if args.pcap_out.is_some() {
-            args.snaplen
-        } else {
-            0
-        },
-        netns_by_device: netns_offsets,
-        ..LoadOptions::default()
-    })?;
-    loaded.load_audit_programs(hooks)?;
-    let ring = loaded.take_events()?;
-    let logger = if kernel_log {
-        loaded.start_kernel_log()
-    } else {
-        None
-    };
-    Ok(Kernel {
-        shared: Arc::new(std::sync::Mutex::new(loaded)),
-        ring,
-        logger,
-    })
-}
-
-/// Before anything is attached: name the missing capability in one line rather than fail on
-/// some syscall later (or, with a pattern that matches nothing yet, only when an interface
-/// appears).
-fn check_privileges(netns: bool) -> Result<()> {
-    loader::check_privileges()?;
-    if netns
-        && crate::kernel::privileges::effective()
-            .is_some_and(|e| !crate::kernel::privileges::can_join_netns(e))
-    {
-        anyhow::bail!(
-            "missing privileges: CAP_SYS_ADMIN is not in the effective capability set; --netns needs it to join \
-             another network namespace (setns). Without --netns, start checksum-audit inside that namespace"
-        );
-    }
-    Ok(())
-}
-
 /// Until the end: attach what the workers found, print events and summaries.
 async fn audit<'a>(
     args: &'a LiveArgs,
@@ -366,32 +304,4 @@ async fn audit<'a>(
         }
     }
     Ok(printer)
-}
-
-/// Ring buffer size: as asked, but at least room for a few thousand captured frames with
-/// --pcap-out (a capture record holds up to `--snaplen` bytes, not 80).
-fn ring_bytes(args: &LiveArgs) -> u32 {
-    if args.pcap_out.is_none() || args.ring_buffer_size != crate::kernel::loader::DEFAULT_RING_BYTES
-    {
-        return args.ring_buffer_size;
-    }
-    let wanted = crate::kernel::loader::capture_record_bytes(args.snaplen).saturating_mul(2048);
-    wanted
-        .next_power_of_two()
-        .clamp(args.ring_buffer_size, 64 << 20)
-}
-
-/// SIGINT and SIGTERM, both meaning "detach, drain, print the final summary, exit".
-struct StopSignals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
-    }
 }
