@@ -26,7 +26,11 @@ pub struct NetnsOffsets {
 
 impl NetnsOffsets {
     pub fn of_running_kernel() -> Result<Self> {
-        let btf = Btf::from_file(Path::new(VMLINUX))?;
+        Self::of(&Btf::from_file(Path::new(VMLINUX))?)
+    }
+
+    /// The offsets in `btf`, or an error naming the first one it lacks.
+    pub fn of(btf: &Btf) -> Result<Self> {
         let off = |s: &str, path: &[&str]| {
             btf.member_offset(s, path).with_context(|| {
                 format!(
@@ -131,6 +135,9 @@ impl Btf {
                 0 | 2 | 7..=12 | 16 | 18 => 0, // the rest carry nothing more
                 other => bail!("unknown BTF kind {other}"),
             };
+            if at > types_start + type_len {
+                bail!("a type runs past the end of the type section");
+            }
             types.push(Type {
                 name_off,
                 kind,
@@ -227,10 +234,61 @@ mod tests {
         assert_eq!(btf.member_offset("no_such_struct", &["dev"]), None);
     }
 
+    /// A BTF blob: `types` (each already encoded) and a string table.
+    fn blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x9f, 0xeb, 1, 0];
+        for v in [
+            24,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(types);
+        b.extend(strings);
+        b
+    }
+
+    fn words(ws: &[u32]) -> Vec<u8> {
+        ws.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn members_are_found_through_anonymous_unions_and_typedefs() {
+        // Strings: 1 "int", 5 "sk_buff", 13 "dev", 17 "pnet", 22 "net".
+        let strings = b"\0int\0sk_buff\0dev\0pnet\0net\0";
+        let types = [
+            // [1] int, 8 bytes.
+            words(&[1, 1 << 24, 8, 64]),
+            // [2] struct pnet { int net; } (8 bytes).
+            words(&[17, (4 << 24) | 1, 8, 22, 1, 0]),
+            // [3] typedef pnet_t = [2].
+            words(&[17, 8 << 24, 2]),
+            // [4] anonymous union { int dev; } (8 bytes).
+            words(&[0, (5 << 24) | 1, 8, 13, 1, 0]),
+            // [5] struct sk_buff { int a; union { int dev; }; pnet_t p; } (24 bytes).
+            words(&[5, (4 << 24) | 3, 24, 1, 1, 0, 0, 4, 64, 17, 3, 128]),
+        ]
+        .concat();
+        let btf = Btf::parse(&blob(&types, strings)).expect("parse");
+        assert_eq!(btf.member_offset("sk_buff", &["dev"]), Some(8));
+        assert_eq!(btf.member_offset("sk_buff", &["pnet", "net"]), Some(16));
+        assert_eq!(btf.member_offset("sk_buff", &["nope"]), None);
+        // Everything past sk_buff.dev is missing: the error names the first lacking field.
+        let err = NetnsOffsets::of(&btf).unwrap_err().to_string();
+        assert!(err.contains("no xdp_buff.rxq"), "{err}");
+        assert!(err.contains("one namespace per run"), "{err}");
+    }
+
     #[test]
     fn refuses_what_is_not_btf() {
         assert!(Btf::parse(b"").is_err());
         assert!(Btf::parse(&[0x9f, 0xeb, 1, 0]).is_err());
         assert!(Btf::parse(&[0u8; 64]).is_err());
+        // A type section that runs past the end, and a kind that does not exist.
+        assert!(Btf::parse(&blob(&words(&[1, (4 << 24) | 1, 8]), b"\0")).is_err());
+        assert!(Btf::parse(&blob(&words(&[1, 30 << 24, 8]), b"\0")).is_err());
     }
 }
