@@ -69,8 +69,8 @@ impl Verdict {
 
 #[inline(always)]
 pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
-    // One lookup in a global function (see `SOURCES`), then one in an array: the source's
-    // settings and this CPU's counters live in one value.
+    // The source's slot (an inlined array read in the common case, `packet::direct_slot`), then
+    // one array lookup: the source's settings and this CPU's counters live in one value.
     let Some(state) = STATES.get_ptr_mut(pkt.source_slot(hook)) else {
         return;
     };

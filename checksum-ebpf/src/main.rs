@@ -1,5 +1,5 @@
 //! Kernel programs of checksum-audit. They never drop or modify a packet: every path returns
-//! XDP_PASS. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `SOURCES`.
+//! XDP_PASS. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `STATES`.
 #![no_std]
 #![no_main]
 
@@ -30,7 +30,8 @@ use checksum_common::{
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 /// The slot of every audited interface and hook in `STATES`, written by user space before it
-/// attaches there. Read only by `packet::csa_source_slot_*`, a global function: the key lives in
+/// attaches there. Read only when `SLOTS_BY_IFINDEX` cannot answer (several namespaces, a large
+/// ifindex), by `packet::csa_source_slot_*`, a global function: the key lives in
 /// its stack frame, not in the programs' (512 bytes with the summing function's, nearly all in
 /// use), and the verifier sees one scalar come back instead of a map value that may be null.
 #[map]

@@ -29,7 +29,7 @@ pub trait Packet: Sized {
     fn ifindex(&self) -> u32;
     /// The namespace cookie of the packet's device, or 0 (see `netns::cookie`).
     fn netns(&self) -> u64;
-    /// The `STATES` slot of this packet's source (`csa_source_slot_*`).
+    /// The `STATES` slot of this packet's source: `direct_slot`, else `csa_source_slot_*`.
     fn source_slot(&self, hook: Hook) -> u32;
     /// Copies `len` bytes at `off` into `dst`; false when they are not all in the packet.
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool;
