@@ -298,13 +298,13 @@ impl Loaded {
                 MAX_SOURCES - 1
             )
         })?;
-        match self.write_slot(key, slot, flags) {
-            Ok(()) => Ok(slot),
-            Err(e) => {
-                self.free.push_back(slot);
-                Err(e)
-            }
+        self.slots.insert(key, slot);
+        if let Err(e) = self.write_slot(key, slot, flags) {
+            // Undo whatever part was written (the slot goes back to the free queue with it).
+            self.remove_source(&key);
+            return Err(e);
         }
+        Ok(slot)
     }
 
     fn write_slot(&mut self, key: SourceKey, slot: u32, flags: u32) -> anyhow::Result<()> {
@@ -316,11 +316,13 @@ impl Loaded {
         };
         let values = PerCpuValues::try_from(vec![state; cpus.get() as usize])?;
         self.states()?.set(slot, values, 0)?;
-        HashMap::<&mut MapData, SourceKey, u32>::try_from(self.map_mut(SOURCES_MAP)?)?
-            .insert(&key, &slot, 0)?;
-        self.slots.insert(key, slot);
+        self.sources()?.insert(&key, &slot, 0)?;
         self.set_direct_slot(&key, UNATTRIBUTED_SLOT, slot)?;
         Ok(())
+    }
+
+    fn sources(&mut self) -> Result<HashMap<&mut MapData, SourceKey, u32>, MapError> {
+        HashMap::try_from(self.map_mut(SOURCES_MAP)?)
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map, MapError> {
@@ -353,9 +355,8 @@ impl Loaded {
         if let Err(e) = self.set_direct_slot(key, slot, UNATTRIBUTED_SLOT) {
             log::warn!("removing slot {slot} of ifindex {}: {e:#}", key.ifindex);
         }
-        if let Some(map) = self.ebpf.map_mut(SOURCES_MAP)
-            && let Ok(mut sources) = HashMap::<&mut MapData, SourceKey, u32>::try_from(map)
-        {
+        if let Ok(mut sources) = self.sources() {
+            // Absent when adding it failed before this step.
             let _ = sources.remove(key);
         }
         let last = self.slot_counters(slot);
