@@ -3,7 +3,6 @@
 //! on the way out.
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -26,7 +25,6 @@ use crate::{
         event::{Captured, Verdict},
         ring,
     },
-    lifecycle::Lifecycle,
     net::follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
     pcap::sink::CaptureSink,
     report::{
@@ -133,14 +131,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         })
         .collect();
     drop(updates_tx);
-    let mut run = Run {
-        namespaces,
-        sources: Vec::new(),
-        by_slot: HashMap::new(),
-        pending: Vec::new(),
-        unattributed_events: 0,
-        lifecycle: Lifecycle::default(),
-    };
+    let mut run = Run::new(namespaces);
     let result = audit(
         args,
         &mut run,
@@ -183,11 +174,11 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     // Sources attached just before the stop, too.
     printer.register_sources(&run.sources);
     let mut stdout = std::io::stdout().lock();
+    // Every source is known by now: what is still pending, or names no source, never will be.
     let mut received: Vec<Received> = run.resolved_pending();
     while let Ok(raw) = events_rx.try_recv() {
         received.extend(run.resolve(raw));
     }
-    received.extend(run.resolved_pending());
     run.unattributed_events += run.pending.len() as u64;
     for r in &received {
         printer.on_verdict(&run.sources, r, &mut stdout)?;
@@ -289,7 +280,7 @@ async fn audit<'a>(
                 // A worker that ended on an error no longer follows its namespace: nothing new
                 // there would be audited, so the run stops (cleanly) rather than go on blind.
                 Update::Failed { ns, error, fatal: true } => return Err(run.in_namespace(ns, error)),
-                Update::Failed { ns, error, fatal: false } => run.warn(ns, &error),
+                Update::Failed { ns, error, fatal: false } => run.warn(ns, error),
                 Update::Ready { .. } => {}
             },
             _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, &run.lifecycle, false, &mut stdout)?,

@@ -238,24 +238,23 @@ impl Printer<'_> {
                 })
                 .collect(),
             diagnoses: {
-                let mut by: std::collections::BTreeMap<(u32, &'static str), (u64, u64)> =
+                // By source and diagnosis: mismatches, flows, and the severity (which both fix).
+                let mut by: std::collections::BTreeMap<(u32, &'static str), (u64, u64, Severity)> =
                     Default::default();
                 for d in self.analysis.diagnoses() {
                     if sources[d.source as usize].gone.is_some() {
                         continue;
                     }
-                    let e = by.entry((d.source, d.diagnosis.name())).or_default();
+                    let severity = self.analysis.diagnosis_severity(&d);
+                    let e = by
+                        .entry((d.source, d.diagnosis.name()))
+                        .or_insert((0, 0, severity));
                     e.0 += d.count;
                     e.1 += 1;
                 }
                 by.into_iter()
-                    .map(|((source, diagnosis), (mismatches, flows))| {
+                    .map(|((source, diagnosis), (mismatches, flows, severity))| {
                         let s = &sources[source as usize];
-                        let severity = if diagnosis == "offload-pending" {
-                            self.analysis.severity(source, Kind::OffloadPending)
-                        } else {
-                            Severity::Problem
-                        };
                         metrics::DiagnosisCount {
                             iface: s.name.clone(),
                             hook: s.hook.name(),

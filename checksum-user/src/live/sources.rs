@@ -84,6 +84,17 @@ pub(super) struct Run {
 const MAX_PENDING: usize = 16 * 1024;
 
 impl Run {
+    pub(super) fn new(namespaces: Vec<Namespace>) -> Self {
+        Self {
+            namespaces,
+            sources: Vec::new(),
+            by_slot: HashMap::new(),
+            pending: Vec::new(),
+            unattributed_events: 0,
+            lifecycle: Lifecycle::default(),
+        }
+    }
+
     pub(super) fn add(&mut self, ns: usize, att: Attachment) {
         let id = self.sources.len() as SourceId;
         let name = self.namespaces[ns].display(&att.iface);
@@ -181,10 +192,10 @@ impl Run {
     }
 
     /// A warning from namespace `ns`, prefixed with its name unless it is the current one.
-    pub(super) fn warn(&self, ns: usize, error: &anyhow::Error) {
-        match self.namespaces[ns].label.as_str() {
-            "" => eprintln!("checksum-audit: warning: {error:#}"),
-            label => eprintln!("checksum-audit: warning: in network namespace {label}: {error:#}"),
-        }
+    pub(super) fn warn(&self, ns: usize, error: anyhow::Error) {
+        eprintln!(
+            "checksum-audit: warning: {:#}",
+            self.in_namespace(ns, error)
+        );
     }
 }
