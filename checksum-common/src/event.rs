@@ -134,6 +134,8 @@ pub enum Hook {
 }
 
 impl Hook {
+    pub const ALL: [Hook; 3] = [Self::Xdp, Self::TcIngress, Self::TcEgress];
+
     pub const fn from_u8(v: u8) -> Option<Self> {
         match v {
             0 => Some(Self::Xdp),

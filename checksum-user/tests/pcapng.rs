@@ -30,7 +30,7 @@ macro_rules! root_only {
     };
 }
 
-const HOOKS: [Hook; 3] = [Hook::Xdp, Hook::TcIngress, Hook::TcEgress];
+const HOOKS: [Hook; 3] = Hook::ALL;
 
 fn auditor(snaplen: u32, report_all: bool) -> FrameAuditor {
     FrameAuditor::with_options(&LoadOptions {

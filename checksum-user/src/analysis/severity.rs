@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn partial_checksums_by_place() {
         let veth = IfaceClass::Virtual("veth".into());
-        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+        for hook in Hook::ALL {
             assert_eq!(
                 severity(Kind::OffloadPending, hook, &veth),
                 Severity::Expected
@@ -120,7 +120,7 @@ mod tests {
             IfaceClass::Loopback,
             IfaceClass::Virtual("veth".into()),
         ] {
-            for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+            for hook in Hook::ALL {
                 for kind in [Kind::Zero, Kind::ByteSwapped, Kind::Corrupt] {
                     assert_eq!(severity(kind, hook, &class), Severity::Problem);
                 }

@@ -58,6 +58,15 @@ pub enum RunError {
     Decode(#[from] crate::kernel::event::DecodeError),
 }
 
+/// The sources frames are run at: test runs happen on the loopback device of the current
+/// namespace, at XDP and TC alike.
+fn test_run_sources() -> impl Iterator<Item = SourceKey> {
+    let lo = crate::kernel::attach::ifindex_of("lo").unwrap_or(1);
+    Hook::ALL
+        .into_iter()
+        .map(move |hook| SourceKey::new(0, lo, hook))
+}
+
 pub struct FrameAuditor {
     loaded: Loaded,
     events: RingBuf<MapData>,
@@ -75,17 +84,14 @@ impl FrameAuditor {
     /// With `kernel_log`, the program's aya-log messages reach the `log` crate after every frame.
     pub fn with_options(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut loaded = Loaded::load(opts)?;
-        // Test runs happen on the loopback device of the current namespace (XDP and TC alike):
-        // it is the source every hook's counters go to.
-        let lo = crate::kernel::attach::ifindex_of("lo").unwrap_or(1);
         let flags = if opts.report_offload {
             checksum_common::source::SOURCE_REPORT_OFFLOAD
         } else {
             0
         };
-        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
+        for key in test_run_sources() {
             loaded
-                .add_source(SourceKey::new(0, lo, hook), flags)
+                .add_source(key, flags)
                 .map(drop)
                 .map_err(|e| LoadError::Other(format!("adding the test-run source: {e:#}")))?;
         }
@@ -193,9 +199,8 @@ impl FrameAuditor {
 
     /// Removes the test-run sources: later frames are counted as unattributed.
     pub fn forget_sources(&mut self) {
-        let lo = crate::kernel::attach::ifindex_of("lo").unwrap_or(1);
-        for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
-            self.loaded.remove_source(&SourceKey::new(0, lo, hook));
+        for key in test_run_sources() {
+            self.loaded.remove_source(&key);
         }
     }
 
