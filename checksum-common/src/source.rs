@@ -49,6 +49,11 @@ pub struct SourceState {
 /// not global, because it depends on the interface's class and the hook.
 pub const SOURCE_REPORT_OFFLOAD: u32 = 1;
 
+/// The namespace cookie of sources that no packet names: replay's capture interfaces, whose
+/// frames all run on the loopback device and are counted in their slots through
+/// `SLOTS_BY_IFINDEX`. No namespace has this cookie (the kernel counts them up from 1).
+pub const REPLAY_NETNS: u64 = u64::MAX;
+
 /// The `STATES` slot that counts frames whose source is not in `SOURCES`: a program still running
 /// for an interface being detached, or a test run on an unregistered device.
 pub const UNATTRIBUTED_SLOT: u32 = 0;

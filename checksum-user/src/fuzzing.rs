@@ -18,9 +18,7 @@ use checksum_common::{
 };
 
 use crate::{
-    analysis::aggregate::{Aggregator, Key},
-    analysis::diagnosis::{Diagnoser, FlowDiagnosis, diagnosis_severity},
-    analysis::severity::{IfaceClass, severity},
+    analysis::{Analysis, SourceFacts, severity::IfaceClass},
     cli::{MAX_DURATION, parse_duration},
     kernel::event::{Flow, Verdict},
     kernel::testrun::MIN_FRAME,
@@ -230,8 +228,15 @@ pub fn verdict_stream(data: &[u8]) {
         3 => IfaceClass::Loopback,
         _ => IfaceClass::Virtual("veth".into()),
     };
-    let mut agg = Aggregator::with_max_keys(max_keys);
-    let mut diagnoser = Diagnoser::with_limit(limit);
+    let mut analysis = Analysis::with_bounds(max_keys, limit);
+    for (i, hook) in Hook::ALL.into_iter().enumerate() {
+        analysis.add_source(SourceFacts {
+            name: format!("if{i}"),
+            hook,
+            class: class.clone(),
+            mode: "tcx",
+        });
+    }
     let mut mismatches = 0;
     for _ in 0..256 {
         if input.is_empty() {
@@ -240,33 +245,36 @@ pub fn verdict_stream(data: &[u8]) {
         let v = verdict(&mut input);
         let source = u32::from(input.u8() % 3);
         mismatches += u64::from(v.status == Status::Bad);
-        agg.add(source, &v);
-        assert!(agg.len() <= max_keys);
-        diagnoser.observe(source, &v);
-        if let Some(d) = diagnoser.diagnosis_of(source, &v) {
+        let observed = analysis.observe(source, &v);
+        assert_eq!(observed.severity, analysis.severity(source, v.kind));
+        assert!(analysis.flows().len() <= max_keys);
+        if let Some(d) = analysis.diagnosis_of(source, &v) {
             let _ = (d.name(), d.explanation(), d.next_step());
         }
         let _ = output::verdict_text(&v);
         let _ = v.json_fields();
     }
-    let counted: u64 = agg.rows().iter().map(|(_, e)| e.count).sum();
-    assert_eq!(counted + agg.evicted.mismatches, mismatches);
-    let diagnoses = diagnoser.diagnose();
+    let flows = analysis.flows();
+    let counted: u64 = flows.rows().iter().map(|(_, e)| e.count).sum();
+    assert_eq!(counted + flows.evicted.mismatches, mismatches);
+    let diagnoses = analysis.diagnoses();
     assert!(diagnoses.len() <= limit);
     let diagnosed: u64 = diagnoses.iter().map(|d| d.count).sum();
-    assert_eq!(diagnosed + diagnoser.untracked().mismatches, mismatches);
+    assert_eq!(diagnosed + analysis.untracked().mismatches, mismatches);
 
     let clock = output::Clock::new();
-    let name = |source: u32| format!("if{source}");
-    let key_severity = |k: &Key| severity(k.kind, k.hook, &class);
-    let flow_severity = |d: &FlowDiagnosis| diagnosis_severity(d, Hook::TcIngress, &class);
-    let _ = output::flows_text(&agg, &name, &key_severity, &clock, 5, true);
-    let _ = output::flows_text(&agg, &name, &key_severity, &clock, 50, false);
-    let _ = output::flows_json(&agg, &name, &key_severity, &clock);
-    let _ = output::diagnoses_text(&diagnoses, &name, &flow_severity, 3);
+    let _ = output::flows_text(&analysis, &clock, 5, true);
+    let _ = output::flows_text(&analysis, &clock, 50, false);
+    let _ = output::flows_json(&analysis, &clock);
+    let _ = output::diagnoses_text(&analysis, &diagnoses, true, 3);
     for d in &diagnoses {
-        let _ = output::diagnosis_json(d, flow_severity(d));
+        let _ = output::diagnosis_json(&analysis, d);
     }
+    let _ = crate::report::view::rows(&analysis, &clock, true, limit);
+    let _ = crate::report::metrics::render(&crate::report::metrics::Snapshot::of(
+        &analysis,
+        &crate::lifecycle::Lifecycle::default(),
+    ));
 }
 
 /// One verdict from the input.
@@ -410,6 +418,7 @@ pub fn pcapng_round_trip(data: &[u8]) {
                     linktype: linktypes[iface as usize],
                     orig_len: orig_len.max(packet.len() as u32),
                     data: packet,
+                    interface: iface,
                 };
                 written.push((record, timestamp_ns, comment));
             }

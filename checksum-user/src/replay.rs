@@ -12,14 +12,14 @@ use checksum_common::{Hook, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::aggregate::Key,
-    analysis::diagnosis::FlowDiagnosis,
-    analysis::severity::{IfaceClass, Severity},
-    analysis::{Analysis, SourceFacts},
+    analysis::{
+        Analysis, SourceFacts, SourceId, SourceStatus,
+        severity::{IfaceClass, Severity},
+    },
     cli::{Format, ReplayArgs},
     kernel::event::Verdict,
     kernel::loader::LoadOptions,
-    kernel::testrun::{FrameAuditor, MIN_FRAME},
+    kernel::testrun::{CountedSource, FrameAuditor, MIN_FRAME},
     pcap::read::{CaptureError, CaptureReader, Record, supported, to_ethernet},
     report::output::{self, Clock, Source},
 };
@@ -69,6 +69,72 @@ pub fn replay_frame(record: &Record) -> Result<Option<Vec<u8>>, CaptureError> {
     Ok(to_ethernet(record.linktype, &record.data)?.filter(|f| f.len() >= MIN_FRAME))
 }
 
+/// The capture's interfaces, each a source of the analysis with kernel counters of its own.
+struct CaptureSources {
+    /// By the records' `interface`: its source id and counted source, once it has had a frame.
+    by_interface: Vec<Option<(SourceId, CountedSource)>>,
+    /// The interface the kernel counts test runs for now.
+    current: Option<u32>,
+}
+
+impl CaptureSources {
+    /// The source of interface `interface`, registered and routed to on first use.
+    fn route(
+        &mut self,
+        interface: u32,
+        reader: &CaptureReader<BufReader<File>>,
+        file: &Path,
+        analysis: &mut Analysis,
+        auditor: &mut FrameAuditor,
+    ) -> Result<SourceId> {
+        let i = interface as usize;
+        if self.by_interface.len() <= i {
+            self.by_interface.resize(i + 1, None);
+        }
+        let (id, counted) = match self.by_interface[i] {
+            Some(known) => known,
+            None => {
+                let counted = auditor.add_counted_source()?;
+                // A capture of one interface is named by its file, as it always was; one of
+                // several by each interface's name in the file (or its number).
+                let name = match reader.interface_name(interface) {
+                    Some(name) => name.to_owned(),
+                    None if reader.interface_count() == 1 => file.display().to_string(),
+                    None => format!("if{interface}"),
+                };
+                // Where a capture was taken is unknown: partial checksums count as expected.
+                let id = analysis.add_source(SourceFacts {
+                    name,
+                    hook: Hook::Xdp,
+                    class: IfaceClass::Virtual("capture".into()),
+                    mode: "test-run",
+                });
+                self.by_interface[i] = Some((id, counted));
+                (id, counted)
+            }
+        };
+        if self.current != Some(interface) {
+            auditor.count_as(Some(counted))?;
+            self.current = Some(interface);
+        }
+        Ok(id)
+    }
+
+    /// Copies each interface's kernel counters into the analysis.
+    fn refresh(&self, analysis: &mut Analysis, auditor: &mut FrameAuditor) {
+        for &(id, counted) in self.by_interface.iter().flatten() {
+            analysis.set_status(
+                id,
+                SourceStatus {
+                    counters: auditor.counted_source_counters(counted),
+                    attached: true,
+                    gone: None,
+                },
+            );
+        }
+    }
+}
+
 /// Replays `args.file`, writing verdict lines and a summary to `out`.
 pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Result<ReplayStats> {
     let mut reader = open_capture(&args.file)?;
@@ -79,15 +145,13 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         ..LoadOptions::default()
     })?;
     let mut stats = ReplayStats::default();
-    // The same pipeline as live auditing, with the capture as its one source. Where a capture was
-    // taken is unknown: partial checksums count as expected there. Every verdict, matching or
-    // not, feeds the diagnosis: the pre-rewrite flow is usually fine.
+    // The same pipeline as live auditing, with each of the capture's interfaces as a source.
+    // Every verdict, matching or not, feeds the diagnosis: the pre-rewrite flow is usually fine.
     let mut analysis = Analysis::default();
-    let capture = analysis.add_source(SourceFacts {
-        name: "replay".into(),
-        hook: Hook::Xdp,
-        class: IfaceClass::Virtual("capture".into()),
-    });
+    let mut sources = CaptureSources {
+        by_interface: Vec::new(),
+        current: None,
+    };
     loop {
         let record = match reader.next_record() {
             Ok(Some(r)) => r,
@@ -104,6 +168,13 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
             }
             Err(e) => bail!("{}: packet {packet}: {e}", args.file.display()),
         };
+        let source = sources.route(
+            record.interface,
+            &reader,
+            &args.file,
+            &mut analysis,
+            &mut auditor,
+        )?;
         let verdicts = match auditor.audit(&frame) {
             Ok(v) => v,
             Err(e) => {
@@ -114,12 +185,13 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         };
         stats.audited += 1;
         for v in &verdicts {
-            analysis.observe(capture, v);
+            analysis.observe(source, v);
             if args.all || v.status == Status::Bad {
                 write_verdict(out, args.format, packet, v)?;
             }
         }
     }
+    sources.refresh(&mut analysis, &mut auditor);
     write_summary(out, args, &stats, auditor.counters(), &analysis)?;
     Ok(stats)
 }
@@ -144,7 +216,8 @@ fn write_summary(
     analysis: &Analysis,
 ) -> Result<()> {
     let name = args.file.display().to_string();
-    let source = Source {
+    // The whole file; with several interfaces each has its own block too.
+    let total = Source {
         name: &name,
         hook: "xdp",
         mode: "test-run",
@@ -152,10 +225,11 @@ fn write_summary(
         offload: Severity::Expected,
         counters,
     };
-    let no_iface = |i| analysis.name(i);
-    let capture_severity = |k: &Key| analysis.key_severity(k);
+    let interfaces: Vec<Source> = analysis
+        .sources()
+        .map(|(id, _, _)| Source::of(analysis, id))
+        .collect();
     let diagnoses = analysis.diagnoses();
-    let diagnosis_severity = |d: &FlowDiagnosis| analysis.diagnosis_severity(d);
     let clock = Clock::new();
     match args.format {
         Format::Json => {
@@ -166,11 +240,12 @@ fn write_summary(
                 "audited": stats.audited,
                 "too_short": stats.too_short,
                 "not_run": stats.not_run,
-                "counters": output::source_json(&source),
-                "flows": output::flows_json(analysis.flows(), &no_iface, &capture_severity, &clock),
+                "counters": output::source_json(&total),
+                "interfaces": interfaces.iter().map(output::source_json).collect::<Vec<_>>(),
+                "flows": output::flows_json(analysis, &clock),
             });
             for d in &diagnoses {
-                writeln!(out, "{}", output::diagnosis_json(d, diagnosis_severity(d)))?;
+                writeln!(out, "{}", output::diagnosis_json(analysis, d))?;
             }
             writeln!(out, "{summary}")?;
         }
@@ -180,11 +255,16 @@ fn write_summary(
                 "\n{} frames, {} audited, {} too short, {} refused by the kernel test run",
                 stats.frames, stats.audited, stats.too_short, stats.not_run
             )?;
-            write!(out, "{}", output::source_text(&source))?;
+            write!(out, "{}", output::source_text(&total))?;
+            if interfaces.len() > 1 {
+                for s in &interfaces {
+                    write!(out, "{}", output::source_text(s))?;
+                }
+            }
             write!(
                 out,
                 "{}",
-                output::diagnoses_text(&diagnoses, &no_iface, &diagnosis_severity, 50)
+                output::diagnoses_text(analysis, &diagnoses, false, 50)
             )?;
         }
     }

@@ -156,3 +156,103 @@ fn a_stale_checksum_after_dnat_names_the_service_address() {
     );
     assert!(text.contains("next: "), "{text}");
 }
+
+/// A pcapng file with `packets` on each named interface, written by our own writer.
+fn pcapng_file(interfaces: &[(&str, Vec<Vec<u8>>)]) -> Vec<u8> {
+    use checksum_user::pcap::write::PcapngWriter;
+    let mut w = PcapngWriter::new(Vec::new(), None).unwrap();
+    let ids: Vec<u32> = interfaces
+        .iter()
+        .map(|(name, _)| w.add_interface(name, 65535).unwrap())
+        .collect();
+    // Interleaved, so that replay switches between the interfaces' counters.
+    let longest = interfaces.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+    for i in 0..longest {
+        for (id, (_, packets)) in ids.iter().zip(interfaces) {
+            if let Some(p) = packets.get(i) {
+                w.write_packet(*id, 1_000 + i as u64, p.len() as u32, p, "")
+                    .unwrap();
+            }
+        }
+    }
+    w.into_inner().unwrap()
+}
+
+#[test]
+fn each_capture_interface_is_counted_apart() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let good = v4_frame(&[], UDP, segment(UDP, 40), &[]).bytes;
+    let mut bad = v4_frame(&[], TCP, segment(TCP, 30), &[]);
+    bad.corrupt_payload();
+    let file = pcapng_file(&[
+        (
+            "ns1/veth-a@tc-egress",
+            vec![good.clone(), good.clone(), good.clone()],
+        ),
+        (
+            "ns2/veth-b@tc-ingress",
+            vec![good.clone(), bad.bytes.clone()],
+        ),
+    ]);
+    let (stdout, _) = replay(&file, &["--format", "json"]);
+    let lines = json_lines(&stdout);
+    common::assert_matches_schema(&lines);
+    let summary = lines.last().unwrap();
+    let ifaces = summary["interfaces"].as_array().expect("interfaces");
+    let by_name = |name: &str| {
+        ifaces
+            .iter()
+            .find(|i| i["iface"] == name)
+            .unwrap_or_else(|| panic!("{name} missing in {summary}"))
+    };
+    let a = by_name("ns1/veth-a@tc-egress");
+    let b = by_name("ns2/veth-b@tc-ingress");
+    assert_eq!(a["packets"], 3, "{a}");
+    assert_eq!(b["packets"], 2, "{b}");
+    assert_eq!(a["mismatches"]["corrupt"], 0, "{a}");
+    assert_eq!(b["mismatches"]["corrupt"], 1, "{b}");
+    // The whole file is still counted once.
+    assert_eq!(summary["counters"]["packets"], 5, "{summary}");
+    // The mismatch is attributed to its interface, in its flow row and its diagnosis.
+    let flows = summary["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{summary}");
+    assert_eq!(flows[0]["iface"], "ns2/veth-b@tc-ingress");
+    let diagnoses: Vec<_> = lines.iter().filter(|l| l["type"] == "diagnosis").collect();
+    assert!(
+        diagnoses
+            .iter()
+            .all(|d| d["iface"] == "ns2/veth-b@tc-ingress"),
+        "{diagnoses:?}"
+    );
+
+    // Text: a block for the file and one per interface.
+    let (text, _) = replay(&file, &[]);
+    assert!(
+        text.contains("ns1/veth-a@tc-egress (capture, xdp, test-run): 3 packets"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ns2/veth-b@tc-ingress (capture, xdp, test-run): 2 packets"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_capture_of_one_interface_keeps_one_block() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let (text, _) = replay(&dnat_capture(), &[]);
+    assert_eq!(
+        text.matches("(capture, xdp, test-run)").count(),
+        1,
+        "{text}"
+    );
+    let (json, _) = replay(&dnat_capture(), &["--format", "json"]);
+    let summary = json_lines(&json).pop().unwrap();
+    let ifaces = summary["interfaces"].as_array().unwrap();
+    assert_eq!(ifaces.len(), 1, "{summary}");
+    assert_eq!(ifaces[0]["packets"], summary["counters"]["packets"]);
+}

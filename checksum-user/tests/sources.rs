@@ -4,7 +4,7 @@
 
 mod common;
 
-use checksum_common::{Hook, SourceKey, source::MAX_SOURCES};
+use checksum_common::{Hook, Kind, SourceKey, source::MAX_SOURCES};
 use checksum_user::{
     kernel::loader::{LoadOptions, Loaded},
     kernel::testrun::FrameAuditor,
@@ -74,4 +74,39 @@ fn frames_of_unknown_sources_are_counted_as_unattributed() {
         1,
         "only the unattributed frame is left"
     );
+}
+
+/// Counted sources (replay's capture interfaces) keep counters of their own although every test
+/// run happens on loopback; the totals still add up, and routing back restores the test-run
+/// source's counting.
+#[test]
+fn counted_sources_split_the_test_runs_counters() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let mut auditor = FrameAuditor::new(false).expect("load");
+    let good = v4_frame(&[], UDP, segment(UDP, 64), &[]).bytes;
+    let mut bad = v4_frame(&[], TCP, segment(TCP, 32), &[]);
+    bad.corrupt_payload();
+    let (a, b) = (
+        auditor.add_counted_source().expect("a"),
+        auditor.add_counted_source().expect("b"),
+    );
+    auditor.count_as(Some(a)).expect("route to a");
+    auditor.audit(&good).expect("run");
+    auditor.audit(&good).expect("run");
+    auditor.count_as(Some(b)).expect("route to b");
+    auditor.audit(&bad.bytes).expect("run");
+    let (ca, cb) = (
+        auditor.counted_source_counters(a),
+        auditor.counted_source_counters(b),
+    );
+    assert_eq!((ca.packets, cb.packets), (2, 1));
+    assert_eq!(ca.mismatch(Kind::Corrupt), 0, "{ca:?}");
+    assert_eq!(cb.mismatch(Kind::Corrupt), 1, "{cb:?}");
+    auditor.count_as(None).expect("route back");
+    auditor.audit(&good).expect("run");
+    assert_eq!(auditor.counted_source_counters(a).packets, 2);
+    assert_eq!(auditor.counters().packets, 4, "every frame counted once");
+    assert_eq!(auditor.unattributed().packets, 0);
 }

@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::Result;
 use checksum_common::{ChecksumEvent, Hook, Kind, Layer, Status, event::FAMILY_IPV4};
 use checksum_user::{
-    analysis::aggregate::Aggregator, analysis::diagnosis::Diagnoser, kernel::event::Verdict,
+    analysis::{Analysis, SourceFacts, severity::IfaceClass},
+    kernel::event::Verdict,
 };
 
 const EVENTS: u32 = 1_000_000;
@@ -67,21 +68,26 @@ fn rss_kib() -> u64 {
 /// Decodes and aggregates `EVENTS` records with `flows` distinct flows, one record at a time as
 /// they come off the ring; returns events/s and what the bounded tables kept and counted.
 fn run_once(flows: u32) -> Result<(f64, u64, u64, u64)> {
-    let mut agg = Aggregator::default();
-    let mut diagnoser = Diagnoser::default();
+    // The live pipeline: one Analysis, fed one source's events.
+    let mut analysis = Analysis::default();
+    let source = analysis.add_source(SourceFacts {
+        name: "bench".into(),
+        hook: Hook::TcIngress,
+        class: IfaceClass::Virtual("veth".into()),
+        mode: "tcx",
+    });
     let start = Instant::now();
     for i in 0..EVENTS {
         let r = record(i % flows, i);
         let v = Verdict::decode(&r)?;
-        agg.add(0, &v);
-        diagnoser.observe(0, &v);
+        analysis.observe(source, &v);
     }
     let secs = start.elapsed().as_secs_f64();
     Ok((
         EVENTS as f64 / secs,
-        agg.len() as u64,
-        agg.evicted.rows,
-        diagnoser.untracked().mismatches,
+        analysis.flows().len() as u64,
+        analysis.flows().evicted.rows,
+        analysis.untracked().mismatches,
     ))
 }
 

@@ -9,7 +9,10 @@ use foldhash::fast::RandomState;
 
 use checksum_common::{Hook, Kind, Layer, Status};
 
-use crate::kernel::event::{Flow, Verdict};
+use crate::{
+    analysis::severity::Severity,
+    kernel::event::{Flow, Verdict},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
@@ -42,6 +45,8 @@ pub struct Entry {
     /// The latest got/want pair seen.
     pub got: u16,
     pub want: u16,
+    /// Judged when the row's first mismatch was taken in, from where it was seen.
+    pub severity: Severity,
 }
 
 /// A row and when it was last updated, in `Aggregator::seq` ticks (kernel timestamps are not
@@ -86,9 +91,9 @@ impl Aggregator {
         }
     }
 
-    /// Adds a mismatch seen at `source`; returns true when it opened a new row. Other verdicts
-    /// are ignored.
-    pub fn add(&mut self, source: u32, v: &Verdict) -> bool {
+    /// Adds a mismatch seen at `source`, of `severity` there; returns true when it opened a new
+    /// row. Other verdicts are ignored.
+    pub fn add(&mut self, source: u32, v: &Verdict, severity: Severity) -> bool {
         if v.status != Status::Bad {
             return false;
         }
@@ -113,6 +118,7 @@ impl Aggregator {
             last_ns: v.timestamp_ns,
             got: v.got,
             want: v.want,
+            severity,
         };
         let seen = self.seq;
         self.entries.insert(key, Slot { entry, seen });
@@ -194,9 +200,9 @@ pub(crate) mod tests {
     #[test]
     fn groups_by_flow_and_kind() {
         let mut a = Aggregator::default();
-        assert!(a.add(3, &verdict(1, Kind::Corrupt, 10)));
-        assert!(!a.add(3, &verdict(1, Kind::Corrupt, 5)));
-        assert!(a.add(3, &verdict(1, Kind::Zero, 7)));
+        assert!(a.add(3, &verdict(1, Kind::Corrupt, 10), Severity::Problem));
+        assert!(!a.add(3, &verdict(1, Kind::Corrupt, 5), Severity::Problem));
+        assert!(a.add(3, &verdict(1, Kind::Zero, 7), Severity::Problem));
         let rows = a.rows();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].1.count, 2);
@@ -208,7 +214,7 @@ pub(crate) mod tests {
         let mut a = Aggregator::default();
         let mut v = verdict(1, Kind::Match, 1);
         v.status = Status::Ok;
-        assert!(!a.add(3, &v));
+        assert!(!a.add(3, &v, Severity::Problem));
         assert!(a.is_empty());
     }
 
@@ -216,7 +222,7 @@ pub(crate) mod tests {
     fn memory_is_bounded_and_evictions_counted() {
         let mut a = Aggregator::with_max_keys(2);
         for port in 0..5 {
-            a.add(3, &verdict(port, Kind::Corrupt, 1));
+            a.add(3, &verdict(port, Kind::Corrupt, 1), Severity::Problem);
         }
         assert_eq!(a.len(), 2);
         assert_eq!(
@@ -238,11 +244,11 @@ pub(crate) mod tests {
     fn the_least_recently_seen_rows_are_evicted() {
         let mut a = Aggregator::with_max_keys(20);
         for port in 0..20 {
-            a.add(3, &verdict(port, Kind::Corrupt, 1));
+            a.add(3, &verdict(port, Kind::Corrupt, 1), Severity::Problem);
         }
         // Port 0 is the oldest row but keeps being seen; ports 1 and 2 are the stalest.
-        a.add(3, &verdict(0, Kind::Corrupt, 2));
-        a.add(3, &verdict(100, Kind::Corrupt, 3));
+        a.add(3, &verdict(0, Kind::Corrupt, 2), Severity::Problem);
+        a.add(3, &verdict(100, Kind::Corrupt, 3), Severity::Problem);
         let ports: Vec<u16> = a.rows().iter().map(|r| r.0.flow.ports.unwrap().0).collect();
         assert!(ports.contains(&0) && ports.contains(&100), "{ports:?}");
         assert!(!ports.contains(&1) && !ports.contains(&2), "{ports:?}");

@@ -34,7 +34,7 @@ use checksum_common::{
 };
 
 use crate::{
-    analysis::aggregate::DEFAULT_MAX_KEYS,
+    analysis::{aggregate::DEFAULT_MAX_KEYS, severity::Severity},
     kernel::event::{Flow, Verdict, hex},
 };
 
@@ -301,6 +301,8 @@ pub struct FlowDiagnosis {
     pub count: u64,
     /// got - want (one's complement) when every mismatch had the same; `None` when it varied.
     pub delta: Option<u16>,
+    /// Judged from the diagnosis and where the flow was seen (`Analysis::diagnoses`).
+    pub severity: Severity,
 }
 
 /// Observations that did not fit under the memory bound (counted, never silently dropped).
@@ -372,17 +374,22 @@ impl Diagnoser {
     }
 
     /// Every tracked flow's diagnosis, most mismatches first (ties in key order, for stable output).
-    pub fn diagnose(&self) -> Vec<FlowDiagnosis> {
+    /// `severity` judges a diagnosis at its source (the diagnoser knows no sources).
+    pub fn diagnose(&self, severity: impl Fn(u32, &Diagnosis) -> Severity) -> Vec<FlowDiagnosis> {
         let mut out: Vec<_> = self
             .flows
             .iter()
-            .map(|(k, s)| FlowDiagnosis {
-                source: k.source,
-                layer: k.layer,
-                flow: k.flow,
-                diagnosis: self.diagnose_flow(k, s),
-                count: s.count,
-                delta: s.delta.get(),
+            .map(|(k, s)| {
+                let diagnosis = self.diagnose_flow(k, s);
+                FlowDiagnosis {
+                    source: k.source,
+                    layer: k.layer,
+                    flow: k.flow,
+                    severity: severity(k.source, &diagnosis),
+                    diagnosis,
+                    count: s.count,
+                    delta: s.delta.get(),
+                }
             })
             .collect();
         out.sort_by_key(|d| (Reverse(d.count), d.source, d.layer, d.flow));
@@ -798,21 +805,6 @@ struct Found {
     updated_as_complete: bool,
 }
 
-/// The severity of a flow's diagnosis where it was seen (`hook` on an interface of `class`): a
-/// partial checksum is judged by place (see analysis/severity.rs); every other diagnosis is a problem.
-pub fn diagnosis_severity(
-    d: &FlowDiagnosis,
-    hook: checksum_common::Hook,
-    class: &crate::analysis::severity::IfaceClass,
-) -> crate::analysis::severity::Severity {
-    match d.diagnosis {
-        Diagnosis::OffloadPending => {
-            crate::analysis::severity::severity(checksum_common::Kind::OffloadPending, hook, class)
-        }
-        _ => crate::analysis::severity::Severity::Problem,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Every case is built from real packet bytes: checksums come from an independent big-endian
@@ -1004,7 +996,7 @@ mod tests {
 
     /// The single diagnosed flow.
     fn only(d: &Diagnoser) -> FlowDiagnosis {
-        let all = d.diagnose();
+        let all = d.diagnose(|_, _| Severity::Problem);
         assert_eq!(all.len(), 1, "{all:#?}");
         all.into_iter().next().unwrap()
     }
@@ -1206,7 +1198,7 @@ mod tests {
             let field = nat_update(partial, &old, &new);
             d.observe(2, &reply.with_src(node).verdict(field));
         }
-        let all = d.diagnose();
+        let all = d.diagnose(|_, _| Severity::Problem);
         let f = all.iter().find(|f| f.source == 2).unwrap();
         let Diagnosis::PartialThenRewritten {
             updated_as_complete: true,
@@ -1240,7 +1232,11 @@ mod tests {
             let field = nat_update(reply.pseudo(), &octets(pod.0), &octets(vip.0));
             d.observe(2, &reply.with_src(vip).verdict(field));
         }
-        let f = d.diagnose().into_iter().find(|f| f.source == 2).unwrap();
+        let f = d
+            .diagnose(|_, _| Severity::Problem)
+            .into_iter()
+            .find(|f| f.source == 2)
+            .unwrap();
         assert_eq!(f.diagnosis.name(), "partial-then-rewritten");
         let r = f.diagnosis.likely_original().unwrap();
         assert_eq!(
@@ -1257,7 +1253,11 @@ mod tests {
         let before = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 80), payload(0));
         d.observe(1, &before.verdict(before.pseudo()));
         d.observe(2, &before.with_dst((v4(POD), 80)).verdict(before.pseudo()));
-        let f = d.diagnose().into_iter().find(|f| f.source == 2).unwrap();
+        let f = d
+            .diagnose(|_, _| Severity::Problem)
+            .into_iter()
+            .find(|f| f.source == 2)
+            .unwrap();
         let Diagnosis::PartialThenRewritten {
             updated_as_complete: false,
             likely_original: r,
@@ -1475,7 +1475,13 @@ mod tests {
         assert_eq!(u.flows, 3);
         // Two values fit (the first flow's addresses); every later new value is counted.
         assert!(u.values > 0);
-        assert_eq!(d.diagnose().iter().map(|f| f.count).sum::<u64>(), 3);
+        assert_eq!(
+            d.diagnose(|_, _| Severity::Problem)
+                .iter()
+                .map(|f| f.count)
+                .sum::<u64>(),
+            3
+        );
         assert_eq!(d.values.len(), 2);
     }
 }

@@ -6,24 +6,44 @@ pub mod aggregate;
 pub mod diagnosis;
 pub mod severity;
 
-use checksum_common::{Hook, Kind};
+use checksum_common::{Counters, Hook, Kind};
 
 use crate::kernel::event::Verdict;
-use aggregate::{Aggregator, Key};
+use aggregate::{Aggregator, Entry, Key};
 use diagnosis::{Diagnoser, Diagnosis, FlowDiagnosis};
 use severity::{IfaceClass, Severity};
 
-/// Index of a source (one interface at one hook, or a replayed capture) in an [`Analysis`].
+/// Index of a source (one interface at one hook, or a replayed capture's interface) in an
+/// [`Analysis`].
 pub type SourceId = u32;
 
 /// What the analysis must know of a source: how to name it, and where it is, which decides
-/// whether a partial checksum there is a problem.
+/// whether a partial checksum there is a problem. Fixed when it is registered.
 #[derive(Debug, Clone)]
 pub struct SourceFacts {
-    /// `iface`, `netns/iface`, or what replay calls its capture.
+    /// `iface`, `netns/iface`, or a replayed capture's interface.
     pub name: String,
     pub hook: Hook,
     pub class: IfaceClass,
+    /// How it is attached ("native", "generic", "tcx", "clsact"), or "test-run" for replay.
+    pub mode: &'static str,
+}
+
+/// What changes while a source is audited; its owner (the live registry, replay) brings it up
+/// to date before anything is rendered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// The kernel's counters for it.
+    pub counters: Counters,
+    pub attached: bool,
+    /// Set when its interface or namespace went away: the how-many-th such detach it was.
+    pub gone: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Source {
+    facts: SourceFacts,
+    status: SourceStatus,
 }
 
 /// One verdict, taken in.
@@ -35,36 +55,80 @@ pub struct Observed {
     pub seen: u64,
 }
 
-/// Decoded verdicts in; flows, diagnoses and severities out.
+/// A row of the flow table with the source it was seen at.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowRow<'a> {
+    pub key: Key,
+    pub entry: Entry,
+    pub source: &'a SourceFacts,
+}
+
+/// Decoded verdicts and source counters in; flows, diagnoses and severities out. Every renderer
+/// (text, JSON, the terminal view, metrics, pcapng comments) reads from here.
 #[derive(Default)]
 pub struct Analysis {
-    sources: Vec<SourceFacts>,
+    sources: Vec<Source>,
     agg: Aggregator,
     diagnoser: Diagnoser,
 }
 
 impl Analysis {
-    /// Registers a source; ids are handed out in order from 0.
+    /// With bounds on the flow table (`max_flows` rows) and the diagnoser (`max_diagnosed` flows,
+    /// and as many remembered values); what does not fit is counted, not lost.
+    pub fn with_bounds(max_flows: usize, max_diagnosed: usize) -> Self {
+        Self {
+            sources: Vec::new(),
+            agg: Aggregator::with_max_keys(max_flows),
+            diagnoser: Diagnoser::with_limit(max_diagnosed),
+        }
+    }
+
+    /// Registers a source; ids are handed out in order from 0. It starts attached, with zero
+    /// counters.
     pub fn add_source(&mut self, facts: SourceFacts) -> SourceId {
-        self.sources.push(facts);
+        self.sources.push(Source {
+            facts,
+            status: SourceStatus {
+                attached: true,
+                ..SourceStatus::default()
+            },
+        });
         (self.sources.len() - 1) as SourceId
     }
 
     /// Sources registered so far.
-    pub fn sources(&self) -> usize {
+    pub fn source_count(&self) -> usize {
         self.sources.len()
     }
 
     pub fn source(&self, id: SourceId) -> &SourceFacts {
-        &self.sources[id as usize]
+        &self.sources[id as usize].facts
+    }
+
+    pub fn status(&self, id: SourceId) -> &SourceStatus {
+        &self.sources[id as usize].status
+    }
+
+    /// Brings a source's counters and attachment up to date.
+    pub fn set_status(&mut self, id: SourceId, status: SourceStatus) {
+        self.sources[id as usize].status = status;
+    }
+
+    /// Every source, in id order.
+    pub fn sources(&self) -> impl Iterator<Item = (SourceId, &SourceFacts, &SourceStatus)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(id, s)| (id as SourceId, &s.facts, &s.status))
     }
 
     /// Takes a verdict seen at `source` (registered before).
     pub fn observe(&mut self, source: SourceId, v: &Verdict) -> Observed {
-        self.agg.add(source, v);
+        let severity = self.severity(source, v.kind);
+        self.agg.add(source, v, severity);
         self.diagnoser.observe(source, v);
         Observed {
-            severity: self.severity(source, v.kind),
+            severity,
             seen: self.agg.count(&Key::of(source, v)),
         }
     }
@@ -75,19 +139,13 @@ impl Analysis {
         severity::severity(kind, s.hook, &s.class)
     }
 
-    /// The severity of a flow row.
-    pub fn key_severity(&self, key: &Key) -> Severity {
-        self.severity(key.source, key.kind)
-    }
-
-    /// The severity of a flow's diagnosis.
-    pub fn diagnosis_severity(&self, d: &FlowDiagnosis) -> Severity {
-        let s = self.source(d.source);
-        diagnosis::diagnosis_severity(d, s.hook, &s.class)
-    }
-
+    /// Every tracked flow's diagnosis with its severity, most mismatches first.
     pub fn diagnoses(&self) -> Vec<FlowDiagnosis> {
-        self.diagnoser.diagnose()
+        self.diagnoser.diagnose(|source, d| match d {
+            // A partial checksum is judged by place; every other finding is a problem.
+            Diagnosis::OffloadPending => self.severity(source, Kind::OffloadPending),
+            _ => Severity::Problem,
+        })
     }
 
     /// The diagnosis of the flow `v` belongs to, if it has one yet.
@@ -100,9 +158,34 @@ impl Analysis {
         &self.agg
     }
 
-    /// A source's name, for renderers that take a naming function.
-    pub fn name(&self, source: SourceId) -> String {
-        self.source(source).name.clone()
+    /// The flow table's rows, problems first, then by count; expected partial checksums only
+    /// with `show_offload`.
+    pub fn flow_rows(&self, show_offload: bool) -> Vec<FlowRow<'_>> {
+        let mut rows: Vec<_> = self
+            .agg
+            .rows()
+            .into_iter()
+            .filter(|(k, e)| {
+                show_offload || e.severity == Severity::Problem || k.kind != Kind::OffloadPending
+            })
+            .map(|(key, entry)| FlowRow {
+                key,
+                entry,
+                source: self.source(key.source),
+            })
+            .collect();
+        rows.sort_by_key(|r| {
+            (
+                std::cmp::Reverse(r.entry.severity),
+                std::cmp::Reverse(r.entry.count),
+            )
+        });
+        rows
+    }
+
+    /// Observations the diagnoser had no room for.
+    pub fn untracked(&self) -> diagnosis::Untracked {
+        self.diagnoser.untracked()
     }
 }
 
@@ -117,11 +200,13 @@ mod tests {
             name: "eth0".into(),
             hook: Hook::TcIngress,
             class: IfaceClass::Physical,
+            mode: "tcx",
         });
         let veth = a.add_source(SourceFacts {
             name: "ns/veth0".into(),
             hook: Hook::TcIngress,
             class: IfaceClass::Virtual("veth".into()),
+            mode: "tcx",
         });
         (a, nic, veth)
     }
@@ -136,7 +221,7 @@ mod tests {
         // Real corruption is a problem anywhere.
         let corrupt = verdict(2, Kind::Corrupt, 2);
         assert_eq!(a.observe(veth, &corrupt).severity, Severity::Problem);
-        assert_eq!(a.name(veth), "ns/veth0");
+        assert_eq!(a.source(veth).name, "ns/veth0");
     }
 
     #[test]
@@ -152,7 +237,7 @@ mod tests {
         assert!(
             a.diagnoses()
                 .iter()
-                .all(|d| a.diagnosis_severity(d) == Severity::Problem)
+                .all(|d| d.severity == Severity::Problem)
         );
     }
 

@@ -332,9 +332,10 @@ impl Loaded {
     }
 
     /// Sets `key`'s entry in `SLOTS_BY_IFINDEX` to `new` if it holds `old` (where the programs
-    /// look it up there: one namespace, a small ifindex).
+    /// look it up there: one namespace, a small ifindex). Keys with a namespace cookie never are:
+    /// in a run of one namespace, those are sources no packet names (`REPLAY_NETNS`).
     fn set_direct_slot(&mut self, key: &SourceKey, old: u32, new: u32) -> anyhow::Result<()> {
-        if !self.direct || key.ifindex >= DIRECT_IFINDEXES || key.hook > 2 {
+        if !self.direct || key.netns != 0 || key.ifindex >= DIRECT_IFINDEXES || key.hook > 2 {
             return Ok(());
         }
         let mut array =
@@ -344,6 +345,26 @@ impl Loaded {
             slots[key.hook as usize] = new;
             array.set(key.ifindex, &slots, 0)?;
         }
+        Ok(())
+    }
+
+    /// Counts the frames of `device` (a source in `SLOTS_BY_IFINDEX`: one namespace, a small
+    /// ifindex) in the slot of `counted_as` from now on, or in its own again when that is
+    /// `device` itself. Replay counts each capture interface's frames apart this way, though
+    /// all run on the loopback device.
+    pub fn count_as(&mut self, device: &SourceKey, counted_as: &SourceKey) -> anyhow::Result<()> {
+        let (Some(_), Some(&target)) = (self.slots.get(device), self.slots.get(counted_as)) else {
+            anyhow::bail!("count_as: both sources must have been added");
+        };
+        anyhow::ensure!(
+            self.direct && device.netns == 0 && device.ifindex < DIRECT_IFINDEXES,
+            "count_as: the device must be in SLOTS_BY_IFINDEX"
+        );
+        let mut array =
+            Array::<&mut MapData, [u32; 3]>::try_from(self.map_mut(SLOTS_BY_IFINDEX_MAP)?)?;
+        let mut slots = array.get(&device.ifindex, 0)?;
+        slots[device.hook as usize] = target;
+        array.set(device.ifindex, &slots, 0)?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use aya::{
     maps::{MapData, RingBuf},
     programs::{TestRun, TestRunOptions},
 };
-use checksum_common::{Counters, Hook, SourceKey};
+use checksum_common::{Counters, Hook, SourceKey, source::REPLAY_NETNS};
 
 use crate::{
     kernel::event::{Captured, Verdict},
@@ -61,16 +61,31 @@ pub enum RunError {
 /// The sources frames are run at: test runs happen on the loopback device of the current
 /// namespace, at XDP and TC alike.
 fn test_run_sources() -> impl Iterator<Item = SourceKey> {
+    Hook::ALL.into_iter().map(test_run_source)
+}
+
+fn test_run_source(hook: Hook) -> SourceKey {
     let lo = crate::kernel::attach::ifindex_of("lo").unwrap_or(1);
-    Hook::ALL
-        .into_iter()
-        .map(move |hook| SourceKey::new(0, lo, hook))
+    SourceKey::new(0, lo, hook)
+}
+
+/// A source of XDP test runs with counters of its own (see [`FrameAuditor::count_as`]): replay
+/// makes one per capture interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CountedSource(u32);
+
+impl CountedSource {
+    fn key(self) -> SourceKey {
+        SourceKey::new(REPLAY_NETNS, self.0, Hook::Xdp)
+    }
 }
 
 pub struct FrameAuditor {
     loaded: Loaded,
     events: RingBuf<MapData>,
     kernel_log: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Sources added with `add_counted_source`.
+    counted: Vec<CountedSource>,
 }
 
 impl FrameAuditor {
@@ -105,7 +120,33 @@ impl FrameAuditor {
             loaded,
             events,
             kernel_log,
+            counted: Vec::new(),
         })
+    }
+
+    /// A new source with counters of its own, for XDP test runs after `count_as` names it.
+    pub fn add_counted_source(&mut self) -> Result<CountedSource, LoadError> {
+        let source = CountedSource(self.counted.len() as u32);
+        self.loaded
+            .add_source(source.key(), 0)
+            .map_err(|e| LoadError::Other(format!("adding a counted source: {e:#}")))?;
+        self.counted.push(source);
+        Ok(source)
+    }
+
+    /// Counts the XDP test runs that follow in `source`'s counters, or in the test-run source's
+    /// again with `None`.
+    pub fn count_as(&mut self, source: Option<CountedSource>) -> Result<(), RunError> {
+        let device = test_run_source(Hook::Xdp);
+        let target = source.map_or(device, CountedSource::key);
+        self.loaded
+            .count_as(&device, &target)
+            .map_err(|e| RunError::Kernel(format!("{e:#}")))
+    }
+
+    /// The counters of a counted source, summed over the CPUs.
+    pub fn counted_source_counters(&mut self, source: CountedSource) -> Counters {
+        self.loaded.source_counters(&source.key())
     }
 
     /// Runs one frame through the XDP audit program and returns every verdict it reported.
@@ -199,6 +240,10 @@ impl FrameAuditor {
 
     /// Removes the test-run sources: later frames are counted as unattributed.
     pub fn forget_sources(&mut self) {
+        // Route XDP back first, so that no entry names a counted source's slot once it is free.
+        if let Err(e) = self.count_as(None) {
+            log::warn!("{e}");
+        }
         for key in test_run_sources() {
             self.loaded.remove_source(&key);
         }

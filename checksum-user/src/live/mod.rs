@@ -181,9 +181,10 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     }
     run.unattributed_events += run.pending.len() as u64;
     for r in &received {
-        printer.on_verdict(&run.sources, r, &mut stdout)?;
+        printer.on_verdict(r, &mut stdout)?;
     }
-    printer.summary(&run.sources, &run.lifecycle, true, &mut stdout)?;
+    run.refresh(&mut printer.analysis);
+    printer.summary(&run.lifecycle, true, &mut stdout)?;
     if run.unattributed_events > 0 {
         eprintln!(
             "checksum-audit: warning: {} events named no audited interface (counted, not shown)",
@@ -264,7 +265,7 @@ async fn audit<'a>(
         tokio::select! {
             Some(raw) = events_rx.recv() => {
                 if let Some(received) = run.resolve(raw) {
-                    printer.on_verdict(&run.sources, &received, &mut stdout)?;
+                    printer.on_verdict(&received, &mut stdout)?;
                 }
             }
             Some(update) = updates_rx.recv() => match update {
@@ -272,7 +273,7 @@ async fn audit<'a>(
                     run.add(ns, *attachment);
                     printer.register_sources(&run.sources);
                     for received in run.resolved_pending() {
-                        printer.on_verdict(&run.sources, &received, &mut stdout)?;
+                        printer.on_verdict(&received, &mut stdout)?;
                     }
                 },
                 Update::Vanished { ns, ifindex, iface } => run.vanished(ns, ifindex, &iface),
@@ -283,11 +284,18 @@ async fn audit<'a>(
                 Update::Failed { ns, error, fatal: false } => run.warn(ns, error),
                 Update::Ready { .. } => {}
             },
-            _ = ticker.tick(), if printer.view.is_none() => printer.summary(&run.sources, &run.lifecycle, false, &mut stdout)?,
-            _ = redraw.tick(), if printer.view.is_some() => printer.draw(&run.sources, &mut stdout)?,
+            _ = ticker.tick(), if printer.view.is_none() => {
+                run.refresh(&mut printer.analysis);
+                printer.summary(&run.lifecycle, false, &mut stdout)?;
+            }
+            _ = redraw.tick(), if printer.view.is_some() => {
+                run.refresh(&mut printer.analysis);
+                printer.draw(&mut stdout)?;
+            }
             _ = refresh.tick(), if metrics.is_some() => {
+                run.refresh(&mut printer.analysis);
                 if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
-                    *snapshot = printer.metrics_snapshot(&run.sources, &run.lifecycle);
+                    *snapshot = printer.metrics_snapshot(&run.lifecycle);
                 }
             }
             _ = stop.recv() => break,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use checksum_common::{Counters, Hook};
 
 use crate::{
-    analysis::{SourceId, severity::IfaceClass},
+    analysis::{Analysis, SourceId, SourceStatus, severity::IfaceClass},
     kernel::{attach::Attachment, ring},
     lifecycle::Lifecycle,
     net::follow::Namespace,
@@ -49,22 +49,6 @@ impl SourceInfo {
     }
 }
 
-/// How many interfaces (at one hook each) that went away summaries still list, the most recent
-/// first: a node agent sees pods come and go for months, and summaries must not grow with them.
-/// Metrics drop a gone interface's series at once (`detachments_total` counts it).
-pub(super) const LISTED_GONE: u64 = 64;
-
-/// Sources attached now.
-pub(super) fn active(sources: &[SourceInfo]) -> usize {
-    sources.iter().filter(|s| s.attachment.is_some()).count()
-}
-
-/// Sources gone too long ago to be listed in summaries, of `gone` detached so far (each detach
-/// of a gone interface or namespace is one source).
-pub(super) fn unlisted(gone: u64) -> u64 {
-    gone.saturating_sub(LISTED_GONE)
-}
-
 /// Everything attached so far, with the plumbing to read and detach it.
 pub(super) struct Run {
     pub(super) namespaces: Vec<Namespace>,
@@ -92,6 +76,21 @@ impl Run {
             pending: Vec::new(),
             unattributed_events: 0,
             lifecycle: Lifecycle::default(),
+        }
+    }
+
+    /// Brings every source's counters and attachment in `analysis` up to date (sources are
+    /// registered there in the same order, so their ids agree), before anything is rendered.
+    pub(super) fn refresh(&self, analysis: &mut Analysis) {
+        for (id, s) in self.sources.iter().enumerate() {
+            analysis.set_status(
+                id as SourceId,
+                SourceStatus {
+                    counters: s.counters(),
+                    attached: s.attachment.is_some(),
+                    gone: s.gone,
+                },
+            );
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Record {
     pub data: Vec<u8>,
     /// Length on the wire; larger than `data.len()` when the capture was cut at the snap length.
     pub orig_len: u32,
+    /// The interface it was captured on: its place among every interface the file declared, in
+    /// every section (0 for classic pcap, which has one). See [`CaptureReader::interface_name`].
+    pub interface: u32,
 }
 
 enum Format {
@@ -47,7 +50,8 @@ enum Format {
     },
     PcapNg {
         big_endian: bool,
-        linktypes: Vec<u32>,
+        /// The section's interfaces: link type and place in the file's `interfaces`.
+        linktypes: Vec<(u32, u32)>,
     },
 }
 
@@ -55,6 +59,8 @@ pub struct CaptureReader<R: Read> {
     input: R,
     format: Format,
     records: usize,
+    /// The `if_name` of every interface declared so far (`None` where it has none).
+    interfaces: Vec<Option<String>>,
 }
 
 fn u32_at(b: &[u8], big_endian: bool) -> u32 {
@@ -118,6 +124,7 @@ impl<R: Read> CaptureReader<R> {
                     linktypes: Vec::new(),
                 },
                 records: 0,
+                interfaces: Vec::new(),
             };
             reader.read_section_header()?;
             return Ok(reader);
@@ -128,7 +135,18 @@ impl<R: Read> CaptureReader<R> {
             input,
             format,
             records: 0,
+            interfaces: vec![None],
         })
+    }
+
+    /// The name a pcapng file gives interface `interface` of a [`Record`] (its `if_name`), if any.
+    pub fn interface_name(&self, interface: u32) -> Option<&str> {
+        self.interfaces.get(interface as usize)?.as_deref()
+    }
+
+    /// Interfaces declared so far (one for classic pcap).
+    pub fn interface_count(&self) -> usize {
+        self.interfaces.len()
     }
 
     /// The link type of a classic pcap file (pcapng has one per interface).
@@ -206,6 +224,7 @@ impl<R: Read> CaptureReader<R> {
             linktype,
             data,
             orig_len: orig_len.max(caplen as u32),
+            interface: 0,
         }))
     }
 
@@ -249,7 +268,9 @@ impl<R: Read> CaptureReader<R> {
                     if body.len() < 8 {
                         return Err(self.corrupt("short interface description"));
                     }
-                    linktypes.push(u16_at(&body[0..2], big_endian) as u32);
+                    let file_iface = self.interfaces.len() as u32;
+                    linktypes.push((u16_at(&body[0..2], big_endian) as u32, file_iface));
+                    self.interfaces.push(if_name(&body[8..], big_endian));
                 }
                 PCAPNG_EPB | PCAPNG_PB => {
                     if body.len() < 20 {
@@ -262,7 +283,7 @@ impl<R: Read> CaptureReader<R> {
                     };
                     let caplen = u32_at(&body[12..16], big_endian) as usize;
                     let orig_len = u32_at(&body[16..20], big_endian);
-                    let Some(&linktype) = linktypes.get(iface) else {
+                    let Some(&(linktype, interface)) = linktypes.get(iface) else {
                         return Err(
                             self.corrupt(format!("packet names undeclared interface {iface}"))
                         );
@@ -274,13 +295,14 @@ impl<R: Read> CaptureReader<R> {
                         linktype,
                         data: data.to_vec(),
                         orig_len: orig_len.max(caplen as u32),
+                        interface,
                     }));
                 }
                 PCAPNG_SPB => {
                     if body.len() < 4 {
                         return Err(self.corrupt("short simple packet block"));
                     }
-                    let Some(&linktype) = linktypes.first() else {
+                    let Some(&(linktype, interface)) = linktypes.first() else {
                         return Err(self.corrupt("simple packet before any interface"));
                     };
                     let orig_len = u32_at(&body[0..4], big_endian);
@@ -289,6 +311,7 @@ impl<R: Read> CaptureReader<R> {
                         linktype,
                         data: body[4..4 + caplen].to_vec(),
                         orig_len,
+                        interface,
                     }));
                 }
                 _ => {} // statistics, name resolution, custom: not packets
@@ -321,6 +344,28 @@ impl<R: Read> CaptureReader<R> {
         };
         Ok(())
     }
+}
+
+/// The `if_name` option (code 2) among an interface description's options, if it has one.
+/// Malformed options end the search: the name is a nicety, the packets still count.
+fn if_name(mut options: &[u8], big_endian: bool) -> Option<String> {
+    const OPT_END: u16 = 0;
+    const IF_NAME: u16 = 2;
+    while options.len() >= 4 {
+        let code = u16_at(&options[0..2], big_endian);
+        let len = u16_at(&options[2..4], big_endian) as usize;
+        let value = options.get(4..4 + len)?;
+        match code {
+            OPT_END => return None,
+            IF_NAME => {
+                let name = String::from_utf8_lossy(value);
+                let name = name.trim_end_matches('\0');
+                return (!name.is_empty()).then(|| name.to_owned());
+            }
+            _ => options = options.get(4 + len.div_ceil(4) * 4..)?,
+        }
+    }
+    None
 }
 
 fn read_exact_or(
@@ -431,6 +476,50 @@ mod tests {
     }
 
     #[test]
+    fn pcapng_interfaces_are_numbered_across_sections_and_named() {
+        use crate::pcap::write::PcapngWriter;
+        let section = |names: &[&str]| {
+            let mut w = PcapngWriter::new(Vec::new(), None).unwrap();
+            for (i, name) in names.iter().enumerate() {
+                let id = w.add_interface(name, 1500).unwrap();
+                w.write_packet(id, 1, 3, &[i as u8; 3], "").unwrap();
+            }
+            w.into_inner().unwrap()
+        };
+        // Two sections: the second's interface 0 is the file's third.
+        let mut file = section(&["ns/veth0@tc-egress", "eth1"]);
+        file.extend(section(&["lo"]));
+        let mut r = CaptureReader::new(&file[..]).unwrap();
+        let ifaces: Vec<u32> = std::iter::from_fn(|| r.next_record().unwrap())
+            .map(|rec| rec.interface)
+            .collect();
+        assert_eq!(ifaces, [0, 1, 2]);
+        assert_eq!(r.interface_count(), 3);
+        assert_eq!(r.interface_name(0), Some("ns/veth0@tc-egress"));
+        assert_eq!(r.interface_name(2), Some("lo"));
+        assert_eq!(r.interface_name(3), None);
+    }
+
+    #[test]
+    fn interface_names_survive_other_options_and_malformed_ones_are_ignored() {
+        let opt = |code: u16, value: &[u8]| {
+            let mut o = code.to_le_bytes().to_vec();
+            o.extend((value.len() as u16).to_le_bytes());
+            o.extend(value);
+            o.resize(o.len().div_ceil(4) * 4, 0);
+            o
+        };
+        let mut options = opt(1, b"a comment");
+        options.extend(opt(2, b"eth7\0"));
+        assert_eq!(if_name(&options, false).as_deref(), Some("eth7"));
+        assert_eq!(if_name(&opt(0, b""), false), None, "opt_endofopt");
+        assert_eq!(if_name(&opt(2, b""), false), None, "an empty name is none");
+        // A length past the block's end: no name, no panic.
+        assert_eq!(if_name(&[2, 0, 0xff, 0, b'x'], false), None);
+        assert_eq!(if_name(&[], false), None);
+    }
+
+    #[test]
     fn reads_pcap_records() {
         let file = pcap(1, &[b"abcdefghijklmnop", b"xyz"]);
         let mut r = CaptureReader::new(&file[..]).unwrap();
@@ -438,6 +527,8 @@ mod tests {
         let a = r.next_record().unwrap().unwrap();
         assert_eq!(a.data, b"abcdefghijklmnop");
         assert_eq!(a.orig_len, 26);
+        assert_eq!(a.interface, 0);
+        assert_eq!((r.interface_count(), r.interface_name(0)), (1, None));
         assert_eq!(r.next_record().unwrap().unwrap().data, b"xyz");
         assert!(r.next_record().unwrap().is_none());
     }

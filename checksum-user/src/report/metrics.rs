@@ -4,6 +4,7 @@
 //! snapshot (refreshed by the live loop every second).
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
@@ -12,8 +13,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use checksum_common::{Counters, Kind, Layer, Status};
 
-use crate::analysis::aggregate::Evicted;
-use crate::lifecycle::Lifecycle;
+use crate::{
+    analysis::{Analysis, SourceId, aggregate::Evicted, severity::Severity},
+    lifecycle::Lifecycle,
+};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -66,6 +69,80 @@ pub struct Snapshot {
     pub evicted: Evicted,
     /// Attachments made and undone as interfaces and namespaces came and went.
     pub lifecycle: Lifecycle,
+}
+
+impl Snapshot {
+    /// What a scrape reports now: sources still there (a gone interface's series go at once;
+    /// `detachments_total` counts it), events received by kind and severity, and mismatches by
+    /// diagnosis.
+    pub fn of(analysis: &Analysis, lifecycle: &Lifecycle) -> Self {
+        let present = |id: SourceId| analysis.status(id).gone.is_none();
+        let mut events: BTreeMap<(SourceId, Kind), (u64, Severity)> = BTreeMap::new();
+        for (key, entry) in analysis.flows().rows() {
+            events
+                .entry((key.source, key.kind))
+                .or_insert((0, entry.severity))
+                .0 += entry.count;
+        }
+        // By source and diagnosis: mismatches, flows, and the severity (which both fix).
+        let mut diagnoses: BTreeMap<(SourceId, &'static str), (u64, u64, Severity)> =
+            BTreeMap::new();
+        for d in analysis.diagnoses() {
+            let e = diagnoses
+                .entry((d.source, d.diagnosis.name()))
+                .or_insert((0, 0, d.severity));
+            e.0 += d.count;
+            e.1 += 1;
+        }
+        let place = |id: SourceId| {
+            let s = analysis.source(id);
+            (s.name.clone(), s.hook.name())
+        };
+        Self {
+            sources: analysis
+                .sources()
+                .filter(|(id, _, _)| present(*id))
+                .map(|(_, facts, status)| SourceMetrics {
+                    iface: facts.name.clone(),
+                    hook: facts.hook.name(),
+                    mode: facts.mode,
+                    attached: status.attached,
+                    counters: status.counters,
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .filter(|((source, _), _)| present(*source))
+                .map(|((source, kind), (count, severity))| {
+                    let (iface, hook) = place(source);
+                    EventCount {
+                        iface,
+                        hook,
+                        kind: kind.name(),
+                        severity: severity.name(),
+                        count,
+                    }
+                })
+                .collect(),
+            diagnoses: diagnoses
+                .into_iter()
+                .filter(|((source, _), _)| present(*source))
+                .map(|((source, diagnosis), (mismatches, flows, severity))| {
+                    let (iface, hook) = place(source);
+                    DiagnosisCount {
+                        iface,
+                        hook,
+                        diagnosis,
+                        severity: severity.name(),
+                        mismatches,
+                        flows,
+                    }
+                })
+                .collect(),
+            evicted: analysis.flows().evicted,
+            lifecycle: *lifecycle,
+        }
+    }
 }
 
 pub type Shared = Arc<Mutex<Snapshot>>;

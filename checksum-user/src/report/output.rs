@@ -9,9 +9,8 @@ use checksum_common::{Counters, Kind, Layer, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::aggregate::{Aggregator, Key},
-    analysis::severity::Severity,
-    kernel::event::{Verdict, hex},
+    analysis::{Analysis, FlowRow, SourceId, diagnosis::FlowDiagnosis, severity::Severity},
+    kernel::event::{Flow, Verdict, hex},
 };
 
 /// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
@@ -100,7 +99,7 @@ pub fn verdict_text(v: &Verdict) -> String {
     s
 }
 
-/// A summary of one interface (or one replayed file).
+/// A summary of one interface (or one replayed file), as the counter blocks show it.
 pub struct Source<'a> {
     pub name: &'a str,
     pub hook: &'a str,
@@ -111,6 +110,21 @@ pub struct Source<'a> {
     /// What a partial checksum (offload-pending) means here.
     pub offload: Severity,
     pub counters: Counters,
+}
+
+impl<'a> Source<'a> {
+    /// Source `id` of the analysis, with the counters it was last brought up to date with.
+    pub fn of(analysis: &'a Analysis, id: SourceId) -> Self {
+        let facts = analysis.source(id);
+        Self {
+            name: &facts.name,
+            hook: facts.hook.name(),
+            mode: facts.mode,
+            class: facts.class.name(),
+            offload: analysis.severity(id, Kind::OffloadPending),
+            counters: analysis.status(id).counters,
+        }
+    }
 }
 
 fn checks_json(c: &Counters) -> Value {
@@ -215,25 +229,10 @@ pub fn source_text(s: &Source) -> String {
     out
 }
 
-/// Rows of the flow table (text), at most `limit`, offload-pending rows only with `show_offload`.
-pub fn flows_text(
-    agg: &Aggregator,
-    iface_name: &dyn Fn(u32) -> String,
-    severity: &dyn Fn(&Key) -> Severity,
-    clock: &Clock,
-    limit: usize,
-    show_offload: bool,
-) -> String {
-    // Problems first; expected partial checksums only with --show-offload.
-    let mut rows: Vec<_> = agg
-        .rows()
-        .into_iter()
-        .map(|(k, e)| (severity(&k), k, e))
-        .filter(|(sev, k, _)| {
-            show_offload || *sev == Severity::Problem || k.kind != Kind::OffloadPending
-        })
-        .collect();
-    rows.sort_by_key(|(sev, _, e)| (std::cmp::Reverse(*sev), std::cmp::Reverse(e.count)));
+/// Rows of the flow table (text), at most `limit`, problems first; expected partial checksums
+/// only with `show_offload`.
+pub fn flows_text(analysis: &Analysis, clock: &Clock, limit: usize, show_offload: bool) -> String {
+    let rows = analysis.flow_rows(show_offload);
     if rows.is_empty() {
         return String::new();
     }
@@ -241,94 +240,113 @@ pub fn flows_text(
         "  {:<12} {:<10} {:<8} {:<6} {:<15} {:>8}  {:<15} {:<27} FLOW\n",
         "IFACE", "HOOK", "SEVERITY", "LAYER", "KIND", "COUNT", "GOT -> WANT", "LAST SEEN"
     );
-    for (sev, k, e) in rows.iter().take(limit) {
+    for FlowRow { key, entry, source } in rows.iter().take(limit) {
         let _ = writeln!(
             out,
             "  {:<12} {:<10} {:<8} {:<6} {:<15} {:>8}  {} -> {}  {:<27} {}",
-            iface_name(k.source),
-            k.hook.name(),
-            sev.name(),
-            k.layer.name(),
-            k.kind.name(),
-            e.count,
-            hex(e.got),
-            hex(e.want),
-            clock.rfc3339(e.last_ns),
-            k.flow,
+            source.name,
+            key.hook.name(),
+            entry.severity.name(),
+            key.layer.name(),
+            key.kind.name(),
+            entry.count,
+            hex(entry.got),
+            hex(entry.want),
+            clock.rfc3339(entry.last_ns),
+            key.flow,
         );
     }
     if rows.len() > limit {
         let _ = writeln!(out, "  ... {} more flows", rows.len() - limit);
     }
-    if agg.evicted.rows > 0 {
+    let evicted = analysis.flows().evicted;
+    if evicted.rows > 0 {
         let _ = writeln!(
             out,
             "  {} stale flows with {} mismatches evicted from the flow table (full)",
-            agg.evicted.rows, agg.evicted.mismatches
+            evicted.rows, evicted.mismatches
         );
     }
     out
 }
 
-pub fn flows_json(
-    agg: &Aggregator,
-    iface_name: &dyn Fn(u32) -> String,
-    severity: &dyn Fn(&Key) -> Severity,
-    clock: &Clock,
-) -> Value {
+/// Every row of the flow table (JSON), problems first.
+pub fn flows_json(analysis: &Analysis, clock: &Clock) -> Value {
     Value::Array(
-        agg.rows()
+        analysis
+            .flow_rows(true)
             .into_iter()
-            .map(|(k, e)| {
-                let (sport, dport) = k
-                    .flow
-                    .ports
-                    .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
-                json!({
-                    "iface": iface_name(k.source),
-                    "hook": k.hook.name(),
-                    "layer": k.layer.name(),
-                    "kind": k.kind.name(),
-                    "severity": severity(&k).name(),
-                    "family": if k.flow.src.is_ipv4() { "ipv4" } else { "ipv6" },
-                    "src": k.flow.src.to_string(),
-                    "dst": k.flow.dst.to_string(),
-                    "sport": sport,
-                    "dport": dport,
-                    "count": e.count,
-                    "first_seen": clock.rfc3339(e.first_ns),
-                    "last_seen": clock.rfc3339(e.last_ns),
-                    "got": hex(e.got),
-                    "want": hex(e.want),
-                })
+            .map(|FlowRow { key, entry, source }| {
+                let mut row = flow_json(&key.flow);
+                row.extend([
+                    ("iface".into(), json!(source.name)),
+                    ("hook".into(), json!(key.hook.name())),
+                    ("layer".into(), json!(key.layer.name())),
+                    ("kind".into(), json!(key.kind.name())),
+                    ("severity".into(), json!(entry.severity.name())),
+                    ("count".into(), json!(entry.count)),
+                    ("first_seen".into(), json!(clock.rfc3339(entry.first_ns))),
+                    ("last_seen".into(), json!(clock.rfc3339(entry.last_ns))),
+                    ("got".into(), json!(hex(entry.got))),
+                    ("want".into(), json!(hex(entry.want))),
+                ]);
+                Value::Object(row)
             })
             .collect(),
     )
+}
+
+/// A flow's family, addresses and ports, the fields every flow-shaped JSON object starts with.
+fn flow_json(flow: &Flow) -> serde_json::Map<String, Value> {
+    let (sport, dport) = flow
+        .ports
+        .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
+    serde_json::Map::from_iter([
+        ("family".into(), json!(family(flow))),
+        ("src".into(), json!(flow.src.to_string())),
+        ("dst".into(), json!(flow.dst.to_string())),
+        ("sport".into(), sport),
+        ("dport".into(), dport),
+    ])
+}
+
+fn family(flow: &Flow) -> &'static str {
+    if flow.src.is_ipv4() { "ipv4" } else { "ipv6" }
 }
 
 pub fn elapsed_text(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// Where a diagnosis was seen, in text: the source's name, and its hook where a run has several.
+fn diagnosis_place(analysis: &Analysis, d: &FlowDiagnosis, with_hook: bool) -> String {
+    let source = analysis.source(d.source);
+    if with_hook {
+        format!("{} {}", source.name, source.hook.name())
+    } else {
+        source.name.clone()
+    }
+}
+
 /// The diagnosis of each flow, text form: problems first, with the explanation and a next step.
+/// `with_hook` names the hook beside the interface (live runs audit several).
 pub fn diagnoses_text(
-    rows: &[crate::analysis::diagnosis::FlowDiagnosis],
-    iface_name: &dyn Fn(u32) -> String,
-    severity: &dyn Fn(&crate::analysis::diagnosis::FlowDiagnosis) -> Severity,
+    analysis: &Analysis,
+    rows: &[FlowDiagnosis],
+    with_hook: bool,
     limit: usize,
 ) -> String {
     // Only problems get a diagnosis paragraph; flows whose only finding is expected (partial
     // checksums where they are normal) are counted in one line.
     let expected = rows
         .iter()
-        .filter(|d| severity(d) == Severity::Expected)
+        .filter(|d| d.severity == Severity::Expected)
         .count();
     let mut rows: Vec<_> = rows
         .iter()
-        .map(|d| (severity(d), d))
-        .filter(|(sev, _)| *sev == Severity::Problem)
+        .filter(|d| d.severity == Severity::Problem)
         .collect();
-    rows.sort_by_key(|(_, d)| std::cmp::Reverse(d.count));
+    rows.sort_by_key(|d| std::cmp::Reverse(d.count));
     if rows.is_empty() && expected == 0 {
         return String::new();
     }
@@ -336,20 +354,20 @@ pub fn diagnoses_text(
     if rows.is_empty() {
         out.push_str("  no problems\n");
     }
-    for (sev, d) in rows.iter().take(limit) {
+    for d in rows.iter().take(limit) {
         let delta = d
             .delta
             .map_or_else(String::new, |x| format!(", got-want {}", hex(x)));
         let _ = writeln!(
             out,
             "  {} {} {} {}: {} ({} packets{delta}, {})",
-            iface_name(d.source),
+            diagnosis_place(analysis, d, with_hook),
             d.layer.name(),
-            if d.flow.src.is_ipv4() { "ipv4" } else { "ipv6" },
+            family(&d.flow),
             d.flow,
             d.diagnosis.name(),
             d.count,
-            sev.name(),
+            d.severity.name(),
         );
         let _ = writeln!(out, "      why: {}", d.diagnosis.explanation());
         let _ = writeln!(out, "      next: {}", d.diagnosis.next_step());
@@ -367,28 +385,30 @@ pub fn diagnoses_text(
 }
 
 /// One JSON object per flow diagnosis (the `"type": "diagnosis"` lines).
-pub fn diagnosis_json(d: &crate::analysis::diagnosis::FlowDiagnosis, severity: Severity) -> Value {
-    let (sport, dport) = d
-        .flow
-        .ports
-        .map_or((Value::Null, Value::Null), |(s, p)| (json!(s), json!(p)));
-    json!({
-        "type": "diagnosis",
-        "family": if d.flow.src.is_ipv4() { "ipv4" } else { "ipv6" },
-        "layer": d.layer.name(),
-        "src": d.flow.src.to_string(),
-        "dst": d.flow.dst.to_string(),
-        "sport": sport,
-        "dport": dport,
-        "diagnosis": d.diagnosis.name(),
-        "severity": severity.name(),
-        "count": d.count,
-        "delta": d.delta.map(hex),
-        "likely_original": d.diagnosis.likely_original().map(|r| r.original.clone()),
-        "rewrite": d.diagnosis.likely_original().map(|r| r.describe()),
-        "explanation": d.diagnosis.explanation(),
-        "next_step": d.diagnosis.next_step(),
-    })
+pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
+    let source = analysis.source(d.source);
+    let mut obj = flow_json(&d.flow);
+    obj.extend([
+        ("type".into(), json!("diagnosis")),
+        ("iface".into(), json!(source.name)),
+        ("hook".into(), json!(source.hook.name())),
+        ("layer".into(), json!(d.layer.name())),
+        ("diagnosis".into(), json!(d.diagnosis.name())),
+        ("severity".into(), json!(d.severity.name())),
+        ("count".into(), json!(d.count)),
+        ("delta".into(), json!(d.delta.map(hex))),
+        (
+            "likely_original".into(),
+            json!(d.diagnosis.likely_original().map(|r| r.original.clone())),
+        ),
+        (
+            "rewrite".into(),
+            json!(d.diagnosis.likely_original().map(|r| r.describe())),
+        ),
+        ("explanation".into(), json!(d.diagnosis.explanation())),
+        ("next_step".into(), json!(d.diagnosis.next_step())),
+    ]);
+    Value::Object(obj)
 }
 
 #[cfg(test)]

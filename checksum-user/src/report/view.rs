@@ -2,7 +2,15 @@
 //! of rates and counters. When stdout is not a terminal, plain periodic summaries are printed
 //! instead (see live.rs), which is what logs and pipes want.
 
-use std::{fmt::Write as _, io::Write, time::Instant};
+use std::{collections::HashMap, fmt::Write as _, io::Write, time::Instant};
+
+use checksum_common::{Kind, Layer};
+
+use crate::{
+    analysis::{Analysis, SourceId, severity::Severity},
+    kernel::event::Flow,
+    report::output::Clock,
+};
 
 /// Whether stdout is a terminal.
 pub fn stdout_is_terminal() -> bool {
@@ -44,6 +52,81 @@ pub struct Header {
     pub expected: u64,
     pub lost: u64,
     pub hooks: Vec<String>,
+}
+
+impl Header {
+    /// The figures over every source: packets, mismatches by severity, events lost, and the
+    /// hooks attached now (with `mode`, how).
+    pub fn of(analysis: &Analysis) -> Self {
+        let mut header = Self {
+            packets: 0,
+            problems: 0,
+            expected: 0,
+            lost: 0,
+            hooks: Vec::new(),
+        };
+        for (id, facts, status) in analysis.sources() {
+            let c = &status.counters;
+            header.packets += c.packets;
+            header.lost += c.events_lost;
+            for kind in Kind::MISMATCHES {
+                match analysis.severity(id, kind) {
+                    Severity::Problem => header.problems += c.mismatch(kind),
+                    Severity::Expected => header.expected += c.mismatch(kind),
+                }
+            }
+            if status.attached {
+                header.hooks.push(format!(
+                    "{} {} ({})",
+                    facts.name,
+                    facts.hook.name(),
+                    facts.mode
+                ));
+            }
+        }
+        header
+    }
+}
+
+/// The table's rows: one per flow and diagnosis, problems first, at most `limit`; flows whose
+/// only finding is an expected partial checksum only with `show_offload`.
+pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize) -> Vec<Row> {
+    // Last seen per flow, from the flow table (the diagnoser keeps no timestamps).
+    let mut last_seen: HashMap<(SourceId, Layer, Flow), u64> = HashMap::new();
+    for (k, e) in analysis.flows().rows() {
+        let t = last_seen.entry((k.source, k.layer, k.flow)).or_default();
+        *t = (*t).max(e.last_ns);
+    }
+    let mut diagnoses: Vec<_> = analysis
+        .diagnoses()
+        .into_iter()
+        .filter(|d| {
+            show_offload
+                || d.severity == Severity::Problem
+                || d.diagnosis.name() != "offload-pending"
+        })
+        .collect();
+    diagnoses.sort_by_key(|d| (std::cmp::Reverse(d.severity), std::cmp::Reverse(d.count)));
+    diagnoses
+        .into_iter()
+        .take(limit)
+        .map(|d| {
+            let source = analysis.source(d.source);
+            Row {
+                iface: source.name.clone(),
+                hook: source.hook.name(),
+                severity: d.severity.name(),
+                layer: d.layer.name(),
+                diagnosis: d.diagnosis.name().into(),
+                flow: d.flow.to_string(),
+                count: d.count,
+                last_seen: last_seen
+                    .get(&(d.source, d.layer, d.flow))
+                    .map_or_else(String::new, |t| clock.rfc3339(*t)),
+                explanation: d.diagnosis.explanation(),
+            }
+        })
+        .collect()
 }
 
 /// What the previous frame showed, for rates.
