@@ -4,6 +4,7 @@
 
 pub mod counters;
 pub mod csum;
+pub mod drop;
 pub mod event;
 pub mod source;
 

@@ -5,6 +5,7 @@
 
 mod audit;
 mod capture;
+mod drops;
 mod netns;
 mod packet;
 mod parse;
@@ -14,12 +15,13 @@ mod tc;
 use aya_ebpf::{
     Global,
     bindings::xdp_action,
-    macros::{map, xdp},
+    macros::{btf_tracepoint, map, xdp},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::XdpContext,
+    programs::{BtfTracePointContext, XdpContext},
 };
 use checksum_common::{
     Hook, SourceKey, SourceState,
+    drop::{DROP_RING_BYTES, MAX_DROP_REASONS, NO_REASON},
     event::CaptureRecord,
     source::{DEFAULT_RING_BYTES, DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES},
 };
@@ -104,6 +106,54 @@ static OFF_RXQ_DEV: Global<u32> = Global::new(0);
 static OFF_DEV_NET: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 static OFF_NET_COOKIE: Global<u32> = Global::new(0);
+
+/// The kernel's checksum drops (`drops.rs`), apart from the audit events: another record type,
+/// and a flood of audit events must not crowd them out.
+#[map]
+static DROPS: RingBuf = RingBuf::with_byte_size(DROP_RING_BYTES, 0);
+
+/// Checksum drops seen and lost to a full `DROPS` (`DROPS_SEEN`, `DROPS_LOST`), per CPU.
+#[map]
+static DROP_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// The checksum drop reasons (`enum skb_drop_reason` values) `csum_kfree_skb` reports, resolved
+/// by name from BTF at load time; unused entries hold `NO_REASON`. A frozen global: the list is
+/// the same for the whole run, and a map lookup would cost more than the compares.
+#[unsafe(no_mangle)]
+static DROP_REASONS: Global<[u32; MAX_DROP_REASONS]> = Global::new([NO_REASON; MAX_DROP_REASONS]);
+
+/// More `struct sk_buff`, `net_device` and `sock` offsets, for `drops.rs`: `sk_buff.head`,
+/// `.network_header`, `.transport_header`, `.protocol`, `.skb_iif`, `.sk`,
+/// `net_device.ifindex` and `sock.__sk_common.skc_net`.
+#[unsafe(no_mangle)]
+static OFF_SKB_HEAD: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_NETWORK_HEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_TRANSPORT_HEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_PROTOCOL: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_DEV_IFINDEX: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_IIF: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_SK: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SOCK_NET: Global<u32> = Global::new(0);
+/// `task_struct.nsproxy` and `nsproxy.net_ns`, for drops in `recvmsg` (see `drops.rs`).
+#[unsafe(no_mangle)]
+static OFF_TASK_NSPROXY: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_NSPROXY_NET: Global<u32> = Global::new(0);
+
+/// Reports the kernel's checksum drops (see `drops.rs`); loaded and attached once per run,
+/// unless `--no-kernel-drops`.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn csum_kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    drops::on_kfree_skb(&ctx);
+    0
+}
 
 #[xdp(frags)]
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {

@@ -131,6 +131,11 @@ pub struct LiveArgs {
     /// Write this file once every program is attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// Do not trace the kernel's own checksum drops. By default a kfree_skb tracepoint program
+    /// reports every packet the kernel drops for a bad checksum, in every namespace: it confirms
+    /// each problem, and finds drops on paths nothing audits.
+    #[arg(long)]
+    pub no_kernel_drops: bool,
     /// The options above that the command line gave, as `--name`: filled by `Cli::parse_args`
     /// from clap's value sources, since a value equal to the default may have been given too.
     #[arg(skip)]
@@ -294,7 +299,7 @@ mod tests {
             let long = format!("--{}", arg.get_long().expect("every live option is long"));
             all.push(long.clone());
             let value = match arg.get_id().as_str() {
-                "all_interfaces" | "show_offload" => None,
+                "all_interfaces" | "show_offload" | "no_kernel_drops" => None,
                 "hooks" => Some("xdp"),
                 "duration" | "interval" => Some("1s"),
                 "xdp_mode" => Some("auto"),

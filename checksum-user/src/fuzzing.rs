@@ -235,6 +235,7 @@ pub fn verdict_stream(data: &[u8]) {
             hook,
             class: class.clone(),
             mode: "tcx",
+            namespace: 0,
         });
     }
     let mut mismatches = 0;

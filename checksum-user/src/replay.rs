@@ -108,6 +108,7 @@ impl CaptureSources {
                     hook: Hook::Xdp,
                     class: IfaceClass::Virtual("capture".into()),
                     mode: "test-run",
+                    namespace: 0,
                 });
                 self.by_interface[i] = Some((id, counted));
                 (id, counted)

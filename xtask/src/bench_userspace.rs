@@ -75,6 +75,7 @@ fn run_once(flows: u32) -> Result<(f64, u64, u64, u64)> {
         hook: Hook::TcIngress,
         class: IfaceClass::Virtual("veth".into()),
         mode: "tcx",
+        namespace: 0,
     });
     let start = Instant::now();
     for i in 0..EVENTS {

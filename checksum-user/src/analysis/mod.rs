@@ -4,13 +4,15 @@
 
 pub mod aggregate;
 pub mod diagnosis;
+pub mod drops;
 pub mod severity;
 
 use checksum_common::{Counters, Hook, Kind};
 
-use crate::kernel::event::Verdict;
+use crate::{kernel::event::Verdict, net::snmp::CsumErrors};
 use aggregate::{Aggregator, Entry, Key};
 use diagnosis::{Diagnoser, Diagnosis, FlowDiagnosis};
+use drops::{DropFlow, DropSeen, FlowDrops, KernelDrops};
 use severity::{IfaceClass, Severity};
 
 /// Index of a source (one interface at one hook, or a replayed capture's interface) in an
@@ -27,6 +29,8 @@ pub struct SourceFacts {
     pub class: IfaceClass,
     /// How it is attached ("native", "generic", "tcx", "clsact"), or "test-run" for replay.
     pub mode: &'static str,
+    /// Which of the run's audited namespaces it is in (0 for the only one, and for replay).
+    pub namespace: usize,
 }
 
 /// What changes while a source is audited; its owner (the live registry, replay) brings it up
@@ -63,13 +67,40 @@ pub struct FlowRow<'a> {
     pub source: &'a SourceFacts,
 }
 
+/// Whether the kernel's checksum drops are traced this run (`kernel::drops`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropTracing {
+    /// Not asked for (`--no-kernel-drops`, replay).
+    Off,
+    /// Asked for, but this kernel cannot: why, in one line.
+    Unavailable(String),
+    /// Attached; `lost` drops found the ring buffer full (counted by the kernel).
+    On { lost: u64 },
+}
+
+/// The kernel's `InCsumErrors` counters of one audited namespace, over the run so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceCsumErrors {
+    /// As the user named it; empty for the current namespace.
+    pub namespace: String,
+    pub delta: CsumErrors,
+}
+
 /// Decoded verdicts and source counters in; flows, diagnoses and severities out. Every renderer
 /// (text, JSON, the terminal view, metrics, pcapng comments) reads from here.
-#[derive(Default)]
 pub struct Analysis {
     sources: Vec<Source>,
     agg: Aggregator,
     diagnoser: Diagnoser,
+    kernel_drops: KernelDrops,
+    drop_tracing: DropTracing,
+    in_csum_errors: Vec<NamespaceCsumErrors>,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Self::with_bounds(aggregate::DEFAULT_MAX_KEYS, aggregate::DEFAULT_MAX_KEYS)
+    }
 }
 
 impl Analysis {
@@ -80,6 +111,9 @@ impl Analysis {
             sources: Vec::new(),
             agg: Aggregator::with_max_keys(max_flows),
             diagnoser: Diagnoser::with_limit(max_diagnosed),
+            kernel_drops: KernelDrops::with_limit(max_flows),
+            drop_tracing: DropTracing::Off,
+            in_csum_errors: Vec::new(),
         }
     }
 
@@ -183,6 +217,60 @@ impl Analysis {
         rows
     }
 
+    /// Takes in one of the kernel's checksum drops; returns how many of its flow (and reason)
+    /// were seen so far, this one included.
+    pub fn observe_drop(&mut self, d: &DropSeen) -> u64 {
+        self.kernel_drops.add(d);
+        self.kernel_drops
+            .of_drop(d)
+            .and_then(|fd| fd.places.iter().find(|((r, _), _)| *r == d.reason))
+            .map_or(1, |(_, n)| *n)
+    }
+
+    pub fn kernel_drops(&self) -> &KernelDrops {
+        &self.kernel_drops
+    }
+
+    pub fn drop_tracing(&self) -> &DropTracing {
+        &self.drop_tracing
+    }
+
+    pub fn set_drop_tracing(&mut self, tracing: DropTracing) {
+        self.drop_tracing = tracing;
+    }
+
+    /// The kernel's drops of diagnosed flow `d`, where tracing is on (`None` when it is off).
+    pub fn drops_of(&self, d: &FlowDiagnosis) -> Option<Option<&FlowDrops>> {
+        matches!(self.drop_tracing, DropTracing::On { .. }).then(|| {
+            self.kernel_drops
+                .of(self.source(d.source).namespace, d.layer, &d.flow)
+        })
+    }
+
+    /// Dropped flows that no diagnosis explains (the audit never saw them bad), most drops first.
+    pub fn unexplained_drops(&self) -> Vec<(DropFlow, &FlowDrops)> {
+        let diagnosed: std::collections::HashSet<(Option<usize>, DropFlow)> = self
+            .diagnoser
+            .diagnose(|_, _| Severity::Problem)
+            .iter()
+            .map(|d| {
+                (
+                    Some(self.source(d.source).namespace),
+                    DropFlow::of(d.layer, &d.flow),
+                )
+            })
+            .collect();
+        self.kernel_drops.unexplained(|f| diagnosed.contains(f))
+    }
+
+    pub fn set_in_csum_errors(&mut self, counters: Vec<NamespaceCsumErrors>) {
+        self.in_csum_errors = counters;
+    }
+
+    pub fn in_csum_errors(&self) -> &[NamespaceCsumErrors] {
+        &self.in_csum_errors
+    }
+
     /// Observations the diagnoser had no room for.
     pub fn untracked(&self) -> diagnosis::Untracked {
         self.diagnoser.untracked()
@@ -201,12 +289,14 @@ mod tests {
             hook: Hook::TcIngress,
             class: IfaceClass::Physical,
             mode: "tcx",
+            namespace: 0,
         });
         let veth = a.add_source(SourceFacts {
             name: "ns/veth0".into(),
             hook: Hook::TcIngress,
             class: IfaceClass::Virtual("veth".into()),
             mode: "tcx",
+            namespace: 0,
         });
         (a, nic, veth)
     }

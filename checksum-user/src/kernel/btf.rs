@@ -49,8 +49,91 @@ impl NetnsOffsets {
     }
 }
 
+/// What the `kfree_skb` program (checksum-ebpf/src/drops.rs) needs of the running kernel: the
+/// checksum drop reasons by name, and where to find a packet's headers and device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropConfig {
+    /// `(value, name without the SKB_DROP_REASON_ prefix)` of every `SKB_DROP_REASON_*CSUM*`.
+    pub reasons: Vec<(u32, String)>,
+    /// `sk_buff.head`
+    pub skb_head: u32,
+    /// `sk_buff.network_header`
+    pub skb_network_header: u32,
+    /// `sk_buff.transport_header`
+    pub skb_transport_header: u32,
+    /// `sk_buff.protocol`
+    pub skb_protocol: u32,
+    /// `net_device.ifindex`
+    pub dev_ifindex: u32,
+    /// `sk_buff.skb_iif`: the arrival device's ifindex, kept when `dev` is cleared (a datagram
+    /// queued to a socket, dropped in `recvmsg`).
+    pub skb_iif: u32,
+    /// `sk_buff.sk`, and `sock.__sk_common.skc_net.net`: the namespace of a packet without a
+    /// device, from its socket.
+    pub skb_sk: u32,
+    pub sock_net: u32,
+    /// `task_struct.nsproxy` and `nsproxy.net_ns`: the namespace of the task that drops a
+    /// datagram in `recvmsg`, when neither device nor socket is left on it.
+    pub task_nsproxy: u32,
+    pub nsproxy_net: u32,
+    /// The device and namespace chain, as for auditing several namespaces.
+    pub netns: NetnsOffsets,
+}
+
+/// The prefix of every `enum skb_drop_reason` enumerator.
+const DROP_REASON_PREFIX: &str = "SKB_DROP_REASON_";
+
+impl DropConfig {
+    /// From `btf`; an error says what is missing (no drop reasons, none about checksums, a field).
+    pub fn of(btf: &Btf) -> Result<Self> {
+        let all = btf.enum_values("skb_drop_reason").context(
+            "this kernel's BTF has no enum skb_drop_reason (drop reasons need Linux >= 5.17)",
+        )?;
+        let reasons: Vec<(u32, String)> = all
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let short = name.strip_prefix(DROP_REASON_PREFIX)?;
+                (short.contains("CSUM") && short != "MAX")
+                    .then(|| (u32::try_from(value).ok(), short.to_owned()))
+                    .and_then(|(v, n)| Some((v?, n)))
+            })
+            .collect();
+        if reasons.is_empty() {
+            bail!("this kernel's enum skb_drop_reason has no checksum reason (*CSUM*)");
+        }
+        let off = |s: &str, path: &[&str]| {
+            btf.member_offset(s, path)
+                .with_context(|| format!("this kernel's BTF has no {s}.{}", path.join(".")))
+        };
+        Ok(Self {
+            reasons,
+            skb_head: off("sk_buff", &["head"])?,
+            skb_network_header: off("sk_buff", &["network_header"])?,
+            skb_transport_header: off("sk_buff", &["transport_header"])?,
+            skb_protocol: off("sk_buff", &["protocol"])?,
+            dev_ifindex: off("net_device", &["ifindex"])?,
+            skb_iif: off("sk_buff", &["skb_iif"])?,
+            skb_sk: off("sk_buff", &["sk"])?,
+            sock_net: off("sock", &["__sk_common", "skc_net", "net"])?,
+            task_nsproxy: off("task_struct", &["nsproxy"])?,
+            nsproxy_net: off("nsproxy", &["net_ns"])?,
+            netns: NetnsOffsets::of(btf)?,
+        })
+    }
+
+    /// The name of reason `value` (e.g. `TCP_CSUM`).
+    pub fn reason_name(&self, value: u32) -> Option<&str> {
+        self.reasons
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map(|(_, name)| name.as_str())
+    }
+}
+
 const KIND_STRUCT: u8 = 4;
 const KIND_UNION: u8 = 5;
+const KIND_ENUM: u8 = 6;
+const KIND_ENUM64: u8 = 19;
 /// Kinds that only qualify or rename another type: typedef, volatile, const, restrict, type tag.
 const KIND_ALIASES: [u8; 5] = [8, 9, 10, 11, 18];
 
@@ -67,6 +150,8 @@ struct Type {
     /// The aliased type for `KIND_ALIASES`.
     type_id: u32,
     members: Vec<Member>,
+    /// Of an enum: each enumerator's name and value.
+    enumerators: Vec<(u32, i64)>,
 }
 
 pub struct Btf {
@@ -102,6 +187,7 @@ impl Btf {
             kind: 0,
             type_id: 0,
             members: Vec::new(),
+            enumerators: Vec::new(),
         }];
         let mut at = types_start;
         while at < types_start + type_len {
@@ -127,6 +213,20 @@ impl Btf {
                     });
                 }
             }
+            let mut enumerators = Vec::new();
+            if kind == KIND_ENUM {
+                for i in 0..vlen {
+                    let e = at + i * 8;
+                    // Signed or not (the kind flag), values fit an i64 either way.
+                    enumerators.push((u32_at(e)?, i64::from(u32_at(e + 4)? as i32)));
+                }
+            } else if kind == KIND_ENUM64 {
+                for i in 0..vlen {
+                    let e = at + i * 12;
+                    let value = u64::from(u32_at(e + 4)?) | (u64::from(u32_at(e + 8)?) << 32);
+                    enumerators.push((u32_at(e)?, value as i64));
+                }
+            }
             at += match kind {
                 1 | 14 | 17 => 4,              // int, var, decl tag
                 3 => 12,                       // array
@@ -143,6 +243,7 @@ impl Btf {
                 kind,
                 type_id: size_or_type,
                 members,
+                enumerators,
             });
         }
         Ok(Self { types, strings })
@@ -185,6 +286,26 @@ impl Btf {
             }
         }
         (bits % 8 == 0).then_some(bits / 8)
+    }
+
+    /// The enumerators (name, value) of enum `name`, in declaration order; `None` when the BTF has
+    /// no such enum.
+    pub fn enum_values(&self, name: &str) -> Option<Vec<(String, i64)>> {
+        let t = self.types.iter().find(|t| {
+            (t.kind == KIND_ENUM || t.kind == KIND_ENUM64)
+                && self.name(t.name_off) == name.as_bytes()
+        })?;
+        Some(
+            t.enumerators
+                .iter()
+                .map(|&(name_off, value)| {
+                    (
+                        String::from_utf8_lossy(self.name(name_off)).into_owned(),
+                        value,
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// Bit offset and type of member `name` of `t`, looking into anonymous members.
@@ -280,6 +401,68 @@ mod tests {
         let err = NetnsOffsets::of(&btf).unwrap_err().to_string();
         assert!(err.contains("no xdp_buff.rxq"), "{err}");
         assert!(err.contains("one namespace per run"), "{err}");
+    }
+
+    #[test]
+    fn resolves_the_running_kernels_checksum_drop_reasons() {
+        if !Path::new(VMLINUX).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs a kernel with BTF"
+            );
+            return;
+        }
+        let btf = Btf::from_file(Path::new(VMLINUX)).unwrap();
+        let c = DropConfig::of(&btf).expect("drop config");
+        let names: Vec<&str> = c.reasons.iter().map(|(_, n)| n.as_str()).collect();
+        for want in ["TCP_CSUM", "UDP_CSUM", "IP_CSUM"] {
+            assert!(names.contains(&want), "{names:?}");
+        }
+        // Numbers come from BTF, and differ from the names' order.
+        let tcp = c.reasons.iter().find(|(_, n)| n == "TCP_CSUM").unwrap().0;
+        assert_eq!(c.reason_name(tcp), Some("TCP_CSUM"));
+        assert_eq!(c.reason_name(u32::MAX), None);
+        // `network_header` and `transport_header` are 16-bit offsets next to each other.
+        assert_eq!(c.skb_network_header, c.skb_transport_header + 2, "{c:?}");
+        assert!(c.reasons.len() <= checksum_common::drop::MAX_DROP_REASONS);
+    }
+
+    #[test]
+    fn enums_are_read_and_a_missing_or_checksum_free_reason_enum_is_an_error() {
+        // Strings: 1 "skb_drop_reason", 17 "SKB_DROP_REASON_NOT_SPECIFIED",
+        // 47 "SKB_DROP_REASON_TCP_CSUM", 72 "SKB_DROP_REASON_MAX".
+        let strings =
+            b"\0skb_drop_reason\0SKB_DROP_REASON_NOT_SPECIFIED\0SKB_DROP_REASON_TCP_CSUM\0SKB_DROP_REASON_MAX\0";
+        let with_csum = words(&[1, (6 << 24) | 3, 4, 17, 2, 47, 10, 72, 129]);
+        let btf = Btf::parse(&blob(&with_csum, strings)).expect("parse");
+        assert_eq!(
+            btf.enum_values("skb_drop_reason").unwrap(),
+            vec![
+                ("SKB_DROP_REASON_NOT_SPECIFIED".to_owned(), 2),
+                ("SKB_DROP_REASON_TCP_CSUM".to_owned(), 10),
+                ("SKB_DROP_REASON_MAX".to_owned(), 129),
+            ]
+        );
+        // The reasons resolve, but this blob has no sk_buff: the error names the field.
+        let err = DropConfig::of(&btf).unwrap_err().to_string();
+        assert!(err.contains("sk_buff.head"), "{err}");
+        // An enum without a checksum reason, and no enum at all.
+        let without = words(&[1, (6 << 24) | 1, 4, 17, 2]);
+        let err = DropConfig::of(&Btf::parse(&blob(&without, strings)).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no checksum reason"), "{err}");
+        let err = DropConfig::of(&Btf::parse(&blob(&[], b"\0")).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no enum skb_drop_reason"), "{err}");
+        // ENUM64 values.
+        let wide = words(&[1, (19 << 24) | 1, 8, 47, 0xffff_fffe, 1]);
+        let btf = Btf::parse(&blob(&wide, strings)).unwrap();
+        assert_eq!(
+            btf.enum_values("skb_drop_reason").unwrap(),
+            vec![("SKB_DROP_REASON_TCP_CSUM".to_owned(), 0x1_ffff_fffe)]
+        );
     }
 
     #[test]

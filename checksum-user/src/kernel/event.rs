@@ -92,7 +92,7 @@ impl Captured {
 
 #[derive(Debug, thiserror::Error)]
 #[error("malformed event from the kernel program: {0}")]
-pub struct DecodeError(&'static str);
+pub struct DecodeError(pub(crate) &'static str);
 
 const EVENT_LEN: usize = size_of::<ChecksumEvent>();
 const FRAME_LEN_AT: usize = core::mem::offset_of!(CaptureRecord, frame_len);

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use crate::{kernel::btf::NetnsOffsets, kernel::privileges};
+use crate::{
+    kernel::btf::{DropConfig, NetnsOffsets},
+    kernel::privileges,
+};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
@@ -12,6 +15,7 @@ use aya::{
 };
 use checksum_common::{
     Counters, Hook, SourceKey, SourceState,
+    drop::{DROPS_LOST, DROPS_SEEN, MAX_DROP_REASONS, NO_REASON},
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
     source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
 };
@@ -27,6 +31,8 @@ pub const AUDIT_TC_INGRESS: &str = "csum_tc_ingress";
 pub const AUDIT_TC_EGRESS: &str = "csum_tc_egress";
 pub const NOOP_TC: &str = "noop_tc";
 pub const EVENTS_MAP: &str = "EVENTS";
+const DROPS_MAP: &str = "DROPS";
+const DROP_COUNTS_MAP: &str = "DROP_COUNTS";
 /// The per-flow event budget's LRU table (`EVENT_BUDGET_FLOWS` entries of about 100 bytes when
 /// `events_per_flow` is on; off, it shrinks to one entry).
 const EVENT_BUDGET_MAP: &str = "EVENT_BUDGET";
@@ -57,6 +63,9 @@ pub struct LoadOptions {
     /// Set when several network namespaces are audited: the programs then read each packet's
     /// namespace from its device, at these offsets (see checksum-ebpf/src/netns.rs).
     pub netns_by_device: Option<NetnsOffsets>,
+    /// What the kernel-drop program filters on and reads (`kernel::drops`); `None` leaves it
+    /// unloaded.
+    pub kernel_drops: Option<DropConfig>,
 }
 
 impl Default for LoadOptions {
@@ -69,6 +78,7 @@ impl Default for LoadOptions {
             snaplen: 0,
             events_per_flow: 0,
             netns_by_device: None,
+            kernel_drops: None,
         }
     }
 }
@@ -170,8 +180,31 @@ impl Loaded {
         }
         let report_all = u8::from(opts.report_all);
         let snaplen = effective_snaplen(opts.snaplen);
-        let netns = opts.netns_by_device.unwrap_or_default();
+        // The device-to-namespace offsets serve both the audit programs (several namespaces) and
+        // the drop program (always).
+        let netns = opts
+            .netns_by_device
+            .or(opts.kernel_drops.as_ref().map(|d| d.netns))
+            .unwrap_or_default();
         let netns_by_device = u8::from(opts.netns_by_device.is_some());
+        let drops = opts.kernel_drops.clone().unwrap_or(DropConfig {
+            reasons: Vec::new(),
+            skb_head: 0,
+            skb_network_header: 0,
+            skb_transport_header: 0,
+            skb_protocol: 0,
+            dev_ifindex: 0,
+            skb_iif: 0,
+            skb_sk: 0,
+            sock_net: 0,
+            task_nsproxy: 0,
+            nsproxy_net: 0,
+            netns,
+        });
+        let mut reasons = [NO_REASON; MAX_DROP_REASONS];
+        for (slot, (value, _)) in reasons.iter_mut().zip(&drops.reasons) {
+            *slot = *value;
+        }
         // aya-log levels: 0 is off; Debug is 4.
         let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
         let mut loader = EbpfLoader::new();
@@ -185,6 +218,21 @@ impl Loaded {
             .override_global("OFF_RXQ_DEV", &netns.rxq_dev, true)
             .override_global("OFF_DEV_NET", &netns.dev_net, true)
             .override_global("OFF_NET_COOKIE", &netns.net_cookie, true)
+            .override_global("DROP_REASONS", &reasons, true)
+            .override_global("OFF_SKB_HEAD", &drops.skb_head, true)
+            .override_global("OFF_SKB_NETWORK_HEADER", &drops.skb_network_header, true)
+            .override_global(
+                "OFF_SKB_TRANSPORT_HEADER",
+                &drops.skb_transport_header,
+                true,
+            )
+            .override_global("OFF_SKB_PROTOCOL", &drops.skb_protocol, true)
+            .override_global("OFF_DEV_IFINDEX", &drops.dev_ifindex, true)
+            .override_global("OFF_SKB_IIF", &drops.skb_iif, true)
+            .override_global("OFF_SKB_SK", &drops.skb_sk, true)
+            .override_global("OFF_SOCK_NET", &drops.sock_net, true)
+            .override_global("OFF_TASK_NSPROXY", &drops.task_nsproxy, true)
+            .override_global("OFF_NSPROXY_NET", &drops.nsproxy_net, true)
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(EVENTS_MAP, opts.ring_bytes)
             .map_max_entries(
@@ -271,6 +319,27 @@ impl Loaded {
             .take_map(EVENTS_MAP)
             .ok_or_else(|| LoadError::Other("EVENTS map already taken".into()))?;
         RingBuf::try_from(map).map_err(|e| LoadError::Other(e.to_string()))
+    }
+
+    /// Takes the kernel-drop ring buffer out of the object (it can be taken once).
+    pub fn take_drops(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(DROPS_MAP)
+            .ok_or_else(|| LoadError::Other("DROPS map already taken".into()))?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Other(e.to_string()))
+    }
+
+    /// Checksum drops the drop program saw, and those of them it found no ring room for.
+    pub fn drop_counts(&mut self) -> (u64, u64) {
+        let sum = |this: &mut Self, index: u32| -> u64 {
+            this.map_mut(DROP_COUNTS_MAP)
+                .ok()
+                .and_then(|m| PerCpuArray::<&mut MapData, u64>::try_from(m).ok())
+                .and_then(|a| a.get(&index, 0).ok())
+                .map_or(0, |values| values.iter().sum())
+        };
+        (sum(self, DROPS_SEEN), sum(self, DROPS_LOST))
     }
 
     /// Starts forwarding kernel log records to the `log` crate (shown at -v).

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod btf;
+pub mod drops;
 pub mod event;
 pub mod loader;
 pub mod privileges;

@@ -22,6 +22,7 @@ use crate::{
     cli::{Format, LiveArgs},
     kernel::{
         attach::AttachError,
+        drops::{KernelDrop, Symbolizer},
         event::{Captured, Verdict},
         ring,
     },
@@ -40,7 +41,7 @@ mod sources;
 
 use printer::Printer;
 use setup::{Kernel, StopSignals, check_privileges, load_kernel};
-use sources::{Raw, Run};
+use sources::{DropNaming, Raw, Run};
 
 /// A verdict with the source it was seen at.
 type Received = (SourceId, Verdict, Option<Captured>);
@@ -98,7 +99,12 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         shared: kernel,
         ring,
         logger,
+        drops,
     } = load_kernel(args, &hooks, kernel_log, netns_by_device)?;
+    let drop_naming = drops.config.map(|config| DropNaming {
+        config,
+        symbols: Symbolizer::default(),
+    });
     let config = Arc::new(WorkerConfig {
         selector: Selector {
             patterns: args.ifaces.clone(),
@@ -107,13 +113,18 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         hooks,
         xdp_mode: args.xdp_mode.into(),
         show_offload: args.show_offload,
-        kernel,
+        kernel: kernel.clone(),
         netns_by_device,
     });
 
     let (events_tx, mut events_rx) = mpsc::channel::<Raw>(16 * 1024);
     let (stop_reader, stop_reader_rx) = watch::channel(false);
-    let reader = tokio::spawn(ring::read_events(ring, events_tx, stop_reader_rx));
+    let reader = tokio::spawn(ring::read_events(ring, events_tx, stop_reader_rx.clone()));
+    // Without the drop program, a channel that stays empty: the loop below needs no special case.
+    let (drops_tx, mut drops_rx) = mpsc::channel::<KernelDrop>(4096);
+    let drop_reader = drops
+        .ring
+        .map(|r| tokio::spawn(ring::read_drops(r, drops_tx, stop_reader_rx)));
     let logger = logger.map(|l| tokio::spawn(ring::forward_kernel_log(l)));
     let (updates_tx, mut updates_rx) = mpsc::unbounded_channel::<Update>();
     let stop_workers = Arc::new(AtomicBool::new(false));
@@ -131,12 +142,15 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         })
         .collect();
     drop(updates_tx);
-    let mut run = Run::new(namespaces);
+    let mut run = Run::new(namespaces, kernel, drop_naming, drops.tracing);
     let result = audit(
         args,
         &mut run,
-        &mut events_rx,
-        &mut updates_rx,
+        Inputs {
+            events: &mut events_rx,
+            drops: &mut drops_rx,
+            updates: &mut updates_rx,
+        },
         &mut stop,
         metrics.as_ref().map(|(shared, _)| shared.clone()),
         capture,
@@ -167,6 +181,11 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         Err(e) => log::warn!("event reader: {e}"),
         Ok(Ok(())) => {}
     }
+    if let Some(drop_reader) = drop_reader
+        && let Ok(Err(e)) = drop_reader.await
+    {
+        log::warn!("kernel-drop reader: {e:#}");
+    }
     if let Some(logger) = logger {
         logger.abort();
     }
@@ -183,6 +202,10 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     for r in &received {
         printer.on_verdict(r, &mut stdout)?;
     }
+    while let Ok(d) = drops_rx.try_recv() {
+        let seen = run.describe_drop(&d);
+        printer.on_drop(&seen, &mut stdout)?;
+    }
     run.refresh(&mut printer.analysis);
     printer.summary(&run.lifecycle, true, &mut stdout)?;
     if run.unattributed_events > 0 {
@@ -194,12 +217,22 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     Ok(())
 }
 
+/// What the event loop listens to besides signals and timers.
+struct Inputs<'r> {
+    events: &'r mut mpsc::Receiver<Raw>,
+    drops: &'r mut mpsc::Receiver<KernelDrop>,
+    updates: &'r mut mpsc::UnboundedReceiver<Update>,
+}
+
 /// Until the end: attach what the workers found, print events and summaries.
 async fn audit<'a>(
     args: &'a LiveArgs,
     run: &mut Run,
-    events_rx: &mut mpsc::Receiver<Raw>,
-    updates_rx: &mut mpsc::UnboundedReceiver<Update>,
+    Inputs {
+        events: events_rx,
+        drops: drops_rx,
+        updates: updates_rx,
+    }: Inputs<'_>,
     stop: &mut StopSignals,
     metrics: Option<metrics::Shared>,
     capture: Option<CaptureSink>,
@@ -223,7 +256,10 @@ async fn audit<'a>(
                     run.add(ns, *attachment);
                     printer.register_sources(&run.sources);
                 },
-                Some(Update::Ready { .. }) => pending -= 1,
+                Some(Update::Ready { ns, cookie, snmp }) => {
+                    run.ready(ns, cookie, snmp);
+                    pending -= 1;
+                }
                 Some(Update::Failed { ns, error, .. }) => return Err(run.in_namespace(ns, error)),
                 Some(Update::Vanished { ns, ifindex, iface }) => run.vanished(ns, ifindex, &iface),
                 Some(Update::NamespaceGone { ns }) => run.namespace_gone(ns),
@@ -268,6 +304,10 @@ async fn audit<'a>(
                     printer.on_verdict(&received, &mut stdout)?;
                 }
             }
+            Some(d) = drops_rx.recv() => {
+                let seen = run.describe_drop(&d);
+                printer.on_drop(&seen, &mut stdout)?;
+            }
             Some(update) = updates_rx.recv() => match update {
                 Update::Attached { ns, attachment } => {
                     run.add(ns, *attachment);
@@ -282,7 +322,7 @@ async fn audit<'a>(
                 // there would be audited, so the run stops (cleanly) rather than go on blind.
                 Update::Failed { ns, error, fatal: true } => return Err(run.in_namespace(ns, error)),
                 Update::Failed { ns, error, fatal: false } => run.warn(ns, error),
-                Update::Ready { .. } => {}
+                Update::Ready { ns, cookie, snmp } => run.ready(ns, cookie, snmp),
             },
             _ = ticker.tick(), if printer.view.is_none() => {
                 run.refresh(&mut printer.analysis);

@@ -9,7 +9,7 @@ use checksum_common::Kind;
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::{Analysis, SourceFacts, SourceId, severity::Severity},
+    analysis::{Analysis, SourceFacts, SourceId, drops::DropSeen, severity::Severity},
     cli::{Format, LiveArgs},
     kernel::event::hex,
     lifecycle::Lifecycle,
@@ -54,6 +54,7 @@ impl Printer<'_> {
                 hook: s.hook,
                 class: s.class.clone(),
                 mode: s.mode,
+                namespace: s.ns,
             });
             if let Some(capture) = &mut self.capture {
                 capture.add_source(&format!("{}@{}", s.name, s.hook.name()));
@@ -131,6 +132,30 @@ impl Printer<'_> {
         Ok(())
     }
 
+    /// One of the kernel's checksum drops: into the analysis, and onto the stream (every one in
+    /// JSON; the first few of each flow and reason in text, as for verdicts).
+    pub(super) fn on_drop(&mut self, d: &DropSeen, out: &mut impl Write) -> Result<()> {
+        let seen = self.analysis.observe_drop(d);
+        if self.view.is_some() {
+            return Ok(());
+        }
+        match self.args.format {
+            Format::Json => writeln!(out, "{}", output::kernel_drop_json(d, &self.clock))?,
+            Format::Text if seen <= TEXT_LINES_PER_FLOW => writeln!(
+                out,
+                "{}{}",
+                output::kernel_drop_text(d, &self.clock),
+                if seen == TEXT_LINES_PER_FLOW {
+                    "  (more of this flow are counted in the summary)"
+                } else {
+                    ""
+                }
+            )?,
+            Format::Text => {}
+        }
+        Ok(())
+    }
+
     /// Redraws the terminal view: rates and counters on top, one row per flow and diagnosis.
     pub(super) fn draw(&mut self, out: &mut impl Write) -> Result<()> {
         let header = view::Header::of(&self.analysis);
@@ -192,6 +217,7 @@ impl Printer<'_> {
                         "mismatches": analysis.flows().evicted.mismatches,
                     },
                     "attachments": lifecycle.json(active, unlisted),
+                    "kernel_drops": output::kernel_drops_json(analysis),
                 });
                 writeln!(out, "{summary}")?;
             }
@@ -229,6 +255,11 @@ impl Printer<'_> {
                     out,
                     "{}",
                     output::diagnoses_text(analysis, &analysis.diagnoses(), true, SUMMARY_FLOWS)
+                )?;
+                write!(
+                    out,
+                    "{}",
+                    output::kernel_drops_text(analysis, SUMMARY_FLOWS)
                 )?;
             }
         }

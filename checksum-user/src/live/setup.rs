@@ -8,9 +8,12 @@ use aya::maps::{MapData, RingBuf};
 use checksum_common::Hook;
 
 use crate::{
+    analysis::DropTracing,
     cli::LiveArgs,
     kernel::{
         attach::SharedKernel,
+        btf::{Btf, DropConfig, VMLINUX},
+        drops,
         loader::{self, LoadOptions, Loaded},
     },
 };
@@ -20,6 +23,26 @@ pub(super) struct Kernel {
     pub(super) shared: SharedKernel,
     pub(super) ring: RingBuf<MapData>,
     pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub(super) drops: KernelDropsSetup,
+}
+
+/// The kernel-drop program's part: its ring buffer and reason names when it is attached.
+pub(super) struct KernelDropsSetup {
+    pub(super) tracing: DropTracing,
+    pub(super) ring: Option<RingBuf<MapData>>,
+    pub(super) config: Option<DropConfig>,
+}
+
+/// Where the drop program's BTF is read from: the running kernel's, unless `CHECKSUM_AUDIT_BTF`
+/// names another file (tests point it at a missing or empty one).
+const BTF_OVERRIDE: &str = "CHECKSUM_AUDIT_BTF";
+
+/// What the drop program needs of this kernel, or why it cannot run here (one line).
+fn drop_config() -> Result<DropConfig, String> {
+    let path =
+        std::env::var_os(BTF_OVERRIDE).map_or_else(|| VMLINUX.into(), std::path::PathBuf::from);
+    let btf = Btf::from_file(&path).map_err(|e| format!("{e:#}"))?;
+    DropConfig::of(&btf).map_err(|e| format!("{e:#}"))
 }
 
 /// Loads and verifies the programs once, before anything is attached.
@@ -34,6 +57,11 @@ pub(super) fn load_kernel(
     } else {
         None
     };
+    let drop_config = if args.no_kernel_drops {
+        None
+    } else {
+        Some(drop_config())
+    };
     let mut loaded = Loaded::load(&LoadOptions {
         ring_bytes: ring_bytes(args),
         kernel_log,
@@ -44,10 +72,12 @@ pub(super) fn load_kernel(
             0
         },
         netns_by_device: netns_offsets,
+        kernel_drops: drop_config.clone().and_then(Result::ok),
         ..LoadOptions::default()
     })?;
     loaded.load_audit_programs(hooks)?;
     let ring = loaded.take_events()?;
+    let drops = start_kernel_drops(&mut loaded, drop_config);
     let logger = if kernel_log {
         loaded.start_kernel_log()
     } else {
@@ -57,7 +87,48 @@ pub(super) fn load_kernel(
         shared: Arc::new(std::sync::Mutex::new(loaded)),
         ring,
         logger,
+        drops,
     })
+}
+
+/// Attaches the drop program where asked and possible; where not, says why in one line and the
+/// run goes on without it.
+fn start_kernel_drops(
+    loaded: &mut Loaded,
+    config: Option<Result<DropConfig, String>>,
+) -> KernelDropsSetup {
+    let unavailable = |why: String| {
+        eprintln!(
+            "checksum-audit: warning: the kernel's checksum drops are not traced: {why} (the audit goes on)"
+        );
+        KernelDropsSetup {
+            tracing: DropTracing::Unavailable(why),
+            ring: None,
+            config: None,
+        }
+    };
+    let config = match config {
+        None => {
+            return KernelDropsSetup {
+                tracing: DropTracing::Off,
+                ring: None,
+                config: None,
+            };
+        }
+        Some(Err(why)) => return unavailable(why),
+        Some(Ok(config)) => config,
+    };
+    if let Err(e) = drops::attach(loaded) {
+        return unavailable(format!("{e:#}"));
+    }
+    match loaded.take_drops() {
+        Ok(ring) => KernelDropsSetup {
+            tracing: DropTracing::On { lost: 0 },
+            ring: Some(ring),
+            config: Some(config),
+        },
+        Err(e) => unavailable(e.to_string()),
+    }
 }
 
 /// Before anything is attached: name the missing capability in one line rather than fail on

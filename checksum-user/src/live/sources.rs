@@ -6,10 +6,21 @@ use std::collections::HashMap;
 use checksum_common::{Counters, Hook};
 
 use crate::{
-    analysis::{Analysis, SourceId, SourceStatus, severity::IfaceClass},
-    kernel::{attach::Attachment, ring},
+    analysis::{
+        Analysis, DropTracing, NamespaceCsumErrors, SourceId, SourceStatus, drops::DropSeen,
+        severity::IfaceClass,
+    },
+    kernel::{
+        attach::{Attachment, SharedKernel, lock},
+        btf::DropConfig,
+        drops::{KernelDrop, Symbolizer},
+        ring,
+    },
     lifecycle::Lifecycle,
-    net::follow::Namespace,
+    net::{
+        follow::Namespace,
+        snmp::{CsumErrors, SnmpFiles},
+    },
 };
 
 use super::Received;
@@ -49,9 +60,44 @@ impl SourceInfo {
     }
 }
 
+/// What the run knows of an audited namespace once its worker is ready.
+#[derive(Debug, Default)]
+pub(super) struct NamespaceState {
+    /// Its cookie, as kernel-drop records name it.
+    cookie: Option<u64>,
+    /// Its checksum error counters, open while it lives.
+    snmp: Option<SnmpFiles>,
+    /// The counters when its worker was ready, and their change since (kept when it goes away).
+    baseline: Option<CsumErrors>,
+    delta: CsumErrors,
+}
+
+impl NamespaceState {
+    /// Reads the counters again (a read error keeps the last change).
+    fn update(&mut self) {
+        if let (Some(files), Some(baseline)) = (&mut self.snmp, &self.baseline)
+            && let Ok(now) = files.read()
+        {
+            self.delta = now.since(baseline);
+        }
+    }
+}
+
+/// Names the kernel's checksum drops: reasons from BTF, locations from kallsyms.
+pub(super) struct DropNaming {
+    pub(super) config: DropConfig,
+    pub(super) symbols: Symbolizer,
+}
+
 /// Everything attached so far, with the plumbing to read and detach it.
 pub(super) struct Run {
     pub(super) namespaces: Vec<Namespace>,
+    ns_state: Vec<NamespaceState>,
+    /// The run's kernel object (for the drop program's counters).
+    kernel: SharedKernel,
+    /// Set when the drop program is attached.
+    drop_naming: Option<DropNaming>,
+    drop_tracing: DropTracing,
     pub(super) sources: Vec<SourceInfo>,
     /// The source of each `STATES` slot; a slot keeps naming its last source after it is
     /// detached (slots are reused last), so that events still in the ring are attributed.
@@ -68,9 +114,21 @@ pub(super) struct Run {
 const MAX_PENDING: usize = 16 * 1024;
 
 impl Run {
-    pub(super) fn new(namespaces: Vec<Namespace>) -> Self {
+    pub(super) fn new(
+        namespaces: Vec<Namespace>,
+        kernel: SharedKernel,
+        drop_naming: Option<DropNaming>,
+        drop_tracing: DropTracing,
+    ) -> Self {
         Self {
+            ns_state: namespaces
+                .iter()
+                .map(|_| NamespaceState::default())
+                .collect(),
             namespaces,
+            kernel,
+            drop_naming,
+            drop_tracing,
             sources: Vec::new(),
             by_slot: HashMap::new(),
             pending: Vec::new(),
@@ -79,9 +137,55 @@ impl Run {
         }
     }
 
+    /// Namespace `ns`'s worker is ready: remember its cookie and its counters at this point.
+    pub(super) fn ready(&mut self, ns: usize, cookie: u64, snmp: Option<SnmpFiles>) {
+        let state = &mut self.ns_state[ns];
+        state.cookie = (cookie != 0).then_some(cookie);
+        state.snmp = snmp;
+        state.baseline = state.snmp.as_mut().and_then(|f| f.read().ok());
+    }
+
+    /// A checksum drop as the analysis takes it: reason and location named, and the device
+    /// named as the audit names it where it is audited.
+    pub(super) fn describe_drop(&mut self, d: &KernelDrop) -> DropSeen {
+        let (reason, location) = match &mut self.drop_naming {
+            Some(n) => (
+                n.config
+                    .reason_name(d.reason)
+                    .map_or_else(|| format!("reason {}", d.reason), str::to_owned),
+                n.symbols.name(d.location),
+            ),
+            None => (format!("reason {}", d.reason), format!("{:#x}", d.location)),
+        };
+        let ns = self
+            .ns_state
+            .iter()
+            .position(|s| s.cookie.is_some_and(|c| c == d.netns));
+        let device = match ns {
+            Some(ns) => self
+                .sources
+                .iter()
+                .find(|s| s.ns == ns && s.ifindex == d.ifindex)
+                .map_or_else(
+                    || self.namespaces[ns].display(&format!("ifindex {}", d.ifindex)),
+                    |s| s.name.clone(),
+                ),
+            None => format!("ifindex {} (netns cookie {})", d.ifindex, d.netns),
+        };
+        DropSeen {
+            timestamp_ns: d.timestamp_ns,
+            flow: d.flow(&reason),
+            reason,
+            location,
+            device,
+            namespace: ns,
+        }
+    }
+
     /// Brings every source's counters and attachment in `analysis` up to date (sources are
-    /// registered there in the same order, so their ids agree), before anything is rendered.
-    pub(super) fn refresh(&self, analysis: &mut Analysis) {
+    /// registered there in the same order, so their ids agree), and the kernel's own checksum
+    /// counters, before anything is rendered.
+    pub(super) fn refresh(&mut self, analysis: &mut Analysis) {
         for (id, s) in self.sources.iter().enumerate() {
             analysis.set_status(
                 id as SourceId,
@@ -92,6 +196,21 @@ impl Run {
                 },
             );
         }
+        let mut counters = Vec::new();
+        for (ns, state) in self.ns_state.iter_mut().enumerate() {
+            state.update();
+            if state.baseline.is_some() {
+                counters.push(NamespaceCsumErrors {
+                    namespace: self.namespaces[ns].label.clone(),
+                    delta: state.delta,
+                });
+            }
+        }
+        analysis.set_in_csum_errors(counters);
+        if let DropTracing::On { lost } = &mut self.drop_tracing {
+            *lost = lock(&self.kernel).drop_counts().1;
+        }
+        analysis.set_drop_tracing(self.drop_tracing.clone());
     }
 
     pub(super) fn add(&mut self, ns: usize, att: Attachment) {
@@ -173,6 +292,9 @@ impl Run {
 
     /// The namespace's worker has ended; let go of everything in it so that it can be freed.
     pub(super) fn namespace_gone(&mut self, ns: usize) {
+        // Its counters' last change stays; the open files would keep it alive.
+        self.ns_state[ns].update();
+        self.ns_state[ns].snmp = None;
         let n = self.detach_in(ns, None);
         self.lifecycle.detached_namespace_gone += n;
         self.lifecycle.namespaces_gone += 1;

@@ -28,7 +28,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     kernel::attach::{Attachment, SharedKernel, XdpAttachMode, attach},
-    net::netlink::{self, LinkEvent, LinkMonitor},
+    net::{
+        netlink::{self, LinkEvent, LinkMonitor},
+        snmp::SnmpFiles,
+    },
 };
 
 /// A network namespace to audit in: the current one, or one named on the command line.
@@ -219,7 +222,14 @@ pub enum Update {
         iface: String,
     },
     /// The first scan of a namespace is done (all literal names found and attached).
-    Ready { ns: usize },
+    Ready {
+        ns: usize,
+        /// The namespace's cookie (`SO_NETNS_COOKIE`), which the kernel-drop records name; 0
+        /// where it cannot be read.
+        cookie: u64,
+        /// Its checksum error counters, opened from inside it (`None` where /proc says no).
+        snmp: Option<SnmpFiles>,
+    },
     /// The namespace was deleted: its worker has ended and its attachments must go.
     NamespaceGone { ns: usize },
     /// Something that stops the run (before Ready) or is worth a warning (after).
@@ -272,10 +282,11 @@ fn worker(
     stop: &AtomicBool,
 ) -> Result<()> {
     let identity = ns.enter()?;
-    let netns = if config.netns_by_device {
-        netns_cookie().context("reading the network namespace's cookie")?
-    } else {
-        0
+    let cookie = netns_cookie();
+    let netns = match (&cookie, config.netns_by_device) {
+        (_, false) => 0,
+        (Ok(cookie), true) => *cookie,
+        (Err(e), true) => bail!("reading the network namespace's cookie: {e}"),
     };
     // Subscribe before the first listing so that nothing falls in between.
     let monitor = LinkMonitor::new(POLL).context("subscribing to rtnetlink link events")?;
@@ -287,7 +298,14 @@ fn worker(
         }
         consider((index, netns), &link, config, &mut attached, tx, stop, true)?;
     }
-    let _ = tx.send(Update::Ready { ns: index });
+    let snmp = SnmpFiles::open_here()
+        .map_err(|e| log::warn!("no checksum error counters of this namespace: {e}"))
+        .ok();
+    let _ = tx.send(Update::Ready {
+        ns: index,
+        cookie: cookie.unwrap_or(0),
+        snmp,
+    });
     while !stop.load(Ordering::Relaxed) {
         if identity.is_some_and(|id| !ns.still_named(id)) {
             // Leaving the thread (and closing the monitor socket) lets the kernel free it.

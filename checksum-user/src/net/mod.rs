@@ -3,3 +3,4 @@
 
 pub mod follow;
 pub mod netlink;
+pub mod snmp;

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use checksum_common::{Counters, Kind, Layer, Status};
 
 use crate::{
-    analysis::{Analysis, SourceId, aggregate::Evicted, severity::Severity},
+    analysis::{Analysis, DropTracing, SourceId, aggregate::Evicted, severity::Severity},
     lifecycle::Lifecycle,
 };
 use prometheus_client::{
@@ -69,6 +69,9 @@ pub struct Snapshot {
     pub evicted: Evicted,
     /// Attachments made and undone as interfaces and namespaces came and went.
     pub lifecycle: Lifecycle,
+    /// The kernel's checksum drops by reason, and those the drop ring had no room for; `None`
+    /// when they are not traced.
+    pub kernel_drops: Option<(BTreeMap<String, u64>, u64)>,
 }
 
 impl Snapshot {
@@ -141,6 +144,12 @@ impl Snapshot {
                 .collect(),
             evicted: analysis.flows().evicted,
             lifecycle: *lifecycle,
+            kernel_drops: match analysis.drop_tracing() {
+                DropTracing::On { lost } => {
+                    Some((analysis.kernel_drops().by_reason.clone(), *lost))
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -334,6 +343,29 @@ pub fn render(s: &Snapshot) -> String {
         "Mismatches counted in flow rows evicted from the full flow table.",
         evicted_mismatches,
     );
+
+    if let Some((by_reason, lost)) = &s.kernel_drops {
+        let drops = Family::<ReasonLabels, Counter>::default();
+        for (reason, n) in by_reason {
+            drops
+                .get_or_create(&ReasonLabels {
+                    reason: reason.clone(),
+                })
+                .inc_by(*n);
+        }
+        registry.register(
+            "kernel_checksum_drops",
+            "Packets the kernel dropped for a bad checksum (kfree_skb with a *_CSUM reason), in every namespace, by reason.",
+            drops,
+        );
+        let lost_drops = Counter::<u64>::default();
+        lost_drops.inc_by(*lost);
+        registry.register(
+            "kernel_checksum_drops_lost",
+            "Kernel checksum drops not reported: the drop ring buffer was full (counted in the kernel).",
+            lost_drops,
+        );
+    }
 
     let attached = Family::<AttachLabels, Gauge>::default();
     for src in &s.sources {
@@ -607,8 +639,23 @@ mod tests {
                 detached_interface_gone: 2,
                 ..Lifecycle::default()
             },
+            kernel_drops: Some(([("TCP_CSUM".to_owned(), 5)].into(), 1)),
         };
         let text = render(&s);
+        assert!(
+            text.contains(r#"checksum_audit_kernel_checksum_drops_total{reason="TCP_CSUM"} 5"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("checksum_audit_kernel_checksum_drops_lost_total 1"),
+            "{text}"
+        );
+        // Not traced: no series at all, rather than zeros that look like "no drops".
+        let untraced = render(&Snapshot {
+            kernel_drops: None,
+            ..s.clone()
+        });
+        assert!(!untraced.contains("kernel_checksum_drops"), "{untraced}");
         assert!(
             text.contains("checksum_audit_attachments_total 3"),
             "{text}"

@@ -9,7 +9,12 @@ use checksum_common::{Counters, Kind, Layer, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::{Analysis, FlowRow, SourceId, diagnosis::FlowDiagnosis, severity::Severity},
+    analysis::{
+        Analysis, DropTracing, FlowRow, SourceId,
+        diagnosis::FlowDiagnosis,
+        drops::{DropSeen, FlowDrops},
+        severity::Severity,
+    },
     kernel::event::{Flow, Verdict, hex},
 };
 
@@ -371,6 +376,9 @@ pub fn diagnoses_text(
         );
         let _ = writeln!(out, "      why: {}", d.diagnosis.explanation());
         let _ = writeln!(out, "      next: {}", d.diagnosis.next_step());
+        if let Some(drops) = analysis.drops_of(d) {
+            let _ = writeln!(out, "      kernel: {}", confirmation_text(d, drops));
+        }
     }
     if rows.len() > limit {
         let _ = writeln!(out, "  ... {} more flows", rows.len() - limit);
@@ -382,6 +390,161 @@ pub fn diagnoses_text(
         );
     }
     out
+}
+
+/// What the kernel's checksum drops say of a diagnosed flow.
+fn confirmation_text(d: &FlowDiagnosis, drops: Option<&FlowDrops>) -> String {
+    match drops {
+        Some(k) => format!(
+            "confirmed: {} of {} bad packets dropped by the kernel ({})",
+            k.count,
+            d.count,
+            k.places_text()
+        ),
+        None => "no checksum drop of this flow seen in the kernel".into(),
+    }
+}
+
+/// A flow's drops in JSON: `null` when tracing is off, a count of 0 when none were seen.
+fn drops_json(drops: Option<Option<&FlowDrops>>) -> Value {
+    match drops {
+        None => Value::Null,
+        Some(None) => json!({ "count": 0, "places": [] }),
+        Some(Some(k)) => json!({
+            "count": k.count,
+            "places": k.places.iter().map(|((reason, location), n)| json!({
+                "reason": reason, "location": location, "count": n,
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// One of the kernel's checksum drops, text form (the live stream, beside the verdicts).
+pub fn kernel_drop_text(d: &DropSeen, clock: &Clock) -> String {
+    format!(
+        "{} {:<12} kernel-drop {:<8} {} at {}",
+        clock.rfc3339(d.timestamp_ns),
+        d.device,
+        d.reason,
+        d.flow.as_ref().map_or_else(
+            || "(headers unreadable)".into(),
+            |f| format!("{} {f}", family(f))
+        ),
+        d.location,
+    )
+}
+
+/// One of the kernel's checksum drops (the `"type": "kernel_drop"` lines).
+pub fn kernel_drop_json(d: &DropSeen, clock: &Clock) -> Value {
+    let mut obj = d.flow.as_ref().map(flow_json).unwrap_or_default();
+    obj.extend([
+        ("type".into(), json!("kernel_drop")),
+        ("ts".into(), json!(clock.rfc3339(d.timestamp_ns))),
+        ("reason".into(), json!(d.reason)),
+        ("location".into(), json!(d.location)),
+        ("device".into(), json!(d.device)),
+    ]);
+    Value::Object(obj)
+}
+
+/// The summary's kernel block: drops by reason, dropped flows the audit never saw bad, and each
+/// namespace's `InCsumErrors` over the run. Empty when tracing is off.
+pub fn kernel_drops_text(analysis: &Analysis, limit: usize) -> String {
+    let drops = analysis.kernel_drops();
+    let mut out = String::new();
+    match analysis.drop_tracing() {
+        DropTracing::Off => return out,
+        DropTracing::Unavailable(why) => {
+            let _ = writeln!(out, "  kernel checksum drops: not traced ({why})");
+        }
+        DropTracing::On { lost } => {
+            let reasons: Vec<String> = drops
+                .by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  kernel checksum drops: {}{}{}",
+                drops.total,
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reasons.join(", "))
+                },
+                if *lost > 0 {
+                    format!(", {lost} more lost (drop ring buffer full)")
+                } else {
+                    String::new()
+                }
+            );
+            let unexplained = analysis.unexplained_drops();
+            for (flow, k) in unexplained.iter().take(limit) {
+                let flow = flow.to_flow();
+                let _ = writeln!(
+                    out,
+                    "    never seen bad by the audit: {} {flow}: {} dropped on {} ({})",
+                    family(&flow),
+                    k.count,
+                    k.device,
+                    k.places_text()
+                );
+            }
+            if unexplained.len() > limit {
+                let _ = writeln!(out, "    ... {} more flows", unexplained.len() - limit);
+            }
+        }
+    }
+    for ns in analysis.in_csum_errors() {
+        let c = &ns.delta;
+        let _ = writeln!(
+            out,
+            "  InCsumErrors this run{}: Ip {}, Tcp {}, Udp {}, Icmp {}",
+            if ns.namespace.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", ns.namespace)
+            },
+            c.ip,
+            c.tcp,
+            c.udp,
+            c.icmp
+        );
+    }
+    out
+}
+
+/// The summary's `kernel_drops` object; `null` when tracing is off.
+pub fn kernel_drops_json(analysis: &Analysis) -> Value {
+    let drops = analysis.kernel_drops();
+    let (traced, lost, why) = match analysis.drop_tracing() {
+        DropTracing::Off => return Value::Null,
+        DropTracing::Unavailable(why) => (false, 0, Some(why.clone())),
+        DropTracing::On { lost } => (true, *lost, None),
+    };
+    json!({
+        "traced": traced,
+        "unavailable": why,
+        "total": drops.total,
+        "lost": lost,
+        "unreadable": drops.unreadable,
+        "untracked": drops.untracked,
+        "by_reason": drops.by_reason,
+        "never_seen_bad": analysis.unexplained_drops().into_iter().map(|(flow, k)| {
+            let mut obj = flow_json(&flow.to_flow());
+            obj.insert("count".into(), json!(k.count));
+            obj.insert("device".into(), json!(k.device));
+            obj.insert("places".into(), drops_json(Some(Some(k)))["places"].clone());
+            Value::Object(obj)
+        }).collect::<Vec<_>>(),
+        "in_csum_errors": analysis.in_csum_errors().iter().map(|ns| json!({
+            "netns": ns.namespace,
+            "ip": ns.delta.ip,
+            "tcp": ns.delta.tcp,
+            "udp": ns.delta.udp,
+            "icmp": ns.delta.icmp,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// One JSON object per flow diagnosis (the `"type": "diagnosis"` lines).
@@ -407,6 +570,7 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
         ),
         ("explanation".into(), json!(d.diagnosis.explanation())),
         ("next_step".into(), json!(d.diagnosis.next_step())),
+        ("kernel_drops".into(), drops_json(analysis.drops_of(d))),
     ]);
     Value::Object(obj)
 }
