@@ -337,10 +337,11 @@ fn run_cell(tag: &str, signal: i32, moment: Moment, rng: &mut Rng, timing: &Timi
         _ => fail(format!("{}: {}", done.status, done.stderr)),
     }
     if moment == Moment::Steady {
-        let expected = 3 * HOOKS_PER_IFACE;
+        // One link per interface and hook, and the kernel-drop program's tracepoint link.
+        let expected = 3 * HOOKS_PER_IFACE + 1;
         if held.links.len() != expected {
             fail(format!(
-                "at steady state every attachment is a BPF link: {expected} expected, held {:?}",
+                "at steady state every attachment (and the drop tracer) is a BPF link: {expected} expected, held {:?}",
                 held.links
             ));
         }

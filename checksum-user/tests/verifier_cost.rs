@@ -42,3 +42,37 @@ fn audit_programs_verify_within_budget() {
         );
     }
 }
+
+/// The kernel-drop program runs on every packet the kernel frees for any reason, on the whole
+/// machine; all but checksum drops leave after a few compares. Its whole verified size stays
+/// small (it has no loops but the reason list's, unrolled).
+#[test]
+fn the_kernel_drop_program_verifies_small() {
+    if !common::require_root("the_kernel_drop_program_verifies_small") {
+        return;
+    }
+    let btf = checksum_user::kernel::btf::Btf::from_file(std::path::Path::new(
+        checksum_user::kernel::btf::VMLINUX,
+    ))
+    .expect("BTF");
+    let config = checksum_user::kernel::btf::DropConfig::of(&btf).expect("drop config");
+    let mut loaded = Loaded::load(&LoadOptions {
+        kernel_drops: Some(config),
+        ..LoadOptions::default()
+    })
+    .expect("load the object");
+    checksum_user::kernel::drops::attach(&mut loaded).expect("attach to kfree_skb");
+    let prog: &aya::programs::BtfTracePoint = loaded
+        .ebpf
+        .program(checksum_user::kernel::drops::KFREE_SKB_PROGRAM)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let insns = prog
+        .info()
+        .expect("program info")
+        .verified_instruction_count()
+        .expect("kernel >= 5.16");
+    eprintln!("csum_kfree_skb: {insns} instructions processed");
+    assert!(insns <= 5_000, "{insns} processed instructions");
+}
