@@ -20,11 +20,19 @@ use checksum_common::{
 
 use crate::{CAPTURE_BUF, EVENTS, packet::Packet};
 
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "MAX_SNAP fits in 16 bits (asserted in checksum-common)"
+)]
 const MAX: u32 = MAX_SNAP as u32;
 
 /// Sends `event` with the first min(`snaplen`, frame length, `MAX_SNAP`) bytes of the frame. A
 /// record the ring buffer has no room for is counted in `events_lost`, like a plain event.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "cap_len <= MAX_SNAP, which fits in 16 bits; l3_off is at most a few VLAN tags in"
+)]
 pub fn send<P: Packet>(pkt: &P, snaplen: u32, event: ChecksumEvent, c: &mut Counters) {
     let Some(rec) = CAPTURE_BUF.get_ptr_mut(0) else {
         c.events_lost += 1;

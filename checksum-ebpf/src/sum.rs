@@ -33,7 +33,7 @@ fn csum(buf: *mut u8, len: u32) -> Option<u64> {
     // SAFETY: the helper only reads `len` bytes at `buf` (no `from` buffer); callers pass a
     // bounds-checked range of the linear packet, or the SCRATCH value with `len` <= CHUNK.
     let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf.cast(), len, 0) };
-    (r >= 0).then_some(r as u64)
+    (r >= 0).then_some(r.cast_unsigned())
 }
 
 /// Ranges up to this long are summed straight from packet memory when they are in the linear
@@ -46,6 +46,10 @@ const SMALL: usize = 64;
 /// Adding 32-bit words into a 64-bit accumulator gives the same folded one's-complement sum as
 /// adding 16-bit words, since 2^16 = 1 (mod 0xffff): half the loads and adds.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "`len` and `rest` are masked to 7 bits"
+)]
 fn sum_linear_small<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
     if len as usize > SMALL || len < 4 || off >= 0x4000 {
         return None;
@@ -65,7 +69,7 @@ fn sum_linear_small<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
             return None;
         }
         // SAFETY: [p, p + 4) is inside the packet, as just checked.
-        sum += unsafe { (p as *const u32).read_unaligned() } as u64;
+        sum += u64::from(unsafe { (p as *const u32).read_unaligned() });
     }
     let rest = len % 4;
     if rest != 0 {
@@ -87,7 +91,7 @@ fn last_bytes(start: usize, end: usize, range_end: u32, rest: u32) -> Option<u64
     // SAFETY: [p, p + 4) is inside the packet, as just checked.
     let w = unsafe { (p as *const u32).read_unaligned() };
     // Memory order on this little-endian target: the wanted bytes are the word's high ones.
-    Some((w >> (8 * (4 - rest))) as u64)
+    Some(u64::from(w >> (8 * (4 - rest))))
 }
 
 /// Offsets into the linear part are masked to this for the verifier, which rejects packet-pointer
@@ -122,22 +126,23 @@ impl ChunkLoop {
     /// Adds one chunk's sum; the callback's return value: 0 goes on, 1 stops the loop.
     #[inline(always)]
     fn add(&mut self, sum: Option<u64>) -> i64 {
-        match sum {
-            Some(sum) => {
-                self.sum += sum;
-                0
-            }
-            None => {
-                self.failed = 1;
-                1
-            }
+        if let Some(sum) = sum {
+            self.sum += sum;
+            0
+        } else {
+            self.failed = 1;
+            1
         }
     }
 
     /// Offset of chunk `index`, saturated (a saturated offset fails the bounds checks).
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "saturated to u32::MAX first"
+    )]
     fn chunk_off(&self, index: u64) -> u32 {
-        (self.off + index * CHUNK as u64).min(u32::MAX as u64) as u32
+        (self.off + index * u64::from(CHUNK)).min(u64::from(u32::MAX)) as u32
     }
 }
 
@@ -153,7 +158,7 @@ extern "C" fn sum_chunk<P: Packet>(index: u64, state: *mut c_void) -> i64 {
         return state.add(Some(sum));
     }
     let sum = SCRATCH.get_ptr_mut(0).and_then(|buf| {
-        let buf = buf as *mut u8;
+        let buf = buf.cast::<u8>();
         if pkt.load_raw(pos, buf, CHUNK) {
             csum(buf, CHUNK)
         } else {
@@ -172,15 +177,15 @@ fn run_chunks<P: Packet>(pkt: &P, off: u32, count: u32) -> Option<u64> {
     }
     let mut state = ChunkLoop {
         ctx: pkt.context().as_ptr(),
-        off: off as u64,
+        off: u64::from(off),
         sum: 0,
         failed: 0,
     };
     let callback = sum_chunk::<P> as *mut c_void;
-    let state_ptr = (&mut state as *mut ChunkLoop).cast();
+    let state_ptr = (&raw mut state).cast();
     // SAFETY: the callback and its state match; flags must be 0.
     let done = unsafe { bpf_loop(count, callback, state_ptr, 0) };
-    (done == count as i64 && state.failed == 0).then_some(state.sum)
+    (done == i64::from(count) && state.failed == 0).then_some(state.sum)
 }
 
 /// The sum of `[pos, pos + tail)`, shorter than a chunk: in place when it is all in the linear
@@ -230,8 +235,12 @@ fn sum_tail_in_place<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
 
 /// `[pos, pos + tail)`, shorter than a chunk, copied into the per-CPU buffer and summed there.
 #[inline(always)]
+#[expect(
+    clippy::cast_ptr_alignment,
+    reason = "the last word is 4-aligned: map values are 8-aligned and `whole` a multiple of 4"
+)]
 fn sum_staged_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
-    let buf = SCRATCH.get_ptr_mut(0)? as *mut u8;
+    let buf = SCRATCH.get_ptr_mut(0)?.cast::<u8>();
     // Zero the word the tail ends in, then let the load overwrite its leading bytes.
     let whole = tail & (CHUNK - 4);
     // SAFETY: `whole` <= CHUNK - 4, so the word at `buf + whole` is inside the SCRATCH value.
@@ -247,7 +256,7 @@ fn sum_staged_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
     // up to 4 loses its bounds in the verifier's eyes ("invalid access to map value").
     let mut sum = csum(buf, whole)?;
     // SAFETY: the same in-bounds, aligned word, initialized by the write above (and by the load).
-    sum += unsafe { last_word.cast::<u32>().read() } as u64;
+    sum += u64::from(unsafe { last_word.cast::<u32>().read() });
     Some(sum)
 }
 
