@@ -65,6 +65,10 @@ struct Type {
     name_off: u32,
     kind: u8,
     /// The aliased type for `KIND_ALIASES`.
+    #[expect(
+        clippy::struct_field_names,
+        reason = "BTF's name for it; `Member` has a `type_id` too"
+    )]
     type_id: u32,
     members: Vec<Member>,
 }
@@ -240,9 +244,9 @@ mod tests {
         for v in [
             24,
             0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
+            u32::try_from(types.len()).unwrap(),
+            u32::try_from(types.len()).unwrap(),
+            u32::try_from(strings.len()).unwrap(),
         ] {
             b.extend(v.to_le_bytes());
         }

@@ -160,7 +160,7 @@ impl<R: Read> CaptureReader<R> {
 
     fn skip(&mut self, n: usize) -> Result<(), CaptureError> {
         let copied = io::copy(&mut (&mut self.input).take(n as u64), &mut io::sink())?;
-        if copied as usize != n {
+        if copied != n as u64 {
             return Err(self.corrupt("file ends inside a block"));
         }
         Ok(())
@@ -190,7 +190,8 @@ impl<R: Read> CaptureReader<R> {
         if !read_exact_or_eof(&mut self.input, &mut head)? {
             return Ok(None);
         }
-        let caplen = u32_at(&head[8..12], big_endian) as usize;
+        let caplen_field = u32_at(&head[8..12], big_endian);
+        let caplen = caplen_field as usize;
         let orig_len = u32_at(&head[12..16], big_endian);
         if caplen > MAX_RECORD {
             return Err(self.corrupt(format!("captured length {caplen} exceeds {MAX_RECORD}")));
@@ -205,7 +206,7 @@ impl<R: Read> CaptureReader<R> {
         Ok(Some(Record {
             linktype,
             data,
-            orig_len: orig_len.max(caplen as u32),
+            orig_len: orig_len.max(caplen_field),
         }))
     }
 
@@ -249,7 +250,7 @@ impl<R: Read> CaptureReader<R> {
                     if body.len() < 8 {
                         return Err(self.corrupt("short interface description"));
                     }
-                    linktypes.push(u16_at(&body[0..2], big_endian) as u32);
+                    linktypes.push(u32::from(u16_at(&body[0..2], big_endian)));
                 }
                 PCAPNG_EPB | PCAPNG_PB => {
                     if body.len() < 20 {
@@ -260,7 +261,8 @@ impl<R: Read> CaptureReader<R> {
                     } else {
                         u16_at(&body[0..2], big_endian) as usize
                     };
-                    let caplen = u32_at(&body[12..16], big_endian) as usize;
+                    let caplen_field = u32_at(&body[12..16], big_endian);
+                    let caplen = caplen_field as usize;
                     let orig_len = u32_at(&body[16..20], big_endian);
                     let Some(&linktype) = linktypes.get(iface) else {
                         return Err(
@@ -273,7 +275,7 @@ impl<R: Read> CaptureReader<R> {
                     return Ok(Some(Record {
                         linktype,
                         data: data.to_vec(),
-                        orig_len: orig_len.max(caplen as u32),
+                        orig_len: orig_len.max(caplen_field),
                     }));
                 }
                 PCAPNG_SPB => {
@@ -423,8 +425,9 @@ mod tests {
         f.extend_from_slice(&linktype.to_le_bytes());
         for p in packets {
             f.extend_from_slice(&[0; 8]);
-            f.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            f.extend_from_slice(&(p.len() as u32 + 10).to_le_bytes());
+            let len = u32::try_from(p.len()).unwrap();
+            f.extend_from_slice(&len.to_le_bytes());
+            f.extend_from_slice(&(len + 10).to_le_bytes());
             f.extend_from_slice(p);
         }
         f
