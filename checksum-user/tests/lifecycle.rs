@@ -21,16 +21,7 @@ use common::{
     http_get,
     leftovers::{Held, Hooks, Others, held_by, hooks, settle, still_loaded},
     netns::{NetNs, VETH_A, VETH_B, VethPair, send_raw_frames},
-    require_root,
 };
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
 
 /// SplitMix64: the moments are random but seeded, and the seed is printed, so a failing cell
 /// can be replayed with CSA_SEED=<seed>.

@@ -8,16 +8,7 @@ use common::{
     frames::*,
     http_get,
     netns::{VETH_A, VETH_B, VethPair, ordinary_traffic, send_raw_frames},
-    require_root,
 };
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
 
 /// Crafted frames with known-bad checksums, each with the layer, kind, got and want the auditor
 /// must report.

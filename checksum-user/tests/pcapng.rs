@@ -20,15 +20,7 @@ use checksum_user::{
     kernel::testrun::{FrameAuditor, SkbMeta},
     pcap::write::PcapngWriter,
 };
-use common::{frames::*, require_root};
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
+use common::frames::*;
 
 const HOOKS: [Hook; 3] = Hook::ALL;
 

@@ -13,16 +13,7 @@ use common::{
     frames::*,
     leftovers::hooks,
     netns::{NetNs, VETH_A, VETH_B, VethPair, send_raw_frames},
-    require_root,
 };
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
 
 const NEEDED: [&str; 3] = ["cap_bpf", "cap_net_admin", "cap_perfmon"];
 

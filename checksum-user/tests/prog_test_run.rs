@@ -9,7 +9,7 @@ use checksum_common::{Counters, Hook, Kind, Layer, Status, event::Direction};
 use checksum_user::{
     kernel::event::Verdict, kernel::loader::LoadOptions, kernel::testrun::FrameAuditor,
 };
-use common::{frames::*, require_root};
+use common::frames::*;
 
 /// One loaded program (with REPORT_ALL, so `ok` verdicts are reported too) shared by the tests.
 static AUDITOR: LazyLock<Mutex<FrameAuditor>> =
@@ -51,14 +51,6 @@ fn assert_l4(frame: &Frame, status: Status) -> Verdict {
     let v = layer(&verdicts, l).clone();
     assert_eq!(v.status, status, "{l:?} verdict: {v:#?}");
     v
-}
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
 }
 
 const PROTOS_V4: [u8; 3] = [TCP, UDP, ICMP];

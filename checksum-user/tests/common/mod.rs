@@ -7,6 +7,17 @@ pub mod leftovers;
 #[allow(unused_imports)]
 pub use checksum_user::testkit::{frames, netns};
 
+/// Skips the calling test (returns from it) unless it may touch the kernel: see
+/// [`require_root`], which also makes a skip a failure in CI.
+#[macro_export]
+macro_rules! root_only {
+    () => {
+        if !$crate::common::require_root(module_path!()) {
+            return;
+        }
+    };
+}
+
 /// True when the test may touch the kernel. Unprivileged runs skip with a message, except in CI
 /// (`CI=true`), where a skip would hide a missing capability and is a failure.
 pub fn require_root(test: &str) -> bool {
