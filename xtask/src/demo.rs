@@ -84,7 +84,7 @@ pub fn run() -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
 
     // SAFETY: plain syscall; no memory is passed.
-    unsafe { libc::kill(auditor.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(auditor.id().cast_signed(), libc::SIGINT) };
     let status = auditor.wait()?;
     let _ = printer.join();
     let _ = std::fs::remove_file(&ready);
