@@ -73,8 +73,11 @@ pub trait Packet: Sized {
     )]
     fn load<const N: usize>(&self, off: u32) -> Option<Bytes<N>> {
         let (start, end) = self.linear();
-        // The bound lets the verifier add the offset to a packet pointer (it rejects pointer
-        // arithmetic with an unbounded register).
+        // The bound was for the verifier, which rejected adding an unbounded offset to a packet
+        // pointer. On 6.18 that no longer reproduces: without the check (and the mask, which
+        // behind the check compiles to nothing) the programs verify, at 355,190 processed
+        // instructions for XDP instead of 233,373 and 432,969 for each TC hook instead of 280,338,
+        // so the bound stays for that.
         if off < 0x4000 {
             let at = start + (off & 0x3fff) as usize;
             if at + N <= end {
@@ -90,7 +93,8 @@ pub trait Packet: Sized {
 
 /// Bytes copied out of the packet, 8-aligned. LLVM may use misaligned loads (see build.rs), but
 /// the verifier requires stack accesses to be aligned: an unaligned array (inside an `Option`, the
-/// byte after the tag) would be read back with a misaligned wide load and rejected.
+/// byte after the tag) would be read back with a misaligned wide load and rejected ("misaligned
+/// stack access off 0+0+-55 size 8" without the `align(8)`).
 #[repr(C, align(8))]
 pub struct Bytes<const N: usize>(pub [u8; N]);
 
