@@ -47,6 +47,7 @@ impl Counters {
     }
 
     /// What was counted between `earlier` and `self` (rates, per-test deltas).
+    #[must_use]
     pub fn since(&self, earlier: &Counters) -> Counters {
         let mut d = *self;
         d.packets = d.packets.saturating_sub(earlier.packets);

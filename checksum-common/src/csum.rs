@@ -4,9 +4,17 @@
 //! sum is byte-order independent (RFC 1071 section 2.B), so everything here works on words exactly
 //! as they lie in memory and converts to the wire value (`u16::from_be`) only for display. Keeping a
 //! single convention lets the kernel, user space and tests share every function below.
+#![expect(
+    clippy::inline_always,
+    reason = "the eBPF programs call these: BPF code must be inlined into the program that uses it"
+)]
 
 /// Folds a wide one's-complement accumulator to 16 bits with end-around carry.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "folded into 16 bits by then: the carries are added back"
+)]
 pub const fn fold(sum: u64) -> u16 {
     let s = (sum & 0xffff_ffff) + (sum >> 32);
     let s = (s & 0xffff) + (s >> 16);
@@ -27,10 +35,10 @@ pub fn sum_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut sum = seed;
     let (words, rest) = bytes.as_chunks::<2>();
     for w in words {
-        sum += u16::from_ne_bytes(*w) as u64;
+        sum += u64::from(u16::from_ne_bytes(*w));
     }
     if let [last] = rest {
-        sum += u16::from_ne_bytes([*last, 0]) as u64;
+        sum += u64::from(u16::from_ne_bytes([*last, 0]));
     }
     sum
 }
@@ -60,6 +68,10 @@ pub const fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16
 /// Unfolded pseudo-header sum for IPv6 upper layers (RFC 8200 section 8.1). `dst` is the final
 /// destination when a Routing header is present.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the 32-bit length is summed as its two 16-bit halves"
+)]
 pub const fn pseudo_header_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, l4_len: u32) -> u64 {
     sum_addr16(src)
         + sum_addr16(dst)
@@ -246,18 +258,18 @@ mod tests {
         fn reference_checksum(bytes: &[u8]) -> u16 {
             let mut sum: u32 = bytes
                 .chunks(2)
-                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
                 .sum();
             while sum > 0xffff {
                 sum = (sum & 0xffff) + (sum >> 16);
             }
-            !(sum as u16)
+            !u16::try_from(sum).expect("folded to 16 bits")
         }
 
         /// A UDP datagram with its pseudo-header in front (the bytes the checksum covers), the
         /// checksum field left zero.
         fn covered(src: &[u8], dst: &[u8], payload: &[u8]) -> Vec<u8> {
-            let len = (8 + payload.len()) as u16;
+            let len = u16::try_from(8 + payload.len()).expect("payloads under 64 bytes");
             let mut b = Vec::new();
             b.extend_from_slice(src);
             b.extend_from_slice(dst);

@@ -22,7 +22,7 @@ pub const DROPS_LOST: u32 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropEvent {
-    /// CLOCK_MONOTONIC, as the audit events.
+    /// `CLOCK_MONOTONIC`, as the audit events.
     pub timestamp_ns: u64,
     /// The kernel address that dropped it (the tracepoint's `location`), symbolized by user space.
     pub location: u64,
@@ -39,6 +39,10 @@ pub struct DropEvent {
     pub family: u8,
     /// The IP header's protocol (IPv4) or next header (IPv6, may name an extension header).
     pub protocol: u8,
+    #[expect(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
+    )]
     pub _pad: [u8; 2],
     /// IPv4 addresses in the first 4 bytes.
     pub src: [u8; 16],

@@ -194,7 +194,7 @@ pub const FAMILY_IPV6: u8 = 6;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChecksumEvent {
-    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC.
+    /// `bpf_ktime_get_ns()`: `CLOCK_MONOTONIC`.
     pub timestamp_ns: u64,
     pub ifindex: u32,
     /// TCP sequence number (host order), 0 for other protocols.
@@ -232,6 +232,10 @@ pub struct ChecksumEvent {
     pub status: u8,
     /// `Kind` value.
     pub kind: u8,
+    #[expect(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
+    )]
     pub _pad: [u8; 3],
 }
 

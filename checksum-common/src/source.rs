@@ -15,6 +15,10 @@ pub struct SourceKey {
     pub ifindex: u32,
     /// `Hook` value.
     pub hook: u8,
+    #[expect(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
+    )]
     pub _pad: [u8; 3],
 }
 

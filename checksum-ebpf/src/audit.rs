@@ -23,7 +23,7 @@ struct Verdict {
     layer: Layer,
     status: Status,
     kind: Kind,
-    /// Memory-order values (see checksum_common::csum).
+    /// Memory-order values (see `checksum_common::csum`).
     got: u16,
     want: u16,
     pseudo: u16,
@@ -148,6 +148,10 @@ const fn field_layout(layer: Layer) -> (u32, u32) {
 }
 
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "an IPv4 segment's length comes from the 16-bit total length"
+)]
 fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verdict, ParseError> {
     if seg.partial || seg.truncated {
         return Ok(Verdict::unverifiable(layer, seg.len));
@@ -165,7 +169,7 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
         if layer == Layer::Udp {
             // The UDP length may be shorter than the IP payload (trailing bytes are not summed),
             // never longer.
-            let udp_len = be16(&head, 4) as u32;
+            let udp_len = u32::from(be16(&head, 4));
             if udp_len < 8 || udp_len > seg.len {
                 return Err(ParseError::Malformed);
             }
@@ -226,16 +230,16 @@ fn check_icmpv4<P: Packet>(pkt: &P, seg: &Segment, mut v: Verdict) -> Verdict {
     let Some(head) = pkt.load::<2>(seg.off) else {
         return v;
     };
-    let type_code = u16::from_ne_bytes(head.0) as u64;
+    let type_code = u64::from(u16::from_ne_bytes(head.0));
     let Some(data) = sum_range(pkt, seg.off + 4, seg.len - 4, type_code) else {
         return v;
     };
-    let ok = verifies(data + v.got as u64);
+    let ok = verifies(data + u64::from(v.got));
     v.settle(ok, || field_for(data), None);
     v
 }
 
-/// Counts a verdict and, for a mismatch (or any verdict with REPORT_ALL), sends an event.
+/// Counts a verdict and, for a mismatch (or any verdict with `REPORT_ALL`), sends an event.
 /// Offload-pending mismatches only with the source's `SOURCE_REPORT_OFFLOAD`.
 #[inline(always)]
 fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut SourceState) {
@@ -310,22 +314,18 @@ fn within_budget(slot: u32, seg: &Segment, v: &Verdict) -> bool {
         dst_port: v.dst_port,
         _pad: 0,
     };
-    match EVENT_BUDGET.get_ptr_mut(&key) {
-        Some(sent) => {
-            // SAFETY: a map value; racing CPUs may both pass the limit by one, which is harmless.
-            let sent = unsafe { &mut *sent };
-            if *sent >= limit {
-                return false;
-            }
-            *sent += 1;
-            true
+    if let Some(sent) = EVENT_BUDGET.get_ptr_mut(&key) {
+        // SAFETY: a map value; racing CPUs may both pass the limit by one, which is harmless.
+        let sent = unsafe { &mut *sent };
+        if *sent >= limit {
+            return false;
         }
+        *sent += 1;
+    } else {
         // A full map evicts its least recently used flow; failing to insert still sends.
-        None => {
-            let _ = EVENT_BUDGET.insert(&key, &1, 0);
-            true
-        }
+        let _ = EVENT_BUDGET.insert(&key, &1, 0);
     }
+    true
 }
 
 #[inline(always)]

@@ -1,15 +1,19 @@
 //! Frame capture for `--pcap-out`: a mismatch event that also carries the first bytes of its
 //! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it.
 //!
-//! Verifier notes: the record (88 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the
-//! stack (512 bytes, over 450 of them already in use). The frame is copied with the hook's
-//! load-bytes helper (which also reads the fragments of multi-buffer XDP frames) straight into that
-//! buffer, with a length provably in [1, `MAX_SNAP`]: min(snaplen, frame length) alone is rejected
-//! ("R4 invalid zero-sized read: u64=[0,64]": the verifier cannot know a frame is never empty,
-//! aya#1207), so the length goes through the same `((n - 1) & (MAX - 1)) + 1` mask as the tail in
-//! `sum.rs`. `bpf_ringbuf_reserve` needs a constant size, so the record goes out with
-//! `bpf_ringbuf_output`, whose length may vary: the header and the bytes captured, never the whole
-//! staging buffer (one extra copy, only here).
+//! Verifier notes (messages as Linux 6.18 prints them, each found by undoing the workaround): the
+//! record (88 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the stack (512 bytes,
+//! over 450 of them already in use); on the stack it does not even reach the verifier, LLVM refuses
+//! it: "Looks like the BPF stack limit is exceeded. Please move large on stack variables into BPF
+//! per-cpu array map." The frame is copied with the hook's load-bytes helper (which also reads the
+//! fragments of multi-buffer XDP frames) straight into that buffer, with a length provably in
+//! [1, `MAX_SNAP`]: min(snaplen, frame length) alone is rejected ("R4 invalid zero-sized read:
+//! u64=[0,256]" with `--snaplen 256`: the verifier cannot know a frame is never empty, aya#1207),
+//! so the length goes through the same `((n - 1) & (MAX - 1)) + 1` mask as the tail in `sum.rs`.
+//! `bpf_ringbuf_reserve` needs a constant size ("R2 is not a known constant'", quote and all, for
+//! `reserve_bytes` of the record's length), so the record goes out with `bpf_ringbuf_output`,
+//! whose length may vary: the header and the bytes captured, never the whole staging buffer (one
+//! extra copy, only here).
 
 use core::ptr::addr_of_mut;
 
@@ -20,11 +24,19 @@ use checksum_common::{
 
 use crate::{CAPTURE_BUF, EVENTS, packet::Packet};
 
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "MAX_SNAP fits in 16 bits (asserted in checksum-common)"
+)]
 const MAX: u32 = MAX_SNAP as u32;
 
 /// Sends `event` with the first min(`snaplen`, frame length, `MAX_SNAP`) bytes of the frame. A
 /// record the ring buffer has no room for is counted in `events_lost`, like a plain event.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "cap_len <= MAX_SNAP, which fits in 16 bits; l3_off is at most a few VLAN tags in"
+)]
 pub fn send<P: Packet>(pkt: &P, snaplen: u32, event: ChecksumEvent, c: &mut Counters) {
     let Some(rec) = CAPTURE_BUF.get_ptr_mut(0) else {
         c.events_lost += 1;

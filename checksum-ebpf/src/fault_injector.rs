@@ -1,13 +1,20 @@
 //! A deliberately faulty DNAT for the demo and the tests, in an object of its own (the auditor's
-//! programs never modify a packet). It rewrites the IPv4 destination FROM_ADDR to TO_ADDR and
+//! programs never modify a packet). It rewrites the IPv4 destination `FROM_ADDR` to `TO_ADDR` and
 //! fixes the IP header checksum, but leaves the TCP/UDP checksum alone: the bug of a NAT that
 //! forgets the pseudo-header. With a partial (offloaded) checksum, the stale pseudo-header sum is
 //! later completed in software by a device without TX offload, producing a complete but stale
 //! checksum, as in the field reports.
 #![no_std]
 #![no_main]
-// aya's #[classifier] wrapper takes the raw skb pointer in a safe fn (see tc.rs in the auditor).
-#![allow(clippy::not_unsafe_ptr_arg_deref)]
+#![expect(
+    clippy::not_unsafe_ptr_arg_deref,
+    reason = "aya's #[classifier] wrapper takes the raw skb pointer in a safe fn (see tc.rs)"
+)]
+#![expect(
+    clippy::inline_always,
+    reason = "BPF code is inlined into the program that uses it: no calls but to helpers and the \
+              few global functions, each of which the verifier checks on its own"
+)]
 
 use aya_ebpf::{
     EbpfContext, Global,
@@ -28,6 +35,10 @@ const IP_CSUM_OFF: u32 = ETH_HLEN + 10;
 const IP_DST_OFF: u32 = ETH_HLEN + 16;
 
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[classifier] hands the context over by value"
+)]
 pub fn stale_dnat(ctx: TcContext) -> i32 {
     rewrite(&ctx);
     TC_ACT_UNSPEC
@@ -56,7 +67,7 @@ fn rewrite(ctx: &TcContext) {
             return;
         }
         // The IP header checksum is fixed, so the packet is routed and delivered...
-        bpf_l3_csum_replace(skb.cast(), IP_CSUM_OFF, dst as u64, to as u64, 4);
+        bpf_l3_csum_replace(skb.cast(), IP_CSUM_OFF, u64::from(dst), u64::from(to), 4);
         // ...and the L4 checksum is not (no bpf_l4_csum_replace with BPF_F_PSEUDO_HDR): the fault.
     }
 }

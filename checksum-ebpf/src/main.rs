@@ -1,7 +1,12 @@
 //! Kernel programs of checksum-audit. They never drop or modify a packet: every path returns
-//! XDP_PASS. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `STATES`.
+//! `XDP_PASS`. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `STATES`.
 #![no_std]
 #![no_main]
+#![expect(
+    clippy::inline_always,
+    reason = "BPF code is inlined into the program that uses it: no calls but to helpers and the \
+              few global functions, each of which the verifier checks on its own"
+)]
 
 mod audit;
 mod capture;
@@ -150,6 +155,10 @@ static OFF_NSPROXY_NET: Global<u32> = Global::new(0);
 /// Reports the kernel's checksum drops (see `drops.rs`); loaded and attached once per run,
 /// unless `--no-kernel-drops`.
 #[btf_tracepoint(function = "kfree_skb")]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "#[btf_tracepoint] hands the context over by value"
+)]
 pub fn csum_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     drops::on_kfree_skb(&ctx);
     0

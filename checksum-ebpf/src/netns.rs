@@ -2,11 +2,11 @@
 //! several namespaces (ifindexes repeat across them).
 //!
 //! Why this way: `bpf_get_netns_cookie` is refused for XDP ("program of this type cannot use
-//! helper bpf_get_netns_cookie#122"), and at TC (Linux >= 6.14) it answers with the namespace of
-//! `skb->sk`, or init_net without a socket, not with the device's: a forwarded packet has no socket.
+//! helper `bpf_get_netns_cookie#122`"), and at TC (Linux >= 6.14) it answers with the namespace of
+//! `skb->sk`, or `init_net` without a socket, not with the device's: a forwarded packet has no socket.
 //! The kfunc `bpf_cast_to_kern_ctx` cannot be declared from Rust yet (rustc emits no BTF for
 //! `extern` functions). So the programs follow the kernel's pointers with `bpf_probe_read_kernel`
-//! (allowed with CAP_PERFMON), at offsets user space resolves from the running kernel's BTF. Only
+//! (allowed with `CAP_PERFMON`), at offsets user space resolves from the running kernel's BTF. Only
 //! runs with several namespaces pay for it: with one, `NETNS_BY_DEVICE` is a frozen 0 and the
 //! verifier prunes every read.
 
@@ -26,6 +26,10 @@ pub enum Ctx {
 /// The namespace cookie of the packet's device (`SO_NETNS_COOKIE` in user space), or 0 when only
 /// one namespace is audited or a pointer could not be read.
 #[inline(always)]
+#[expect(
+    clippy::cast_ptr_alignment,
+    reason = "bpf_probe_read_kernel copies bytes: the source pointer needs no alignment"
+)]
 pub fn cookie(ctx: *const u8, kind: Ctx) -> u64 {
     if NETNS_BY_DEVICE.load() == 0 {
         return 0;
@@ -54,6 +58,10 @@ pub fn cookie(ctx: *const u8, kind: Ctx) -> u64 {
 /// The pointer at `base + off`, or null. `base` may be the context pointer: the verifier accepts
 /// context plus a constant (the offset is a frozen global) as `bpf_probe_read_kernel`'s source.
 #[inline(always)]
+#[expect(
+    clippy::cast_ptr_alignment,
+    reason = "bpf_probe_read_kernel copies bytes: the source pointer needs no alignment"
+)]
 fn read_ptr(base: *const u8, off: u32) -> *const u8 {
     if base.is_null() {
         return core::ptr::null();

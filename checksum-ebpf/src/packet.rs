@@ -67,10 +67,17 @@ pub trait Packet: Sized {
     /// in the linear part (no helper call: this is the hot path of every header), through the
     /// load-bytes helper otherwise (XDP fragments, non-linear skbs).
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "N is the size of a header, a few dozen bytes"
+    )]
     fn load<const N: usize>(&self, off: u32) -> Option<Bytes<N>> {
         let (start, end) = self.linear();
-        // The bound lets the verifier add the offset to a packet pointer (it rejects pointer
-        // arithmetic with an unbounded register).
+        // The bound was for the verifier, which rejected adding an unbounded offset to a packet
+        // pointer. On 6.18 that no longer reproduces: without the check (and the mask, which
+        // behind the check compiles to nothing) the programs verify, at 355,190 processed
+        // instructions for XDP instead of 233,373 and 432,969 for each TC hook instead of 280,338,
+        // so the bound stays for that.
         if off < 0x4000 {
             let at = start + (off & 0x3fff) as usize;
             if at + N <= end {
@@ -86,7 +93,8 @@ pub trait Packet: Sized {
 
 /// Bytes copied out of the packet, 8-aligned. LLVM may use misaligned loads (see build.rs), but
 /// the verifier requires stack accesses to be aligned: an unaligned array (inside an `Option`, the
-/// byte after the tag) would be read back with a misaligned wide load and rejected.
+/// byte after the tag) would be read back with a misaligned wide load and rejected ("misaligned
+/// stack access off 0+0+-55 size 8" without the `align(8)`).
 #[repr(C, align(8))]
 pub struct Bytes<const N: usize>(pub [u8; N]);
 
@@ -117,6 +125,10 @@ impl Packet for XdpPacket {
         Self(XdpContext::new(ctx.cast()))
     }
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a frame's length, fragments included, is far below 4 GiB"
+    )]
     fn len(&self) -> u32 {
         // SAFETY: the helper only reads the program's own xdp_md context.
         unsafe { bpf_xdp_get_buff_len(self.0.as_ptr().cast()) as u32 }
@@ -223,9 +235,13 @@ impl Packet for TcPacket {
 
     /// At TC the data normally starts at the MAC header, but not always: after a generic-mode XDP
     /// program on the same device, TC ingress sees the skb starting at the network header
-    /// (mac_len 0). `skb->protocol` tells which: when it is IP but the Ethernet ethertype
+    /// (`mac_len` 0). `skb->protocol` tells which: when it is IP but the Ethernet ethertype
     /// disagrees and the first byte carries the matching IP version, L3 starts at offset 0.
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "`__sk_buff.protocol` is a 32-bit field holding the 16-bit ethertype"
+    )]
     fn link_layer(&self) -> Option<(u16, u32)> {
         let eth = crate::parse::ethernet(self);
         let protocol = u16::from_be(self.skb().protocol as u16);
@@ -305,6 +321,10 @@ fn direct_slot<P: Packet>(pkt: &P, hook: Hook) -> Option<u32> {
 
 /// The slot of a source by its full key (several namespaces, or a large ifindex).
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "`hook` is a `Hook` value passed as u32 to a global function"
+)]
 fn source_slot<P: Packet>(pkt: &P, hook: u32) -> u32 {
     let key = SourceKey {
         netns: pkt.netns(),
@@ -326,7 +346,7 @@ pub fn be32(b: &[u8], i: usize) -> u32 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-/// A 16-bit field exactly as it lies in memory (see checksum_common::csum).
+/// A 16-bit field exactly as it lies in memory (see `checksum_common::csum`).
 #[inline(always)]
 pub fn mem16(b: &[u8], i: usize) -> u16 {
     u16::from_ne_bytes([b[i], b[i + 1]])

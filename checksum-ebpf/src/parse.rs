@@ -86,8 +86,8 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
     if h[0] >> 4 != 4 {
         return Err(ParseError::Malformed);
     }
-    let header_len = ((h[0] & 0x0f) as u32) << 2;
-    let total_len = be16(&h, 2) as u32;
+    let header_len = u32::from(h[0] & 0x0f) << 2;
+    let total_len = u32::from(be16(&h, 2));
     if header_len < 20 || (total_len != 0 && total_len < header_len) {
         return Err(ParseError::Malformed);
     }
@@ -107,7 +107,7 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
             protocol: h[9],
             src,
             dst,
-            ip_id: be16(&h, 4) as u32,
+            ip_id: u32::from(be16(&h, 4)),
             off: seg_off,
             len: seg_len,
             partial: is_fragment || total_len == 0,
@@ -122,7 +122,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
     if h[0] >> 4 != 6 {
         return Err(ParseError::Malformed);
     }
-    let payload_len = be16(&h, 4) as u32;
+    let payload_len = u32::from(be16(&h, 4));
     let end = off + 40 + payload_len;
     let mut next = h[6];
     let mut src = [0u8; 16];
@@ -150,7 +150,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
                 ip_id = be32(&ext, 4);
                 8
             }
-            IPPROTO_AH => (ext[1] as u32 + 2) << 2,
+            IPPROTO_AH => (u32::from(ext[1]) + 2) << 2,
             _ => {
                 if next == IPPROTO_ROUTING && ext[3] != 0 {
                     // RFC 8200 section 8.1: the pseudo-header carries the final destination.
@@ -158,7 +158,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
                         dst = final_dst;
                     }
                 }
-                (ext[1] as u32 + 1) << 3
+                (u32::from(ext[1]) + 1) << 3
             }
         };
         next = ext[0];
@@ -187,7 +187,7 @@ fn routing_final_destination<P: Packet>(pkt: &P, pos: u32, ext: &[u8]) -> Option
     match ext[2] {
         // Type 0 (deprecated source route): the last address of the list.
         0 => {
-            let addresses = (ext[1] / 2) as u32;
+            let addresses = u32::from(ext[1] / 2);
             if addresses == 0 {
                 return None;
             }

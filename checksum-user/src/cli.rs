@@ -25,7 +25,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Feed a pcap/pcapng file through the same kernel program with BPF_PROG_TEST_RUN.
+    /// Feed a pcap/pcapng file through the same kernel program with `BPF_PROG_TEST_RUN`.
     Replay(ReplayArgs),
 }
 
@@ -124,14 +124,14 @@ pub struct LiveArgs {
     /// counted as dropped).
     #[arg(long, value_name = "BYTES")]
     pub pcap_max_bytes: Option<u64>,
-    /// Serve Prometheus metrics at http://ADDR/metrics. A bare port (9465 or :9465) binds to
+    /// Serve Prometheus metrics at <http://ADDR/metrics>. A bare port (9465 or :9465) binds to
     /// 127.0.0.1; give an address (0.0.0.0:9465) to expose them further.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
     /// Write this file once every program is attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
-    /// Do not trace the kernel's own checksum drops. By default a kfree_skb tracepoint program
+    /// Do not trace the kernel's own checksum drops. By default a `kfree_skb` tracepoint program
     /// reports every packet the kernel drops for a bad checksum, in every namespace: it confirms
     /// each problem, and finds drops on paths nothing audits.
     #[arg(long)]
@@ -157,7 +157,7 @@ impl Cli {
     /// Parses the command line like `Parser::parse` (a usage error exits with code 2), and also
     /// records which live-only options were given (`LiveArgs::given`).
     pub fn parse_args() -> Self {
-        Self::from_matches(Self::command().get_matches())
+        Self::from_matches(&Self::command().get_matches())
             .unwrap_or_else(|e| e.format(&mut Self::command()).exit())
     }
 
@@ -167,11 +167,11 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Self::from_matches(Self::command().try_get_matches_from(args)?)
+        Self::from_matches(&Self::command().try_get_matches_from(args)?)
     }
 
-    fn from_matches(matches: ArgMatches) -> Result<Self, clap::Error> {
-        let mut cli = Self::from_arg_matches(&matches)?;
+    fn from_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut cli = Self::from_arg_matches(matches)?;
         // Every argument `LiveArgs` declares, so that an option added later counts too.
         cli.live.given = LiveArgs::augment_args(clap::Command::new("live"))
             .get_arguments()
@@ -198,7 +198,7 @@ impl LiveArgs {
 
 /// The longest duration accepted (100 years): `Instant::now()` plus it cannot overflow, as adding
 /// far longer ones (`--interval`) would.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+pub const MAX_DURATION: Duration = Duration::from_hours(100 * 365 * 24);
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds, up to `MAX_DURATION`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -266,8 +266,10 @@ mod tests {
             let cli = Cli::try_parse_args(["checksum-audit"].iter().chain(args)).unwrap();
             cli.live.given().to_vec()
         };
-        assert!(given(&["replay", "f.pcap"]).is_empty());
-        assert!(given(&["replay", "--format", "json", "f.pcap"]).is_empty());
+        let set = given(&["replay", "f.pcap"]);
+        assert!(set.is_empty(), "{set:?}");
+        let set = given(&["replay", "--format", "json", "f.pcap"]);
+        assert!(set.is_empty(), "{set:?}");
         assert_eq!(given(&["--netns", "x", "replay", "f"]), ["--netns"]);
         assert_eq!(
             given(&[

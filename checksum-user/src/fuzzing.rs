@@ -6,6 +6,10 @@
 //! property that does not hold (what the pcapng writer writes, the capture reader reads back;
 //! reading a file in one-byte pieces gives what reading it whole gives; a decoded record obeys
 //! the bounds its decoder promises). Each bounds its own work, so a slow input is a finding too.
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "a fuzz target's panic is its finding: every body panics on purpose"
+)]
 
 use std::{
     io::{self, Read},
@@ -37,7 +41,7 @@ use crate::{
 /// A target's body: takes any bytes, panics on a finding.
 pub type Body = fn(&[u8]);
 
-/// Every target: its name (the file fuzz/fuzz_targets/NAME.rs and the directories
+/// Every target: its name (the file `fuzz/fuzz_targets/NAME.rs` and the directories
 /// fuzz/corpus/NAME and fuzz/regressions/NAME) and its body.
 pub const TARGETS: &[(&str, Body)] = &[
     ("capture_file", capture_file),
@@ -143,7 +147,7 @@ fn check_to_ethernet(linktype: u32, data: &[u8]) {
     let header = link_header_len(linktype);
     match to_ethernet(linktype, data) {
         Err(CaptureError::UnsupportedLinkType(lt)) => {
-            assert!(!supported(linktype) && lt == linktype)
+            assert!(!supported(linktype) && lt == linktype);
         }
         Err(e) => panic!("to_ethernet({linktype}): {e}"),
         Ok(None) => assert!(supported(linktype) && data.len() < header),
@@ -185,7 +189,7 @@ pub fn ring_record(data: &[u8]) {
     assert!(cap.data.len() as u64 <= u64::from(cap.frame_len));
     assert_eq!(data.len(), CAPTURE_HEADER_LEN + cap.data.len());
     let Some((frame, orig_len)) = cap.ethernet_frame() else {
-        assert!(cap.data.is_empty());
+        assert!(cap.data.is_empty(), "{:?}", cap.data);
         return;
     };
     let mut writer = PcapngWriter::new(Vec::new(), None).expect("writing to memory");
@@ -206,7 +210,10 @@ pub fn ring_record(data: &[u8]) {
         .expect("the packet written");
     assert_eq!(record.linktype, LINKTYPE_ETHERNET);
     assert_eq!(record.data, &frame[..]);
-    assert_eq!(record.orig_len, orig_len.max(frame.len() as u32));
+    assert_eq!(
+        record.orig_len,
+        orig_len.max(u32::try_from(frame.len()).unwrap())
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,8 +267,8 @@ pub fn verdict_stream(data: &[u8]) {
     assert_eq!(counted + flows.evicted.mismatches, mismatches);
     let diagnoses = analysis.diagnoses();
     assert!(diagnoses.len() <= limit);
-    let diagnosed: u64 = diagnoses.iter().map(|d| d.count).sum();
-    assert_eq!(diagnosed + analysis.untracked().mismatches, mismatches);
+    let in_diagnoses: u64 = diagnoses.iter().map(|d| d.count).sum();
+    assert_eq!(in_diagnoses + analysis.untracked().mismatches, mismatches);
 
     let clock = output::Clock::new();
     let _ = output::flows_text(&analysis, &clock, 5, true);
@@ -388,7 +395,7 @@ pub fn pcapng_round_trip(data: &[u8]) {
             }
             continue;
         }
-        let iface = u32::from(input.u8()) % (linktypes.len() as u32 + 2);
+        let iface = u32::from(input.u8()) % (u32::try_from(linktypes.len()).unwrap() + 2);
         let timestamp_ns = input.u64();
         let orig_len = input.u32();
         let packet = blob(&mut input, &mut budget);
@@ -417,7 +424,7 @@ pub fn pcapng_round_trip(data: &[u8]) {
                 assert!(max_bytes.is_none_or(|max| writer.bytes_written() <= max));
                 let record = Record {
                     linktype: linktypes[iface as usize],
-                    orig_len: orig_len.max(packet.len() as u32),
+                    orig_len: orig_len.max(u32::try_from(packet.len()).unwrap()),
                     data: packet,
                     interface: iface,
                 };
@@ -509,7 +516,8 @@ fn blob(input: &mut Input, budget: &mut usize) -> Vec<u8> {
     let len = len.min(*budget);
     *budget -= len;
     let fill = input.u8();
-    (0..len).map(|i| fill ^ i as u8).collect()
+    // The low byte of the index: the pattern repeats every 256 bytes.
+    (0..len).map(|i| fill ^ i.to_le_bytes()[0]).collect()
 }
 
 /// A string: from the input, or (rarely) a fragment repeated up to past the 65535 bytes an

@@ -1,6 +1,8 @@
 //! Attachments made and undone while running: interfaces and namespaces come and go under a node
 //! agent, and each time it must attach or let go. Counted for the summaries and the metrics.
 
+use std::fmt::Write as _;
+
 use serde_json::{Value, json};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,7 @@ impl Lifecycle {
                 self.namespaces_gone
             );
             if unlisted > 0 {
-                line += &format!("; {unlisted} gone longer ago are not listed above");
+                let _ = write!(line, "; {unlisted} gone longer ago are not listed above");
             }
             line + "\n"
         })

@@ -1,5 +1,5 @@
 //! `checksum-audit replay FILE`: every frame of a capture, in order, through the same kernel
-//! program (BPF_PROG_TEST_RUN), reported like live auditing.
+//! program (`BPF_PROG_TEST_RUN`), reported like live auditing.
 
 use std::{
     fs::File,
@@ -31,7 +31,7 @@ pub struct ReplayStats {
     pub audited: u64,
     /// Shorter than a link-layer header.
     pub too_short: u64,
-    /// Refused by BPF_PROG_TEST_RUN (e.g. larger than it accepts).
+    /// Refused by `BPF_PROG_TEST_RUN` (e.g. larger than it accepts).
     pub not_run: u64,
 }
 
@@ -39,7 +39,7 @@ pub struct ReplayStats {
 pub fn open_capture(path: &Path) -> Result<CaptureReader<BufReader<File>>> {
     let file =
         File::open(path).with_context(|| format!("cannot open capture file {}", path.display()))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
         bail!(
             "cannot read capture file {}: it is a directory",
             path.display()
@@ -91,9 +91,10 @@ impl CaptureSources {
         if self.by_interface.len() <= i {
             self.by_interface.resize(i + 1, None);
         }
-        let (id, counted) = match self.by_interface[i] {
-            Some(known) => known,
-            None => {
+        let (id, counted) = if let Some(known) = self.by_interface[i] {
+            known
+        } else {
+            {
                 let counted = auditor.add_counted_source()?;
                 // A capture of one interface is named by its file, as it always was; one of
                 // several by each interface's name in the file (or its number).
@@ -193,7 +194,7 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         }
     }
     sources.refresh(&mut analysis, &mut auditor);
-    write_summary(out, args, &stats, auditor.counters(), &analysis)?;
+    write_summary(out, args, &stats, &auditor.counters(), &analysis)?;
     Ok(stats)
 }
 
@@ -213,7 +214,7 @@ fn write_summary(
     out: &mut dyn Write,
     args: &ReplayArgs,
     stats: &ReplayStats,
-    counters: checksum_common::Counters,
+    counters: &checksum_common::Counters,
     analysis: &Analysis,
 ) -> Result<()> {
     let name = args.file.display().to_string();
@@ -224,7 +225,7 @@ fn write_summary(
         mode: "test-run",
         class: "capture",
         offload: Severity::Expected,
-        counters,
+        counters: *counters,
     };
     let interfaces: Vec<Source> = analysis
         .sources()

@@ -64,6 +64,7 @@ use common::require_root;
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
+    fmt::Write as _,
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -551,7 +552,10 @@ fn tcpdump_verdicts(corpus: &Path, tests: &[Test], ignored: &mut Ignored) -> Ver
             test.out
         );
         for (packet, body) in packets {
-            let is_whole = whole.get(packet as usize - 1).copied().unwrap_or(false);
+            let is_whole = usize::try_from(packet - 1)
+                .ok()
+                .and_then(|i| whole.get(i).copied())
+                .unwrap_or(false);
             for (layer, v) in packet_verdicts(&body, is_whole, ignored) {
                 match merged.get(&(packet, layer)) {
                     None => {
@@ -576,7 +580,7 @@ fn tcpdump_verdicts(corpus: &Path, tests: &[Test], ignored: &mut Ignored) -> Ver
 /// What one `replay` run reported.
 struct Replayed {
     verdicts: Verdicts,
-    /// Frames BPF_PROG_TEST_RUN refused (summary `not_run`): no verdicts at all for them.
+    /// Frames `BPF_PROG_TEST_RUN` refused (summary `not_run`): no verdicts at all for them.
     not_run: u64,
 }
 
@@ -678,6 +682,10 @@ struct Tally {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass over the corpus and its report, read top to bottom"
+)]
 fn tcpdump_conformance() {
     if !require_root("tcpdump_conformance") {
         return;
@@ -686,12 +694,11 @@ fn tcpdump_conformance() {
         std::env::var("CONFORMANCE_CORPUS").unwrap_or_else(|_| DEFAULT_CORPUS.into()),
     );
     if !corpus.join("index.csv").is_file() {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!(
-                "tcpdump_conformance: no corpus at {}; CI=true forbids skipping",
-                corpus.display()
-            );
-        }
+        assert!(
+            !common::in_ci(),
+            "tcpdump_conformance: no corpus at {}; CI=true forbids skipping",
+            corpus.display()
+        );
         eprintln!(
             "SKIPPED tcpdump_conformance: no corpus at {} (set CONFORMANCE_CORPUS)",
             corpus.display()
@@ -791,6 +798,7 @@ fn tcpdump_conformance() {
         .map(|(k, (line, why))| format!("{KNOWN}:{line}: {k}  # {why}"))
         .collect();
 
+    #[expect(clippy::cast_precision_loss, reason = "packet counts, far below 2^52")]
     let pct = |a: usize, b: usize| {
         if b == 0 {
             100.0
@@ -834,16 +842,22 @@ fn tcpdump_conformance() {
 
     let mut problems = String::new();
     if !failures.is_empty() {
-        problems += &format!("\nreplay failures:\n  {}\n", failures.join("\n  "));
+        let _ = write!(
+            problems,
+            "\nreplay failures:\n  {}\n",
+            failures.join("\n  ")
+        );
     }
     if !field_mismatches.is_empty() {
-        problems += &format!(
+        let _ = write!(
+            problems,
             "\nchecksum field values differ (packet or layer matched wrongly?):\n  {}\n",
             field_mismatches.join("\n  ")
         );
     }
     if !unexplained.is_empty() {
-        problems += &format!(
+        let _ = write!(
+            problems,
             "\n{} disagreements not in {KNOWN}\n(pcap packet layer ours tcpdump; find the cause, \
              then add the line with `  # explanation`):\n{}\n",
             unexplained.len(),
@@ -851,7 +865,8 @@ fn tcpdump_conformance() {
         );
     }
     if !stale.is_empty() {
-        problems += &format!(
+        let _ = write!(
+            problems,
             "\n{} stale entries in the known list (they agree now or no longer exist; \
              remove them):\n  {}\n",
             stale.len(),

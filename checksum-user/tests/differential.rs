@@ -1,5 +1,5 @@
 //! Differential test: a fixed-seed sample of generated and mutated frames goes through the loaded
-//! XDP program (every 16th through a TC program too) with BPF_PROG_TEST_RUN, and every verdict
+//! XDP program (every 16th through a TC program too) with `BPF_PROG_TEST_RUN`, and every verdict
 //! and counter must agree with the independent reference verifier
 //! (`checksum_user::testkit::differential`). `cargo xtask fuzz --frames N` runs longer samples
 //! and replays single frames.
@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use checksum_common::{Hook, Kind, Layer, Status};
+use checksum_common::{Hook, Kind, Layer, Status, csum::ones_add};
 use checksum_user::{
     kernel::testrun::FrameAuditor,
     testkit::{
@@ -150,8 +150,8 @@ fn frames_of_fixed_kernel_issues_agree() {
     let f = v6_frame(UDP, segment(UDP, 40));
     let mut z = f.clone();
     let p = z.l4_off + 8;
-    let w = u16::from_be_bytes([z.bytes[p], z.bytes[p + 1]]) as u32 + f.checksum as u32;
-    z.bytes[p..p + 2].copy_from_slice(&(((w & 0xffff) + (w >> 16)) as u16).to_be_bytes());
+    let w = ones_add(u16::from_be_bytes([z.bytes[p], z.bytes[p + 1]]), f.checksum);
+    z.bytes[p..p + 2].copy_from_slice(&w.to_be_bytes());
     z.set_field(0xffff);
     assert_eq!(explain(&z.bytes), None);
     z.set_field(0);

@@ -45,7 +45,10 @@ fn run(name: &str) {
             let why = e
                 .downcast_ref::<String>()
                 .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| {
+                    e.downcast_ref::<&str>()
+                        .map(std::string::ToString::to_string)
+                })
                 .unwrap_or_default();
             failed.push(format!("{}: {why}", path.display()));
         }
@@ -68,7 +71,7 @@ macro_rules! targets {
             }
         )*
 
-        /// The list above, `fuzzing::TARGETS`, fuzz/fuzz_targets and the `[[bin]]`s of
+        /// The list above, `fuzzing::TARGETS`, `fuzz/fuzz_targets` and the `[[bin]]`s of
         /// fuzz/Cargo.toml name the same targets, so none is fuzzed without being tested here.
         #[test]
         fn every_target_is_here_and_in_the_fuzz_crate() {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::{
+    fmt::Write as _,
     os::unix::process::ExitStatusExt,
     process::{Command, ExitStatus},
     sync::{
@@ -15,28 +16,25 @@ use std::{
     time::{Duration, Instant},
 };
 
+use checksum_user::testkit::{
+    frames::*,
+    netns::{NetNs, VETH_A, VETH_B, VethPair, send_raw_frames},
+};
 use common::{
     auditor::{BIN, Finished, Running},
-    frames::*,
     http_get,
     leftovers::{Held, Hooks, Others, held_by, hooks, settle, still_loaded},
-    netns::{NetNs, VETH_A, VETH_B, VethPair, send_raw_frames},
-    require_root,
 };
 
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
-
 /// SplitMix64: the moments are random but seeded, and the seed is printed, so a failing cell
-/// can be replayed with CSA_SEED=<seed>.
+/// can be replayed with `CSA_SEED=<seed>`.
 struct Rng(u64);
 
 impl Rng {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "without CSA_SEED, the seed is the clock's low 64 bits"
+    )]
     fn from_env() -> Self {
         let seed = std::env::var("CSA_SEED")
             .ok()
@@ -63,7 +61,9 @@ impl Rng {
 
     /// A duration in [0, max).
     fn below(&mut self, max: Duration) -> Duration {
-        Duration::from_micros(self.next() % (max.as_micros() as u64).max(1))
+        Duration::from_micros(
+            self.next() % u64::try_from(max.as_micros()).unwrap_or(u64::MAX).max(1),
+        )
     }
 }
 
@@ -282,7 +282,7 @@ struct Cell {
 fn run_cell(tag: &str, signal: i32, moment: Moment, rng: &mut Rng, timing: &Timing) -> Cell {
     let mut lab = Lab::new(tag);
     let mut run = lab.launch();
-    let mut _traffic = None;
+    let mut traffic = None;
     let delay = match moment {
         Moment::Attach => {
             let d = rng.below(timing.startup);
@@ -291,7 +291,7 @@ fn run_cell(tag: &str, signal: i32, moment: Moment, rng: &mut Rng, timing: &Timi
         }
         Moment::Steady => {
             run.wait_ready();
-            _traffic = Some(Traffic::start(&lab.pair));
+            traffic = Some(Traffic::start(&lab.pair));
             let d = Duration::from_millis(200) + rng.below(Duration::from_millis(500));
             std::thread::sleep(d);
             d
@@ -311,7 +311,7 @@ fn run_cell(tag: &str, signal: i32, moment: Moment, rng: &mut Rng, timing: &Timi
     let signalled = Instant::now();
     let done: Finished = run.finish(Duration::from_secs(20));
     let exit_after = signalled.elapsed();
-    drop(_traffic);
+    drop(traffic);
     let mut failure = None;
     let mut fail = |why: String| {
         failure.get_or_insert(why);
@@ -382,7 +382,7 @@ fn run_cell(tag: &str, signal: i32, moment: Moment, rng: &mut Rng, timing: &Timi
 /// SIGINT, SIGTERM and SIGKILL while attaching, at steady state with traffic, and while a new
 /// interface is being attached: afterwards nothing of ours is on any interface (XDP, TCX, clsact
 /// filters), every program, link and map the process held is freed, and another tool's TCX
-/// program, cls_bpf filter and u32 filters are exactly as before.
+/// program, `cls_bpf` filter and u32 filters are exactly as before.
 #[test]
 fn signals_at_any_moment_leave_nothing_behind() {
     root_only!();
@@ -422,8 +422,9 @@ fn signals_at_any_moment_leave_nothing_behind() {
         "leftovers"
     );
     for c in &cells {
-        table += &format!(
-            "{:<8} {:<12} {:>7}ms {:>6} {:>6} {:<17} {:>8}ms  {}\n",
+        let _ = writeln!(
+            table,
+            "{:<8} {:<12} {:>7}ms {:>6} {:>6} {:<17} {:>8}ms  {}",
             signal_name(c.signal),
             c.moment.name(),
             c.delay.as_millis(),

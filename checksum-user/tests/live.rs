@@ -3,21 +3,16 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
+use checksum_user::testkit::{
+    frames::*,
+    netns::{self, VETH_A, VETH_B, VethPair, ordinary_traffic, send_raw_frames},
+};
 use common::{
     auditor::{BIN, Running, run_to_end, tcx_programs, xdp_state},
-    frames::*,
     http_get,
-    netns::{VETH_A, VETH_B, VethPair, ordinary_traffic, send_raw_frames},
-    require_root,
 };
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
 
 /// Crafted frames with known-bad checksums, each with the layer, kind, got and want the auditor
 /// must report.
@@ -114,7 +109,7 @@ fn bad_frames_from_the_peer_arrive_as_events_on_every_ingress_hook() {
         assert_eq!(tcp4["dst"], "10.9.0.2");
         assert_eq!(tcp4["sport"], 40682);
         assert_eq!(tcp4["dport"], 8080);
-        assert_eq!(tcp4["tcp_seq"], 0x01020304);
+        assert_eq!(tcp4["tcp_seq"], 0x0102_0304);
         assert_eq!(tcp4["ip_id"], 0x1234);
         // Counters agree with the events, and nothing was lost.
         assert_eq!(done.counter(VETH_B, hook, &["mismatches", "corrupt"]), 2);
@@ -296,16 +291,17 @@ fn duration_ends_the_run_with_a_final_summary() {
     );
     assert_eq!(last["interfaces"].as_array().unwrap().len(), 2);
     assert_eq!(xdp_state(&pair.b, VETH_B), "");
-    assert!(tcx_programs(&pair.b, VETH_B).is_empty());
+    let left = tcx_programs(&pair.b, VETH_B);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
 fn an_occupied_xdp_slot_is_never_replaced() {
-    root_only!();
     use checksum_user::{
         kernel::loader::{LoadOptions, Loaded, NOOP_XDP},
         kernel::xdp_slot::xdp_holder,
     };
+    root_only!();
     let pair = VethPair::new("busy");
     let ifindex = pair.b.ifindex(VETH_B);
     // Another tool's program: our no-op, attached from a thread inside the namespace.
@@ -368,7 +364,8 @@ fn one_bad_interface_detaches_the_ones_already_attached() {
     assert_eq!(code, 1);
     assert!(stderr.contains("unknown interface 'nosuch0'"), "{stderr}");
     assert_eq!(xdp_state(&pair.b, VETH_B), "");
-    assert!(tcx_programs(&pair.b, VETH_B).is_empty());
+    let left = tcx_programs(&pair.b, VETH_B);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Another tool's XDP program and another tool's TCX program (here: our own programs loaded by
@@ -376,12 +373,12 @@ fn one_bad_interface_detaches_the_ones_already_attached() {
 /// checksum-audit runs at its default hooks, and after it exits.
 #[test]
 fn other_programs_stay_attached_and_keep_working() {
-    root_only!();
     use aya::programs::{
         LinkOrder, XdpMode,
         tc::{TcAttach, TcAttachType},
     };
     use checksum_user::kernel::loader::{AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded};
+    root_only!();
     let pair = VethPair::new("coex");
     let ifindex = pair.b.ifindex(VETH_B);
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<bool>();
@@ -418,16 +415,7 @@ fn other_programs_stay_attached_and_keep_working() {
         let out = pair
             .a
             .exec()
-            .args([
-                "ping",
-                "-c",
-                n,
-                "-i",
-                "0.05",
-                "-W",
-                "1",
-                common::netns::ADDR_B,
-            ])
+            .args(["ping", "-c", n, "-i", "0.05", "-W", "1", netns::ADDR_B])
             .output()
             .unwrap();
         assert!(
@@ -599,8 +587,10 @@ fn other_namespaces_are_audited_through_netns() {
         assert!(corrupt.iter().all(|v| v["severity"] == "problem"));
         assert_eq!(done.counter(iface, hook, &["mismatches", "zero"]), 1);
     }
-    assert!(tcx_programs(&pair.a, VETH_A).is_empty());
-    assert!(tcx_programs(&pair.b, VETH_B).is_empty());
+    let left = tcx_programs(&pair.a, VETH_A);
+    assert!(left.is_empty(), "{left:?}");
+    let left = tcx_programs(&pair.b, VETH_B);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// XDP programs cannot ask for their namespace, and ifindexes repeat across namespaces: the same
@@ -630,7 +620,7 @@ fn xdp_in_two_namespaces_with_the_same_ifindex_is_told_apart() {
 #[test]
 fn a_large_ifindex_is_audited_through_the_hash() {
     root_only!();
-    let ns = common::netns::NetNs::new("bigix");
+    let ns = netns::NetNs::new("bigix");
     ns.ip(&[
         "link", "add", "big-a", "index", "70000", "type", "veth", "peer", "name", "big-b",
     ]);
@@ -683,6 +673,10 @@ fn all_interfaces_skips_loopback() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scrape checked series by series against the summary"
+)]
 fn metrics_are_served_and_parse_with_an_independent_parser() {
     root_only!();
     let pair = VethPair::new("prom");
@@ -792,10 +786,10 @@ fn metrics_are_served_and_parse_with_an_independent_parser() {
 /// service address, and the good flows beside it raise no problem.
 #[test]
 fn a_stale_dnat_is_diagnosed_on_the_hops_naming_the_service_address() {
-    root_only!();
     use checksum_user::testkit::dnat::{
         DnatLab, SERVER_IF, SERVICE_TCP_PORT, SERVICE_UDP_PORT, netns_args,
     };
+    root_only!();
     let lab = DnatLab::new("dnat");
     let mut args = netns_args(&lab);
     args.extend(["--iface", "veth-*", "--show-offload"].map(String::from));
@@ -880,7 +874,6 @@ fn mismatching_frames_are_written_to_pcapng_with_comments() {
     // counted (no --show-offload), so it is not captured.
     assert_eq!(pcap["written"], 4, "{pcap}");
     assert_eq!(pcap["dropped_by_size"], 0);
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
@@ -952,7 +945,8 @@ fn an_unwritable_pcap_out_fails_before_attaching() {
         stderr.contains("cannot write --pcap-out /nonexistent-dir/x.pcapng"),
         "{stderr}"
     );
-    assert!(tcx_programs(&pair.b, VETH_B).is_empty());
+    let left = tcx_programs(&pair.b, VETH_B);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// A flood of mismatches into a ring buffer far too small for it: every bad frame is either an
@@ -966,6 +960,7 @@ fn a_flood_loses_nothing_uncounted() {
 }
 
 fn flood_accounting(extra: &[&str]) {
+    const FRAMES: usize = 5000;
     let pair = VethPair::new("flood");
     let mut args = vec![
         "--iface",
@@ -977,7 +972,6 @@ fn flood_accounting(extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     let run = Running::start(&pair.b, &args);
-    const FRAMES: usize = 5000;
     let mut frames = Vec::with_capacity(FRAMES);
     for i in 0..FRAMES {
         let mut f = v4_frame(&[], UDP, segment(UDP, 16 + i % 64), &[]);

@@ -1,4 +1,4 @@
-//! `--pcap-out` building blocks: the frame bytes mismatch events carry (BPF_PROG_TEST_RUN at XDP
+//! `--pcap-out` building blocks: the frame bytes mismatch events carry (`BPF_PROG_TEST_RUN` at XDP
 //! and TC, capture on and off), and the pcapng writer, read back by tshark.
 
 mod common;
@@ -14,21 +14,13 @@ use checksum_common::{
     Hook, Kind, Layer, Status,
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
 };
+use checksum_user::testkit::frames::*;
 use checksum_user::{
     kernel::event::{Captured, Verdict},
     kernel::loader::{LoadOptions, capture_record_bytes, effective_snaplen},
     kernel::testrun::{FrameAuditor, SkbMeta},
     pcap::write::PcapngWriter,
 };
-use common::{frames::*, require_root};
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
 
 const HOOKS: [Hook; 3] = Hook::ALL;
 
@@ -78,6 +70,14 @@ fn bad_frames() -> Vec<(&'static str, Vec<u8>, Layer, Kind)> {
     out
 }
 
+fn max_snap() -> u32 {
+    u32::try_from(MAX_SNAP).unwrap()
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a few VLAN tags into a test frame"
+)]
 fn l3_off_of(frame: &[u8]) -> u16 {
     let mut off = 14;
     while off + 4 <= frame.len() && matches!(&frame[off - 2..off], [0x81, 0x00] | [0x88, 0xa8]) {
@@ -200,15 +200,12 @@ fn report_all_captures_only_mismatches() {
         let reports = run(&mut a, hook, &f.bytes);
         assert_eq!(reports.len(), 2, "{reports:#?}");
         for (v, cap) in &reports {
-            match v.layer {
-                Layer::Ipv4 => {
-                    assert_eq!(v.status, Status::Ok);
-                    assert!(cap.is_none());
-                }
-                _ => {
-                    assert_eq!(v.status, Status::Bad);
-                    assert_eq!(cap.as_ref().expect("capture").data, f.bytes[..128]);
-                }
+            if v.layer == Layer::Ipv4 {
+                assert_eq!(v.status, Status::Ok);
+                assert!(cap.is_none());
+            } else {
+                assert_eq!(v.status, Status::Bad);
+                assert_eq!(cap.as_ref().expect("capture").data, f.bytes[..128]);
             }
         }
     }
@@ -218,7 +215,7 @@ fn report_all_captures_only_mismatches() {
 fn snaplen_beyond_the_frame_or_the_maximum() {
     root_only!();
     // Longer than the frame: the whole frame. Beyond MAX_SNAP: clamped.
-    assert_eq!(effective_snaplen(u32::MAX), MAX_SNAP as u32);
+    assert_eq!(effective_snaplen(u32::MAX), max_snap());
     let mut a = auditor(u32::MAX, false);
     let mut f = v4_frame(&[], UDP, segment(UDP, 1000), &[]);
     let c = f.checksum;
@@ -245,7 +242,7 @@ fn jumbo_frames_capture_from_fragments() {
     let c = f.checksum;
     f.set_field(c ^ 0x8000);
     assert_eq!(f.bytes.len(), 9014);
-    for snaplen in [64u32, 256, 5000, MAX_SNAP as u32] {
+    for snaplen in [64u32, 256, 5000, max_snap()] {
         let mut a = auditor(snaplen, false);
         let reports = run(&mut a, Hook::Xdp, &f.bytes);
         assert_eq!(reports.len(), 1);
@@ -266,17 +263,18 @@ fn jumbo_frames_capture_from_fragments() {
 fn capture_records_that_do_not_fit_are_counted_lost() {
     root_only!();
     let mut a = FrameAuditor::with_options(&LoadOptions {
-        snaplen: MAX_SNAP as u32,
+        snaplen: max_snap(),
         ring_bytes: 4096,
         ..LoadOptions::default()
     })
     .expect("load");
-    assert!(capture_record_bytes(MAX_SNAP as u32) > 4096);
+    assert!(capture_record_bytes(max_snap()) > 4096);
     let mut f = v4_frame(&[], TCP, segment(TCP, 9000 - 20 - 20), &[]);
     let c = f.checksum;
     f.set_field(c ^ 0x8000);
     let before = a.counters();
-    assert!(run(&mut a, Hook::Xdp, &f.bytes).is_empty());
+    let sent = run(&mut a, Hook::Xdp, &f.bytes);
+    assert!(sent.is_empty(), "{sent:?}");
     let lost = a.counters().since(&before);
     assert_eq!(lost.events_lost, 1);
     assert_eq!(
@@ -301,9 +299,10 @@ fn tshark() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("tshark not found; CI=true forbids skipping (scripts/bootstrap.sh installs it)");
-        }
+        assert!(
+            !common::in_ci(),
+            "tshark not found; CI=true forbids skipping (scripts/bootstrap.sh installs it)"
+        );
         eprintln!("SKIPPED tshark round trip: tshark not found (apt-get install tshark)");
     }
     found
@@ -326,7 +325,9 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
-        .as_nanos() as u64
+        .as_nanos()
+        .try_into()
+        .expect("before 2554")
 }
 
 fn comment(v: &Verdict) -> String {
@@ -462,11 +463,12 @@ fn max_bytes_stops_writing_and_counts_drops() {
     let cap = cap.expect("capture");
     let text = comment(&v);
     let max_bytes = 2000;
-    let mut w = PcapngWriter::create(&path, Some(max_bytes)).expect("create");
-    let iface = w.add_interface("eth0", snaplen).expect("idb");
+    let mut writer = PcapngWriter::create(&path, Some(max_bytes)).expect("create");
+    let iface = writer.add_interface("eth0", snaplen).expect("idb");
     let mut accepted = 0;
     for _ in 0..20 {
-        if w.write_packet(iface, now_ns(), cap.frame_len, &cap.data, &text)
+        if writer
+            .write_packet(iface, now_ns(), cap.frame_len, &cap.data, &text)
             .expect("write")
         {
             accepted += 1;
@@ -474,17 +476,18 @@ fn max_bytes_stops_writing_and_counts_drops() {
     }
     // Each block: 28-byte EPB header and trailer + 256 bytes + the comment option.
     assert!((3..10).contains(&accepted), "{accepted} packets accepted");
-    assert_eq!(w.packets_written(), accepted);
-    assert_eq!(w.packets_dropped_by_size(), 20 - accepted);
+    assert_eq!(writer.packets_written(), accepted);
+    assert_eq!(writer.packets_dropped_by_size(), 20 - accepted);
     // Once full, even a packet that would fit is refused: the file stays a prefix in time.
     assert!(
-        !w.write_packet(iface, now_ns(), 60, &[0; 14], "")
+        !writer
+            .write_packet(iface, now_ns(), 60, &[0; 14], "")
             .expect("write")
     );
-    assert_eq!(w.packets_dropped_by_size(), 21 - accepted);
-    w.flush().expect("flush");
-    assert!(w.bytes_written() <= max_bytes);
-    drop(w);
+    assert_eq!(writer.packets_dropped_by_size(), 21 - accepted);
+    writer.flush().expect("flush");
+    assert!(writer.bytes_written() <= max_bytes);
+    drop(writer);
     let meta = std::fs::metadata(&path).expect("stat");
     assert!(meta.len() <= max_bytes, "{} bytes", meta.len());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);

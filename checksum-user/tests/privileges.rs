@@ -1,34 +1,27 @@
-//! Least privilege: the binary runs as the unprivileged user nobody with only CAP_BPF,
-//! CAP_NET_ADMIN and CAP_PERFMON (as ambient capabilities, the way systemd's
-//! AmbientCapabilities= grants them), attaches and reports a bad checksum; without one of them it
-//! stops with a one-line error naming it. `--netns` needs CAP_SYS_ADMIN as well, for setns.
+//! Least privilege: the binary runs as the unprivileged user nobody with only `CAP_BPF`,
+//! `CAP_NET_ADMIN` and `CAP_PERFMON` (as ambient capabilities, the way systemd's
+//! `AmbientCapabilities=` grants them), attaches and reports a bad checksum; without one of them it
+//! stops with a one-line error naming it. `--netns` needs `CAP_SYS_ADMIN` as well, for setns.
 //! capsh (Debian package libcap2-bin) sets up the capabilities.
 
 mod common;
 
 use std::process::Command;
 
+use checksum_user::testkit::{
+    frames::*,
+    netns::{NetNs, VETH_A, VETH_B, VethPair, send_raw_frames},
+};
 use common::{
     auditor::{BIN, Running, run_to_end},
-    frames::*,
     leftovers::hooks,
-    netns::{NetNs, VETH_A, VETH_B, VethPair, send_raw_frames},
-    require_root,
 };
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
-}
 
 const NEEDED: [&str; 3] = ["cap_bpf", "cap_net_admin", "cap_perfmon"];
 
 /// `[ip netns exec NS] capsh ...` running the binary as nobody with exactly `caps` (effective,
-/// permitted and ambient); the binary's arguments follow. capsh needs CAP_SETPCAP, CAP_SETUID
-/// and CAP_SETGID itself to get there; they are not ambient, so the binary does not keep them.
+/// permitted and ambient); the binary's arguments follow. capsh needs `CAP_SETPCAP`, `CAP_SETUID`
+/// and `CAP_SETGID` itself to get there; they are not ambient, so the binary does not keep them.
 fn as_nobody_with(caps: &[&str], ns: Option<&NetNs>) -> Command {
     let list = caps.join(",");
     let mut cmd = match ns {
@@ -53,7 +46,7 @@ fn as_nobody_with(caps: &[&str], ns: Option<&NetNs>) -> Command {
     cmd
 }
 
-/// The Uid and CapEff lines of a process's status.
+/// The Uid and `CapEff` lines of a process's status.
 fn identity(pid: i32) -> (String, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| {
@@ -68,7 +61,7 @@ fn identity(pid: i32) -> (String, u64) {
     (uid, u64::from_str_radix(&field("CapEff:"), 16).unwrap())
 }
 
-/// Bits of CAP_NET_ADMIN (12), CAP_PERFMON (38) and CAP_BPF (39).
+/// Bits of `CAP_NET_ADMIN` (12), `CAP_PERFMON` (38) and `CAP_BPF` (39).
 const NEEDED_BITS: u64 = 1 << 12 | 1 << 38 | 1 << 39;
 
 #[test]
@@ -130,7 +123,7 @@ fn without_one_of_them_it_names_the_missing_capability() {
     }
 }
 
-/// Joining another network namespace (setns) is the one operation that needs CAP_SYS_ADMIN.
+/// Joining another network namespace (setns) is the one operation that needs `CAP_SYS_ADMIN`.
 #[test]
 fn netns_needs_cap_sys_admin_for_setns() {
     root_only!();

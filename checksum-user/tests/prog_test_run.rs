@@ -1,31 +1,33 @@
-//! BPF_PROG_TEST_RUN tests: crafted frames through the loaded, verified XDP program. Every case
+//! `BPF_PROG_TEST_RUN` tests: crafted frames through the loaded, verified XDP program. Every case
 //! asserts the verdicts and the event fields the kernel reported.
 
 mod common;
 
 use std::sync::{LazyLock, Mutex};
 
-use checksum_common::{Counters, Hook, Kind, Layer, Status, event::Direction};
+use checksum_common::{Counters, Hook, Kind, Layer, Status, csum::ones_add, event::Direction};
+use checksum_user::testkit::frames::*;
 use checksum_user::{
     kernel::event::Verdict, kernel::loader::LoadOptions, kernel::testrun::FrameAuditor,
 };
-use common::{frames::*, require_root};
 
-/// One loaded program (with REPORT_ALL, so `ok` verdicts are reported too) shared by the tests.
+/// One loaded program (with `REPORT_ALL`, so `ok` verdicts are reported too) shared by the tests.
 static AUDITOR: LazyLock<Mutex<FrameAuditor>> =
     LazyLock::new(|| Mutex::new(FrameAuditor::new(true).expect("load the XDP program")));
 
 fn audit(frame: &[u8]) -> Vec<Verdict> {
     AUDITOR
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .audit(frame)
         .expect("test run")
 }
 
 /// Runs a frame and returns its verdicts plus the counter deltas it caused.
 fn audit_counted(frame: &[u8]) -> (Vec<Verdict>, Counters) {
-    let mut a = AUDITOR.lock().unwrap_or_else(|e| e.into_inner());
+    let mut a = AUDITOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = a.counters();
     let v = a.audit(frame).expect("test run");
     let after = a.counters();
@@ -51,14 +53,6 @@ fn assert_l4(frame: &Frame, status: Status) -> Verdict {
     let v = layer(&verdicts, l).clone();
     assert_eq!(v.status, status, "{l:?} verdict: {v:#?}");
     v
-}
-
-macro_rules! root_only {
-    () => {
-        if !require_root(module_path!()) {
-            return;
-        }
-    };
 }
 
 const PROTOS_V4: [u8; 3] = [TCP, UDP, ICMP];
@@ -132,7 +126,7 @@ fn event_fields_describe_the_packet() {
     assert_eq!(v.flow.protocol, TCP);
     assert_eq!(v.l4_len, 120);
     assert_eq!(v.ip_id, 0x1234);
-    assert_eq!(v.tcp_seq, 0x01020304);
+    assert_eq!(v.tcp_seq, 0x0102_0304);
     assert_eq!(v.pseudo, f.pseudo);
     assert!(v.timestamp_ns > 0);
     assert_eq!(v.ifindex, 1, "test runs use the loopback device");
@@ -261,11 +255,11 @@ fn jumbo_frames_across_fragments() {
 
 #[test]
 fn ipv6_extension_headers() {
-    root_only!();
     const HOP: u8 = 0;
     const ROUTING: u8 = 43;
     const FRAGMENT: u8 = 44;
     const DSTOPTS: u8 = 60;
+    root_only!();
     // Hop-by-hop (8 bytes of PadN) then destination options (16 bytes), then UDP.
     let mut ext = vec![DSTOPTS, 0, 1, 4, 0, 0, 0, 0];
     ext.extend_from_slice(&[UDP, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -307,7 +301,7 @@ fn ipv6_extension_headers() {
     let mut f = v6_frame_ext(TCP, segment(TCP, 30), FRAGMENT, &frag, IP6_B);
     f.corrupt_payload();
     let v = assert_l4(&f, Status::Bad);
-    assert_eq!(v.ip_id, 0xdeadbeef);
+    assert_eq!(v.ip_id, 0xdead_beef);
     // A first fragment with more to come cannot be verified.
     let frag_more = [TCP, 0, 0, 1, 0, 0, 0, 9];
     let f = v6_frame_ext(TCP, segment(TCP, 30), FRAGMENT, &frag_more, IP6_B);
@@ -364,7 +358,7 @@ fn inconsistent_lengths_are_malformed_not_mismatches() {
     let mut f = v4_frame(&[], TCP, segment(TCP, 10), &[]);
     f.bytes[f.l3_off] = 0x44;
     let (verdicts, delta) = audit_counted(&f.bytes);
-    assert!(verdicts.is_empty());
+    assert!(verdicts.is_empty(), "{verdicts:?}");
     assert_eq!(delta.malformed, 1);
     // UDP length longer than the IP payload.
     let mut f = v4_frame(&[], UDP, segment(UDP, 10), &[]);
@@ -382,7 +376,7 @@ fn inconsistent_lengths_are_malformed_not_mismatches() {
     let ext = [TCP, 10, 0, 0, 0, 0, 0, 0];
     let f = v6_frame_ext(TCP, segment(TCP, 8), 60, &ext, IP6_B);
     let (verdicts, delta) = audit_counted(&f.bytes);
-    assert!(verdicts.is_empty());
+    assert!(verdicts.is_empty(), "{verdicts:?}");
     assert_eq!(delta.malformed, 1);
 }
 
@@ -401,7 +395,7 @@ fn frames_that_are_not_ip_are_counted() {
     let mut arp = ethernet(&[], 0x0806);
     arp.extend_from_slice(&[0; 28]);
     let (verdicts, delta) = audit_counted(&arp);
-    assert!(verdicts.is_empty());
+    assert!(verdicts.is_empty(), "{verdicts:?}");
     assert_eq!(delta.not_ip, 1);
     assert_eq!(delta.packets, 1);
 }
@@ -480,8 +474,7 @@ fn both_ones_complement_zeros_verify() {
     let f = v4_frame(&[], TCP, segment(TCP, 40), &[]);
     let mut z = f.clone();
     let p = z.l4_off + 20;
-    let word = u16::from_be_bytes([z.bytes[p], z.bytes[p + 1]]) as u32 + f.checksum as u32;
-    let word = ((word & 0xffff) + (word >> 16)) as u16;
+    let word = ones_add(u16::from_be_bytes([z.bytes[p], z.bytes[p + 1]]), f.checksum);
     z.bytes[p..p + 2].copy_from_slice(&word.to_be_bytes());
     z.set_field(0);
     let seg = z.bytes[z.l4_off..].to_vec();

@@ -170,8 +170,14 @@ fn pcapng_file(interfaces: &[(&str, Vec<Vec<u8>>)]) -> Vec<u8> {
     for i in 0..longest {
         for (id, (_, packets)) in ids.iter().zip(interfaces) {
             if let Some(p) = packets.get(i) {
-                w.write_packet(*id, 1_000 + i as u64, p.len() as u32, p, "")
-                    .unwrap();
+                w.write_packet(
+                    *id,
+                    1_000 + i as u64,
+                    u32::try_from(p.len()).unwrap(),
+                    p,
+                    "",
+                )
+                .unwrap();
             }
         }
     }

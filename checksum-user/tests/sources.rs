@@ -4,12 +4,13 @@
 
 mod common;
 
-use checksum_common::{Hook, Kind, SourceKey, source::MAX_SOURCES};
+use checksum_common::{Counters, Hook, Kind, SourceKey, source::MAX_SOURCES};
+use checksum_user::testkit::frames::*;
 use checksum_user::{
     kernel::loader::{LoadOptions, Loaded},
     kernel::testrun::FrameAuditor,
 };
-use common::{frames::*, require_root};
+use common::require_root;
 
 fn load() -> Option<Loaded> {
     if !require_root(module_path!()) {
@@ -31,7 +32,7 @@ fn freed_slots_are_reused_last() {
     // The same key again replaces its source rather than taking a second slot.
     let again = loaded.add_source(b, 0).expect("add b again");
     loaded.remove_source(&b);
-    assert_eq!(loaded.source_counters(&b), Default::default());
+    assert_eq!(loaded.source_counters(&b), Counters::default());
     assert_ne!(again, 0);
 }
 

@@ -5,11 +5,12 @@
 mod common;
 
 use checksum_common::{Hook, Layer, Status};
+use checksum_user::testkit::frames::*;
 use checksum_user::{
     kernel::event::Verdict,
     kernel::testrun::{FrameAuditor, RunError, SkbMeta},
 };
-use common::{frames::*, require_root};
+use common::require_root;
 
 /// What must agree between hooks: everything but the hook, direction, ifindex and time.
 fn essence(v: &[Verdict]) -> Vec<(Layer, Status, u8, u16, u16, u16, u32)> {

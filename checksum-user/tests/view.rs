@@ -8,12 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    auditor::BIN,
+use checksum_user::testkit::{
     frames::*,
     netns::{VETH_A, VETH_B, VethPair, send_raw_frames},
-    require_root,
 };
+use common::{auditor::BIN, require_root};
 
 struct Tmux {
     socket: String,

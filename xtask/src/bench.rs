@@ -1,6 +1,6 @@
-//! `cargo xtask bench`: BPF_PROG_TEST_RUN cost per frame of the audit programs against no-op
+//! `cargo xtask bench`: `BPF_PROG_TEST_RUN` cost per frame of the audit programs against no-op
 //! programs of the same type, all measured in one run (these machines are noisy: compare ratios
-//! within a run only). Prints a table, writes bench/results.json and bench/ns_per_frame.svg.
+//! within a run only). Prints a table, writes `bench/results.json` and `bench/ns_per_frame.svg`.
 
 use std::{fs, path::Path};
 
@@ -9,7 +9,7 @@ use checksum_common::Hook;
 use checksum_user::{
     kernel::loader::{NOOP_TC, NOOP_XDP},
     kernel::testrun::{FrameAuditor, audit_program},
-    testkit::frames::*,
+    testkit::frames::{TCP, UDP, segment, v4_frame, v6_frame},
 };
 use serde_json::{Value, json};
 
@@ -82,7 +82,8 @@ pub fn run(repeat: u32) -> Result<()> {
                 for good in [true, false] {
                     let frame = frame_of_size(v6, proto, size, good);
                     // Larger frames take longer per run; keep each measurement a similar length.
-                    let reps = (repeat as usize * 64 / size.max(64)).max(2_000) as u32;
+                    let reps = u32::try_from((repeat as usize * 64 / size.max(64)).max(2_000))
+                        .unwrap_or(u32::MAX);
                     // Alternate the two programs and keep each one's best of ROUNDS: the minimum is
                     // the least disturbed by the rest of this noisy machine.
                     let (mut noop_ns, mut ns) = (f64::MAX, f64::MAX);

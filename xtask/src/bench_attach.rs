@@ -7,6 +7,7 @@
 
 use std::{
     collections::BTreeMap,
+    fmt::Write as _,
     fs::{self, File},
     io::Write as _,
     path::{Path, PathBuf},
@@ -139,9 +140,13 @@ fn namespace(n: u32) -> Result<NetNs> {
 /// N pairs `ba{i}`/`bb{i}`, both ends up, through one `ip -batch`: one process and one netlink
 /// socket, seconds for 500 pairs instead of 1,500 `ip` runs.
 fn add_pairs(ns: &NetNs, n: u32) -> Result<()> {
-    let script: String = (0..n)
-        .map(|i| format!("link add ba{i} up type veth peer name bb{i}\nlink set bb{i} up\n"))
-        .collect();
+    let script = (0..n).fold(String::new(), |mut script, i| {
+        let _ = writeln!(
+            script,
+            "link add ba{i} up type veth peer name bb{i}\nlink set bb{i} up"
+        );
+        script
+    });
     let mut batch = Command::new("ip")
         .args(["-n", &ns.name, "-batch", "-"])
         .stdin(Stdio::piped())
@@ -275,7 +280,7 @@ impl Auditor {
     /// SIGTERM, as a service manager stops it, and its exit status.
     fn stop(&mut self) -> Result<ExitStatus> {
         // SAFETY: plain syscall; no memory is passed.
-        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid().cast_signed(), libc::SIGTERM) };
         wait_timeout(&mut self.child, STOP_TIMEOUT)
     }
 
@@ -341,7 +346,7 @@ fn new_iface_latency(ns: &NetNs, auditor: &mut Auditor, k: usize) -> Result<Opti
     Ok(None)
 }
 
-/// Whether our programs are on `iface`'s TCX ingress and egress. Asked with BPF_PROG_QUERY from
+/// Whether our programs are on `iface`'s TCX ingress and egress. Asked with `BPF_PROG_QUERY` from
 /// a thread in the namespace rather than bpftool: forking every 5 ms would take CPU from the
 /// auditor being timed, and bpftool 7.1 does not list TCX attachments.
 fn audited(ns: &NetNs, iface: &str) -> bool {

@@ -1,16 +1,17 @@
-//! `cargo xtask bench --live`: a veth pair driven as hard as this machine can with AF_PACKET
+//! `cargo xtask bench --live`: a veth pair driven as hard as this machine can with `AF_PACKET`
 //! `sendmmsg`, and what share of the frames each auditor actually verified: nothing attached (the
 //! receive rate), checksum-audit, and `tcpdump -vvv` on the same interface. All in one run, in
 //! namespaces this command creates.
 
 use std::{
+    fmt::Write as _,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 use checksum_user::testkit::{
-    frames::*,
+    frames::{TCP, segment, v4_frame},
     netns::{NetNs, VETH_A, VETH_B, VethPair},
 };
 
@@ -92,7 +93,7 @@ fn measure_auditor(
     let sent = flood(pair);
     let received = rx_packets(&pair.b, VETH_B)? - before;
     // SAFETY: plain syscall; no memory is passed.
-    unsafe { libc::kill(auditor.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(auditor.id().cast_signed(), libc::SIGINT) };
     let out = auditor.wait_with_output()?;
     let _ = std::fs::remove_file(&ready);
     let summary = String::from_utf8_lossy(&out.stdout)
@@ -111,7 +112,7 @@ fn measure_auditor(
         .sum();
     let mut note = format!("{} events lost (counted)", c["events_lost"]);
     if c["events_sampled_out"].as_u64().unwrap_or(0) > 0 {
-        note += &format!(", {} sampled out (counted)", c["events_sampled_out"]);
+        let _ = write!(note, ", {} sampled out (counted)", c["events_sampled_out"]);
     }
     Ok(Measured {
         name,
@@ -170,7 +171,7 @@ pub fn run() -> Result<()> {
     let received = rx_packets(&pair.b, VETH_B)? - before;
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: plain syscall; no memory is passed.
-    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(tcpdump.id().cast_signed(), libc::SIGINT) };
     let out = tcpdump.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let count = |what: &str| {

@@ -15,9 +15,13 @@ use checksum_user::{
 const EVENTS: u32 = 1_000_000;
 
 /// A ring-buffer record of a corrupt TCP segment; `flow` picks the source address and port.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the port is the flow number's low 16 bits"
+)]
 fn record(flow: u32, seq: u32) -> [u8; size_of::<ChecksumEvent>()] {
     let e = ChecksumEvent {
-        timestamp_ns: 1_000_000 + seq as u64,
+        timestamp_ns: 1_000_000 + u64::from(seq),
         ifindex: 2,
         tcp_seq: seq,
         src_addr: {
@@ -85,7 +89,7 @@ fn run_once(flows: u32) -> Result<(f64, u64, u64, u64)> {
     }
     let secs = start.elapsed().as_secs_f64();
     Ok((
-        EVENTS as f64 / secs,
+        f64::from(EVENTS) / secs,
         analysis.flows().len() as u64,
         analysis.flows().evicted.rows,
         analysis.untracked().mismatches,

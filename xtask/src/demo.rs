@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use checksum_user::testkit::dnat::{DnatLab, netns_args};
 
-use crate::{cargo, require_root, run as run_cmd, workspace_root};
+use crate::{cargo, require_root, run as run_cmd, target_dir};
 
 pub fn run() -> Result<()> {
     require_root("demo")?;
@@ -23,7 +23,8 @@ pub fn run() -> Result<()> {
         "--bin",
         "checksum-audit",
     ]))?;
-    let bin = workspace_root().join("target/debug/checksum-audit");
+    // Where the build above put it: CARGO_TARGET_DIR is honoured, as by `release_binary`.
+    let bin = target_dir().join("debug/checksum-audit");
 
     println!(
         "== demo: client -> service address 10.96.0.10 -> middle (a NAT that forgets the L4 checksum) -> server 10.199.2.2"
@@ -84,7 +85,7 @@ pub fn run() -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
 
     // SAFETY: plain syscall; no memory is passed.
-    unsafe { libc::kill(auditor.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(auditor.id().cast_signed(), libc::SIGINT) };
     let status = auditor.wait()?;
     let _ = printer.join();
     let _ = std::fs::remove_file(&ready);

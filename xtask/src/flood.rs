@@ -1,4 +1,4 @@
-//! An AF_PACKET `sendmmsg` flood out of one interface, shared by `bench --live` (as fast as the
+//! An `AF_PACKET` `sendmmsg` flood out of one interface, shared by `bench --live` (as fast as the
 //! machine goes, for a few seconds) and `soak` (paced, for minutes). The kernel leaves the frames'
 //! checksums alone, so the peer sees exactly these bytes.
 
@@ -34,7 +34,7 @@ pub fn flood(
             // valid value.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
             m.msg_hdr.msg_name = (&raw mut addr).cast();
-            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+            m.msg_hdr.msg_namelen = u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap();
             m.msg_hdr.msg_iov = &raw mut iovs[i % frames.len()];
             m.msg_hdr.msg_iovlen = 1;
             m
@@ -54,10 +54,18 @@ pub fn flood(
         let batch = BATCH.min(msgs.len() - next);
         // SAFETY: `batch` <= msgs.len() - next headers; their name, iovec and frame pointers point
         // into `addr`, `iovs` and `frames`, all alive and unmoved for the whole loop.
-        let n = unsafe { libc::sendmmsg(fd, msgs[next..].as_mut_ptr(), batch as u32, 0) };
-        if n > 0 {
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[next..].as_mut_ptr(),
+                u32::try_from(batch).expect("at most BATCH"),
+                0,
+            )
+        };
+        // Negative on an error (a full queue, say): try again.
+        if let Ok(n @ 1..) = usize::try_from(n) {
             sent += n as u64;
-            next = (next + n as usize) % msgs.len();
+            next = (next + n) % msgs.len();
         }
     }
     // SAFETY: closes the socket packet_socket opened for us; it is not used afterwards.

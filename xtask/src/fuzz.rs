@@ -97,7 +97,7 @@ fn replay_one(runner: &mut Runner, frame_seed: u64, out: &Path) -> Result<()> {
         let checked = runner.check(frame_seed, hook)?;
         match checked.disagreement {
             Some(d) => {
-                unexplained += d.known.is_none() as u32;
+                unexplained += u32::from(d.known.is_none());
                 report(&d, out);
             }
             None => println!("{}: agrees:\n{}", hook.name(), checked.expected),

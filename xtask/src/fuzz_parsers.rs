@@ -5,7 +5,7 @@
 //!
 //! New inputs go to target/fuzz-parsers/corpus/NAME (fuzz/corpus/NAME stays the committed seeds),
 //! libFuzzer's output to target/fuzz-parsers/NAME.log, crashes to fuzz/artifacts/NAME/. A fixed
-//! crash's minimized input belongs in fuzz/regressions/NAME/ (tests/fuzz_corpus.rs runs those).
+//! crash's minimized input belongs in fuzz/regressions/NAME/ (`tests/fuzz_corpus.rs` runs those).
 
 use std::{
     fs,

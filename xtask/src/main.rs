@@ -1,5 +1,10 @@
 //! `cargo xtask test|demo|bench|fuzz|fuzz-parsers|soak`: what cargo alone cannot do. Run through
 //! `./x`, which installs the pinned toolchains first (scripts/bootstrap.sh).
+#![expect(
+    clippy::cast_precision_loss,
+    reason = "benchmark and soak statistics: counts and nanoseconds far below 2^52, shown as \
+              rates and means"
+)]
 
 mod bench;
 mod bench_attach;
@@ -30,11 +35,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// fmt, clippy and every test (unit, property, BPF_PROG_TEST_RUN, live, conformance).
+    /// fmt, clippy and every test (unit, property, `BPF_PROG_TEST_RUN`, live, conformance).
     Test,
     /// Namespaces, a veth pair, ordinary traffic and corrupted frames, audited live.
     Demo,
-    /// BPF_PROG_TEST_RUN cost per frame against a no-op XDP program, in one run.
+    /// `BPF_PROG_TEST_RUN` cost per frame against a no-op XDP program, in one run.
     Bench {
         /// Test-run repetitions per measurement.
         #[arg(long, default_value_t = 400_000)]
@@ -43,7 +48,7 @@ enum Cmd {
         /// resident memory with one flow and with a million distinct flows.
         #[arg(long)]
         userspace: bool,
-        /// Drive a veth pair with AF_PACKET and compare what nothing, checksum-audit and
+        /// Drive a veth pair with `AF_PACKET` and compare what nothing, checksum-audit and
         /// `tcpdump -vvv` verify of it, in one run.
         #[arg(long, conflicts_with = "userspace")]
         live: bool,
@@ -155,6 +160,11 @@ fn positive_minutes(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The workspace: the directory above xtask's own.
+///
+/// # Panics
+///
+/// Not in a build of this repository, where xtask's directory always has a parent.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -192,7 +202,7 @@ pub fn release_binary() -> Result<PathBuf> {
     Ok(target_dir().join("release/checksum-audit"))
 }
 
-/// Where cargo builds: CARGO_TARGET_DIR when set (relative to the workspace root, where `run`
+/// Where cargo builds: `CARGO_TARGET_DIR` when set (relative to the workspace root, where `run`
 /// runs cargo), otherwise target/ in the workspace.
 pub fn target_dir() -> PathBuf {
     let root = workspace_root();

@@ -1,5 +1,5 @@
 //! `cargo xtask soak --minutes M`: the release binary audits a veth pair under a sustained, paced
-//! AF_PACKET flood while matching veths are created and deleted every few seconds (auto-attach
+//! `AF_PACKET` flood while matching veths are created and deleted every few seconds (auto-attach
 //! churn), for M minutes. Its resident memory and metrics are sampled every second. Fails if RSS
 //! grows past a bound after warm-up, the agent dies or exits badly, it prints an error or warning,
 //! its attach/detach counts do not match the churn, or it leaves a program attached. Writes
@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use checksum_user::testkit::{
-    frames::*,
+    frames::{UDP, udp_datagram, v4_frame},
     netns::{NetNs, VETH_A, VETH_B, VethPair},
 };
 use serde_json::json;
@@ -100,7 +100,7 @@ fn frames() -> Vec<Vec<u8>> {
             let mut f = v4_frame(
                 &[],
                 UDP,
-                udp_datagram(10_000 + i, 5353, &[i as u8; 18]),
+                udp_datagram(10_000 + i, 5353, &[u8::try_from(i).expect("i < 256"); 18]),
                 &[],
             );
             if i % 2 == 1 {
@@ -112,6 +112,10 @@ fn frames() -> Vec<Vec<u8>> {
         .collect()
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one soak from start to verdict: load, churn, samples and checks read in order"
+)]
 fn soak(bin: &Path, pair: &VethPair, opts: &Options) -> Result<Outcome> {
     let duration = Duration::from_secs_f64(opts.minutes * 60.0);
     // Memory climbs for the first 20-30 s (flow tables, first attachments), then plateaus.
@@ -157,7 +161,9 @@ fn soak(bin: &Path, pair: &VethPair, opts: &Options) -> Result<Outcome> {
     while t0.elapsed() < duration {
         // On the second, so samples are evenly spaced.
         let into = t0.elapsed().as_millis() % 1000;
-        std::thread::sleep(Duration::from_millis((1000 - into) as u64));
+        std::thread::sleep(Duration::from_millis(
+            1000 - u64::try_from(into).expect("below 1000"),
+        ));
         if let Some(status) = guard.0.try_wait()? {
             died = Some(status);
             break;
@@ -198,20 +204,17 @@ fn soak(bin: &Path, pair: &VethPair, opts: &Options) -> Result<Outcome> {
             ));
         }
     }
-    let exit = match died {
-        Some(status) => {
-            failures.push(format!("checksum-audit died during the soak: {status}"));
-            status.to_string()
+    let exit = if let Some(status) = died {
+        failures.push(format!("checksum-audit died during the soak: {status}"));
+        status.to_string()
+    } else {
+        // SAFETY: plain syscall; no memory is passed.
+        unsafe { libc::kill(pid.cast_signed(), libc::SIGINT) };
+        let status = wait_timeout(&mut *guard.0, Duration::from_secs(30))?;
+        if !status.success() {
+            failures.push(format!("checksum-audit exited with {status}"));
         }
-        None => {
-            // SAFETY: plain syscall; no memory is passed.
-            unsafe { libc::kill(pid as i32, libc::SIGINT) };
-            let status = wait_timeout(&mut *guard.0, Duration::from_secs(30))?;
-            if !status.success() {
-                failures.push(format!("checksum-audit exited with {status}"));
-            }
-            status.to_string()
-        }
+        status.to_string()
     };
     drop(guard);
     let stderr_path = logs.with_extension("stderr");
@@ -302,6 +305,11 @@ fn scrape(ns: &NetNs) -> Result<String> {
 }
 
 /// The sum of every sample of `name` (all label sets) in the text exposition.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "the samples are counters: non-negative whole numbers far below 2^53"
+)]
 fn metric_sum(text: &str, name: &str) -> u64 {
     text.lines()
         .filter(|l| l.split(['{', ' ']).next() == Some(name))

@@ -15,12 +15,13 @@
 //!
 //! * stale (checksum computed before the rewrite, never updated): F - C = cur - orig, for every
 //!   packet. So D = F - C is constant, and orig = cur - D.
-//! * zero UDP checksum "updated" by a NAT (RFC 1624: F = ~(~0 + ~orig + cur)): F = orig - cur,
-//!   constant whatever the payload, so orig = cur + F.
-//! * partial checksum (F held P_orig, the pseudo-header sum for the original addresses) through
-//!   a rewrite: left alone, F - P = orig - cur (addresses only: ports are not in the
-//!   pseudo-header); updated as if complete, F = P_orig + orig - cur, so F - P = 2 (orig_addr -
-//!   cur_addr) + (orig_port - cur_port). Either way E = F - P is constant over the flow.
+//! * zero UDP checksum "updated" by a NAT (RFC 1624: `F = ~(~0 + ~orig + cur)`): `F = orig - cur`,
+//!   constant whatever the payload, so `orig = cur + F`.
+//! * partial checksum (F held `P_orig`, the pseudo-header sum for the original addresses)
+//!   through a rewrite: left alone, `F - P = orig - cur` (addresses only: ports are not in the
+//!   pseudo-header); updated as if complete, `F = P_orig + orig - cur`, so
+//!   `F - P = 2 (orig_addr - cur_addr) + (orig_port - cur_port)`. Either way `E = F - P` is
+//!   constant over the flow.
 
 use std::{
     cmp::Reverse,
@@ -806,6 +807,10 @@ struct Found {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "test packets: lengths and folded sums of small, known sizes"
+)]
 mod tests {
     //! Every case is built from real packet bytes: checksums come from an independent big-endian
     //! reference below, faults are applied to the bytes as the buggy component would, and the
@@ -826,10 +831,10 @@ mod tests {
     /// RFC 1624 eqn. 3, word by word, as a NAT updates a checksum it believes complete:
     /// HC' = ~(~HC + ~m + m').
     fn nat_update(hc: u16, old: &[u8], new: &[u8]) -> u16 {
-        let mut hc = hc as u32;
+        let mut hc = u32::from(hc);
         for (m, m2) in old.chunks(2).zip(new.chunks(2)) {
-            let m = u16::from_be_bytes([m[0], m[1]]) as u32;
-            let m2 = u16::from_be_bytes([m2[0], m2[1]]) as u32;
+            let m = u32::from(u16::from_be_bytes([m[0], m[1]]));
+            let m2 = u32::from(u16::from_be_bytes([m2[0], m2[1]]));
             let mut s = (!hc & 0xffff) + (!m & 0xffff) + m2;
             s = (s & 0xffff) + (s >> 16);
             s = (s & 0xffff) + (s >> 16);
@@ -942,9 +947,9 @@ mod tests {
             };
             let want = if ok { field } else { self.checksum() };
             let status = match () {
-                _ if layer == Layer::Udp && field == 0 && self.src.is_ipv4() => Status::None,
-                _ if ok => Status::Ok,
-                _ => Status::Bad,
+                () if layer == Layer::Udp && field == 0 && self.src.is_ipv4() => Status::None,
+                () if ok => Status::Ok,
+                () => Status::Bad,
             };
             // classify() takes memory-order words, but only compares and byte-swaps them, so
             // host-order values give the same answer.
@@ -1331,7 +1336,7 @@ mod tests {
         assert_eq!(swapped.delta, None);
         assert_eq!(faulty_flow(TCP, 4, |_| 0).diagnosis, Diagnosis::Zero);
         assert_eq!(
-            faulty_flow(TCP, 4, |p| p.pseudo()).diagnosis,
+            faulty_flow(TCP, 4, Packet::pseudo).diagnosis,
             Diagnosis::OffloadPending
         );
         // Same-size UDP datagrams: the partial field is constant too, and must not pass for an

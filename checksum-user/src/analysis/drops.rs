@@ -245,7 +245,7 @@ mod tests {
         let rows = k.unexplained(|_| false);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].1.count, 2);
-        assert!(k.unexplained(|_| true).is_empty());
+        assert_eq!(k.unexplained(|_| true), []);
     }
 
     #[test]

@@ -19,6 +19,14 @@ use severity::{IfaceClass, Severity};
 /// [`Analysis`].
 pub type SourceId = u32;
 
+/// The id of the source at `index` of a list kept in registration order.
+///
+/// # Panics
+/// Past 2^32 sources, which months of pod churn at one a second would not reach.
+pub fn source_id(index: usize) -> SourceId {
+    SourceId::try_from(index).expect("fewer than 2^32 sources")
+}
+
 /// What the analysis must know of a source: how to name it, and where it is, which decides
 /// whether a partial checksum there is a problem. Fixed when it is registered.
 #[derive(Debug, Clone)]
@@ -78,6 +86,16 @@ pub enum DropTracing {
     On { lost: u64 },
 }
 
+/// What the kernel's checksum drops say of a diagnosed flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelSays<'a> {
+    /// Drops are not traced this run.
+    NotTraced,
+    /// Traced, and none of this flow's packets was dropped for a checksum in its namespace.
+    NoDrop,
+    Dropped(&'a FlowDrops),
+}
+
 /// The kernel's `InCsumErrors` counters of one audited namespace, over the run so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceCsumErrors {
@@ -127,7 +145,7 @@ impl Analysis {
                 ..SourceStatus::default()
             },
         });
-        (self.sources.len() - 1) as SourceId
+        source_id(self.sources.len() - 1)
     }
 
     /// Sources registered so far.
@@ -153,7 +171,7 @@ impl Analysis {
         self.sources
             .iter()
             .enumerate()
-            .map(|(id, s)| (id as SourceId, &s.facts, &s.status))
+            .map(|(id, s)| (source_id(id), &s.facts, &s.status))
     }
 
     /// Takes a verdict seen at `source` (registered before).
@@ -239,12 +257,18 @@ impl Analysis {
         self.drop_tracing = tracing;
     }
 
-    /// The kernel's drops of diagnosed flow `d`, where tracing is on (`None` when it is off).
-    pub fn drops_of(&self, d: &FlowDiagnosis) -> Option<Option<&FlowDrops>> {
-        matches!(self.drop_tracing, DropTracing::On { .. }).then(|| {
-            self.kernel_drops
-                .of(self.source(d.source).namespace, d.layer, &d.flow)
-        })
+    /// What the kernel did with diagnosed flow `d`, in the namespace it was diagnosed in.
+    pub fn drops_of(&self, d: &FlowDiagnosis) -> KernelSays<'_> {
+        if !matches!(self.drop_tracing, DropTracing::On { .. }) {
+            return KernelSays::NotTraced;
+        }
+        match self
+            .kernel_drops
+            .of(self.source(d.source).namespace, d.layer, &d.flow)
+        {
+            Some(drops) => KernelSays::Dropped(drops),
+            None => KernelSays::NoDrop,
+        }
     }
 
     /// Dropped flows that no diagnosis explains (the audit never saw them bad), most drops first.
@@ -332,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic]
+    #[should_panic(expected = "index out of bounds")]
     fn an_unregistered_source_is_a_bug_not_a_guess() {
         let (mut a, _, _) = analysis();
         a.observe(9, &verdict(1, Kind::Corrupt, 1));

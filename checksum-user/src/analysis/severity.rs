@@ -2,7 +2,7 @@
 //! (offload-pending) is normal where the checksum will still be completed, or never needed: at
 //! egress, and on ingress at software devices (veth, tap, loopback, ...), where the sender's stack
 //! left it partial on purpose. On ingress at a physical NIC, a bond or a VLAN over one, nothing
-//! will complete it: the sender's offload never happened (a userspace dataplane or AF_PACKET path
+//! will complete it: the sender's offload never happened (a userspace dataplane or `AF_PACKET` path
 //! forwarded it), and the receiver will drop the packet.
 
 use checksum_common::{Hook, Kind, event::Direction};

@@ -136,7 +136,7 @@ fn errno(e: &ProgramError) -> Option<i32> {
 }
 
 fn is_busy(e: &ProgramError) -> bool {
-    matches!(errno(e), Some(libc::EBUSY) | Some(libc::EEXIST))
+    matches!(errno(e), Some(libc::EBUSY | libc::EEXIST))
 }
 
 /// Attaches the audit program of `hook` to `iface`, interface number `ifindex` (in the calling
@@ -298,7 +298,7 @@ fn attach_tc(
         Ok(id) => return Ok(("tcx", owned_bpf_link(prog.take_link(id)?, iface, hook)?)),
         Err(e) => e,
     };
-    if !matches!(errno(&tcx_err), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) {
+    if !matches!(errno(&tcx_err), Some(libc::EINVAL | libc::EOPNOTSUPP)) {
         return Err(AttachError::Other {
             iface: iface.into(),
             hook,

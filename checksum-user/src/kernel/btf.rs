@@ -148,6 +148,10 @@ struct Type {
     name_off: u32,
     kind: u8,
     /// The aliased type for `KIND_ALIASES`.
+    #[expect(
+        clippy::struct_field_names,
+        reason = "BTF's name for it; `Member` has a `type_id` too"
+    )]
     type_id: u32,
     members: Vec<Member>,
     /// Of an enum: each enumerator's name and value.
@@ -218,13 +222,13 @@ impl Btf {
                 for i in 0..vlen {
                     let e = at + i * 8;
                     // Signed or not (the kind flag), values fit an i64 either way.
-                    enumerators.push((u32_at(e)?, i64::from(u32_at(e + 4)? as i32)));
+                    enumerators.push((u32_at(e)?, i64::from(u32_at(e + 4)?.cast_signed())));
                 }
             } else if kind == KIND_ENUM64 {
                 for i in 0..vlen {
                     let e = at + i * 12;
                     let value = u64::from(u32_at(e + 4)?) | (u64::from(u32_at(e + 8)?) << 32);
-                    enumerators.push((u32_at(e)?, value as i64));
+                    enumerators.push((u32_at(e)?, value.cast_signed()));
                 }
             }
             at += match kind {
@@ -361,9 +365,9 @@ mod tests {
         for v in [
             24,
             0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
+            u32::try_from(types.len()).unwrap(),
+            u32::try_from(types.len()).unwrap(),
+            u32::try_from(strings.len()).unwrap(),
         ] {
             b.extend(v.to_le_bytes());
         }

@@ -89,15 +89,14 @@ impl KernelDrop {
         // SAFETY: length checked; DropEvent is Pod (any bit pattern is valid); read_unaligned
         // because ring-buffer records are only 8-byte aligned by convention.
         let e: DropEvent = unsafe { bytes.as_ptr().cast::<DropEvent>().read_unaligned() };
-        let (src, dst) = match e.family {
-            FAMILY_IPV6 => (
+        let (src, dst) = if e.family == FAMILY_IPV6 {
+            (
                 IpAddr::V6(Ipv6Addr::from(e.src)),
                 IpAddr::V6(Ipv6Addr::from(e.dst)),
-            ),
-            _ => {
-                let v4 = |a: [u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
-                (v4(e.src), v4(e.dst))
-            }
+            )
+        } else {
+            let v4 = |a: [u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            (v4(e.src), v4(e.dst))
         };
         Ok(Self {
             timestamp_ns: e.timestamp_ns,
@@ -166,7 +165,7 @@ impl Symbolizer {
 }
 
 /// The text symbol at or below `addr` in a kallsyms listing, as `name+0xoff`. `None` when there
-/// is none, or when addresses are hidden (all zero without CAP_SYSLOG or with kptr_restrict).
+/// is none, or when addresses are hidden (all zero without `CAP_SYSLOG` or with `kptr_restrict`).
 fn nearest_symbol(listing: impl BufRead, addr: u64) -> Option<String> {
     let mut best: Option<(u64, String)> = None;
     for line in listing.lines().map_while(Result::ok) {

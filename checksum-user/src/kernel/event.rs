@@ -140,7 +140,7 @@ impl Verdict {
         if cap_len > MAX_SNAP {
             return Err(DecodeError("capture length exceeds MAX_SNAP"));
         }
-        if cap_len as u64 > frame_len as u64 {
+        if cap_len as u64 > u64::from(frame_len) {
             return Err(DecodeError("capture length exceeds the frame length"));
         }
         if bytes.len() != CAPTURE_HEADER_LEN + cap_len {
@@ -160,11 +160,11 @@ impl Verdict {
     pub fn from_event(e: &ChecksumEvent) -> Result<Self, DecodeError> {
         let layer = Layer::from_u8(e.layer).ok_or(DecodeError("layer"))?;
         let (src, dst) = if e.family == FAMILY_IPV4 {
-            let [a, b, c, d, ..] = e.src_addr;
-            let [w, x, y, z, ..] = e.dst_addr;
+            let [s0, s1, s2, s3, ..] = e.src_addr;
+            let [d0, d1, d2, d3, ..] = e.dst_addr;
             (
-                IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
-                IpAddr::V4(Ipv4Addr::new(w, x, y, z)),
+                IpAddr::V4(Ipv4Addr::new(s0, s1, s2, s3)),
+                IpAddr::V4(Ipv4Addr::new(d0, d1, d2, d3)),
             )
         } else {
             (
@@ -348,7 +348,7 @@ mod tests {
         assert!(Verdict::decode_with_capture(&capture_record(1514, 3, &[1, 2, 3, 4])).is_err());
         // cap_len beyond MAX_SNAP, or beyond the frame.
         let huge = vec![0; MAX_SNAP + 1];
-        let r = capture_record(u32::MAX, (MAX_SNAP + 1) as u16, &huge);
+        let r = capture_record(u32::MAX, u16::try_from(MAX_SNAP + 1).unwrap(), &huge);
         assert!(Verdict::decode_with_capture(&r).is_err());
         assert!(Verdict::decode_with_capture(&capture_record(2, 3, &[1, 2, 3])).is_err());
         // An unknown enum value in the event part.

@@ -85,6 +85,7 @@ impl Default for LoadOptions {
 
 /// The snap length the kernel uses for a requested one: clamped to `MAX_SNAP` (16384 bytes, the
 /// size of the kernel's staging buffer). Also what a capture file's interface should declare.
+#[expect(clippy::cast_possible_truncation, reason = "MAX_SNAP is 16384")]
 pub const fn effective_snaplen(requested: u32) -> u32 {
     if requested > MAX_SNAP as u32 {
         MAX_SNAP as u32
@@ -96,6 +97,7 @@ pub const fn effective_snaplen(requested: u32) -> u32 {
 /// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
 /// header, the 88-byte capture header and the frame bytes, rounded up to 8. Size
 /// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 88).
+#[expect(clippy::cast_possible_truncation, reason = "CAPTURE_HEADER_LEN is 88")]
 pub const fn capture_record_bytes(snaplen: u32) -> u32 {
     let len = 8 + CAPTURE_HEADER_LEN as u32 + effective_snaplen(snaplen);
     len.div_ceil(8) * 8
@@ -103,7 +105,7 @@ pub const fn capture_record_bytes(snaplen: u32) -> u32 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Named before asking the kernel: "CAP_BPF", "CAP_BPF and CAP_PERFMON", ...
+    /// Named before asking the kernel: "`CAP_BPF`", "`CAP_BPF` and `CAP_PERFMON`", ...
     #[error(
         "missing privileges: {0} not in the effective capability set; checksum-audit needs CAP_BPF, \
          CAP_NET_ADMIN and CAP_PERFMON: run as root or grant them, e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep checksum-audit`"
@@ -243,7 +245,9 @@ impl Loaded {
                     EVENT_BUDGET_FLOWS
                 },
             );
-        let ebpf = loader.load(EBPF_OBJECT).map_err(classify_load_error)?;
+        let ebpf = loader
+            .load(EBPF_OBJECT)
+            .map_err(|e| classify_load_error(&e))?;
         Ok(Self {
             ebpf,
             slots: std::collections::HashMap::new(),
@@ -502,7 +506,7 @@ pub fn audit_program(hook: Hook) -> &'static str {
 fn ensure_loaded<P: LazyLoad>(name: &str, prog: &mut P) -> Result<(), LoadError> {
     if !prog.is_loaded() {
         prog.load_now()
-            .map_err(|e| classify_program_error(name, e))?;
+            .map_err(|e| classify_program_error(name, &e))?;
     }
     Ok(())
 }
@@ -532,11 +536,11 @@ impl LazyLoad for SchedClassifier {
 }
 
 fn is_eperm(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
 }
 
-fn classify_load_error(e: EbpfError) -> LoadError {
-    match &e {
+fn classify_load_error(e: &EbpfError) -> LoadError {
+    match e {
         EbpfError::MapError(MapError::CreateError { name, io_error, .. }) => {
             if is_eperm(io_error) {
                 LoadError::MissingPrivileges
@@ -550,8 +554,8 @@ fn classify_load_error(e: EbpfError) -> LoadError {
     }
 }
 
-fn classify_program_error(name: &str, e: ProgramError) -> LoadError {
-    match &e {
+fn classify_program_error(name: &str, e: &ProgramError) -> LoadError {
+    match e {
         ProgramError::LoadError {
             io_error,
             verifier_log,

@@ -57,8 +57,8 @@ fn has(effective: u64, cap: Cap) -> bool {
     effective & (1u64 << cap.bit()) != 0
 }
 
-/// Which of [`NEEDED`] are missing from `effective`. CAP_SYS_ADMIN stands in for all three, as it
-/// does in the kernel (bpf_capable, perfmon_capable, bpf_net_capable).
+/// Which of [`NEEDED`] are missing from `effective`. `CAP_SYS_ADMIN` stands in for all three, as it
+/// does in the kernel (`bpf_capable`, `perfmon_capable`, `bpf_net_capable`).
 pub fn missing_for_bpf(effective: u64) -> Vec<Cap> {
     if has(effective, Cap::SysAdmin) {
         return Vec::new();
@@ -71,7 +71,7 @@ pub fn can_join_netns(effective: u64) -> bool {
     has(effective, Cap::SysAdmin)
 }
 
-/// "CAP_BPF", "CAP_BPF and CAP_PERFMON", "CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON".
+/// "`CAP_BPF`", "`CAP_BPF` and `CAP_PERFMON`", "`CAP_BPF`, `CAP_NET_ADMIN` and `CAP_PERFMON`".
 pub fn names(caps: &[Cap]) -> String {
     match caps {
         [] => String::new(),

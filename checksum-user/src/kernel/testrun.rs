@@ -1,4 +1,4 @@
-//! Runs frames through the loaded kernel program with BPF_PROG_TEST_RUN and collects the verdicts
+//! Runs frames through the loaded kernel program with `BPF_PROG_TEST_RUN` and collects the verdicts
 //! it reports. `replay`, the tests and the benchmarks all go through here.
 
 use std::time::Duration;
@@ -18,10 +18,10 @@ pub use crate::kernel::loader::audit_program;
 
 /// `XDP_PASS` from linux/bpf.h.
 const XDP_PASS: u32 = 2;
-/// `TC_ACT_UNSPEC` (-1, TCX_NEXT) as the test run reports it.
+/// `TC_ACT_UNSPEC` (-1, `TCX_NEXT`) as the test run reports it.
 const TC_ACT_UNSPEC: u32 = u32::MAX;
 
-/// Socket-buffer fields a TC test run may set (`struct __sk_buff` as ctx_in).
+/// Socket-buffer fields a TC test run may set (`struct __sk_buff` as `ctx_in`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SkbMeta {
     pub gso_segs: u32,
@@ -32,7 +32,7 @@ impl SkbMeta {
     /// Offsets in `struct __sk_buff` (linux/bpf.h, stable UAPI; pointers are 8-byte slots).
     const GSO_SEGS: usize = 164;
     const GSO_SIZE: usize = 176;
-    /// sizeof(struct __sk_buff); the kernel insists fields it does not accept are zero.
+    /// `sizeof(struct __sk_buff)`; the kernel insists fields it does not accept are zero.
     const LEN: usize = 192;
 
     fn to_sk_buff(self) -> Vec<u8> {
@@ -125,8 +125,13 @@ impl FrameAuditor {
     }
 
     /// A new source with counters of its own, for XDP test runs after `count_as` names it.
+    ///
+    /// # Panics
+    /// Past 2^32 counted sources (the source table refuses far fewer).
     pub fn add_counted_source(&mut self) -> Result<CountedSource, LoadError> {
-        let source = CountedSource(self.counted.len() as u32);
+        let source = CountedSource(
+            u32::try_from(self.counted.len()).expect("fewer counted sources than MAX_SOURCES"),
+        );
         self.loaded
             .add_source(source.key(), 0)
             .map_err(|e| LoadError::Other(format!("adding a counted source: {e:#}")))?;
@@ -177,7 +182,7 @@ impl FrameAuditor {
         frame: &[u8],
         skb: &SkbMeta,
     ) -> Result<Vec<(Verdict, Option<Captured>)>, RunError> {
-        self.run(audit_program(hook), frame, 1, skb)?;
+        self.run(audit_program(hook), frame, 1, *skb)?;
         if let Some(logger) = &mut self.kernel_log {
             logger.flush();
         }
@@ -190,7 +195,7 @@ impl FrameAuditor {
 
     /// Mean time per run of `program` on `frame` over `repeat` runs (benchmarks).
     pub fn time(&mut self, program: &str, frame: &[u8], repeat: u32) -> Result<Duration, RunError> {
-        let d = self.run(program, frame, repeat, &SkbMeta::default())?;
+        let d = self.run(program, frame, repeat, SkbMeta::default())?;
         // Keep the ring buffer from filling up with the benchmark's events.
         while self.events.next().is_some() {}
         Ok(d)
@@ -201,7 +206,7 @@ impl FrameAuditor {
         program: &str,
         frame: &[u8],
         repeat: u32,
-        skb: &SkbMeta,
+        skb: SkbMeta,
     ) -> Result<Duration, RunError> {
         if frame.len() < MIN_FRAME {
             return Err(RunError::TooShort(frame.len()));

@@ -1,4 +1,4 @@
-//! Who holds an interface's XDP slot, read from rtnetlink (IFLA_XDP). checksum-audit checks this
+//! Who holds an interface's XDP slot, read from rtnetlink (`IFLA_XDP`). checksum-audit checks this
 //! before attaching so that it can name the holder instead of failing with a bare EBUSY.
 
 use std::io;

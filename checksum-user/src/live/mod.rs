@@ -46,7 +46,8 @@ use sources::{DropNaming, Raw, Run};
 /// A verdict with the source it was seen at.
 type Received = (SourceId, Verdict, Option<Captured>);
 
-pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
+/// The namespaces and hooks to audit, or why the command line names none.
+fn targets(args: &LiveArgs) -> Result<(Vec<Namespace>, Vec<Hook>)> {
     if args.ifaces.is_empty() && !args.all_interfaces {
         anyhow::bail!(
             "no interface given: pass --iface IF (names or patterns such as 'veth*'; list them with `ip link`), \
@@ -61,15 +62,21 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
             .map(|spec| Namespace::parse(spec))
             .collect::<Result<Vec<_>>>()?
     };
-    check_privileges(!args.netns.is_empty())?;
     let mut hooks: Vec<Hook> = Vec::new();
     for h in &args.hooks {
         if !hooks.contains(&h.hook()) {
             hooks.push(h.hook());
         }
     }
-    // Open the capture file and bind the metrics port before loading anything: a bad path or a
-    // busy port fails fast and cleanly.
+    Ok((namespaces, hooks))
+}
+
+/// `--metrics-addr`: the snapshot the server reads, and its task.
+type MetricsServer = (metrics::Shared, tokio::task::JoinHandle<()>);
+
+/// Opens the capture file and binds the metrics port, before anything is loaded: a bad path or a
+/// busy port fails fast and cleanly.
+async fn open_outputs(args: &LiveArgs) -> Result<(Option<CaptureSink>, Option<MetricsServer>)> {
     let capture = match &args.pcap_out {
         Some(path) => Some(CaptureSink::create(
             path,
@@ -89,6 +96,13 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         }
         None => None,
     };
+    Ok((capture, metrics))
+}
+
+pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
+    let (namespaces, hooks) = targets(args)?;
+    check_privileges(!args.netns.is_empty())?;
+    let (capture, metrics) = open_outputs(args).await?;
     // Signals first: a SIGTERM while loading or attaching must still run the cleanup below.
     let mut stop = StopSignals {
         int: signal(SignalKind::interrupt())?,
@@ -189,7 +203,16 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     if let Some(logger) = logger {
         logger.abort();
     }
-    let mut printer = result?;
+    print_the_rest(result?, &mut run, &mut events_rx, &mut drops_rx)
+}
+
+/// After the stop: what was still in flight, then the final summary.
+fn print_the_rest(
+    mut printer: Printer,
+    run: &mut Run,
+    events_rx: &mut mpsc::Receiver<Raw>,
+    drops_rx: &mut mpsc::Receiver<KernelDrop>,
+) -> Result<()> {
     // Sources attached just before the stop, too.
     printer.register_sources(&run.sources);
     let mut stdout = std::io::stdout().lock();
@@ -265,17 +288,18 @@ async fn audit<'a>(
                 Some(Update::NamespaceGone { ns }) => run.namespace_gone(ns),
                 None => anyhow::bail!("interface workers stopped unexpectedly"),
             },
-            _ = stop.recv() => return Ok(printer),
+            () = stop.recv() => return Ok(printer),
         }
     }
     // A name without wildcards is a promise that the interface exists (in some namespace).
     for literal in args.ifaces.iter().filter(|p| !is_pattern(p)) {
         if !run.sources.iter().any(|s| &s.iface == literal) {
             let err = AttachError::UnknownInterface(literal.clone());
-            return Err(match args.netns.is_empty() {
-                true => err.into(),
-                false => anyhow::Error::new(err)
-                    .context(format!("in network namespaces {}", args.netns.join(", "))),
+            return Err(if args.netns.is_empty() {
+                err.into()
+            } else {
+                anyhow::Error::new(err)
+                    .context(format!("in network namespaces {}", args.netns.join(", ")))
             });
         }
     }
@@ -287,10 +311,7 @@ async fn audit<'a>(
             .with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
     // Phase 2: steady state.
-    let deadline = tokio::time::sleep(
-        args.duration
-            .unwrap_or(Duration::from_secs(100 * 365 * 86_400)),
-    );
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(crate::cli::MAX_DURATION));
     tokio::pin!(deadline);
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
@@ -338,8 +359,8 @@ async fn audit<'a>(
                     *snapshot = printer.metrics_snapshot(&run.lifecycle);
                 }
             }
-            _ = stop.recv() => break,
-            _ = &mut deadline => break,
+            () = stop.recv() => break,
+            () = &mut deadline => break,
         }
     }
     Ok(printer)

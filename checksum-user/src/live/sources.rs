@@ -8,7 +8,7 @@ use checksum_common::{Counters, Hook};
 use crate::{
     analysis::{
         Analysis, DropTracing, NamespaceCsumErrors, SourceId, SourceStatus, drops::DropSeen,
-        severity::IfaceClass,
+        severity::IfaceClass, source_id,
     },
     kernel::{
         attach::{Attachment, SharedKernel, lock},
@@ -188,7 +188,7 @@ impl Run {
     pub(super) fn refresh(&mut self, analysis: &mut Analysis) {
         for (id, s) in self.sources.iter().enumerate() {
             analysis.set_status(
-                id as SourceId,
+                source_id(id),
                 SourceStatus {
                     counters: s.counters(),
                     attached: s.attachment.is_some(),
@@ -214,7 +214,7 @@ impl Run {
     }
 
     pub(super) fn add(&mut self, ns: usize, att: Attachment) {
-        let id = self.sources.len() as SourceId;
+        let id = source_id(self.sources.len());
         let name = self.namespaces[ns].display(&att.iface);
         eprintln!(
             "checksum-audit: auditing {name} (ifindex {}, {}) at {} ({})",

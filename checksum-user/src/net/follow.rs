@@ -350,6 +350,7 @@ fn worker(
 /// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE`, Linux >= 5.14): what
 /// the programs read from a packet's device when several namespaces are audited.
 fn netns_cookie() -> std::io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
     // SAFETY: plain socket calls on a descriptor we own and close.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
@@ -358,8 +359,7 @@ fn netns_cookie() -> std::io::Result<u64> {
         }
         let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
         let mut cookie: u64 = 0;
-        let mut len = size_of::<u64>() as libc::socklen_t;
-        const SO_NETNS_COOKIE: libc::c_int = 71;
+        let mut len = libc::socklen_t::try_from(size_of::<u64>()).expect("8 bytes");
         if libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,

@@ -45,8 +45,8 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const NLMSG_HDRLEN: usize = 16;
 
-/// Link attributes kept for decoding (linux/if_link.h), each with the one nested attribute kept
-/// of it if it is a nest: all that `link_name`, `link_kind` and xdp_slot.rs read (`is_loopback`
+/// Link attributes kept for decoding (`linux/if_link.h`), each with the one nested attribute kept
+/// of it if it is a nest: all that `link_name`, `link_kind` and `xdp_slot.rs` read (`is_loopback`
 /// reads the fixed header).
 const KEPT_LINK_ATTRIBUTES: [(u16, Option<u16>); 3] = [
     (3, None),     // IFLA_IFNAME
@@ -55,10 +55,10 @@ const KEPT_LINK_ATTRIBUTES: [(u16, Option<u16>); 3] = [
 ];
 /// struct ifinfomsg, after the netlink header of a link message.
 const IFINFOMSG_LEN: usize = 16;
-/// Attribute type bits, without NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+/// Attribute type bits, without `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER`.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
-/// The link messages in one datagram, and whether it ended a dump (NLMSG_DONE).
+/// The link messages in one datagram, and whether it ended a dump (`NLMSG_DONE`).
 ///
 /// netlink-packet-route 0.25 panics on some malformed messages (a short route realm attribute, a
 /// short SR-IOV VF MAC, ...), so it is given as little as possible: only link messages, errors
@@ -103,6 +103,10 @@ pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>
 
 /// A copy of the link message `msg` (its length checked) with only `KEPT_LINK_ATTRIBUTES`. A
 /// malformed attribute ends the list, as the kernel's own parser would stop there.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the filtered message is no longer than the original, whose lengths fit their fields"
+)]
 fn kept_link_attributes(msg: &[u8]) -> Vec<u8> {
     let Some(fixed) = msg.get(..NLMSG_HDRLEN + IFINFOMSG_LEN) else {
         return msg.to_vec(); // too short for a link message: the decoder says so
@@ -158,8 +162,8 @@ fn push_attribute(out: &mut Vec<u8>, attr: &[u8]) {
     out.resize(out.len().next_multiple_of(4), 0);
 }
 
-/// The error of an NLMSG_ERROR message, which carries a negative errno. (`ErrorMessage::to_io`
-/// takes its absolute value with `abs`, which overflows on i32::MIN.)
+/// The error of an `NLMSG_ERROR` message, which carries a negative errno. (`ErrorMessage::to_io`
+/// takes its absolute value with `abs`, which overflows on `i32::MIN`.)
 fn errno(code: i32) -> io::Error {
     code.checked_abs().map_or_else(
         || invalid(format!("netlink error code {code}")),
@@ -230,23 +234,27 @@ pub enum LinkEvent {
     Del(LinkMessage),
 }
 
-/// Link notifications (RTNLGRP_LINK) for the namespace the socket was created in.
+/// Link notifications (`RTNLGRP_LINK`) for the namespace the socket was created in.
 pub struct LinkMonitor {
     socket: Socket,
 }
 
-/// RTMGRP_LINK from linux/rtnetlink.h.
+/// `RTMGRP_LINK` from linux/rtnetlink.h.
 const RTMGRP_LINK: u32 = 1;
 
 impl LinkMonitor {
     /// Subscribes; create it before listing links so that no change falls between the two.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the size of a timeval, as C passes it"
+    )]
     pub fn new(poll: std::time::Duration) -> io::Result<Self> {
         use std::os::fd::AsRawFd;
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
         let tv = libc::timeval {
             tv_sec: poll.as_secs() as libc::time_t,
-            tv_usec: poll.subsec_micros() as libc::suseconds_t,
+            tv_usec: libc::suseconds_t::from(poll.subsec_micros()),
         };
         // SAFETY: a valid socket fd and a timeval of the size given.
         let rc = unsafe {
@@ -299,7 +307,11 @@ mod tests {
     /// A netlink message: header (length, type, flags, sequence, port) and payload.
     fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut m = Vec::new();
-        m.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(
+            &u32::try_from(NLMSG_HDRLEN + payload.len())
+                .unwrap()
+                .to_ne_bytes(),
+        );
         m.extend_from_slice(&kind.to_ne_bytes());
         m.extend_from_slice(&2u16.to_ne_bytes()); // NLM_F_MULTI
         m.extend_from_slice(&[0; 8]);
@@ -310,14 +322,14 @@ mod tests {
     /// An attribute: length, type, value, padding.
     fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
         let mut a = Vec::new();
-        a.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        a.extend_from_slice(&u16::try_from(4 + value.len()).unwrap().to_ne_bytes());
         a.extend_from_slice(&kind.to_ne_bytes());
         a.extend_from_slice(value);
         a.resize(a.len().next_multiple_of(4), 0);
         a
     }
 
-    /// RTM_NEWLINK for `lo` (index 1, IFF_UP | IFF_LOOPBACK) with these attributes after its name.
+    /// `RTM_NEWLINK` for `lo` (index 1, `IFF_UP` | `IFF_LOOPBACK`) with these attributes after its name.
     fn lo_with(attributes: &[u8]) -> Vec<u8> {
         let mut p = vec![0, 0, 4, 3]; // family, pad, ARPHRD_LOOPBACK
         p.extend_from_slice(&1i32.to_ne_bytes());
@@ -358,7 +370,8 @@ mod tests {
         let e = parse_datagram(&error(i32::MIN)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         // An acknowledgement (code 0) is not an error.
-        assert!(parse_datagram(&error(0)).unwrap().0.is_empty());
+        let (links, _) = parse_datagram(&error(0)).unwrap();
+        assert!(links.is_empty(), "{links:?}");
     }
 
     #[test]
@@ -381,9 +394,16 @@ mod tests {
     #[test]
     fn link_attributes_we_do_not_read_are_not_decoded() {
         const NESTED: u16 = 0x8000;
+        const IFLA_LINKINFO: u16 = 18;
+        const IFLA_VFINFO_LIST: u16 = 22;
+        const IFLA_XDP: u16 = 43;
+        const IFLA_VF_INFO: u16 = 1;
         // Found by the netlink_datagram fuzz target: an IFLA_VFINFO_LIST whose IFLA_VF_MAC holds
         // 3 bytes, not 36, made netlink-packet-route 0.25.1 slice past them (link/sriov/mac.rs).
-        let vf_list = attr(22 | NESTED, &attr(1 | NESTED, &attr(1, &[0xaa; 3])));
+        let vf_list = attr(
+            IFLA_VFINFO_LIST | NESTED,
+            &attr(IFLA_VF_INFO | NESTED, &attr(1, &[0xaa; 3])),
+        );
         let (links, _) = parse_datagram(&lo_with(&vf_list)).unwrap();
         let [RouteNetlinkMessage::NewLink(link)] = &links[..] else {
             panic!("{links:?}");
@@ -394,8 +414,8 @@ mod tests {
         let info = [attr(1, b"veth\0"), attr(2 | NESTED, &attr(1, &[0; 4]))].concat();
         let xdp = [attr(2, &[1]), attr(4, &42u32.to_ne_bytes())].concat();
         let all = [
-            attr(18 | NESTED, &info),
-            attr(43 | NESTED, &xdp),
+            attr(IFLA_LINKINFO | NESTED, &info),
+            attr(IFLA_XDP | NESTED, &xdp),
             attr(4, &1500u32.to_ne_bytes()),
         ]
         .concat();
@@ -411,7 +431,7 @@ mod tests {
             "{attributes}"
         );
         // The kernel's IFLA_XDP of a link without a program: nothing of it is kept.
-        let no_program = attr(43 | NESTED, &attr(2, &[0]));
+        let no_program = attr(IFLA_XDP | NESTED, &attr(2, &[0]));
         let (links, _) = parse_datagram(&lo_with(&no_program)).unwrap();
         let RouteNetlinkMessage::NewLink(link) = &links[0] else {
             panic!("{links:?}");

@@ -19,6 +19,7 @@ pub struct CsumErrors {
 
 impl CsumErrors {
     /// What changed since `earlier` (counters only grow; a wrap gives 0).
+    #[must_use]
     pub fn since(&self, earlier: &Self) -> Self {
         Self {
             ip: self.ip.saturating_sub(earlier.ip),

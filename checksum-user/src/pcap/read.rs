@@ -178,7 +178,7 @@ impl<R: Read> CaptureReader<R> {
 
     fn skip(&mut self, n: usize) -> Result<(), CaptureError> {
         let copied = io::copy(&mut (&mut self.input).take(n as u64), &mut io::sink())?;
-        if copied as usize != n {
+        if copied != n as u64 {
             return Err(self.corrupt("file ends inside a block"));
         }
         Ok(())
@@ -208,7 +208,8 @@ impl<R: Read> CaptureReader<R> {
         if !read_exact_or_eof(&mut self.input, &mut head)? {
             return Ok(None);
         }
-        let caplen = u32_at(&head[8..12], big_endian) as usize;
+        let caplen_field = u32_at(&head[8..12], big_endian);
+        let caplen = caplen_field as usize;
         let orig_len = u32_at(&head[12..16], big_endian);
         if caplen > MAX_RECORD {
             return Err(self.corrupt(format!("captured length {caplen} exceeds {MAX_RECORD}")));
@@ -223,7 +224,7 @@ impl<R: Read> CaptureReader<R> {
         Ok(Some(Record {
             linktype,
             data,
-            orig_len: orig_len.max(caplen as u32),
+            orig_len: orig_len.max(caplen_field),
             interface: 0,
         }))
     }
@@ -268,8 +269,9 @@ impl<R: Read> CaptureReader<R> {
                     if body.len() < 8 {
                         return Err(self.corrupt("short interface description"));
                     }
-                    let file_iface = self.interfaces.len() as u32;
-                    linktypes.push((u16_at(&body[0..2], big_endian) as u32, file_iface));
+                    // At most one per 12-byte block of a file: far below 2^32.
+                    let file_iface = u32::try_from(self.interfaces.len()).unwrap_or(u32::MAX);
+                    linktypes.push((u32::from(u16_at(&body[0..2], big_endian)), file_iface));
                     self.interfaces.push(if_name(&body[8..], big_endian));
                 }
                 PCAPNG_EPB | PCAPNG_PB => {
@@ -281,7 +283,8 @@ impl<R: Read> CaptureReader<R> {
                     } else {
                         u16_at(&body[0..2], big_endian) as usize
                     };
-                    let caplen = u32_at(&body[12..16], big_endian) as usize;
+                    let caplen_field = u32_at(&body[12..16], big_endian);
+                    let caplen = caplen_field as usize;
                     let orig_len = u32_at(&body[16..20], big_endian);
                     let Some(&(linktype, interface)) = linktypes.get(iface) else {
                         return Err(
@@ -294,7 +297,7 @@ impl<R: Read> CaptureReader<R> {
                     return Ok(Some(Record {
                         linktype,
                         data: data.to_vec(),
-                        orig_len: orig_len.max(caplen as u32),
+                        orig_len: orig_len.max(caplen_field),
                         interface,
                     }));
                 }
@@ -468,8 +471,9 @@ mod tests {
         f.extend_from_slice(&linktype.to_le_bytes());
         for p in packets {
             f.extend_from_slice(&[0; 8]);
-            f.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            f.extend_from_slice(&(p.len() as u32 + 10).to_le_bytes());
+            let len = u32::try_from(p.len()).unwrap();
+            f.extend_from_slice(&len.to_le_bytes());
+            f.extend_from_slice(&(len + 10).to_le_bytes());
             f.extend_from_slice(p);
         }
         f
@@ -482,7 +486,8 @@ mod tests {
             let mut w = PcapngWriter::new(Vec::new(), None).unwrap();
             for (i, name) in names.iter().enumerate() {
                 let id = w.add_interface(name, 1500).unwrap();
-                w.write_packet(id, 1, 3, &[i as u8; 3], "").unwrap();
+                w.write_packet(id, 1, 3, &[u8::try_from(i).unwrap(); 3], "")
+                    .unwrap();
             }
             w.into_inner().unwrap()
         };
@@ -504,7 +509,7 @@ mod tests {
     fn interface_names_survive_other_options_and_malformed_ones_are_ignored() {
         let opt = |code: u16, value: &[u8]| {
             let mut o = code.to_le_bytes().to_vec();
-            o.extend((value.len() as u16).to_le_bytes());
+            o.extend(u16::try_from(value.len()).unwrap().to_le_bytes());
             o.extend(value);
             o.resize(o.len().div_ceil(4) * 4, 0);
             o

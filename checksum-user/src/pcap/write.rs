@@ -155,6 +155,10 @@ impl<W: Write> PcapngWriter<W> {
     /// prefix in time rather than a sample with gaps. An unknown interface id is an error, and so
     /// is a packet whose block would be larger than `CaptureReader` accepts (256 KiB with its
     /// comment; `--snaplen` stays far below): what this writes, `replay` can read.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the timestamp goes out as its two 32-bit halves"
+    )]
     pub fn write_packet(
         &mut self,
         iface: u32,
@@ -238,6 +242,10 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Flushes and returns the output: how a capture ends, with the final flush's error for the
     /// caller to report (the last packets are in the buffer until then).
+    #[expect(
+        clippy::missing_panics_doc,
+        reason = "cannot panic: `out` is taken only here, by value"
+    )]
     pub fn into_inner(mut self) -> io::Result<W> {
         // Taken first, so that `drop` does not flush again and log what the caller reports.
         let mut out = self.out.take().expect("taken only here");
@@ -297,6 +305,10 @@ impl<W: Write> Drop for PcapngWriter<W> {
 }
 
 /// Option code, length, value padded to 4 bytes. Callers keep `value` within `MAX_OPTION`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "callers keep `value` within MAX_OPTION"
+)]
 fn push_option(body: &mut Vec<u8>, code: u16, value: &[u8]) {
     body.extend_from_slice(&code.to_ne_bytes());
     body.extend_from_slice(&(value.len() as u16).to_ne_bytes());
@@ -351,7 +363,7 @@ mod tests {
         out
     }
 
-    /// Options as (code, value) up to opt_endofopt.
+    /// Options as (code, value) up to `opt_endofopt`.
     fn options(mut b: &[u8]) -> Vec<(u16, &[u8])> {
         let mut out = Vec::new();
         loop {
@@ -415,7 +427,7 @@ mod tests {
         assert_eq!(&shb[8..16], &[0xff; 8]);
         assert!(options(&shb[16..]).iter().any(|o| o.0 == SHB_USERAPPL));
         let idb = blocks[1].1;
-        assert_eq!(u16_at(idb, 0) as u32, LINKTYPE_ETHERNET);
+        assert_eq!(u32::from(u16_at(idb, 0)), LINKTYPE_ETHERNET);
         assert_eq!(u32_at(idb, 4), 256);
         assert_eq!(
             options(&idb[8..]),
@@ -423,7 +435,7 @@ mod tests {
         );
         let epb = blocks[3].1;
         assert_eq!(u32_at(epb, 0), 0);
-        let ts = (u32_at(epb, 4) as u64) << 32 | u32_at(epb, 8) as u64;
+        let ts = u64::from(u32_at(epb, 4)) << 32 | u64::from(u32_at(epb, 8));
         assert_eq!(ts, 1_764_153_676_149_919_123);
         assert_eq!((u32_at(epb, 12), u32_at(epb, 16)), (61, 1514));
         assert_eq!(&epb[20..81], (0..61).collect::<Vec<u8>>());
@@ -493,7 +505,7 @@ mod tests {
         let commented = &data[..MAX_RECORD - 32 - 12];
         assert!(w.write_packet(id, 2, 0, commented, "x").unwrap());
         assert!(
-            w.write_packet(id, 3, 0, &data[..commented.len() + 1], "x")
+            w.write_packet(id, 3, 0, &data[..=commented.len()], "x")
                 .is_err()
         );
         assert_eq!((w.packets_written(), w.packets_dropped_by_size()), (2, 0));
@@ -571,7 +583,7 @@ mod tests {
         let frame = [0xa5; 200];
         assert!(w.write_packet(id, 1, 200, &frame, "first").unwrap());
         w.flush().unwrap();
-        let whole = w.bytes_written() as usize;
+        let whole = usize::try_from(w.bytes_written()).unwrap();
         // The disk fills in the middle of the second packet's block.
         room.set(100);
         let err = w.write_packet(id, 2, 200, &frame, "second").unwrap_err();

@@ -207,6 +207,13 @@ struct AttachLabels {
 }
 
 /// Renders a snapshot in the Prometheus/OpenMetrics text format.
+///
+/// # Panics
+/// If the text encoder fails to write into a `String`, which cannot happen.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one registration after another, each with its help text: splitting would scatter the metric list"
+)]
 pub fn render(s: &Snapshot) -> String {
     let mut registry = Registry::with_prefix("checksum_audit");
     let per_hook =
@@ -317,7 +324,9 @@ pub fn render(s: &Snapshot) -> String {
             severity: d.severity.into(),
         };
         diagnosed.get_or_create(&labels).inc_by(d.mismatches);
-        flows.get_or_create(&labels).set(d.flows as i64);
+        flows
+            .get_or_create(&labels)
+            .set(i64::try_from(d.flows).unwrap_or(i64::MAX));
     }
     registry.register(
         "diagnosed_mismatches",

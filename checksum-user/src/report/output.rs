@@ -10,15 +10,15 @@ use serde_json::{Value, json};
 
 use crate::{
     analysis::{
-        Analysis, DropTracing, FlowRow, SourceId,
-        diagnosis::FlowDiagnosis,
-        drops::{DropSeen, FlowDrops},
+        Analysis, DropTracing, FlowRow, KernelSays, SourceId,
+        diagnosis::{FlowDiagnosis, Rewrite},
+        drops::DropSeen,
         severity::Severity,
     },
     kernel::event::{Flow, Verdict, hex},
 };
 
-/// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
+/// Converts kernel `CLOCK_MONOTONIC` timestamps to wall-clock time.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     /// Wall-clock nanoseconds minus monotonic nanoseconds, sampled once.
@@ -32,19 +32,22 @@ impl Clock {
             tv_nsec: 0,
         };
         // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as i128;
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+        let mono = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+        let wall = i128::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(i128::MAX);
         Self {
             offset_ns: wall - mono,
         }
     }
 
     pub fn wall_ns(&self, mono_ns: u64) -> i128 {
-        mono_ns as i128 + self.offset_ns
+        i128::from(mono_ns) + self.offset_ns
     }
 
     /// RFC 3339 UTC time with microseconds.
@@ -60,6 +63,10 @@ impl Default for Clock {
 }
 
 /// Formats Unix nanoseconds as RFC 3339 UTC (civil-from-days, H. Hinnant's algorithm).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "seconds of any representable date fit an i64, and micros are below 10^6"
+)]
 pub fn rfc3339(unix_ns: i128) -> String {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
     let micros = (unix_ns.rem_euclid(1_000_000_000) / 1000) as u32;
@@ -376,8 +383,8 @@ pub fn diagnoses_text(
         );
         let _ = writeln!(out, "      why: {}", d.diagnosis.explanation());
         let _ = writeln!(out, "      next: {}", d.diagnosis.next_step());
-        if let Some(drops) = analysis.drops_of(d) {
-            let _ = writeln!(out, "      kernel: {}", confirmation_text(d, drops));
+        if let Some(kernel) = confirmation_text(d, analysis.drops_of(d)) {
+            let _ = writeln!(out, "      kernel: {kernel}");
         }
     }
     if rows.len() > limit {
@@ -392,25 +399,26 @@ pub fn diagnoses_text(
     out
 }
 
-/// What the kernel's checksum drops say of a diagnosed flow.
-fn confirmation_text(d: &FlowDiagnosis, drops: Option<&FlowDrops>) -> String {
-    match drops {
-        Some(k) => format!(
+/// What the kernel's checksum drops say of a diagnosed flow; `None` when they are not traced.
+fn confirmation_text(d: &FlowDiagnosis, says: KernelSays) -> Option<String> {
+    match says {
+        KernelSays::NotTraced => None,
+        KernelSays::Dropped(k) => Some(format!(
             "confirmed: {} of {} bad packets dropped by the kernel ({})",
             k.count,
             d.count,
             k.places_text()
-        ),
-        None => "no checksum drop of this flow seen in the kernel".into(),
+        )),
+        KernelSays::NoDrop => Some("no checksum drop of this flow seen in the kernel".into()),
     }
 }
 
 /// A flow's drops in JSON: `null` when tracing is off, a count of 0 when none were seen.
-fn drops_json(drops: Option<Option<&FlowDrops>>) -> Value {
-    match drops {
-        None => Value::Null,
-        Some(None) => json!({ "count": 0, "places": [] }),
-        Some(Some(k)) => json!({
+fn drops_json(says: KernelSays) -> Value {
+    match says {
+        KernelSays::NotTraced => Value::Null,
+        KernelSays::NoDrop => json!({ "count": 0, "places": [] }),
+        KernelSays::Dropped(k) => json!({
             "count": k.count,
             "places": k.places.iter().map(|((reason, location), n)| json!({
                 "reason": reason, "location": location, "count": n,
@@ -534,7 +542,7 @@ pub fn kernel_drops_json(analysis: &Analysis) -> Value {
             let mut obj = flow_json(&flow.to_flow());
             obj.insert("count".into(), json!(k.count));
             obj.insert("device".into(), json!(k.device));
-            obj.insert("places".into(), drops_json(Some(Some(k)))["places"].clone());
+            obj.insert("places".into(), drops_json(KernelSays::Dropped(k))["places"].clone());
             Value::Object(obj)
         }).collect::<Vec<_>>(),
         "in_csum_errors": analysis.in_csum_errors().iter().map(|ns| json!({
@@ -566,7 +574,7 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
         ),
         (
             "rewrite".into(),
-            json!(d.diagnosis.likely_original().map(|r| r.describe())),
+            json!(d.diagnosis.likely_original().map(Rewrite::describe)),
         ),
         ("explanation".into(), json!(d.diagnosis.explanation())),
         ("next_step".into(), json!(d.diagnosis.next_step())),

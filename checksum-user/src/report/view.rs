@@ -161,6 +161,10 @@ impl LiveView {
     ) -> std::io::Result<()> {
         let now = Instant::now();
         let width = width();
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "rates on screen: packet counts beyond 2^52 need no exact digits"
+        )]
         let (pps, previous) = match &self.last {
             Some(shown) => {
                 let secs = now.duration_since(shown.at).as_secs_f64().max(1e-3);
@@ -171,6 +175,10 @@ impl LiveView {
             }
             None => (0.0, None),
         };
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "rates on screen: packet counts beyond 2^52 need no exact digits"
+        )]
         let rate = |key: &str, count: u64| -> f64 {
             match previous {
                 Some((secs, prev)) => {

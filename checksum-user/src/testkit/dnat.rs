@@ -27,7 +27,7 @@ static FAULT_INJECTOR: &[u8] =
 
 pub const SERVICE: [u8; 4] = [10, 96, 0, 10];
 pub const SERVER: [u8; 4] = [10, 199, 2, 2];
-/// The broken flows go to these ports of the service address; the good one to GOOD_PORT.
+/// The broken flows go to these ports of the service address; the good one to `GOOD_PORT`.
 pub const SERVICE_TCP_PORT: u16 = 8080;
 pub const SERVICE_UDP_PORT: u16 = 5353;
 pub const GOOD_PORT: u16 = 8081;

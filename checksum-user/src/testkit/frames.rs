@@ -1,5 +1,9 @@
 //! Frame construction for tests and the demo, with a deliberately plain big-endian reference checksum that
 //! shares no code with checksum-common (the kernel and the CLI use that one).
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "test frames: lengths and offsets well under the 16-bit fields that hold them"
+)]
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
@@ -20,11 +24,11 @@ pub fn reference_checksum(parts: &[&[u8]]) -> u16 {
     for part in parts {
         let mut i = 0;
         while i + 1 < part.len() {
-            sum += ((part[i] as u64) << 8) | part[i + 1] as u64;
+            sum += (u64::from(part[i]) << 8) | u64::from(part[i + 1]);
             i += 2;
         }
         if i < part.len() {
-            sum += (part[i] as u64) << 8;
+            sum += u64::from(part[i]) << 8;
         }
     }
     while sum > 0xffff {
@@ -254,7 +258,7 @@ pub fn payload(len: usize) -> Vec<u8> {
 pub fn segment(proto: u8, payload_len: usize) -> Vec<u8> {
     let p = payload(payload_len);
     match proto {
-        TCP => tcp_segment(40682, 8080, 0x01020304, &p),
+        TCP => tcp_segment(40682, 8080, 0x0102_0304, &p),
         UDP => udp_datagram(5353, 53, &p),
         ICMP => echo_request(false, 7, 1, &p),
         _ => echo_request(true, 7, 1, &p),
@@ -330,7 +334,7 @@ impl Frame {
 /// A classic pcap file (microsecond timestamps) holding `packets` of link type `linktype`.
 pub fn pcap_file(linktype: u32, packets: &[&[u8]]) -> Vec<u8> {
     let mut f = Vec::new();
-    f.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    f.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
     f.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     f.extend_from_slice(&65535u32.to_le_bytes());
     f.extend_from_slice(&linktype.to_le_bytes());

@@ -134,7 +134,7 @@ pub const ADDR_B: &str = "10.199.0.2";
 pub const ADDR6_A: &str = "fd00:199::1";
 pub const ADDR6_B: &str = "fd00:199::2";
 
-/// Two namespaces joined by a veth pair: `a` holds VETH_A (ADDR_A), `b` holds VETH_B (ADDR_B).
+/// Two namespaces joined by a veth pair: `a` holds `VETH_A` (`ADDR_A`), `b` holds `VETH_B` (`ADDR_B`).
 pub struct VethPair {
     pub a: NetNs,
     pub b: NetNs,
@@ -156,7 +156,7 @@ impl VethPair {
     }
 }
 
-/// An AF_PACKET raw socket (the caller closes it) and the link-layer address that sends out of
+/// An `AF_PACKET` raw socket (the caller closes it) and the link-layer address that sends out of
 /// `iface`; call it inside the interface's namespace. Panics when either is missing.
 pub fn packet_socket(iface: &str) -> (i32, libc::sockaddr_ll) {
     let c = std::ffi::CString::new(iface).unwrap();
@@ -172,13 +172,13 @@ pub fn packet_socket(iface: &str) -> (i32, libc::sockaddr_ll) {
     );
     // SAFETY: sockaddr_ll is a plain C struct of integers; all zeroes is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_ifindex = ifindex as i32;
+    addr.sll_family = u16::try_from(libc::AF_PACKET).expect("AF_PACKET is 17");
+    addr.sll_ifindex = i32::try_from(ifindex).expect("ifindexes are positive i32s");
     addr.sll_halen = 6;
     (fd, addr)
 }
 
-/// Sends raw Ethernet frames out of `iface` with an AF_PACKET socket (call inside the namespace).
+/// Sends raw Ethernet frames out of `iface` with an `AF_PACKET` socket (call inside the namespace).
 /// The kernel does not touch their checksums, so the peer sees exactly these bytes.
 pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
     let (fd, out_of_iface) = packet_socket(iface);
@@ -193,12 +193,12 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
                 frame.len(),
                 0,
                 (&raw const addr).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
+                u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap(),
             )
         };
         assert_eq!(
-            n as usize,
-            frame.len(),
+            usize::try_from(n).ok(),
+            Some(frame.len()),
             "sendto: {}",
             std::io::Error::last_os_error()
         );
@@ -207,7 +207,7 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
     unsafe { libc::close(fd) };
 }
 
-/// A real TCP connection from `a` to `b` (ADDR_B:port) carrying `bytes` bytes each way, plus UDP
+/// A real TCP connection from `a` to `b` (`ADDR_B:port`) carrying `bytes` bytes each way, plus UDP
 /// datagrams and pings: the ordinary traffic an auditor must not call corrupt.
 pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
     use std::{
@@ -236,15 +236,15 @@ pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
     ready_rx.recv().expect("server ready");
     pair.a.run(move || {
         let mut conn = TcpStream::connect((ADDR_B, port)).expect("connect");
-        let data: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..bytes).map(|i| u8::try_from(i % 251).unwrap()).collect();
         conn.write_all(&data).expect("client write");
         let mut back = vec![0u8; bytes];
         conn.read_exact(&mut back).expect("client read");
         assert_eq!(back, data);
         std::thread::sleep(std::time::Duration::from_millis(100));
         let udp = UdpSocket::bind((ADDR_A, 0)).expect("udp");
-        for i in 0..20u32 {
-            udp.send_to(&vec![i as u8; 100 + i as usize * 37], (ADDR_B, port))
+        for i in 0..20u8 {
+            udp.send_to(&vec![i; 100 + usize::from(i) * 37], (ADDR_B, port))
                 .expect("udp send");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }

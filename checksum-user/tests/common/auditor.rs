@@ -147,7 +147,7 @@ impl Running {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
+        self.child.as_ref().expect("running").id().cast_signed()
     }
 
     /// Sends `signal` (to `ip netns exec`, which execs the binary: same process) and collects.
@@ -160,7 +160,7 @@ impl Running {
     /// Waits for it to exit on its own (killing it and failing after `timeout`) and collects.
     pub fn finish(mut self, timeout: Duration) -> Finished {
         let child = self.child.take().expect("running");
-        let pid = child.id() as i32;
+        let pid = child.id().cast_signed();
         // Read its output while waiting, or a full pipe would block it forever.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(child.wait_with_output().expect("wait")));

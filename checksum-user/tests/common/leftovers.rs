@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeSet,
+    fmt::Write as _,
     process::Command,
     sync::mpsc,
     thread::JoinHandle,
@@ -72,7 +73,7 @@ pub fn hooks(ns: &NetNs, iface: &str) -> Hooks {
             .expect("tc filter show");
         let text = String::from_utf8_lossy(&out.stdout);
         if !text.trim().is_empty() {
-            filters += &format!("{dir}:\n{text}");
+            let _ = write!(filters, "{dir}:\n{text}");
         }
     }
     Hooks {
@@ -157,7 +158,7 @@ pub fn settle(timeout: Duration, mut check: impl FnMut() -> Option<String>) -> O
 
 /// Another tool's programs on some interfaces of a namespace, attached before the auditor runs:
 /// per interface a clsact qdisc with a u32 filter in both directions (added by `tc`), a TCX
-/// program at ingress and a cls_bpf filter at egress (attached over netlink, the legacy way that
+/// program at ingress and a `cls_bpf` filter at egress (attached over netlink, the legacy way that
 /// outlives its owner), held by a thread of the test until dropped.
 pub struct Others {
     stop: Option<mpsc::Sender<()>>,

@@ -1,11 +1,28 @@
-//! Shared by the integration tests: privilege gate, frame construction, namespaces.
-#![allow(dead_code)]
+//! Shared by the integration tests: the privilege gate, the binary under test, leftovers and the
+//! output schema. Frames and namespaces come from `checksum_user::testkit`.
+#![expect(
+    dead_code,
+    reason = "every test crate compiles this module and uses only part of it"
+)]
 
 pub mod auditor;
 pub mod leftovers;
 
-#[allow(unused_imports)]
-pub use checksum_user::testkit::{frames, netns};
+/// Skips the calling test (returns from it) unless it may touch the kernel: see
+/// [`require_root`], which also makes a skip a failure in CI.
+#[macro_export]
+macro_rules! root_only {
+    () => {
+        if !$crate::common::require_root(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// Running in CI (`CI=true`), where a skipped test is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
 
 /// True when the test may touch the kernel. Unprivileged runs skip with a message, except in CI
 /// (`CI=true`), where a skip would hide a missing capability and is a failure.
@@ -14,11 +31,10 @@ pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "{test}: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); CI=true forbids skipping"
-        );
-    }
+    assert!(
+        !in_ci(),
+        "{test}: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); CI=true forbids skipping"
+    );
     eprintln!("SKIPPED {test}: needs root");
     false
 }
@@ -49,7 +65,11 @@ pub fn assert_matches_schema(lines: &[serde_json::Value]) {
 }
 
 /// HTTP GET inside `ns` (the auditor's loopback lives there).
-pub fn http_get(ns: &netns::NetNs, addr: &'static str, path: &'static str) -> String {
+pub fn http_get(
+    ns: &checksum_user::testkit::netns::NetNs,
+    addr: &'static str,
+    path: &'static str,
+) -> String {
     use std::io::{Read, Write};
     ns.run(move || {
         let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");

@@ -3,6 +3,10 @@
 //! flipped bytes). The label records the choices so that a disagreement can be read without a
 //! decoder. Checksums are filled with the test kit's own big-endian reference (frames.rs): the
 //! generator only needs them to be mostly right, the reference verifier is the judge.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "generated lengths, counts and field values are chosen within their fields' ranges"
+)]
 
 use super::rng::Rng;
 use crate::testkit::frames::{ICMP, ICMPV6, TCP, UDP, reference_checksum};
@@ -405,10 +409,10 @@ fn ext_header(
     match kind {
         FRAGMENT => {
             let (off, more): (u16, u16) = match r.weighted(&[50, 20, 10, 15, 5]) {
-                0 => (0, 0),
                 1 => (0, 1),
                 2 => ((r.u16() & 0x1fff) | 1, 1),
                 3 => ((r.u16() & 0x1fff) | 1, 0),
+                // 0 and 4: a fragment header that fragments nothing.
                 _ => (0, 0),
             };
             let reserved = if r.chance(5) { 0x0006 } else { 0 };
@@ -563,7 +567,7 @@ fn negative_zero(r: &mut Rng, b: &mut Built, at: usize) -> bool {
         return false;
     }
     let p = r.pick(&words);
-    let w = u16::from_be_bytes([b.bytes[p], b.bytes[p + 1]]) as u32 + b.checksum as u32;
+    let w = u32::from(u16::from_be_bytes([b.bytes[p], b.bytes[p + 1]])) + u32::from(b.checksum);
     let w = ((w & 0xffff) + (w >> 16)) as u16;
     b.bytes[p..p + 2].copy_from_slice(&w.to_be_bytes());
     let field: u16 = if r.chance(50) { 0 } else { 0xffff };
@@ -584,6 +588,10 @@ fn fix_ipv4_checksum(b: &mut Built) {
 }
 
 /// Lengths, versions, fragments, the IPv4 header checksum, flipped bytes, padding, truncation.
+#[expect(
+    clippy::many_single_char_names,
+    reason = "the rng, the frame and offsets into it, named as throughout this file"
+)]
 fn mutate_structure(r: &mut Rng, b: &mut Built) {
     let (h, ip) = (b.l3_off, b.ip);
     if ip && !b.v6 && r.chance(10) {

@@ -116,7 +116,11 @@ impl Outcome {
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut lines: Vec<String> = self.verdicts.iter().map(|v| v.to_string()).collect();
+        let mut lines: Vec<String> = self
+            .verdicts
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         if self.verdicts.is_empty() {
             lines.push("(no verdict)".into());
         }
@@ -153,7 +157,7 @@ pub fn differences(expected: &Outcome, observed: &Outcome) -> Option<String> {
         match (expected.verdicts.get(i), observed.verdicts.get(i)) {
             (Some(e), Some(o)) if e == o => {}
             (Some(e), Some(o)) => {
-                out.push(format!("verdict {i}:\n  reference {e}\n  kernel    {o}"))
+                out.push(format!("verdict {i}:\n  reference {e}\n  kernel    {o}"));
             }
             (Some(e), None) => out.push(format!("verdict {i}: reference {e}, kernel nothing")),
             (None, Some(o)) => out.push(format!("verdict {i}: reference nothing, kernel {o}")),

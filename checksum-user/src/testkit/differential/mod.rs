@@ -1,7 +1,7 @@
 //! Differential testing of the kernel program against an independent reference verifier.
 //!
 //! Every frame comes from its own seed ([`rng::frame_seed`]), goes through the loaded program with
-//! BPF_PROG_TEST_RUN, and its verdicts and counters are compared with what [`reference::judge`]
+//! `BPF_PROG_TEST_RUN`, and its verdicts and counters are compared with what [`reference::judge`]
 //! expects. The integration test `tests/differential.rs` runs a fixed-seed sample; `cargo xtask
 //! fuzz` runs as many frames as asked and keeps a pcap of every disagreement.
 
@@ -214,8 +214,8 @@ impl Stats {
         if hook != Hook::Xdp {
             self.tc_runs += 1;
         }
-        self.malformed += c.expected.malformed as u64;
-        self.not_ip += c.expected.not_ip as u64;
+        self.malformed += u64::from(c.expected.malformed);
+        self.not_ip += u64::from(c.expected.not_ip);
         for v in &c.expected.verdicts {
             self.verdicts[v.layer as usize][v.status as usize] += 1;
             if let Some(k) = v.kind {

@@ -7,6 +7,10 @@
 //! Where etherparse is stricter than the auditor has to be (a header cut by the end of the frame,
 //! an IP length of 0), the fixed part of the header is still decoded by etherparse and the rest
 //! follows the documented rule.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "lengths of a frame's headers and segments, which fit their 16- and 32-bit fields"
+)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,5 +1,5 @@
 //! The reference verifier checked on its own, without a kernel: against the hand-written
-//! expectations of tests/prog_test_run.rs (the documented semantics, frame by frame), and against
+//! expectations of `tests/prog_test_run.rs` (the documented semantics, frame by frame), and against
 //! etherparse's own checksum functions on many generated frames.
 
 use checksum_common::{Kind, Layer, Status};
@@ -110,8 +110,9 @@ fn both_zeros_verify_except_a_zero_udp_over_ipv6() {
         // Make the checksum compute to 0: add it to a payload word.
         let mut z = f.clone();
         let p = z.l4_off + 20;
-        let w = u16::from_be_bytes([z.bytes[p], z.bytes[p + 1]]) as u32 + f.checksum as u32;
-        z.bytes[p..p + 2].copy_from_slice(&(((w & 0xffff) + (w >> 16)) as u16).to_be_bytes());
+        let w = u32::from(u16::from_be_bytes([z.bytes[p], z.bytes[p + 1]])) + u32::from(f.checksum);
+        let w = u16::try_from((w & 0xffff) + (w >> 16)).expect("one carry at most");
+        z.bytes[p..p + 2].copy_from_slice(&w.to_be_bytes());
         z.set_field(0xffff);
         assert_eq!(status(&z), Status::Ok);
         z.set_field(0);
@@ -191,7 +192,7 @@ fn fragments_and_ip_length_zero_are_unverifiable() {
     let atomic = [TCP, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
     let f = v6_frame_ext(TCP, segment(TCP, 30), 44, &atomic, IP6_B);
     let o = judge(&f.bytes);
-    assert_eq!((l4(&o).status, l4(&o).ip_id), (Status::Ok, 0xdeadbeef));
+    assert_eq!((l4(&o).status, l4(&o).ip_id), (Status::Ok, 0xdead_beef));
     let first = [TCP, 0, 0, 1, 0, 0, 0, 9];
     let f = v6_frame_ext(TCP, segment(TCP, 30), 44, &first, IP6_B);
     assert_eq!(status(&f), Status::Unverifiable);
@@ -275,6 +276,10 @@ fn vlan_tags_and_other_ethertypes() {
 /// The reference's sums and pseudo-headers against etherparse's own per-protocol functions, on
 /// generated frames whose segment etherparse can slice.
 #[test]
+#[expect(
+    clippy::many_single_char_names,
+    reason = "ours and theirs (o, t) per verdict, as in the other tests here"
+)]
 fn agrees_with_etherparse_checksum_functions() {
     let mut compared = [0usize; 3];
     for i in 0..30_000 {
@@ -331,7 +336,7 @@ fn agrees_with_etherparse_checksum_functions() {
                     } else {
                         check(ok, got, want, calc, v.layer == Layer::Udp, &frame, v);
                     }
-                    compared[1 + (v.layer == Layer::Udp) as usize] += 1;
+                    compared[1 + usize::from(v.layer == Layer::Udp)] += 1;
                 }
                 _ => {}
             }

@@ -1,5 +1,9 @@
 //! SplitMix64 (Steele, Lea, Flood 2014): tiny, fast and fully determined by its seed, so a frame is
 //! regenerated from its own seed alone, on any machine, by the test and by `cargo xtask fuzz`.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "a narrower random number is the low bits of a random word"
+)]
 
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
