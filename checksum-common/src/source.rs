@@ -79,3 +79,10 @@ unsafe impl aya::Pod for SourceKey {}
 unsafe impl aya::Pod for SourceState {}
 
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+
+/// Bytes of `struct sk_buff` the TC programs read in one `bpf_probe_read_kernel` for the skb's
+/// checksum state (checksum-ebpf/src/skb.rs): `ip_summed`, `csum_level`, `encapsulation`, the
+/// `csum_start`/`csum_offset` union and `network_header` all lie within the `headers` group, 56
+/// bytes on Linux 6.x. User space resolves where the window starts and where each field lies in
+/// it; a kernel on which they do not fit in this many bytes gets no skb state.
+pub const SKB_WINDOW: u32 = 64;
