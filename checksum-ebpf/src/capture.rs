@@ -1,7 +1,7 @@
 //! Frame capture for `--pcap-out`: a mismatch event that also carries the first bytes of its
 //! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it.
 //!
-//! Verifier notes: the record (88 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the
+//! Verifier notes: the record (96 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the
 //! stack (512 bytes, over 450 of them already in use). The frame is copied with the hook's
 //! load-bytes helper (which also reads the fragments of multi-buffer XDP frames) straight into that
 //! buffer, with a length provably in [1, `MAX_SNAP`]: min(snaplen, frame length) alone is rejected

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use crate::{kernel::btf::NetnsOffsets, kernel::privileges};
+use crate::{
+    kernel::btf::{NetnsOffsets, SkbLayout},
+    kernel::privileges,
+};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
@@ -57,6 +60,16 @@ pub struct LoadOptions {
     /// Set when several network namespaces are audited: the programs then read each packet's
     /// namespace from its device, at these offsets (see checksum-ebpf/src/netns.rs).
     pub netns_by_device: Option<NetnsOffsets>,
+    /// Read each packet's skb checksum state at TC (`ip_summed`, `csum_start`/`csum_offset`, ...)
+    /// into its events, at offsets resolved from the running kernel's BTF
+    /// (checksum-ebpf/src/skb.rs). On by default; a kernel whose layout cannot be resolved gets
+    /// a warning and "unknown" state. Costs one helper call per IP packet at TC.
+    pub skb_state: bool,
+    /// Settle TCP/UDP fields the skb says are CHECKSUM_PARTIAL at exactly that field, and that
+    /// hold the pseudo-header sum, in O(1) as `partial-ok` instead of summing them into an
+    /// offload-pending mismatch. Needs `skb_state`. Off by default: severity and diagnosis still
+    /// judge offload-pending mismatches.
+    pub partial_ok: bool,
 }
 
 impl Default for LoadOptions {
@@ -69,6 +82,8 @@ impl Default for LoadOptions {
             snaplen: 0,
             events_per_flow: 0,
             netns_by_device: None,
+            skb_state: true,
+            partial_ok: false,
         }
     }
 }
@@ -84,8 +99,8 @@ pub const fn effective_snaplen(requested: u32) -> u32 {
 }
 
 /// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
-/// header, the 88-byte capture header and the frame bytes, rounded up to 8. Size
-/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 88).
+/// header, the 96-byte capture header and the frame bytes, rounded up to 8. Size
+/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 96).
 pub const fn capture_record_bytes(snaplen: u32) -> u32 {
     let len = 8 + CAPTURE_HEADER_LEN as u32 + effective_snaplen(snaplen);
     len.div_ceil(8) * 8
@@ -172,6 +187,22 @@ impl Loaded {
         let snaplen = effective_snaplen(opts.snaplen);
         let netns = opts.netns_by_device.unwrap_or_default();
         let netns_by_device = u8::from(opts.netns_by_device.is_some());
+        let skb = opts
+            .skb_state
+            .then(|| {
+                SkbLayout::of_running_kernel()
+                    .map_err(|e| log::warn!("{e:#}"))
+                    .ok()
+            })
+            .flatten();
+        let skb_state = u8::from(skb.is_some());
+        let partial_ok = u8::from(skb.is_some() && opts.partial_ok);
+        let skb = skb.unwrap_or_default();
+        let skb_bits = [
+            skb.ip_summed.encoded(),
+            skb.csum_level.encoded(),
+            skb.encapsulation.encoded(),
+        ];
         // aya-log levels: 0 is off; Debug is 4.
         let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
         let mut loader = EbpfLoader::new();
@@ -185,6 +216,14 @@ impl Loaded {
             .override_global("OFF_RXQ_DEV", &netns.rxq_dev, true)
             .override_global("OFF_DEV_NET", &netns.dev_net, true)
             .override_global("OFF_NET_COOKIE", &netns.net_cookie, true)
+            .override_global("SKB_STATE", &skb_state, true)
+            .override_global("PARTIAL_OK", &partial_ok, true)
+            .override_global("OFF_SKB_WINDOW", &skb.window, true)
+            .override_global("SKB_CSUM", &skb.csum, true)
+            .override_global("SKB_NETWORK_HEADER", &skb.network_header, true)
+            .override_global("SKB_IP_SUMMED", &skb_bits[0], true)
+            .override_global("SKB_CSUM_LEVEL", &skb_bits[1], true)
+            .override_global("SKB_ENCAP", &skb_bits[2], true)
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(EVENTS_MAP, opts.ring_bytes)
             .map_max_entries(
@@ -313,6 +352,7 @@ impl Loaded {
             counters: Counters::default(),
             flags,
             slot,
+            ..SourceState::default()
         };
         let values = PerCpuValues::try_from(vec![state; cpus.get() as usize])?;
         self.states()?.set(slot, values, 0)?;
