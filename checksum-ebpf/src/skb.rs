@@ -124,12 +124,14 @@ fn bits(w: &Window, at: u32) -> u64 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn csa_skb_state(ctx: *mut __sk_buff) -> u64 {
-    let mut w = Window([0; SKB_WINDOW as usize]);
+    // Not zeroed first (the helper takes uninitialized memory): LLVM zeroed it with a call to
+    // a BPF memset, which cost about 45 ns per packet (64-byte TC test runs: 155 against 113 ns).
+    let mut w = core::mem::MaybeUninit::<Window>::uninit();
     // SAFETY: a kernel address read with the fault-tolerant helper into a buffer of exactly
     // `SKB_WINDOW` bytes; the verifier accepts the context plus a constant as its source.
     let rc = unsafe {
         bpf_probe_read_kernel(
-            w.0.as_mut_ptr().cast(),
+            w.as_mut_ptr().cast(),
             SKB_WINDOW,
             ctx.cast::<u8>()
                 .wrapping_add(OFF_SKB_WINDOW.load() as usize)
@@ -139,6 +141,8 @@ pub extern "C" fn csa_skb_state(ctx: *mut __sk_buff) -> u64 {
     if rc != 0 {
         return SkbState::UNKNOWN.0;
     }
+    // SAFETY: the helper succeeded, so it wrote all `SKB_WINDOW` bytes.
+    let w = unsafe { w.assume_init_ref() };
     // 4- and 2-aligned in the window (user space checks), so these are aligned stack loads.
     let csum_at = (SKB_CSUM.load() & (SKB_WINDOW - 4)) as usize;
     let csum = u32::from_ne_bytes([
@@ -150,9 +154,9 @@ pub extern "C" fn csa_skb_state(ctx: *mut __sk_buff) -> u64 {
     let nh_at = (SKB_NETWORK_HEADER.load() & (SKB_WINDOW - 2)) as usize;
     let network_header = u16::from_ne_bytes([w.0[nh_at], w.0[nh_at + 1]]) as u64;
     csum | network_header << 32
-        | bits(&w, SKB_IP_SUMMED.load()) << 48
-        | bits(&w, SKB_CSUM_LEVEL.load()) << 56
-        | bits(&w, SKB_ENCAP.load()) << 58
+        | bits(w, SKB_IP_SUMMED.load()) << 48
+        | bits(w, SKB_CSUM_LEVEL.load()) << 56
+        | bits(w, SKB_ENCAP.load()) << 58
 }
 
 /// The state of the skb at `ctx`, or `UNKNOWN` when `SKB_STATE` is off.
