@@ -2,7 +2,7 @@
 //! the `REPORT_ALL` global is set, for every verdict; `replay --all` uses that): a
 //! [`ChecksumEvent`], or, for mismatches while capture is on (`CAPTURE_SNAPLEN` > 0), a
 //! [`CaptureRecord`] that also carries the first bytes of the frame. User space tells them apart
-//! by length: exactly 80 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
+//! by length: exactly 88 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
 
 /// Which checksum a verdict is about.
 #[repr(u8)]
@@ -52,11 +52,22 @@ pub enum Status {
     None = 2,
     /// Fragments and truncated segments: the bytes needed are not all here.
     Unverifiable = 3,
+    /// TCP/UDP at TC whose skb is `CHECKSUM_PARTIAL` with `csum_start`/`csum_offset` at this very
+    /// field, and the field holds the pseudo-header sum: the device (or the stack, in software)
+    /// will complete it. Decided in O(1), without summing the segment; only with the programs'
+    /// `PARTIAL_OK` fast path on (otherwise such a field is `Bad`/`OffloadPending`).
+    PartialOk = 4,
 }
 
 impl Status {
-    pub const COUNT: usize = 4;
-    pub const ALL: [Status; Self::COUNT] = [Self::Ok, Self::Bad, Self::None, Self::Unverifiable];
+    pub const COUNT: usize = 5;
+    pub const ALL: [Status; Self::COUNT] = [
+        Self::Ok,
+        Self::Bad,
+        Self::None,
+        Self::Unverifiable,
+        Self::PartialOk,
+    ];
 
     pub const fn from_u8(v: u8) -> Option<Self> {
         match v {
@@ -64,6 +75,7 @@ impl Status {
             1 => Some(Self::Bad),
             2 => Some(Self::None),
             3 => Some(Self::Unverifiable),
+            4 => Some(Self::PartialOk),
             _ => None,
         }
     }
@@ -74,6 +86,7 @@ impl Status {
             Self::Bad => "bad",
             Self::None => "none",
             Self::Unverifiable => "unverifiable",
+            Self::PartialOk => "partial-ok",
         }
     }
 }
@@ -188,6 +201,51 @@ impl Direction {
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;
 
+/// `skb->ip_summed` (include/linux/skbuff.h): what the socket buffer itself says about its
+/// checksum, read by the TC programs (checksum-ebpf/src/skb.rs).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IpSummed {
+    /// Nothing is known: the checksum is in the packet, unverified (every test-run skb).
+    None = 0,
+    /// Verified by the device or the stack (`csum_level` counts the extra verified levels of an
+    /// encapsulation).
+    Unnecessary = 1,
+    /// The device summed the packet: `csum` holds that sum.
+    Complete = 2,
+    /// To be completed by the device or in software: the field at `csum_start + csum_offset`
+    /// (offsets from `skb->head`) holds the pseudo-header sum.
+    Partial = 3,
+}
+
+/// `ChecksumEvent::ip_summed` when there is no skb state: XDP (no socket buffer yet), replay (the
+/// XDP program), or a kernel whose `sk_buff` layout could not be resolved.
+pub const IP_SUMMED_UNKNOWN: u8 = 0xff;
+
+/// `ChecksumEvent::skb_flags`: `skb->encapsulation`.
+pub const SKB_ENCAPSULATION: u8 = 1;
+
+impl IpSummed {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::None),
+            1 => Some(Self::Unnecessary),
+            2 => Some(Self::Complete),
+            3 => Some(Self::Partial),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Unnecessary => "unnecessary",
+            Self::Complete => "complete",
+            Self::Partial => "partial",
+        }
+    }
+}
+
 /// One checksum verdict. Fields are plain integers (no enums, no bools) so that any bytes the
 /// kernel writes are a valid value; decode them with the `from_u8` constructors.
 /// Checksum values are wire (big-endian) values converted to host order, as tcpdump prints them.
@@ -232,18 +290,40 @@ pub struct ChecksumEvent {
     pub status: u8,
     /// `Kind` value.
     pub kind: u8,
+    /// The skb's checksum state at TC, as it was when the program ran (before any later program
+    /// or the device acts on it): `IpSummed` value, or `IP_SUMMED_UNKNOWN` (XDP, replay, or a
+    /// kernel whose layout could not be resolved; the fields below are then 0).
+    pub ip_summed: u8,
+    /// `skb->csum_start` and `skb->csum_offset`, meaningful for `IpSummed::Partial`:
+    /// `csum_start` counts from `skb->head`, so compare it with `network_header`, also from
+    /// `skb->head`: `csum_start - network_header` is where the checksummed bytes start counted
+    /// from the IP header (its length for a plain TCP/UDP packet), and `csum_offset` is the
+    /// field's offset from there (16 for TCP, 6 for UDP). The two share their bytes with
+    /// `skb->csum` (a union): for `IpSummed::Complete` that sum is
+    /// `csum_start | csum_offset << 16`.
+    pub csum_start: u16,
+    pub csum_offset: u16,
+    /// `skb->network_header`: the IP header's offset from `skb->head`.
+    pub network_header: u16,
+    /// `skb->csum_level` (0..=3).
+    pub csum_level: u8,
+    /// `SKB_*` bits.
+    pub skb_flags: u8,
     #[expect(
         clippy::pub_underscore_fields,
         reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
     )]
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
 }
 
 #[cfg(feature = "user")]
 // SAFETY: `ChecksumEvent` is `repr(C)`, `Copy`, has explicit padding and every bit pattern is valid.
 unsafe impl aya::Pod for ChecksumEvent {}
 
-const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 88);
+const _: () = assert!(core::mem::offset_of!(ChecksumEvent, ip_summed) == 77);
+const _: () = assert!(core::mem::offset_of!(ChecksumEvent, csum_start) == 78);
+const _: () = assert!(core::mem::offset_of!(ChecksumEvent, _pad) == 86);
 
 /// Most frame bytes one capture record carries; `CAPTURE_SNAPLEN` is clamped to it. Enough for any
 /// jumbo frame (9216-byte MTU plus Ethernet and two VLAN tags), so a capture can hold whole frames
@@ -280,6 +360,6 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::offset_of!(CaptureRecord, data)
 // valid.
 unsafe impl aya::Pod for CaptureRecord {}
 
-const _: () = assert!(CAPTURE_HEADER_LEN == 88);
+const _: () = assert!(CAPTURE_HEADER_LEN == 96);
 const _: () = assert!(core::mem::size_of::<CaptureRecord>() == CAPTURE_HEADER_LEN + MAX_SNAP);
 const _: () = assert!(MAX_SNAP.is_power_of_two() && MAX_SNAP <= u16::MAX as usize);

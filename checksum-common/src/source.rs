@@ -45,6 +45,18 @@ pub struct SourceState {
     /// This value's own slot, for the events (kept here rather than in a register through the
     /// whole program: the BPF stack has no room for more spills).
     pub slot: u32,
+    /// Scratch of the packet being audited, for the same reason (written by the programs once
+    /// per packet at TC, never read by user space): the skb's checksum state packed as in
+    /// checksum-ebpf/src/skb.rs, for the events.
+    pub skb: u64,
+    /// Scratch too: where a `CHECKSUM_PARTIAL` skb's checksum is to be completed, as the frame
+    /// offset of `csum_start` | `csum_offset` << 16, or `u32::MAX` when the skb is not partial.
+    pub partial: u32,
+    #[expect(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
+    )]
+    pub _pad: u32,
 }
 
 /// Send events for offload-pending mismatches at this source too. Off, they are only counted: on
@@ -64,7 +76,7 @@ pub const UNATTRIBUTED_SLOT: u32 = 0;
 
 /// Slots of the `STATES` map (one per source, an interface at one hook, and the unattributed
 /// slot): the most one run audits at once. 300 pods at two hooks take 600. Each costs
-/// `size_of::<SourceState>()` (416 bytes) per CPU, allocated at load time.
+/// `size_of::<SourceState>()` (472 bytes) per CPU, allocated at load time.
 pub const MAX_SOURCES: u32 = 2048;
 
 /// ifindexes below this find their slots in a plain array (`SLOTS_BY_IFINDEX`, 12 bytes each, 768
@@ -72,8 +84,8 @@ pub const MAX_SOURCES: u32 = 2048;
 /// through the `SOURCES` hash. A node's ifindexes grow by one per interface ever created there.
 pub const DIRECT_IFINDEXES: u32 = 65536;
 
-/// Default size of the one ring buffer all sources share: at 88 bytes per record (an 80-byte
-/// event and the kernel's 8-byte header), about 11,900 events of headroom between two drains.
+/// Default size of the one ring buffer all sources share: at 96 bytes per record (an 88-byte
+/// event and the kernel's 8-byte header), about 10,900 events of headroom between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 1024 * 1024;
 
 /// Flows (per source and kind) the `--events-per-flow` budget table tracks at once; the least
@@ -88,3 +100,11 @@ unsafe impl aya::Pod for SourceKey {}
 unsafe impl aya::Pod for SourceState {}
 
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 472);
+
+/// Bytes of `struct sk_buff` the TC programs read in one `bpf_probe_read_kernel` for the skb's
+/// checksum state (checksum-ebpf/src/skb.rs): `ip_summed`, `csum_level`, `encapsulation`, the
+/// `csum_start`/`csum_offset` union and `network_header` all lie within the `headers` group, 56
+/// bytes on Linux 6.x. User space resolves where the window starts and where each field lies in
+/// it; a kernel on which they do not fit in this many bytes gets no skb state.
+pub const SKB_WINDOW: u32 = 64;

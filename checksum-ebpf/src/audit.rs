@@ -12,9 +12,11 @@ use checksum_common::{
 };
 
 use crate::{
-    CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, REPORT_ALL, STATES, capture,
+    CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, PARTIAL_OK, REPORT_ALL, STATES,
+    capture,
     packet::{Packet, be16, be32},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
+    skb::{SkbState, partial_key},
     sum::{sum_header, sum_range},
 };
 
@@ -99,6 +101,12 @@ fn audit_ip<P: Packet>(pkt: &P, hook: Hook, s: &mut SourceState) -> Result<(), P
         s.counters.not_ip += 1;
         return Ok(());
     };
+    // Once per packet (one helper call at TC; a constant at XDP), after the frame is known to be
+    // IP: every verdict's event carries it. Kept in the source's value, not in registers (see
+    // `SourceState::slot`).
+    let skb = pkt.skb_state();
+    s.skb = skb.raw();
+    s.partial = skb.partial(l3_off);
     let segment = if parse::is_ipv4(ethertype) {
         let ip = parse::ipv4(pkt, l3_off)?;
         let header = check_ipv4_header(pkt, l3_off, &ip);
@@ -117,7 +125,7 @@ fn audit_ip<P: Packet>(pkt: &P, hook: Hook, s: &mut SourceState) -> Result<(), P
         (IPPROTO_ICMPV6, fam) if fam != FAMILY_IPV4 => Layer::Icmpv6,
         _ => return Ok(()),
     };
-    let verdict = check_segment(pkt, &segment, layer)?;
+    let verdict = check_segment(pkt, &segment, layer, s.partial)?;
     record(pkt, hook, &segment, &verdict, s);
     Ok(())
 }
@@ -152,7 +160,12 @@ const fn field_layout(layer: Layer) -> (u32, u32) {
     clippy::cast_possible_truncation,
     reason = "an IPv4 segment's length comes from the 16-bit total length"
 )]
-fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verdict, ParseError> {
+fn check_segment<P: Packet>(
+    pkt: &P,
+    seg: &Segment,
+    layer: Layer,
+    skb_partial: u32,
+) -> Result<Verdict, ParseError> {
     if seg.partial || seg.truncated {
         return Ok(Verdict::unverifiable(layer, seg.len));
     }
@@ -205,10 +218,23 @@ fn check_segment<P: Packet>(pkt: &P, seg: &Segment, layer: Layer) -> Result<Verd
     } else {
         pseudo_header_v6(&seg.src, &seg.dst, seg.protocol, len)
     };
+    let folded_pseudo = fold(pseudo);
+    // The O(1) path: the skb says this very field is still to be completed (CHECKSUM_PARTIAL at
+    // this segment and offset) and the field holds the pseudo-header sum, as the offload-pending
+    // signature is recognised below. Without PARTIAL_OK (a frozen 0) this is pruned.
+    if PARTIAL_OK.load() != 0
+        && (layer == Layer::Tcp || layer == Layer::Udp)
+        && skb_partial == partial_key(seg.off, field_off)
+        && got == folded_pseudo
+    {
+        v.status = Status::PartialOk;
+        v.want = got;
+        v.pseudo = folded_pseudo;
+        return Ok(v);
+    }
     let Some(sum) = sum_range(pkt, seg.off, len, pseudo) else {
         return Ok(v);
     };
-    let folded_pseudo = fold(pseudo);
     v.pseudo = folded_pseudo;
     // RFC 8200 section 8.1: over IPv6 a zero UDP field is always wrong, even where the sum makes
     // 0x0000 and 0xffff equal.
@@ -250,7 +276,11 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut So
         if v.kind == Kind::OffloadPending && s.flags & SOURCE_REPORT_OFFLOAD == 0 && !report_all {
             return;
         }
-    } else if !report_all {
+    } else if !report_all
+        // Partial-ok fields are what offload-pending mismatches are without the fast path: listed
+        // where those would be.
+        && (v.status != Status::PartialOk || s.flags & SOURCE_REPORT_OFFLOAD == 0)
+    {
         return;
     }
     if v.status == Status::Bad && !within_budget(s.slot, seg, v) {
@@ -261,19 +291,18 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut So
     if snaplen != 0 && v.status == Status::Bad {
         // With capture off the verifier sees `snaplen` as the constant 0 (a frozen .rodata map)
         // and prunes this branch: the plain path below is verified and runs as before.
-        capture::send(
-            pkt,
-            snaplen,
-            event(pkt, hook, s.slot, seg, v),
-            &mut s.counters,
-        );
+        let mut e = ChecksumEvent::default();
+        write_event(&mut e, pkt, hook, s.slot, seg, v, SkbState::from_raw(s.skb));
+        capture::send(pkt, snaplen, e, &mut s.counters);
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<ChecksumEvent>(0) else {
         s.counters.events_lost += 1;
         return;
     };
-    entry.write(event(pkt, hook, s.slot, seg, v));
+    let mut e = ChecksumEvent::default();
+    write_event(&mut e, pkt, hook, s.slot, seg, v, SkbState::from_raw(s.skb));
+    entry.write(e);
     entry.submit(0);
 }
 
@@ -328,30 +357,45 @@ fn within_budget(slot: u32, seg: &Segment, v: &Verdict) -> bool {
     true
 }
 
+/// Fills in an event, field by field. Measured: building it this way from a zeroed value takes
+/// 408 (XDP) and 424 (TC) bytes of the programs' stack; the same event as one struct literal took
+/// 472 and 480, and written in place into the ring-buffer reservation 480, past the 512 bytes
+/// the programs and the summing function share ("combined stack size of 3 calls is 528").
 #[inline(always)]
-fn event<P: Packet>(pkt: &P, hook: Hook, slot: u32, seg: &Segment, v: &Verdict) -> ChecksumEvent {
-    ChecksumEvent {
-        // SAFETY: bpf_ktime_get_ns takes no arguments and touches no memory.
-        timestamp_ns: unsafe { bpf_ktime_get_ns() },
-        ifindex: pkt.ifindex(),
-        tcp_seq: v.tcp_seq,
-        src_addr: seg.src,
-        dst_addr: seg.dst,
-        l4_len: v.len,
-        ip_id: seg.ip_id,
-        slot,
-        src_port: v.src_port,
-        dst_port: v.dst_port,
-        got: u16::from_be(v.got),
-        want: u16::from_be(v.want),
-        pseudo: u16::from_be(v.pseudo),
-        hook: hook as u8,
-        direction: hook.direction() as u8,
-        family: seg.family,
-        protocol: seg.protocol,
-        layer: v.layer as u8,
-        status: v.status as u8,
-        kind: v.kind as u8,
-        _pad: [0; 3],
-    }
+fn write_event<P: Packet>(
+    e: &mut ChecksumEvent,
+    pkt: &P,
+    hook: Hook,
+    slot: u32,
+    seg: &Segment,
+    v: &Verdict,
+    skb: SkbState,
+) {
+    // SAFETY: bpf_ktime_get_ns takes no arguments and touches no memory.
+    e.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    e.ifindex = pkt.ifindex();
+    e.tcp_seq = v.tcp_seq;
+    e.src_addr = seg.src;
+    e.dst_addr = seg.dst;
+    e.l4_len = v.len;
+    e.ip_id = seg.ip_id;
+    e.slot = slot;
+    e.src_port = v.src_port;
+    e.dst_port = v.dst_port;
+    e.got = u16::from_be(v.got);
+    e.want = u16::from_be(v.want);
+    e.pseudo = u16::from_be(v.pseudo);
+    e.hook = hook as u8;
+    e.direction = hook.direction() as u8;
+    e.family = seg.family;
+    e.protocol = seg.protocol;
+    e.layer = v.layer as u8;
+    e.status = v.status as u8;
+    e.kind = v.kind as u8;
+    e.ip_summed = skb.ip_summed();
+    e.csum_start = skb.csum_start();
+    e.csum_offset = skb.csum_offset();
+    e.network_header = skb.network_header();
+    e.csum_level = skb.csum_level();
+    e.skb_flags = skb.flags();
 }

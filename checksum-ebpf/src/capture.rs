@@ -2,7 +2,7 @@
 //! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it.
 //!
 //! Verifier notes (messages as Linux 6.18 prints them, each found by undoing the workaround): the
-//! record (88 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the stack (512 bytes,
+//! record (96 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the stack (512 bytes,
 //! over 450 of them already in use); on the stack it does not even reach the verifier, LLVM refuses
 //! it: "Looks like the BPF stack limit is exceeded. Please move large on stack variables into BPF
 //! per-cpu array map." The frame is copied with the hook's load-bytes helper (which also reads the

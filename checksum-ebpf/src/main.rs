@@ -14,6 +14,7 @@ mod drops;
 mod netns;
 mod packet;
 mod parse;
+mod skb;
 mod sum;
 mod tc;
 
@@ -163,6 +164,34 @@ pub fn csum_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     drops::on_kfree_skb(&ctx);
     0
 }
+/// 1 when the TC programs read the skb's checksum state (`skb::state`); 0, and that code is pruned,
+/// when user space could not resolve the layout below or turned it off.
+#[unsafe(no_mangle)]
+static SKB_STATE: Global<u8> = Global::new(0);
+
+/// Where `skb::csa_skb_state` finds its fields, resolved by user space from the running kernel's
+/// BTF: the byte of `struct sk_buff` where its `SKB_WINDOW`-byte read starts, then offsets in that
+/// window: the `csum` union (`csum_start`, `csum_offset`) and `network_header`, and the bitfields
+/// `ip_summed`, `csum_level` and `encapsulation` as byte | shift << 8 | mask << 16.
+#[unsafe(no_mangle)]
+static OFF_SKB_WINDOW: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_CSUM: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_NETWORK_HEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_IP_SUMMED: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_CSUM_LEVEL: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_ENCAP: Global<u32> = Global::new(0);
+
+/// 1 to settle a TCP/UDP field in O(1) when the skb is `CHECKSUM_PARTIAL` at exactly that field and
+/// the field holds the pseudo-header sum (`Status::PartialOk`, no sum over the segment). Needs
+/// `SKB_STATE`. Off by default: such fields are then summed and reported as offload-pending, as
+/// before.
+#[unsafe(no_mangle)]
+static PARTIAL_OK: Global<u8> = Global::new(0);
 
 #[xdp(frags)]
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {

@@ -46,6 +46,12 @@ pub trait Packet: Sized {
         false
     }
 
+    /// The socket buffer's checksum state (`skb::state`); XDP has no socket buffer yet.
+    #[inline(always)]
+    fn skb_state(&self) -> crate::skb::SkbState {
+        crate::skb::SkbState::UNKNOWN
+    }
+
     /// The ethertype after any VLAN tags and the offset of the L3 header.
     #[inline(always)]
     fn link_layer(&self) -> Option<(u16, u32)> {
@@ -231,6 +237,11 @@ impl Packet for TcPacket {
     #[inline(always)]
     fn is_gso_aggregate(&self) -> bool {
         self.skb().gso_size != 0 || self.skb().gso_segs > 1
+    }
+
+    #[inline(always)]
+    fn skb_state(&self) -> crate::skb::SkbState {
+        crate::skb::state(self.0.as_ptr().cast())
     }
 
     /// At TC the data normally starts at the MAC header, but not always: after a generic-mode XDP

@@ -325,6 +325,7 @@ fn verdict(input: &mut Input) -> Verdict {
         l4_len: input.u16().into(),
         ip_id: input.u16().into(),
         tcp_seq: input.u32(),
+        skb: None,
     }
 }
 

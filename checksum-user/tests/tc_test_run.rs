@@ -121,3 +121,74 @@ fn tc_never_ends_the_chain_on_junk() {
         }
     }
 }
+
+/// The skb's own checksum state (checksum-ebpf/src/skb.rs): a test run's skb is built from plain
+/// bytes by the kernel, `CHECKSUM_NONE` with no offsets; XDP has no skb, and says "unknown" (None),
+/// as a TC program does with the state turned off. A field holding only the pseudo-header sum is
+/// then summed and reported offload-pending even with the partial-ok fast path on: only a skb
+/// that is `CHECKSUM_PARTIAL` at that field takes it (`tests/skb_state.rs` shows that one live).
+#[test]
+fn test_runs_report_skb_state_none_at_tc_and_unknown_at_xdp() {
+    use checksum_common::{Kind, event::IpSummed};
+    use checksum_user::kernel::loader::LoadOptions;
+    if !require_root(module_path!()) {
+        return;
+    }
+    let mut a = FrameAuditor::with_options(&LoadOptions {
+        report_all: true,
+        partial_ok: true,
+        ..LoadOptions::default()
+    })
+    .expect("load");
+    let mut pending = v4_frame(&[], TCP, segment(TCP, 100), &[]);
+    let pseudo = pending.pseudo;
+    pending.set_field(pseudo);
+    let frames = [
+        v4_frame(&[], TCP, segment(TCP, 100), &[]).bytes,
+        v4_frame(&[], UDP, segment(UDP, 33), &[]).bytes,
+        v6_frame(UDP, segment(UDP, 64)).bytes,
+        v6_frame(ICMPV6, segment(ICMPV6, 8)).bytes,
+        pending.bytes.clone(),
+    ];
+    for frame in &frames {
+        for hook in [Hook::TcIngress, Hook::TcEgress] {
+            let v = a.audit_at(hook, frame, &SkbMeta::default()).expect("run");
+            assert_ne!(v, []);
+            for v in &v {
+                let skb = v
+                    .skb
+                    .unwrap_or_else(|| panic!("{hook:?}: no skb state: {v:?}"));
+                assert_eq!(skb.ip_summed, IpSummed::None, "{hook:?}: {skb:?}");
+                assert_eq!((skb.csum_start, skb.csum_offset), (0, 0), "{skb:?}");
+                assert!(!skb.encapsulation);
+                // The test harness sets the network header: somewhere past the headroom.
+                assert!(skb.network_header > 0, "{skb:?}");
+                assert_ne!(v.status, Status::PartialOk);
+            }
+        }
+        let v = a
+            .audit_at(Hook::Xdp, frame, &SkbMeta::default())
+            .expect("run");
+        assert!(v.iter().all(|v| v.skb.is_none()), "{v:#?}");
+    }
+    let v = a
+        .audit_at(Hook::TcEgress, &pending.bytes, &SkbMeta::default())
+        .expect("run");
+    let tcp = v.iter().find(|v| v.layer == Layer::Tcp).expect("tcp");
+    assert_eq!((tcp.status, tcp.kind), (Status::Bad, Kind::OffloadPending));
+    eprintln!("a TC test run's skb: {:?}", tcp.skb);
+
+    // Turned off, TC says unknown too.
+    let mut off = FrameAuditor::with_options(&LoadOptions {
+        report_all: true,
+        skb_state: false,
+        ..LoadOptions::default()
+    })
+    .expect("load");
+    for hook in [Hook::TcIngress, Hook::TcEgress] {
+        let v = off
+            .audit_at(hook, &frames[0], &SkbMeta::default())
+            .expect("run");
+        assert!(!v.is_empty() && v.iter().all(|v| v.skb.is_none()), "{v:#?}");
+    }
+}

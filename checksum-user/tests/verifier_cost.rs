@@ -22,7 +22,22 @@ fn audit_programs_verify_within_budget() {
     if !common::require_root("audit_programs_verify_within_budget") {
         return;
     }
-    let mut loaded = Loaded::load(&LoadOptions::default()).expect("load the object");
+    // The default, then with the skb state's partial-ok fast path on (a branch the default
+    // prunes).
+    for opts in [
+        LoadOptions::default(),
+        LoadOptions {
+            partial_ok: true,
+            ..LoadOptions::default()
+        },
+    ] {
+        eprintln!("partial_ok: {}", opts.partial_ok);
+        verify_within_budget(&opts);
+    }
+}
+
+fn verify_within_budget(opts: &LoadOptions) {
+    let mut loaded = Loaded::load(opts).expect("load the object");
     for name in [AUDIT_XDP, AUDIT_TC_INGRESS, AUDIT_TC_EGRESS] {
         let started = Instant::now();
         let info = if name == AUDIT_XDP {

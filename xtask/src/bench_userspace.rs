@@ -49,7 +49,13 @@ fn record(flow: u32, seq: u32) -> [u8; size_of::<ChecksumEvent>()] {
         layer: Layer::Tcp as u8,
         status: Status::Bad as u8,
         kind: Kind::Corrupt as u8,
-        _pad: [0; 3],
+        ip_summed: checksum_common::event::IP_SUMMED_UNKNOWN,
+        csum_start: 0,
+        csum_offset: 0,
+        network_header: 0,
+        csum_level: 0,
+        skb_flags: 0,
+        _pad: [0; 2],
     };
     // SAFETY: ChecksumEvent is plain old data of this size; this is exactly what the kernel writes.
     unsafe { std::mem::transmute::<ChecksumEvent, [u8; size_of::<ChecksumEvent>()]>(e) }

@@ -194,6 +194,7 @@ pub(crate) mod tests {
             l4_len: 20,
             ip_id: 0,
             tcp_seq: 0,
+            skb: None,
         }
     }
 

@@ -978,6 +978,7 @@ mod tests {
                 l4_len: self.segment(0).len() as u32,
                 ip_id: 0,
                 tcp_seq: 0,
+                skb: None,
             }
         }
 

@@ -130,6 +130,127 @@ impl DropConfig {
     }
 }
 
+/// Where the TC programs find the skb's checksum state (checksum-ebpf/src/skb.rs): the start of
+/// the `SKB_WINDOW` bytes of `struct sk_buff` they read, and each field's place in that window.
+/// These are the values of the programs' frozen globals of the same names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SkbLayout {
+    /// `OFF_SKB_WINDOW`: byte offset in `sk_buff` of the window (8-aligned).
+    pub window: u32,
+    /// `SKB_CSUM`: the `csum` union (`csum_start`, then `csum_offset`), 4-aligned in the window.
+    pub csum: u32,
+    /// `SKB_NETWORK_HEADER`, 2-aligned in the window.
+    pub network_header: u32,
+    /// `SKB_IP_SUMMED`, `SKB_CSUM_LEVEL`, `SKB_ENCAP`: bitfields.
+    pub ip_summed: BitField,
+    pub csum_level: BitField,
+    pub encapsulation: BitField,
+}
+
+/// A bitfield of at most 8 bits that lies in one byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BitField {
+    /// Byte offset (in the window, once in `SkbLayout`).
+    pub byte: u32,
+    /// Bits to shift the byte right by (little-endian: bit offset 0 is the lowest bit).
+    pub shift: u32,
+    pub bits: u32,
+}
+
+impl BitField {
+    /// The programs' encoding: byte | shift << 8 | mask << 16.
+    pub const fn encoded(self) -> u32 {
+        self.byte | self.shift << 8 | ((1 << self.bits) - 1) << 16
+    }
+
+    /// The field's value in `bytes` (tests read a real skb's bytes with it).
+    pub fn read(self, bytes: &[u8]) -> u8 {
+        let mask = u8::try_from((1u16 << self.bits) - 1).unwrap_or(u8::MAX);
+        (bytes[self.byte as usize] >> self.shift) & mask
+    }
+}
+
+impl SkbLayout {
+    pub fn of_running_kernel() -> Result<Self> {
+        Self::of(&Btf::from_file(Path::new(VMLINUX))?)
+    }
+
+    /// The layout in `btf`, or an error naming what it lacks or what does not fit.
+    pub fn of(btf: &Btf) -> Result<Self> {
+        use checksum_common::source::SKB_WINDOW;
+        let missing = |path: &str| {
+            anyhow::anyhow!(
+                "this kernel's BTF has no sk_buff.{path}: the skb's checksum state is not reported"
+            )
+        };
+        let byte = |path: &str| {
+            btf.member_offset("sk_buff", &[path])
+                .ok_or_else(|| missing(path))
+        };
+        let bitfield = |path: &str| -> Result<BitField> {
+            let (offset, bits) = btf
+                .member_bits("sk_buff", &[path])
+                .ok_or_else(|| missing(path))?;
+            let field = BitField {
+                byte: offset / 8,
+                shift: offset % 8,
+                bits,
+            };
+            if bits == 0 || field.shift + bits > 8 {
+                bail!(
+                    "sk_buff.{path} is not a bitfield within one byte ({bits} bits at bit {offset})"
+                );
+            }
+            Ok(field)
+        };
+        let csum_start = byte("csum_start")?;
+        let csum_offset = byte("csum_offset")?;
+        let csum = byte("csum")?;
+        if csum_offset != csum_start + 2 || csum != csum_start {
+            bail!(
+                "sk_buff.csum ({csum}), csum_start ({csum_start}) and csum_offset ({csum_offset}) are not one union of two u16"
+            );
+        }
+        let network_header = byte("network_header")?;
+        let (ip_summed, csum_level, encapsulation) = (
+            bitfield("ip_summed")?,
+            bitfield("csum_level")?,
+            bitfield("encapsulation")?,
+        );
+        let bytes = [
+            (csum, 4),
+            (network_header, 2),
+            (ip_summed.byte, 1),
+            (csum_level.byte, 1),
+            (encapsulation.byte, 1),
+        ];
+        let start = bytes.iter().map(|&(at, _)| at).min().unwrap_or(0) & !7;
+        let end = bytes.iter().map(|&(at, len)| at + len).max().unwrap_or(0);
+        if end - start > SKB_WINDOW {
+            bail!(
+                "the skb's checksum fields span sk_buff bytes {start}..{end}, more than the {SKB_WINDOW} bytes the programs read"
+            );
+        }
+        let (csum, network_header) = (csum - start, network_header - start);
+        if csum % 4 != 0 || network_header % 2 != 0 {
+            bail!("sk_buff.csum or network_header is misaligned");
+        }
+        let within = |f: BitField| BitField {
+            byte: f.byte - start,
+            ..f
+        };
+        Ok(Self {
+            window: start,
+            csum,
+            network_header,
+            ip_summed: within(ip_summed),
+            csum_level: within(csum_level),
+            encapsulation: within(encapsulation),
+        })
+    }
+}
+
+const KIND_INT: u8 = 1;
 const KIND_STRUCT: u8 = 4;
 const KIND_UNION: u8 = 5;
 const KIND_ENUM: u8 = 6;
@@ -142,17 +263,22 @@ struct Member {
     type_id: u32,
     /// In bits.
     offset: u32,
+    /// A bitfield's size in bits with the struct's kind flag (0 for whole members; without the
+    /// flag, a bitfield's size is in its `int` type instead).
+    bitfield_size: u32,
 }
 
 struct Type {
     name_off: u32,
     kind: u8,
-    /// The aliased type for `KIND_ALIASES`.
+    /// The aliased type for `KIND_ALIASES`; the size in bytes for ints, structs and unions.
     #[expect(
         clippy::struct_field_names,
         reason = "BTF's name for it; `Member` has a `type_id` too"
     )]
     type_id: u32,
+    /// For ints, the word after the type: bits 0-7 the size in bits, 16-23 the offset in bits.
+    int_encoding: u32,
     members: Vec<Member>,
     /// Of an enum: each enumerator's name and value.
     enumerators: Vec<(u32, i64)>,
@@ -190,6 +316,7 @@ impl Btf {
             name_off: 0,
             kind: 0,
             type_id: 0,
+            int_encoding: 0,
             members: Vec::new(),
             enumerators: Vec::new(),
         }];
@@ -205,15 +332,17 @@ impl Btf {
                 for i in 0..vlen {
                     let m = at + i * 12;
                     let offset = u32_at(m + 8)?;
+                    // With the kind flag, the top 8 bits hold a bitfield's size.
+                    let (offset, bitfield_size) = if bitfields {
+                        (offset & 0x00ff_ffff, offset >> 24)
+                    } else {
+                        (offset, 0)
+                    };
                     members.push(Member {
                         name_off: u32_at(m)?,
                         type_id: u32_at(m + 4)?,
-                        // With the kind flag, the top 8 bits hold a bitfield's size.
-                        offset: if bitfields {
-                            offset & 0x00ff_ffff
-                        } else {
-                            offset
-                        },
+                        offset,
+                        bitfield_size,
                     });
                 }
             }
@@ -231,6 +360,7 @@ impl Btf {
                     enumerators.push((u32_at(e)?, value.cast_signed()));
                 }
             }
+            let int_encoding = if kind == KIND_INT { u32_at(at)? } else { 0 };
             at += match kind {
                 1 | 14 | 17 => 4,              // int, var, decl tag
                 3 => 12,                       // array
@@ -246,6 +376,7 @@ impl Btf {
                 name_off,
                 kind,
                 type_id: size_or_type,
+                int_encoding,
                 members,
                 enumerators,
             });
@@ -275,21 +406,41 @@ impl Btf {
 
     /// Byte offset of `path` (member names, each inside the previous one's type) in struct
     /// `name`. Members of anonymous structs and unions are found as if they were direct members,
-    /// as C sees them.
+    /// as C sees them. `None` for a bitfield that does not start on a byte (see `member_bits`).
     pub fn member_offset(&self, name: &str, path: &[&str]) -> Option<u32> {
+        let (bits, _) = self.member_bits(name, path)?;
+        (bits % 8 == 0).then_some(bits / 8)
+    }
+
+    /// Bit offset of `path` in struct `name`, as `member_offset`, and the member's size in bits
+    /// if it is a bitfield (0 otherwise). Both BTF encodings of bitfields are read: the size in
+    /// the member's offset word (the struct's kind flag, what pahole writes), or an `int` type
+    /// whose own bit offset and size say it (older encoders).
+    pub fn member_bits(&self, name: &str, path: &[&str]) -> Option<(u32, u32)> {
         let mut t = self
             .types
             .iter()
             .find(|t| t.kind == KIND_STRUCT && self.name(t.name_off) == name.as_bytes())?;
         let mut bits = 0;
+        let mut size = 0;
         for (i, member) in path.iter().enumerate() {
-            let (offset, type_id) = self.find_member(t, member.as_bytes())?;
+            let (offset, type_id, bitfield_size) = self.find_member(t, member.as_bytes())?;
             bits += offset;
+            size = bitfield_size;
             if i + 1 < path.len() {
                 t = self.composite(type_id)?;
+            } else if size == 0
+                && let Some(int) = self.int(type_id)
+            {
+                let (int_bits, int_offset) =
+                    (int.int_encoding & 0xff, (int.int_encoding >> 16) & 0xff);
+                if int_offset != 0 || int_bits != int.type_id * 8 {
+                    bits += int_offset;
+                    size = int_bits;
+                }
             }
         }
-        (bits % 8 == 0).then_some(bits / 8)
+        Some((bits, size))
     }
 
     /// The enumerators (name, value) of enum `name`, in declaration order; `None` when the BTF has
@@ -312,17 +463,32 @@ impl Btf {
         )
     }
 
-    /// Bit offset and type of member `name` of `t`, looking into anonymous members.
-    fn find_member(&self, t: &Type, name: &[u8]) -> Option<(u32, u32)> {
+    /// The int behind `id`, through typedefs and qualifiers.
+    fn int(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..16 {
+            let t = self.types.get(id as usize)?;
+            if t.kind == KIND_INT {
+                return Some(t);
+            }
+            if !KIND_ALIASES.contains(&t.kind) {
+                return None;
+            }
+            id = t.type_id;
+        }
+        None
+    }
+
+    /// Bit offset, type and bitfield size of member `name` of `t`, looking into anonymous members.
+    fn find_member(&self, t: &Type, name: &[u8]) -> Option<(u32, u32, u32)> {
         for m in &t.members {
             if self.name(m.name_off) == name {
-                return Some((m.offset, m.type_id));
+                return Some((m.offset, m.type_id, m.bitfield_size));
             }
             if m.name_off == 0
                 && let Some(inner) = self.composite(m.type_id)
-                && let Some((offset, type_id)) = self.find_member(inner, name)
+                && let Some((offset, type_id, size)) = self.find_member(inner, name)
             {
-                return Some((m.offset + offset, type_id));
+                return Some((m.offset + offset, type_id, size));
             }
         }
         None
@@ -357,6 +523,160 @@ mod tests {
         assert_eq!(btf.member_offset("xdp_buff", &["data"]), Some(0));
         assert_eq!(btf.member_offset("xdp_buff", &["no_such_member"]), None);
         assert_eq!(btf.member_offset("no_such_struct", &["dev"]), None);
+    }
+
+    #[test]
+    fn resolves_the_running_kernels_skb_layout() {
+        if !Path::new(VMLINUX).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs a kernel with BTF"
+            );
+            eprintln!("skipped: no {VMLINUX}");
+            return;
+        }
+        let l = SkbLayout::of_running_kernel().expect("layout");
+        eprintln!("{l:?}");
+        let btf = Btf::from_file(Path::new(VMLINUX)).unwrap();
+        // What the programs will read is where BTF says the fields are.
+        let at = |f: &str| btf.member_offset("sk_buff", &[f]).unwrap();
+        assert_eq!(l.window % 8, 0);
+        assert_eq!(l.window + l.csum, at("csum_start"));
+        assert_eq!(l.window + l.csum + 2, at("csum_offset"));
+        assert_eq!(l.window + l.network_header, at("network_header"));
+        for (name, f) in [
+            ("ip_summed", l.ip_summed),
+            ("csum_level", l.csum_level),
+            ("encapsulation", l.encapsulation),
+        ] {
+            let (bit, bits) = btf.member_bits("sk_buff", &[name]).unwrap();
+            assert_eq!(
+                ((l.window + f.byte) * 8 + f.shift, f.bits),
+                (bit, bits),
+                "{name}"
+            );
+        }
+        // ip_summed and csum_level are 2-bit fields, encapsulation one bit, on every kernel.
+        assert_eq!(
+            (l.ip_summed.bits, l.csum_level.bits, l.encapsulation.bits),
+            (2, 2, 1)
+        );
+        // Everything is inside the window the programs read.
+        for end in [l.csum + 4, l.network_header + 2, l.ip_summed.byte + 1] {
+            assert!(end <= checksum_common::source::SKB_WINDOW, "{l:?}");
+        }
+        // A bitfield that does not start on a byte has no byte offset.
+        let (bit, _) = btf.member_bits("sk_buff", &["ip_summed"]).unwrap();
+        assert_eq!(
+            btf.member_offset("sk_buff", &["ip_summed"]),
+            (bit % 8 == 0).then_some(bit / 8)
+        );
+    }
+
+    #[test]
+    fn bitfields_in_both_btf_encodings() {
+        // Strings: 1 "u8", 4 "sk_buff", 12 "ip_summed", 22 "csum", 27 "csum_start", 38
+        // "csum_offset", 50 "network_header", 65 "csum_level", 76 "encapsulation", 90 "u8b".
+        let strings = b"\0u8\0sk_buff\0ip_summed\0csum\0csum_start\0csum_offset\0network_header\0csum_level\0encapsulation\0u8b\0";
+        let kind_flag = 1 << 31;
+        let types = [
+            // [1] u8; [2] u16 (name "u8", it does not matter).
+            words(&[1, 1 << 24, 1, 8]),
+            words(&[1, 1 << 24, 2, 16]),
+            // [3] struct { u16 csum_start; u16 csum_offset; }
+            words(&[0, (4 << 24) | 2, 4, 27, 2, 0, 38, 2, 16]),
+            // [4] union { u16 csum; struct [3]; } (csum is 4 bytes in the kernel; size is not
+            // checked here)
+            words(&[0, (5 << 24) | 2, 4, 22, 2, 0, 0, 3, 0]),
+            // [5] anonymous struct, kind flag: u8 ip_summed:2 at bit 5, u8 csum_level:2 at bit
+            // 14, u8 encapsulation:1 at bit 20, the union at byte 8, network_header at byte 52.
+            words(&[
+                0,
+                kind_flag | (4 << 24) | 5,
+                56,
+                12,
+                1,
+                (2 << 24) | 0x5,
+                65,
+                1,
+                (2 << 24) | 0xe,
+                76,
+                1,
+                (1 << 24) | 0x14,
+                0,
+                4,
+                64,
+                50,
+                2,
+                416,
+            ]),
+            // [6] union { struct [5]; }
+            words(&[0, (5 << 24) | 1, 56, 0, 5, 0]),
+            // [7] struct sk_buff { 128 bytes of something; union [6]; } (224 bytes)
+            words(&[4, (4 << 24) | 2, 224, 90, 1, 0, 0, 6, 1024]),
+        ]
+        .concat();
+        let btf = Btf::parse(&blob(&types, strings)).expect("parse");
+        assert_eq!(btf.member_bits("sk_buff", &["ip_summed"]), Some((1029, 2)));
+        assert_eq!(btf.member_bits("sk_buff", &["csum_level"]), Some((1038, 2)));
+        assert_eq!(btf.member_bits("sk_buff", &["csum_start"]), Some((1088, 0)));
+        assert_eq!(btf.member_offset("sk_buff", &["ip_summed"]), None);
+        let l = SkbLayout::of(&btf).expect("layout");
+        assert_eq!(
+            l,
+            SkbLayout {
+                window: 128,
+                csum: 8,
+                network_header: 52,
+                ip_summed: BitField {
+                    byte: 0,
+                    shift: 5,
+                    bits: 2
+                },
+                csum_level: BitField {
+                    byte: 1,
+                    shift: 6,
+                    bits: 2
+                },
+                encapsulation: BitField {
+                    byte: 2,
+                    shift: 4,
+                    bits: 1
+                },
+            }
+        );
+        // The programs' encoding, and reading a value back: ip_summed PARTIAL (3) in byte 0.
+        assert_eq!(l.ip_summed.encoded(), 0x0003_0500);
+        assert_eq!(l.ip_summed.read(&[3 << 5 | 0b1_0101]), 3);
+
+        // The older encoding: no kind flag, the bits in an int type of their own. [8] is an
+        // int of 8 bits with 2 bits at bit offset 5; a struct whose ip_summed has that type.
+        let older = [
+            types.clone(),
+            words(&[90, 1 << 24, 1, (5 << 16) | 2]),
+            words(&[12, (4 << 24) | 1, 1, 12, 8, 1024]),
+        ]
+        .concat();
+        let btf = Btf::parse(&blob(&older, strings)).expect("parse");
+        // Struct "ip_summed" (string 12) holds member ip_summed at byte 128, bits 5-6.
+        assert_eq!(
+            btf.member_bits("ip_summed", &["ip_summed"]),
+            Some((1029, 2))
+        );
+    }
+
+    #[test]
+    fn a_layout_that_does_not_fit_is_refused() {
+        // An sk_buff without any checksum field.
+        let strings = b"\0int\0sk_buff\0dev\0";
+        let types = [
+            words(&[1, 1 << 24, 8, 64]),
+            words(&[5, (4 << 24) | 1, 8, 13, 1, 0]),
+        ]
+        .concat();
+        let btf = Btf::parse(&blob(&types, strings)).expect("parse");
+        let err = SkbLayout::of(&btf).unwrap_err().to_string();
+        assert!(err.contains("no sk_buff.csum_start"), "{err}");
     }
 
     /// A BTF blob: `types` (each already encoded) and a string table.

@@ -7,7 +7,10 @@ use std::{
 
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, Status,
-    event::{CAPTURE_HEADER_LEN, CaptureRecord, Direction, FAMILY_IPV4, MAX_SNAP},
+    event::{
+        CAPTURE_HEADER_LEN, CaptureRecord, Direction, FAMILY_IPV4, IP_SUMMED_UNKNOWN, IpSummed,
+        MAX_SNAP, SKB_ENCAPSULATION,
+    },
 };
 use serde_json::{Value, json};
 
@@ -52,6 +55,70 @@ pub struct Verdict {
     pub l4_len: u32,
     pub ip_id: u32,
     pub tcp_seq: u32,
+    /// The socket buffer's checksum state when the TC program ran; `None` at XDP, in replay, and
+    /// where the kernel's layout could not be resolved.
+    pub skb: Option<SkbCsum>,
+}
+
+/// What a socket buffer said about its checksum at TC (see `ChecksumEvent::ip_summed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SkbCsum {
+    pub ip_summed: IpSummed,
+    /// From `skb->head`, meaningful for `IpSummed::Partial`.
+    pub csum_start: u16,
+    pub csum_offset: u16,
+    /// The IP header's offset from `skb->head`.
+    pub network_header: u16,
+    pub csum_level: u8,
+    pub encapsulation: bool,
+}
+
+impl SkbCsum {
+    /// Where the checksummed bytes start, counted from the IP header: `csum_start` and
+    /// `network_header` both count from `skb->head`, so their difference does not depend on the
+    /// headroom. For a PARTIAL TCP or UDP checksum of the packet's own segment this is the IP
+    /// header's length (with IPv6 extension headers), and `csum_offset` the field's offset in the
+    /// segment (16, 6); an encapsulated packet's may point further in.
+    pub fn start_from_ip_header(&self) -> i32 {
+        i32::from(self.csum_start) - i32::from(self.network_header)
+    }
+
+    /// `skb->csum`, the device's sum for `IpSummed::Complete` (a union with the two offsets).
+    pub fn csum(&self) -> u32 {
+        u32::from(self.csum_start) | u32::from(self.csum_offset) << 16
+    }
+
+    fn from_event(e: &ChecksumEvent) -> Result<Option<Self>, DecodeError> {
+        if e.ip_summed == IP_SUMMED_UNKNOWN {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            ip_summed: IpSummed::from_u8(e.ip_summed).ok_or(DecodeError("ip_summed"))?,
+            csum_start: e.csum_start,
+            csum_offset: e.csum_offset,
+            network_header: e.network_header,
+            csum_level: e.csum_level,
+            encapsulation: e.skb_flags & SKB_ENCAPSULATION != 0,
+        }))
+    }
+
+    fn json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("ip_summed".into(), json!(self.ip_summed.name()));
+        if self.ip_summed == IpSummed::Partial {
+            m.insert("csum_start".into(), json!(self.csum_start));
+            m.insert("csum_offset".into(), json!(self.csum_offset));
+            m.insert("network_header".into(), json!(self.network_header));
+        }
+        if self.ip_summed == IpSummed::Complete {
+            m.insert("csum".into(), json!(format!("{:#010x}", self.csum())));
+        }
+        if self.ip_summed == IpSummed::Unnecessary {
+            m.insert("csum_level".into(), json!(self.csum_level));
+        }
+        m.insert("encapsulation".into(), json!(self.encapsulation));
+        Value::Object(m)
+    }
 }
 
 /// The first bytes of the frame a mismatch was found in: what a capture record carries besides
@@ -112,8 +179,8 @@ impl Verdict {
         Self::from_event(&e)
     }
 
-    /// Decodes a ring-buffer record of either kind: a plain event (exactly 80 bytes) gives no
-    /// capture, a capture record (88-byte header and `cap_len` frame bytes) gives the bytes too.
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly 88 bytes) gives no
+    /// capture, a capture record (96-byte header and `cap_len` frame bytes) gives the bytes too.
     /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
     /// error. (`decode` accepts both kinds too, and ignores the bytes.)
     pub fn decode_with_capture(bytes: &[u8]) -> Result<(Self, Option<Captured>), DecodeError> {
@@ -194,6 +261,7 @@ impl Verdict {
             l4_len: e.l4_len,
             ip_id: e.ip_id,
             tcp_seq: e.tcp_seq,
+            skb: SkbCsum::from_event(e)?,
         })
     }
 
@@ -215,7 +283,7 @@ impl Verdict {
         let verified = matches!(self.status, Status::Ok | Status::Bad);
         m.insert(
             "got".into(),
-            if verified || self.status == Status::None {
+            if verified || matches!(self.status, Status::None | Status::PartialOk) {
                 json!(hex(self.got))
             } else {
                 Value::Null
@@ -246,6 +314,10 @@ impl Verdict {
             .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
         m.insert("sport".into(), sport);
         m.insert("dport".into(), dport);
+        m.insert(
+            "skb".into(),
+            self.skb.as_ref().map_or(Value::Null, SkbCsum::json),
+        );
         m
     }
 }
@@ -266,6 +338,7 @@ mod tests {
             kind: Kind::Corrupt as u8,
             got: 0x1443,
             want: 0x46a1,
+            ip_summed: IP_SUMMED_UNKNOWN,
             ..ChecksumEvent::default()
         }
     }
@@ -305,6 +378,48 @@ mod tests {
     }
 
     #[test]
+    fn skb_state_decodes_and_shows_in_json() {
+        // Unknown (XDP, replay): no state, and "skb": null.
+        let v = Verdict::from_event(&event()).unwrap();
+        assert_eq!(v.skb, None);
+        assert_eq!(v.json_fields()["skb"], Value::Null);
+        // CHECKSUM_PARTIAL of a TCP segment after a 20-byte IPv4 header at head + 78.
+        let partial = ChecksumEvent {
+            ip_summed: IpSummed::Partial as u8,
+            csum_start: 98,
+            csum_offset: 16,
+            network_header: 78,
+            skb_flags: SKB_ENCAPSULATION,
+            ..event()
+        };
+        let skb = Verdict::from_event(&partial).unwrap().skb.unwrap();
+        assert_eq!(skb.ip_summed, IpSummed::Partial);
+        assert_eq!((skb.start_from_ip_header(), skb.csum_offset), (20, 16));
+        assert!(skb.encapsulation);
+        assert_eq!(
+            Verdict::from_event(&partial).unwrap().json_fields()["skb"],
+            json!({"ip_summed": "partial", "csum_start": 98, "csum_offset": 16,
+                   "network_header": 78, "encapsulation": true})
+        );
+        // CHECKSUM_COMPLETE: the union holds the device's sum.
+        let complete = ChecksumEvent {
+            ip_summed: IpSummed::Complete as u8,
+            csum_start: 0x5678,
+            csum_offset: 0x1234,
+            ..event()
+        };
+        let v = Verdict::from_event(&complete).unwrap();
+        assert_eq!(v.skb.unwrap().csum(), 0x1234_5678);
+        assert_eq!(v.json_fields()["skb"]["csum"], "0x12345678");
+        // Any other value is a decoding error.
+        let bad = ChecksumEvent {
+            ip_summed: 4,
+            ..event()
+        };
+        assert!(Verdict::from_event(&bad).is_err());
+    }
+
+    #[test]
     fn ethernet_frame_of_captures() {
         let ip = vec![0x45, 0, 0, 20];
         let raw = Captured {
@@ -340,7 +455,7 @@ mod tests {
     #[test]
     fn bad_records_are_errors() {
         let ok = capture_record(1514, 3, &[1, 2, 3]);
-        for len in [0, 1, 79, 81, 87] {
+        for len in [0, 1, 87, 89, 95] {
             assert!(Verdict::decode_with_capture(&ok[..len]).is_err(), "{len}");
         }
         // Shorter or longer than cap_len says.

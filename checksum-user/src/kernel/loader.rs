@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::{
-    kernel::btf::{DropConfig, NetnsOffsets},
+    kernel::btf::{DropConfig, NetnsOffsets, SkbLayout},
     kernel::privileges,
 };
 use aya::{
@@ -43,6 +43,10 @@ const SLOTS_BY_IFINDEX_MAP: &str = "SLOTS_BY_IFINDEX";
 pub use checksum_common::source::DEFAULT_RING_BYTES;
 
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, each a frozen global of the programs"
+)]
 pub struct LoadOptions {
     /// Report every verdict, not only mismatches (`replay --all`).
     pub report_all: bool,
@@ -66,6 +70,16 @@ pub struct LoadOptions {
     /// What the kernel-drop program filters on and reads (`kernel::drops`); `None` leaves it
     /// unloaded.
     pub kernel_drops: Option<DropConfig>,
+    /// Read each packet's skb checksum state at TC (`ip_summed`, `csum_start`/`csum_offset`, ...)
+    /// into its events, at offsets resolved from the running kernel's BTF
+    /// (checksum-ebpf/src/skb.rs). On by default; a kernel whose layout cannot be resolved gets
+    /// a warning and "unknown" state. Costs one helper call per IP packet at TC.
+    pub skb_state: bool,
+    /// Settle TCP/UDP fields the skb says are `CHECKSUM_PARTIAL` at exactly that field, and that
+    /// hold the pseudo-header sum, in O(1) as `partial-ok` instead of summing them into an
+    /// offload-pending mismatch. Needs `skb_state`. Off by default: severity and diagnosis still
+    /// judge offload-pending mismatches.
+    pub partial_ok: bool,
 }
 
 impl Default for LoadOptions {
@@ -79,6 +93,8 @@ impl Default for LoadOptions {
             events_per_flow: 0,
             netns_by_device: None,
             kernel_drops: None,
+            skb_state: true,
+            partial_ok: false,
         }
     }
 }
@@ -95,9 +111,9 @@ pub const fn effective_snaplen(requested: u32) -> u32 {
 }
 
 /// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
-/// header, the 88-byte capture header and the frame bytes, rounded up to 8. Size
-/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 88).
-#[expect(clippy::cast_possible_truncation, reason = "CAPTURE_HEADER_LEN is 88")]
+/// header, the 96-byte capture header and the frame bytes, rounded up to 8. Size
+/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 96).
+#[expect(clippy::cast_possible_truncation, reason = "CAPTURE_HEADER_LEN is 96")]
 pub const fn capture_record_bytes(snaplen: u32) -> u32 {
     let len = 8 + CAPTURE_HEADER_LEN as u32 + effective_snaplen(snaplen);
     len.div_ceil(8) * 8
@@ -207,6 +223,22 @@ impl Loaded {
         for (slot, (value, _)) in reasons.iter_mut().zip(&drops.reasons) {
             *slot = *value;
         }
+        let skb = opts
+            .skb_state
+            .then(|| {
+                SkbLayout::of_running_kernel()
+                    .map_err(|e| log::warn!("{e:#}"))
+                    .ok()
+            })
+            .flatten();
+        let skb_state = u8::from(skb.is_some());
+        let partial_ok = u8::from(skb.is_some() && opts.partial_ok);
+        let skb = skb.unwrap_or_default();
+        let skb_bits = [
+            skb.ip_summed.encoded(),
+            skb.csum_level.encoded(),
+            skb.encapsulation.encoded(),
+        ];
         // aya-log levels: 0 is off; Debug is 4.
         let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
         let mut loader = EbpfLoader::new();
@@ -235,6 +267,14 @@ impl Loaded {
             .override_global("OFF_SOCK_NET", &drops.sock_net, true)
             .override_global("OFF_TASK_NSPROXY", &drops.task_nsproxy, true)
             .override_global("OFF_NSPROXY_NET", &drops.nsproxy_net, true)
+            .override_global("SKB_STATE", &skb_state, true)
+            .override_global("PARTIAL_OK", &partial_ok, true)
+            .override_global("OFF_SKB_WINDOW", &skb.window, true)
+            .override_global("SKB_CSUM", &skb.csum, true)
+            .override_global("SKB_NETWORK_HEADER", &skb.network_header, true)
+            .override_global("SKB_IP_SUMMED", &skb_bits[0], true)
+            .override_global("SKB_CSUM_LEVEL", &skb_bits[1], true)
+            .override_global("SKB_ENCAP", &skb_bits[2], true)
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(EVENTS_MAP, opts.ring_bytes)
             .map_max_entries(
@@ -386,6 +426,7 @@ impl Loaded {
             counters: Counters::default(),
             flags,
             slot,
+            ..SourceState::default()
         };
         let values = PerCpuValues::try_from(vec![state; cpus.get() as usize])?;
         self.states()?.set(slot, values, 0)?;
