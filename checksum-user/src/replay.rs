@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::{
     analysis::{
         Analysis, SourceFacts, SourceId, SourceStatus,
-        severity::{IfaceClass, Severity},
+        severity::{Basis, IfaceClass, Severity},
     },
     cli::{Format, ReplayArgs},
     kernel::event::Verdict,
@@ -225,6 +225,7 @@ fn write_summary(
         mode: "test-run",
         class: "capture",
         offload: Severity::Expected,
+        basis: Basis::InterfaceClass,
         counters: *counters,
     };
     let interfaces: Vec<Source> = analysis

@@ -212,6 +212,26 @@ fn without_the_mechanism_the_audit_goes_on_and_says_why() {
             "one line: {}",
             done.stderr
         );
+        // The skb's checksum state needs the same file: without it severity at TC falls back to
+        // the interface class, says so once, and the summary too.
+        assert_eq!(
+            done.stderr
+                .matches("the skb's checksum state is not read at TC")
+                .count(),
+            1,
+            "{}",
+            done.stderr
+        );
+        assert!(
+            done.final_summary()["skb_state"]["unavailable"]
+                .as_str()
+                .is_some_and(|w| w.contains(why)),
+            "{}",
+            done.final_summary()
+        );
+        for v in done.verdicts() {
+            assert_eq!(v["severity_basis"], "interface-class", "{v}");
+        }
         // The audit itself is untouched.
         assert_eq!(
             done.counter(VETH_B, "tc-ingress", &["checks", "tcp", "bad"]),

@@ -93,13 +93,17 @@ fn bad_frames_from_the_peer_arrive_as_events_on_every_ingress_hook() {
             assert_eq!(v["iface"], VETH_B);
             assert_eq!(v["direction"], "ingress");
             assert!(v["ts"].as_str().unwrap().ends_with('Z'));
-            // Partial checksums on veth ingress are normal; everything else is a problem.
-            let expected = if *kind == "offload-pending" {
-                "expected"
-            } else {
-                "problem"
+            // A pseudo-header-only field is normal on veth ingress by the interface-class rule
+            // (XDP has no skb); at TC the skb says it is not CHECKSUM_PARTIAL (an AF_PACKET frame
+            // is CHECKSUM_NONE), so nothing will complete it: a problem there, as is everything
+            // else everywhere.
+            let (expected, basis) = match (*kind, hook) {
+                ("offload-pending", "xdp") => ("expected", "interface-class"),
+                (_, "xdp") => ("problem", "interface-class"),
+                _ => ("problem", "skb-state"),
             };
             assert_eq!(v["severity"], expected, "{v}");
+            assert_eq!(v["severity_basis"], basis, "{v}");
         }
         let tcp4 = verdicts
             .iter()
@@ -186,14 +190,30 @@ fn ordinary_traffic_has_no_problems(gro: &str, port: u16) {
                 "{dev} {hook}: traffic was audited"
             );
         }
-        // Both ends send: their egress carries partial checksums, listed as expected.
-        assert!(
-            done.counter(dev, "tc-egress", &["mismatches", "offload-pending"]) > 0,
+        // Both ends send: their egress carries partial checksums, which the skb says it is still
+        // to complete: settled in the kernel as partial-ok, not offload-pending mismatches.
+        // (UDP goes from a to b only.)
+        let layers: &[&str] = if dev == VETH_A {
+            &["tcp", "udp"]
+        } else {
+            &["tcp"]
+        };
+        for layer in layers {
+            assert!(
+                done.counter(dev, "tc-egress", &["checks", layer, "partial-ok"]) > 0,
+                "{dev} {layer}"
+            );
+        }
+        assert_eq!(
+            done.counter(dev, "tc-egress", &["mismatches", "offload-pending"]),
+            0,
             "{dev}"
         );
+        // Listed with --show-offload, as offload-pending ones were.
         assert!(done.verdicts().iter().any(|v| v["hook"] == "tc-egress"
-            && v["kind"] == "offload-pending"
-            && v["severity"] == "expected"));
+            && v["status"] == "partial-ok"
+            && v["severity"] == "expected"
+            && v["severity_basis"] == "skb-state"));
         assert!(done.counter(dev, "tc-ingress", &["checks", "icmp", "ok"]) >= 3);
     }
 }
@@ -218,7 +238,12 @@ fn without_show_offload_partial_checksums_are_counted_not_listed() {
     ordinary_traffic(&pair, 8081, 4096);
     let done = run.stop(libc::SIGTERM);
     assert!(done.verdicts().is_empty(), "{:#?}", done.verdicts());
-    assert!(done.counter(VETH_B, "tc-egress", &["mismatches", "offload-pending"]) > 0);
+    // The server's partial checksums are settled in the kernel, counted and not listed.
+    assert!(done.counter(VETH_B, "tc-egress", &["checks", "tcp", "partial-ok"]) > 0);
+    assert_eq!(
+        done.counter(VETH_B, "tc-egress", &["mismatches", "offload-pending"]),
+        0
+    );
 }
 
 #[test]
@@ -870,9 +895,9 @@ fn mismatching_frames_are_written_to_pcapng_with_comments() {
     let done = run.stop(libc::SIGTERM);
     assert!(done.status.success(), "{}", done.stderr);
     let pcap = &done.final_summary()["pcap"];
-    // The real mismatches of bad_frames(): the offload-pending one is expected on veth and is only
-    // counted (no --show-offload), so it is not captured.
-    assert_eq!(pcap["written"], 4, "{pcap}");
+    // Every mismatch of bad_frames(): at TC the offload-pending one is a problem too (the skb is
+    // not CHECKSUM_PARTIAL: nothing will complete it), so it is captured without --show-offload.
+    assert_eq!(pcap["written"], 5, "{pcap}");
     assert_eq!(pcap["dropped_by_size"], 0);
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -903,7 +928,12 @@ fn mismatching_frames_are_written_to_pcapng_with_comments() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
+    let pending = lines
+        .iter()
+        .find(|l| l.contains("kind=offload-pending"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(pending.contains("severity=problem"), "{pending}");
     let corrupt_tcp = lines
         .iter()
         .find(|l| l.contains("layer=tcp") && l.contains("kind=corrupt"))

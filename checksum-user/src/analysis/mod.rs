@@ -13,7 +13,9 @@ use crate::{kernel::event::Verdict, net::snmp::CsumErrors};
 use aggregate::{Aggregator, Entry, Key};
 use diagnosis::{Diagnoser, Diagnosis, FlowDiagnosis};
 use drops::{DropFlow, DropSeen, FlowDrops, KernelDrops};
-use severity::{IfaceClass, Severity};
+use severity::{Basis, IfaceClass, Severity};
+
+pub use crate::kernel::loader::SkbStateUse;
 
 /// Index of a source (one interface at one hook, or a replayed capture's interface) in an
 /// [`Analysis`].
@@ -113,6 +115,7 @@ pub struct Analysis {
     kernel_drops: KernelDrops,
     drop_tracing: DropTracing,
     in_csum_errors: Vec<NamespaceCsumErrors>,
+    skb_state: SkbStateUse,
 }
 
 impl Default for Analysis {
@@ -132,6 +135,7 @@ impl Analysis {
             kernel_drops: KernelDrops::with_limit(max_flows),
             drop_tracing: DropTracing::Off,
             in_csum_errors: Vec::new(),
+            skb_state: SkbStateUse::Off,
         }
     }
 
@@ -188,7 +192,22 @@ impl Analysis {
     /// The severity of a mismatch of `kind` at `source`.
     pub fn severity(&self, source: SourceId, kind: Kind) -> Severity {
         let s = self.source(source);
-        severity::severity(kind, s.hook, &s.class)
+        severity::severity_on(self.basis(source), kind, s.hook, &s.class)
+    }
+
+    /// What decides severity at `source`.
+    pub fn basis(&self, source: SourceId) -> Basis {
+        Basis::at(self.source(source).hook, self.skb_state == SkbStateUse::On)
+    }
+
+    /// Whether the run's TC programs settle partial checksums with the skb's state (live runs
+    /// set it once, before any verdict; replay has no skb).
+    pub fn set_skb_state(&mut self, state: SkbStateUse) {
+        self.skb_state = state;
+    }
+
+    pub fn skb_state(&self) -> &SkbStateUse {
+        &self.skb_state
     }
 
     /// Every tracked flow's diagnosis with its severity, most mismatches first.

@@ -65,7 +65,46 @@ impl Severity {
     }
 }
 
-/// The severity of a mismatch of `kind` seen at `hook` on an interface of `class`.
+/// What decided a severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Basis {
+    /// The skb's own checksum state (TC, with the partial-ok fast path): a partial checksum the
+    /// skb is still to complete was settled in the kernel as `partial-ok`, so every
+    /// offload-pending field left is one nothing will complete, on any interface.
+    SkbState,
+    /// Where it was seen (no skb state: XDP, replay, or a kernel whose layout is unknown).
+    InterfaceClass,
+}
+
+impl Basis {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SkbState => "skb-state",
+            Self::InterfaceClass => "interface-class",
+        }
+    }
+
+    /// The basis at `hook` when the run's TC programs do (`skb_state`) or do not read the skb.
+    pub fn at(hook: Hook, skb_state: bool) -> Self {
+        if skb_state && hook != Hook::Xdp {
+            Self::SkbState
+        } else {
+            Self::InterfaceClass
+        }
+    }
+}
+
+/// The severity of a mismatch of `kind` seen at `hook` on an interface of `class`, judged on
+/// `basis`.
+pub fn severity_on(basis: Basis, kind: Kind, hook: Hook, class: &IfaceClass) -> Severity {
+    match (basis, kind) {
+        (Basis::SkbState, Kind::OffloadPending) => Severity::Problem,
+        _ => severity(kind, hook, class),
+    }
+}
+
+/// The severity of a mismatch of `kind` seen at `hook` on an interface of `class`, by the
+/// interface-class rule.
 pub fn severity(kind: Kind, hook: Hook, class: &IfaceClass) -> Severity {
     match kind {
         Kind::Match => Severity::Expected,
@@ -111,6 +150,32 @@ mod tests {
                 Severity::Expected
             );
         }
+    }
+
+    #[test]
+    fn with_the_skb_state_a_partial_checksum_left_is_a_problem_everywhere() {
+        let veth = IfaceClass::Virtual("veth".into());
+        for hook in [Hook::TcIngress, Hook::TcEgress] {
+            let basis = Basis::at(hook, true);
+            assert_eq!(basis, Basis::SkbState);
+            assert_eq!(
+                severity_on(basis, Kind::OffloadPending, hook, &veth),
+                Severity::Problem
+            );
+            // Without the state, the interface decides, as before.
+            let basis = Basis::at(hook, false);
+            assert_eq!(basis.name(), "interface-class");
+            assert_eq!(
+                severity_on(basis, Kind::OffloadPending, hook, &veth),
+                Severity::Expected
+            );
+        }
+        // XDP has no skb.
+        assert_eq!(Basis::at(Hook::Xdp, true), Basis::InterfaceClass);
+        assert_eq!(
+            severity_on(Basis::SkbState, Kind::Corrupt, Hook::TcEgress, &veth),
+            Severity::Problem
+        );
     }
 
     #[test]

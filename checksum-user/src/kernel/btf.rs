@@ -9,6 +9,16 @@ use anyhow::{Context as _, Result, bail};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
+/// Names another file to read the kernel's structure layouts and drop reasons from, instead of
+/// `VMLINUX` (the tests point it at a missing or an empty one).
+pub const BTF_OVERRIDE: &str = "CHECKSUM_AUDIT_BTF";
+
+/// Where the offsets of the skb state and the drop program come from: `VMLINUX`, or the file
+/// `BTF_OVERRIDE` names. (aya reads the kernel's own BTF for loading, whatever this says.)
+pub fn kernel_btf_path() -> std::path::PathBuf {
+    std::env::var_os(BTF_OVERRIDE).map_or_else(|| VMLINUX.into(), std::path::PathBuf::from)
+}
+
 /// Offsets for following a packet to its network namespace (checksum-ebpf/src/netns.rs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetnsOffsets {
@@ -172,7 +182,7 @@ impl BitField {
 
 impl SkbLayout {
     pub fn of_running_kernel() -> Result<Self> {
-        Self::of(&Btf::from_file(Path::new(VMLINUX))?)
+        Self::of(&Btf::from_file(&kernel_btf_path())?)
     }
 
     /// The layout in `btf`, or an error naming what it lacks or what does not fit.

@@ -73,12 +73,13 @@ pub struct LoadOptions {
     /// Read each packet's skb checksum state at TC (`ip_summed`, `csum_start`/`csum_offset`, ...)
     /// into its events, at offsets resolved from the running kernel's BTF
     /// (checksum-ebpf/src/skb.rs). On by default; a kernel whose layout cannot be resolved gets
-    /// a warning and "unknown" state. Costs one helper call per IP packet at TC.
+    /// a warning and "unknown" state. One helper call, made only for a field that holds the
+    /// pseudo-header sum and for a verdict that becomes an event.
     pub skb_state: bool,
     /// Settle TCP/UDP fields the skb says are `CHECKSUM_PARTIAL` at exactly that field, and that
     /// hold the pseudo-header sum, in O(1) as `partial-ok` instead of summing them into an
-    /// offload-pending mismatch. Needs `skb_state`. Off by default: severity and diagnosis still
-    /// judge offload-pending mismatches.
+    /// offload-pending mismatch; the offload-pending mismatches left at TC are then fields nothing
+    /// will complete, and are sent from every source. Needs `skb_state`. On by default.
     pub partial_ok: bool,
 }
 
@@ -94,7 +95,7 @@ impl Default for LoadOptions {
             netns_by_device: None,
             kernel_drops: None,
             skb_state: true,
-            partial_ok: false,
+            partial_ok: true,
         }
     }
 }
@@ -187,6 +188,20 @@ pub struct Loaded {
     free: std::collections::VecDeque<u32>,
     /// One namespace is audited: small ifindexes find their slot in `SLOTS_BY_IFINDEX` too.
     direct: bool,
+    /// Whether the TC programs read the skb's checksum state and settle partial checksums with
+    /// it, or why not.
+    skb_state: SkbStateUse,
+}
+
+/// Whether severity at TC follows the skb's own checksum state (see `LoadOptions::partial_ok`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkbStateUse {
+    /// Read, and partial checksums the skb is still to complete are `partial-ok`.
+    On,
+    /// Turned off by the caller.
+    Off,
+    /// Asked for, but this kernel's layout could not be resolved: why.
+    Unavailable(String),
 }
 
 impl Loaded {
@@ -223,14 +238,7 @@ impl Loaded {
         for (slot, (value, _)) in reasons.iter_mut().zip(&drops.reasons) {
             *slot = *value;
         }
-        let skb = opts
-            .skb_state
-            .then(|| {
-                SkbLayout::of_running_kernel()
-                    .map_err(|e| log::warn!("{e:#}"))
-                    .ok()
-            })
-            .flatten();
+        let (skb, skb_use) = skb_layout(opts);
         let skb_state = u8::from(skb.is_some());
         let partial_ok = u8::from(skb.is_some() && opts.partial_ok);
         let skb = skb.unwrap_or_default();
@@ -293,7 +301,13 @@ impl Loaded {
             slots: std::collections::HashMap::new(),
             free: (UNATTRIBUTED_SLOT + 1..MAX_SOURCES).collect(),
             direct: opts.netns_by_device.is_none(),
+            skb_state: skb_use,
         })
+    }
+
+    /// Whether severity at TC can follow the skb's checksum state this run.
+    pub fn skb_state(&self) -> &SkbStateUse {
+        &self.skb_state
     }
 
     /// Loads (verifies) the audit programs of `hooks` now, each in its own thread: verifying is
@@ -532,6 +546,19 @@ impl Loaded {
             total.accumulate(&self.slot_counters(slot));
         }
         total
+    }
+}
+
+/// The skb layout the TC programs read, if asked for and resolved, and what that means for
+/// severity.
+fn skb_layout(opts: &LoadOptions) -> (Option<SkbLayout>, SkbStateUse) {
+    match (opts.skb_state, opts.partial_ok) {
+        (false, _) => (None, SkbStateUse::Off),
+        (true, partial_ok) => match SkbLayout::of_running_kernel() {
+            Ok(layout) if partial_ok => (Some(layout), SkbStateUse::On),
+            Ok(layout) => (Some(layout), SkbStateUse::Off),
+            Err(e) => (None, SkbStateUse::Unavailable(format!("{e:#}"))),
+        },
     }
 }
 

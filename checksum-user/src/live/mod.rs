@@ -7,7 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result};
@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use crate::{
-    analysis::{Analysis, SourceId},
+    analysis::SourceId,
     cli::{Format, LiveArgs},
     kernel::{
         attach::AttachError,
@@ -30,7 +30,6 @@ use crate::{
     pcap::sink::CaptureSink,
     report::{
         metrics,
-        output::Clock,
         view::{self, LiveView},
     },
 };
@@ -261,14 +260,7 @@ async fn audit<'a>(
     capture: Option<CaptureSink>,
 ) -> Result<Printer<'a>> {
     let view = (args.format == Format::Text && view::stdout_is_terminal()).then(LiveView::new);
-    let mut printer = Printer {
-        args,
-        clock: Clock::new(),
-        analysis: Analysis::default(),
-        started: Instant::now(),
-        view,
-        capture,
-    };
+    let mut printer = Printer::new(args, view, capture, run.skb_state.clone());
     let mut stdout = std::io::stdout().lock();
     // Phase 1: every namespace's first scan, so that errors stop the run before it is "ready".
     let mut pending = run.namespaces.len();

@@ -9,7 +9,7 @@ use checksum_common::Kind;
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::{Analysis, SourceFacts, SourceId, drops::DropSeen, severity::Severity},
+    analysis::{Analysis, SkbStateUse, SourceFacts, SourceId, drops::DropSeen, severity::Severity},
     cli::{Format, LiveArgs},
     kernel::event::hex,
     lifecycle::Lifecycle,
@@ -44,7 +44,26 @@ pub(super) struct Printer<'a> {
     pub(super) capture: Option<CaptureSink>,
 }
 
-impl Printer<'_> {
+impl<'a> Printer<'a> {
+    /// Before any source: `skb_state` says whether severity at TC follows the skb's state.
+    pub(super) fn new(
+        args: &'a LiveArgs,
+        view: Option<LiveView>,
+        capture: Option<CaptureSink>,
+        skb_state: SkbStateUse,
+    ) -> Self {
+        let mut analysis = Analysis::default();
+        analysis.set_skb_state(skb_state);
+        Self {
+            args,
+            clock: Clock::new(),
+            analysis,
+            started: Instant::now(),
+            view,
+            capture,
+        }
+    }
+
     /// Registers every new source with the analysis and, with `--pcap-out`, gives it its pcapng
     /// interface (`iface@hook`). Their ids are their places in `sources`.
     pub(super) fn register_sources(&mut self, sources: &[SourceInfo]) {
@@ -102,6 +121,10 @@ impl Printer<'_> {
                 m.insert("hook".into(), json!(v.hook.name()));
                 m.insert("ts".into(), json!(self.clock.rfc3339(v.timestamp_ns)));
                 m.insert("severity".into(), json!(sev.name()));
+                m.insert(
+                    "severity_basis".into(),
+                    json!(self.analysis.basis(source).name()),
+                );
                 m.insert("direction".into(), json!(v.direction.name()));
                 m.insert("ip_id".into(), json!(v.ip_id));
                 m.insert("tcp_seq".into(), json!(v.tcp_seq));
@@ -218,6 +241,7 @@ impl Printer<'_> {
                     },
                     "attachments": lifecycle.json(active, unlisted),
                     "kernel_drops": output::kernel_drops_json(analysis),
+                    "skb_state": output::skb_state_json(analysis.skb_state()),
                 });
                 writeln!(out, "{summary}")?;
             }
@@ -233,6 +257,12 @@ impl Printer<'_> {
                 }
                 for &id in &listed {
                     write!(out, "{}", output::source_text(&Source::of(analysis, id)))?;
+                }
+                if let SkbStateUse::Unavailable(why) = analysis.skb_state() {
+                    writeln!(
+                        out,
+                        "skb checksum state: not read ({why}); severity of partial checksums follows the interface class"
+                    )?;
                 }
                 if let Some(line) = lifecycle.text(active, unlisted) {
                     write!(out, "{line}")?;

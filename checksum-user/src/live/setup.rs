@@ -12,9 +12,9 @@ use crate::{
     cli::LiveArgs,
     kernel::{
         attach::SharedKernel,
-        btf::{Btf, DropConfig, VMLINUX},
+        btf::{Btf, DropConfig, kernel_btf_path},
         drops,
-        loader::{self, LoadOptions, Loaded},
+        loader::{self, LoadOptions, Loaded, SkbStateUse},
     },
 };
 
@@ -33,15 +33,9 @@ pub(super) struct KernelDropsSetup {
     pub(super) config: Option<DropConfig>,
 }
 
-/// Where the drop program's BTF is read from: the running kernel's, unless `CHECKSUM_AUDIT_BTF`
-/// names another file (tests point it at a missing or empty one).
-const BTF_OVERRIDE: &str = "CHECKSUM_AUDIT_BTF";
-
 /// What the drop program needs of this kernel, or why it cannot run here (one line).
 fn drop_config() -> Result<DropConfig, String> {
-    let path =
-        std::env::var_os(BTF_OVERRIDE).map_or_else(|| VMLINUX.into(), std::path::PathBuf::from);
-    let btf = Btf::from_file(&path).map_err(|e| format!("{e:#}"))?;
+    let btf = Btf::from_file(&kernel_btf_path()).map_err(|e| format!("{e:#}"))?;
     DropConfig::of(&btf).map_err(|e| format!("{e:#}"))
 }
 
@@ -76,6 +70,13 @@ pub(super) fn load_kernel(
         ..LoadOptions::default()
     })?;
     loaded.load_audit_programs(hooks)?;
+    if let SkbStateUse::Unavailable(why) = loaded.skb_state()
+        && hooks.iter().any(|h| *h != Hook::Xdp)
+    {
+        eprintln!(
+            "checksum-audit: warning: the skb's checksum state is not read at TC: {why}; severity of partial checksums follows the interface class"
+        );
+    }
     let ring = loaded.take_events()?;
     let drops = start_kernel_drops(&mut loaded, drop_config);
     let logger = if kernel_log {

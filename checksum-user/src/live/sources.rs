@@ -7,8 +7,8 @@ use checksum_common::{Counters, Hook};
 
 use crate::{
     analysis::{
-        Analysis, DropTracing, NamespaceCsumErrors, SourceId, SourceStatus, drops::DropSeen,
-        severity::IfaceClass, source_id,
+        Analysis, DropTracing, NamespaceCsumErrors, SkbStateUse, SourceId, SourceStatus,
+        drops::DropSeen, severity::IfaceClass, source_id,
     },
     kernel::{
         attach::{Attachment, SharedKernel, lock},
@@ -98,6 +98,8 @@ pub(super) struct Run {
     /// Set when the drop program is attached.
     drop_naming: Option<DropNaming>,
     drop_tracing: DropTracing,
+    /// Whether severity at TC follows the skb's checksum state this run.
+    pub(super) skb_state: SkbStateUse,
     pub(super) sources: Vec<SourceInfo>,
     /// The source of each `STATES` slot; a slot keeps naming its last source after it is
     /// detached (slots are reused last), so that events still in the ring are attributed.
@@ -120,6 +122,7 @@ impl Run {
         drop_naming: Option<DropNaming>,
         drop_tracing: DropTracing,
     ) -> Self {
+        let skb_state = lock(&kernel).skb_state().clone();
         Self {
             ns_state: namespaces
                 .iter()
@@ -129,6 +132,7 @@ impl Run {
             kernel,
             drop_naming,
             drop_tracing,
+            skb_state,
             sources: Vec::new(),
             by_slot: HashMap::new(),
             pending: Vec::new(),

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use crate::{
     analysis::{
-        Analysis, DropTracing, FlowRow, KernelSays, SourceId,
+        Analysis, DropTracing, FlowRow, KernelSays, SkbStateUse, SourceId,
         diagnosis::{FlowDiagnosis, Rewrite},
         drops::DropSeen,
-        severity::Severity,
+        severity::{Basis, Severity},
     },
     kernel::event::{Flow, Verdict, hex},
 };
@@ -119,8 +119,9 @@ pub struct Source<'a> {
     pub mode: &'a str,
     /// Interface class ("physical", "veth", ...), or "capture" for replay.
     pub class: &'a str,
-    /// What a partial checksum (offload-pending) means here.
+    /// What a partial checksum (offload-pending) means here, and what decided it.
     pub offload: Severity,
+    pub basis: Basis,
     pub counters: Counters,
 }
 
@@ -134,6 +135,7 @@ impl<'a> Source<'a> {
             mode: facts.mode,
             class: facts.class.name(),
             offload: analysis.severity(id, Kind::OffloadPending),
+            basis: analysis.basis(id),
             counters: analysis.status(id).counters,
         }
     }
@@ -171,6 +173,7 @@ pub fn source_json(s: &Source) -> Value {
         "malformed": s.counters.malformed,
         "events_lost": s.counters.events_lost,
         "events_sampled_out": s.counters.events_sampled_out,
+        "severity_basis": s.basis.name(),
         "checks": checks_json(&s.counters),
         "mismatches": mismatches_json(&s.counters),
     })
@@ -210,15 +213,21 @@ pub fn source_text(s: &Source) -> String {
             continue;
         }
         let partial = c.layer_mismatch(layer, Kind::OffloadPending);
+        let partial_ok = c.check(layer, Status::PartialOk);
         let _ = writeln!(
             out,
-            "  {:<7} ok {:<9} bad {:<9} (offload-pending {partial}, real {})  none {}  unverifiable {}",
+            "  {:<7} ok {:<9} bad {:<9} (offload-pending {partial}, real {})  none {}  unverifiable {}{}",
             layer.name(),
             c.check(layer, Status::Ok),
             c.check(layer, Status::Bad),
             c.check(layer, Status::Bad) - partial,
             c.check(layer, Status::None),
             c.check(layer, Status::Unverifiable),
+            if partial_ok > 0 {
+                format!("  partial-ok {partial_ok}")
+            } else {
+                String::new()
+            },
         );
     }
     let real: u64 = [Kind::Zero, Kind::ByteSwapped, Kind::Corrupt]
@@ -232,9 +241,11 @@ pub fn source_text(s: &Source) -> String {
         c.mismatch(Kind::ByteSwapped),
         c.mismatch(Kind::Corrupt),
         c.mismatch(Kind::OffloadPending),
-        match s.offload {
-            Severity::Expected => "partial checksums, expected here",
-            Severity::Problem =>
+        match (s.offload, s.basis) {
+            (Severity::Expected, _) => "partial checksums, expected here",
+            (Severity::Problem, Basis::SkbState) =>
+                "PROBLEM: the skb is not CHECKSUM_PARTIAL at these fields, so nothing will complete them",
+            (Severity::Problem, Basis::InterfaceClass) =>
                 "PROBLEM here: nothing will complete these checksums; the sender's offload never happened",
         },
     );
@@ -522,6 +533,16 @@ pub fn kernel_drops_text(analysis: &Analysis, limit: usize) -> String {
     out
 }
 
+/// The summary's `skb_state`: `"on"` when severity at TC follows the skb's checksum state,
+/// `"off"`, or `{"unavailable": why}`.
+pub fn skb_state_json(state: &SkbStateUse) -> Value {
+    match state {
+        SkbStateUse::On => json!("on"),
+        SkbStateUse::Off => json!("off"),
+        SkbStateUse::Unavailable(why) => json!({ "unavailable": why }),
+    }
+}
+
 /// The summary's `kernel_drops` object; `null` when tracing is off.
 pub fn kernel_drops_json(analysis: &Analysis) -> Value {
     let drops = analysis.kernel_drops();
@@ -566,6 +587,10 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
         ("layer".into(), json!(d.layer.name())),
         ("diagnosis".into(), json!(d.diagnosis.name())),
         ("severity".into(), json!(d.severity.name())),
+        (
+            "severity_basis".into(),
+            json!(analysis.basis(d.source).name()),
+        ),
         ("count".into(), json!(d.count)),
         ("delta".into(), json!(d.delta.map(hex))),
         (
