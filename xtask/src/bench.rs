@@ -7,7 +7,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use checksum_common::Hook;
 use checksum_user::{
-    kernel::loader::{NOOP_TC, NOOP_XDP},
+    kernel::loader::{NOOP_TC, NOOP_XDP, SUM_FLOOR_XDP},
     kernel::testrun::{FrameAuditor, audit_program},
     testkit::frames::{TCP, UDP, segment, v4_frame, v6_frame},
 };
@@ -30,6 +30,8 @@ struct Row {
     good: bool,
     ns: f64,
     noop_ns: f64,
+    /// `sum_floor_xdp` on the same frame: summing its L4 bytes and nothing else (XDP, IPv4).
+    floor_ns: Option<f64>,
 }
 
 impl Row {
@@ -59,6 +61,7 @@ impl Row {
             "ns_per_frame": self.ns,
             "noop_ns_per_frame": self.noop_ns,
             "ratio": self.ratio(),
+            "sum_floor_ns_per_frame": self.floor_ns,
             "gbps": self.gbps(),
         })
     }
@@ -69,8 +72,18 @@ pub fn run(repeat: u32) -> Result<()> {
     let mut auditor = FrameAuditor::new(false)?;
     let mut rows = Vec::new();
     println!(
-        "{:<10} {:<6} {:<5} {:>6} {:>6} {:>10} {:>10} {:>7} {:>8}",
-        "hook", "family", "proto", "bytes", "cksum", "audit ns", "no-op ns", "ratio", "GB/s"
+        "{:<10} {:<6} {:<5} {:>6} {:>6} {:>10} {:>10} {:>7} {:>8} {:>9} {:>7}",
+        "hook",
+        "family",
+        "proto",
+        "bytes",
+        "cksum",
+        "audit ns",
+        "no-op ns",
+        "ratio",
+        "GB/s",
+        "floor ns",
+        "÷floor"
     );
     for hook in [Hook::Xdp, Hook::TcIngress] {
         let noop_program = if hook == Hook::Xdp { NOOP_XDP } else { NOOP_TC };
@@ -87,6 +100,8 @@ pub fn run(repeat: u32) -> Result<()> {
                     // Alternate the two programs and keep each one's best of ROUNDS: the minimum is
                     // the least disturbed by the rest of this noisy machine.
                     let (mut noop_ns, mut ns) = (f64::MAX, f64::MAX);
+                    let with_floor = hook == Hook::Xdp && !v6;
+                    let mut floor_ns = f64::MAX;
                     for _ in 0..ROUNDS {
                         noop_ns = noop_ns
                             .min(auditor.time(noop_program, &frame, reps)?.as_nanos() as f64);
@@ -94,6 +109,10 @@ pub fn run(repeat: u32) -> Result<()> {
                             ns.min(
                                 auditor.time(audit_program(hook), &frame, reps)?.as_nanos() as f64
                             );
+                        if with_floor {
+                            floor_ns = floor_ns
+                                .min(auditor.time(SUM_FLOOR_XDP, &frame, reps)?.as_nanos() as f64);
+                        }
                     }
                     let row = Row {
                         hook,
@@ -103,9 +122,14 @@ pub fn run(repeat: u32) -> Result<()> {
                         good,
                         ns,
                         noop_ns,
+                        floor_ns: with_floor.then_some(floor_ns),
                     };
+                    let (floor, over_floor) = row.floor_ns.map_or_else(
+                        || (String::new(), String::new()),
+                        |f| (format!("{f:.1}"), format!("{:.2}", row.ns / f.max(0.1))),
+                    );
                     println!(
-                        "{:<10} {:<6} {:<5} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>8.2}",
+                        "{:<10} {:<6} {:<5} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>8.2} {:>9} {:>7}",
                         hook.name(),
                         row.family(),
                         row.proto(),
@@ -115,6 +139,8 @@ pub fn run(repeat: u32) -> Result<()> {
                         row.noop_ns,
                         row.ratio(),
                         row.gbps(),
+                        floor,
+                        over_floor,
                     );
                     rows.push(row);
                 }

@@ -134,7 +134,8 @@ fn check_nothing_left_behind() -> Result<()> {
 }
 
 /// Every program name our objects define (the kernel shows at most 15 characters).
-const OUR_PROGRAMS: [&str; 7] = [
+const OUR_PROGRAMS: [&str; 8] = [
+    "sum_floor_xdp",
     "csum_kfree_skb",
     "csum_audit_xdp",
     "noop_xdp",

@@ -27,6 +27,8 @@ pub static EBPF_OBJECT: &[u8] =
 /// Program names in the object (the kernel keeps 15 characters).
 pub const AUDIT_XDP: &str = "csum_audit_xdp";
 pub const NOOP_XDP: &str = "noop_xdp";
+/// Benchmarks' floor: sums a frame's L4 bytes as the audit does, without parsing.
+pub const SUM_FLOOR_XDP: &str = "sum_floor_xdp";
 pub const AUDIT_TC_INGRESS: &str = "csum_tc_ingress";
 pub const AUDIT_TC_EGRESS: &str = "csum_tc_egress";
 pub const NOOP_TC: &str = "noop_tc";
