@@ -66,6 +66,18 @@ fn send(pair: &VethPair) {
     listener.join().unwrap();
 }
 
+/// Audits `veth-b` at `hook` while the frames arrive there (see `send`); the finished run.
+fn audit_the_frames(tag: &str, hook: &str) -> common::auditor::Finished {
+    let pair = VethPair::new(tag);
+    deliverable(&pair);
+    let run = Running::start(&pair.b, &["--iface", VETH_B, "--hook", hook]);
+    send(&pair);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let done = run.stop(libc::SIGTERM);
+    assert!(done.status.success(), "{}", done.stderr);
+    done
+}
+
 fn by_type<'a>(lines: &'a [Value], t: &str) -> Vec<&'a Value> {
     lines.iter().filter(|l| l["type"] == t).collect()
 }
@@ -73,13 +85,7 @@ fn by_type<'a>(lines: &'a [Value], t: &str) -> Vec<&'a Value> {
 #[test]
 fn bad_checksums_are_confirmed_as_kernel_drops() {
     root_only!();
-    let pair = VethPair::new("kdrop");
-    deliverable(&pair);
-    let run = Running::start(&pair.b, &["--iface", VETH_B, "--hook", "tc-ingress"]);
-    send(&pair);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let done = run.stop(libc::SIGTERM);
-    assert!(done.status.success(), "{}", done.stderr);
+    let done = audit_the_frames("kdrop", "tc-ingress");
     common::assert_matches_schema(&done.lines);
 
     // Every checksum drop of this namespace's device, by reason and where the kernel dropped it.
@@ -151,14 +157,8 @@ fn bad_checksums_are_confirmed_as_kernel_drops() {
 #[test]
 fn drops_on_a_path_not_audited_are_listed_apart() {
     root_only!();
-    let pair = VethPair::new("kdun");
-    deliverable(&pair);
     // Only egress is audited: the bad frames arrive unseen, and the kernel still drops them.
-    let run = Running::start(&pair.b, &["--iface", VETH_B, "--hook", "tc-egress"]);
-    send(&pair);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let done = run.stop(libc::SIGTERM);
-    assert!(done.status.success(), "{}", done.stderr);
+    let done = audit_the_frames("kdun", "tc-egress");
     let k = &done.final_summary()["kernel_drops"];
     let unseen: Vec<&Value> = k["never_seen_bad"]
         .as_array()

@@ -28,8 +28,11 @@ fn dnat_capture() -> Vec<u8> {
 }
 
 fn replay(bytes: &[u8], args: &[&str]) -> (String, String) {
+    // Tests run in parallel, some with the same arguments: each call its own file.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!(
-        "csa-replay-{}-{}.pcap",
+        "csa-replay-{}-{call}-{}.pcap",
         std::process::id(),
         args.join("_")
     ));

@@ -509,14 +509,23 @@ impl Btf {
 mod tests {
     use super::*;
 
+    /// Whether the running kernel's BTF is there to test against; without it the test skips,
+    /// except in CI (`CI` set), where that is a failure.
+    fn have_kernel_btf() -> bool {
+        if Path::new(VMLINUX).exists() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs a kernel with BTF"
+        );
+        eprintln!("skipped: no {VMLINUX}");
+        false
+    }
+
     #[test]
     fn resolves_the_running_kernels_offsets() {
-        if !Path::new(VMLINUX).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI needs a kernel with BTF"
-            );
-            eprintln!("skipped: no {VMLINUX}");
+        if !have_kernel_btf() {
             return;
         }
         let o = NetnsOffsets::of_running_kernel().expect("offsets");
@@ -537,12 +546,7 @@ mod tests {
 
     #[test]
     fn resolves_the_running_kernels_skb_layout() {
-        if !Path::new(VMLINUX).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI needs a kernel with BTF"
-            );
-            eprintln!("skipped: no {VMLINUX}");
+        if !have_kernel_btf() {
             return;
         }
         let l = SkbLayout::of_running_kernel().expect("layout");
@@ -739,11 +743,7 @@ mod tests {
 
     #[test]
     fn resolves_the_running_kernels_checksum_drop_reasons() {
-        if !Path::new(VMLINUX).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI needs a kernel with BTF"
-            );
+        if !have_kernel_btf() {
             return;
         }
         let btf = Btf::from_file(Path::new(VMLINUX)).unwrap();
