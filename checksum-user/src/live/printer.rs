@@ -5,13 +5,13 @@
 use std::{io::Write, time::Instant};
 
 use anyhow::Result;
-use checksum_common::Kind;
+use checksum_common::{Kind, Status};
 use serde_json::{Value, json};
 
 use crate::{
     analysis::{Analysis, SkbStateUse, SourceFacts, SourceId, drops::DropSeen, severity::Severity},
     cli::{Format, LiveArgs},
-    kernel::event::hex,
+    kernel::event::{Flow, hex},
     lifecycle::Lifecycle,
     pcap::sink::CaptureSink,
     report::{
@@ -42,7 +42,13 @@ pub(super) struct Printer<'a> {
     pub(super) view: Option<LiveView>,
     /// `--pcap-out`.
     pub(super) capture: Option<CaptureSink>,
+    /// Text lines printed per flow of `partial-ok` verdicts (listed with --show-offload, as
+    /// offload-pending ones were, the first few per flow); bounded, past it they are only counted.
+    partial_ok_lines: std::collections::HashMap<(SourceId, checksum_common::Layer, Flow), u64>,
 }
+
+/// Most flows whose `partial-ok` text lines are counted for `TEXT_LINES_PER_FLOW`.
+const PARTIAL_OK_FLOWS: usize = 10_000;
 
 impl<'a> Printer<'a> {
     /// Before any source: `skb_state` says whether severity at TC follows the skb's state.
@@ -61,6 +67,7 @@ impl<'a> Printer<'a> {
             started: Instant::now(),
             view,
             capture,
+            partial_ok_lines: std::collections::HashMap::new(),
         }
     }
 
@@ -133,7 +140,19 @@ impl<'a> Printer<'a> {
                 writeln!(out, "{}", Value::Object(m))?;
             }
             Format::Text => {
-                let seen = observed.seen;
+                let seen = if v.status == Status::PartialOk {
+                    let key = (source, v.layer, v.flow);
+                    let known = self.partial_ok_lines.len() < PARTIAL_OK_FLOWS
+                        || self.partial_ok_lines.contains_key(&key);
+                    if !known {
+                        return Ok(());
+                    }
+                    let n = self.partial_ok_lines.entry(key).or_default();
+                    *n += 1;
+                    *n
+                } else {
+                    observed.seen
+                };
                 if seen <= TEXT_LINES_PER_FLOW {
                     writeln!(
                         out,

@@ -241,11 +241,13 @@ pub fn source_text(s: &Source) -> String {
         c.mismatch(Kind::ByteSwapped),
         c.mismatch(Kind::Corrupt),
         c.mismatch(Kind::OffloadPending),
-        match (s.offload, s.basis) {
-            (Severity::Expected, _) => "partial checksums, expected here",
-            (Severity::Problem, Basis::SkbState) =>
+        match (s.offload, s.basis, c.mismatch(Kind::OffloadPending)) {
+            (Severity::Expected, _, _) => "partial checksums, expected here",
+            (Severity::Problem, Basis::SkbState, 0) =>
+                "partial checksums the skb still completes are counted as partial-ok",
+            (Severity::Problem, Basis::SkbState, _) =>
                 "PROBLEM: the skb is not CHECKSUM_PARTIAL at these fields, so nothing will complete them",
-            (Severity::Problem, Basis::InterfaceClass) =>
+            (Severity::Problem, Basis::InterfaceClass, _) =>
                 "PROBLEM here: nothing will complete these checksums; the sender's offload never happened",
         },
     );
