@@ -139,13 +139,14 @@ fn bad_frames_from_the_peer_arrive_as_events_on_every_ingress_hook() {
 }
 
 /// A real TCP connection with UDP and ping, audited at both ends in both directions, with GRO
-/// off and on: zero problems, and the partial checksums of egress and veth show as expected.
-fn ordinary_traffic_has_no_problems(gro: &str, port: u16) {
-    let pair = VethPair::new(&format!("gro{gro}"));
+/// off and on, and TX checksum offload on and off: zero problems, and the partial checksums of
+/// egress and veth show as expected.
+fn ordinary_traffic_has_no_problems(gro: &str, tx: &str, port: u16) {
+    let pair = VethPair::new(&format!("gro{gro}{tx}"));
     for (ns, dev) in [(&pair.a, VETH_A), (&pair.b, VETH_B)] {
         let out = ns
             .exec()
-            .args(["ethtool", "-K", dev, "gro", gro])
+            .args(["ethtool", "-K", dev, "gro", gro, "tx", tx])
             .output()
             .expect("ethtool");
         assert!(
@@ -192,16 +193,18 @@ fn ordinary_traffic_has_no_problems(gro: &str, port: u16) {
         }
         // Both ends send: their egress carries partial checksums, which the skb says it is still
         // to complete: settled in the kernel as partial-ok, not offload-pending mismatches.
-        // (UDP goes from a to b only.)
-        let layers: &[&str] = if dev == VETH_A {
-            &["tcp", "udp"]
+        // (UDP goes from a to b only.) With TX offload off, UDP is summed in software before TC
+        // (CHECKSUM_NONE, verified ok); TCP stays partial, completed after TC.
+        let udp = if tx == "on" { "partial-ok" } else { "ok" };
+        let layers: &[(&str, &str)] = if dev == VETH_A {
+            &[("tcp", "partial-ok"), ("udp", udp)]
         } else {
-            &["tcp"]
+            &[("tcp", "partial-ok")]
         };
-        for layer in layers {
+        for (layer, status) in layers {
             assert!(
-                done.counter(dev, "tc-egress", &["checks", layer, "partial-ok"]) > 0,
-                "{dev} {layer}"
+                done.counter(dev, "tc-egress", &["checks", layer, status]) > 0,
+                "{dev} {layer} {status}"
             );
         }
         assert_eq!(
@@ -221,13 +224,19 @@ fn ordinary_traffic_has_no_problems(gro: &str, port: u16) {
 #[test]
 fn real_tcp_udp_and_ping_have_no_problems_with_gro_off() {
     root_only!();
-    ordinary_traffic_has_no_problems("off", 8090);
+    ordinary_traffic_has_no_problems("off", "on", 8090);
 }
 
 #[test]
 fn real_tcp_udp_and_ping_have_no_problems_with_gro_on() {
     root_only!();
-    ordinary_traffic_has_no_problems("on", 8091);
+    ordinary_traffic_has_no_problems("on", "on", 8091);
+}
+
+#[test]
+fn real_tcp_udp_and_ping_have_no_problems_with_tx_offload_off() {
+    root_only!();
+    ordinary_traffic_has_no_problems("off", "off", 8092);
 }
 
 #[test]

@@ -84,6 +84,11 @@ pub(super) fn load_kernel(
     } else {
         None
     };
+    // Loading parsed the kernel's BTF (several MiB, three times: aya's, the skb layout's and the
+    // drop program's) and freed it; give those pages back rather than keep them resident for the
+    // whole run (glibc keeps freed heap otherwise).
+    // SAFETY: malloc_trim only releases free memory at the top of the heap and in free chunks.
+    unsafe { libc::malloc_trim(0) };
     Ok(Kernel {
         shared: Arc::new(std::sync::Mutex::new(loaded)),
         ring,
