@@ -214,5 +214,6 @@ pub fn run() -> Result<()> {
             r.note
         );
     }
-    Ok(())
+    drop(pair);
+    crate::bench_iperf::run(&bin)
 }

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_attach;
+mod bench_iperf;
 mod bench_live;
 mod bench_userspace;
 mod demo;
@@ -49,7 +50,8 @@ enum Cmd {
         #[arg(long)]
         userspace: bool,
         /// Drive a veth pair with `AF_PACKET` and compare what nothing, checksum-audit and
-        /// `tcpdump -vvv` verify of it, in one run.
+        /// `tcpdump -vvv` verify of it; then iperf3 TCP streams with nothing attached and with
+        /// checksum-audit on both ends (`CSA_BENCH_BASELINE_BIN` adds another build), in one run.
         #[arg(long, conflicts_with = "userspace")]
         live: bool,
         /// Attaching at scale: for each of --sizes, that many veth pairs in a namespace of its
