@@ -11,7 +11,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use checksum_common::Hook;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
@@ -26,7 +25,7 @@ use crate::{
         event::{Captured, Verdict},
         ring,
     },
-    net::follow::{Namespace, Selector, Update, WorkerConfig, is_pattern, spawn_worker},
+    net::follow::{Selector, Update, WorkerConfig, is_pattern, spawn_worker},
     pcap::sink::CaptureSink,
     report::{
         metrics,
@@ -39,64 +38,11 @@ mod setup;
 mod sources;
 
 use printer::Printer;
-use setup::{Kernel, StopSignals, check_privileges, load_kernel};
+use setup::{Kernel, StopSignals, check_privileges, load_kernel, open_outputs, targets};
 use sources::{DropNaming, Raw, Run};
 
 /// A verdict with the source it was seen at.
 type Received = (SourceId, Verdict, Option<Captured>);
-
-/// The namespaces and hooks to audit, or why the command line names none.
-fn targets(args: &LiveArgs) -> Result<(Vec<Namespace>, Vec<Hook>)> {
-    if args.ifaces.is_empty() && !args.all_interfaces {
-        anyhow::bail!(
-            "no interface given: pass --iface IF (names or patterns such as 'veth*'; list them with `ip link`), \
-             --all-interfaces, or use `checksum-audit replay FILE`"
-        );
-    }
-    let namespaces = if args.netns.is_empty() {
-        vec![Namespace::current()]
-    } else {
-        args.netns
-            .iter()
-            .map(|spec| Namespace::parse(spec))
-            .collect::<Result<Vec<_>>>()?
-    };
-    let mut hooks: Vec<Hook> = Vec::new();
-    for h in &args.hooks {
-        if !hooks.contains(&h.hook()) {
-            hooks.push(h.hook());
-        }
-    }
-    Ok((namespaces, hooks))
-}
-
-/// `--metrics-addr`: the snapshot the server reads, and its task.
-type MetricsServer = (metrics::Shared, tokio::task::JoinHandle<()>);
-
-/// Opens the capture file and binds the metrics port, before anything is loaded: a bad path or a
-/// busy port fails fast and cleanly.
-async fn open_outputs(args: &LiveArgs) -> Result<(Option<CaptureSink>, Option<MetricsServer>)> {
-    let capture = match &args.pcap_out {
-        Some(path) => Some(CaptureSink::create(
-            path,
-            args.snaplen,
-            args.pcap_max_bytes,
-        )?),
-        None => None,
-    };
-    let metrics = match &args.metrics_addr {
-        Some(addr) => {
-            let addr = metrics::parse_addr(addr)?;
-            let listener = metrics::bind(addr).await?;
-            let shared = metrics::Shared::default();
-            let server = tokio::spawn(metrics::serve(listener, shared.clone()));
-            eprintln!("checksum-audit: metrics at http://{addr}/metrics");
-            Some((shared, server))
-        }
-        None => None,
-    };
-    Ok((capture, metrics))
-}
 
 pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let (namespaces, hooks) = targets(args)?;

@@ -1,5 +1,6 @@
-//! What a live run sets up before its event loop: the kernel object (loaded and verified once),
-//! the privilege check, the ring buffer's size, and the signals that end it.
+//! What a live run sets up before its event loop: what the command line asks to audit, its output
+//! files and metrics port, the kernel object (loaded and verified once), the privilege check, the
+//! ring buffer's size, and the signals that end it.
 
 use std::sync::Arc;
 
@@ -16,6 +17,9 @@ use crate::{
         drops,
         loader::{self, LoadOptions, Loaded, SkbStateUse},
     },
+    net::follow::Namespace,
+    pcap::sink::CaptureSink,
+    report::metrics,
 };
 
 /// The run's kernel object, with its one ring buffer and, with -v, its log.
@@ -180,4 +184,59 @@ impl StopSignals {
             _ = self.term.recv() => {}
         }
     }
+}
+
+/// The namespaces and hooks to audit, or why the command line names none.
+pub(super) fn targets(args: &LiveArgs) -> Result<(Vec<Namespace>, Vec<Hook>)> {
+    if args.ifaces.is_empty() && !args.all_interfaces {
+        anyhow::bail!(
+            "no interface given: pass --iface IF (names or patterns such as 'veth*'; list them with `ip link`), \
+             --all-interfaces, or use `checksum-audit replay FILE`"
+        );
+    }
+    let namespaces = if args.netns.is_empty() {
+        vec![Namespace::current()]
+    } else {
+        args.netns
+            .iter()
+            .map(|spec| Namespace::parse(spec))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let mut hooks: Vec<Hook> = Vec::new();
+    for h in &args.hooks {
+        if !hooks.contains(&h.hook()) {
+            hooks.push(h.hook());
+        }
+    }
+    Ok((namespaces, hooks))
+}
+
+/// `--metrics-addr`: the snapshot the server reads, and its task.
+pub(super) type MetricsServer = (metrics::Shared, tokio::task::JoinHandle<()>);
+
+/// Opens the capture file and binds the metrics port, before anything is loaded: a bad path or a
+/// busy port fails fast and cleanly.
+pub(super) async fn open_outputs(
+    args: &LiveArgs,
+) -> Result<(Option<CaptureSink>, Option<MetricsServer>)> {
+    let capture = match &args.pcap_out {
+        Some(path) => Some(CaptureSink::create(
+            path,
+            args.snaplen,
+            args.pcap_max_bytes,
+        )?),
+        None => None,
+    };
+    let metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let addr = metrics::parse_addr(addr)?;
+            let listener = metrics::bind(addr).await?;
+            let shared = metrics::Shared::default();
+            let server = tokio::spawn(metrics::serve(listener, shared.clone()));
+            eprintln!("checksum-audit: metrics at http://{addr}/metrics");
+            Some((shared, server))
+        }
+        None => None,
+    };
+    Ok((capture, metrics))
 }
