@@ -117,20 +117,35 @@ fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
     Ok((passed, failed))
 }
 
-/// Every test namespace is gone and none of our programs is still loaded.
+/// How long the kernel may take to free the programs of processes that just exited: a tracing
+/// program (the kernel-drop tracer) is freed only after an RCU tasks-trace grace period, which
+/// can take seconds, so a program of the soak's last run can still be listed at first.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Every test namespace is gone and none of our programs is still loaded (once the kernel has
+/// had `SETTLE` to free them).
 fn check_nothing_left_behind() -> Result<()> {
-    let netns = Command::new("ip").args(["netns", "list"]).output()?;
-    let leftover: Vec<_> = String::from_utf8_lossy(&netns.stdout)
-        .lines()
-        .filter(|l| l.starts_with("csa-"))
-        .map(str::to_owned)
-        .collect();
-    let programs: Vec<_> = checksum_user_programs_loaded();
-    if !leftover.is_empty() || !programs.is_empty() {
-        bail!("tests left things behind: namespaces {leftover:?}, programs {programs:?}");
+    let started = std::time::Instant::now();
+    loop {
+        let netns = Command::new("ip").args(["netns", "list"]).output()?;
+        let leftover: Vec<_> = String::from_utf8_lossy(&netns.stdout)
+            .lines()
+            .filter(|l| l.starts_with("csa-"))
+            .map(str::to_owned)
+            .collect();
+        let programs: Vec<_> = checksum_user_programs_loaded();
+        if leftover.is_empty() && programs.is_empty() {
+            eprintln!(
+                "xtask: no namespaces or programs left behind (checked after {:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > SETTLE {
+            bail!("tests left things behind: namespaces {leftover:?}, programs {programs:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
-    eprintln!("xtask: no namespaces or programs left behind");
-    Ok(())
 }
 
 /// Every program name our objects define (the kernel shows at most 15 characters).
