@@ -8,10 +8,10 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use checksum_user::testkit::netns::{ADDR_B, NetNs, VETH_A, VETH_B, VethPair};
 use serde_json::Value;
 
@@ -46,14 +46,7 @@ fn start_auditor(bin: &Path, ns: &NetNs, iface: &str) -> Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let started = Instant::now();
-    while !ready.exists() {
-        if started.elapsed() > Duration::from_secs(20) || child.try_wait()?.is_some() {
-            let _ = child.kill();
-            bail!("checksum-audit did not attach on {iface}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::bench_live::wait_ready(&mut child, &ready).with_context(|| format!("on {iface}"))?;
     let _ = std::fs::remove_file(&ready);
     Ok(child)
 }

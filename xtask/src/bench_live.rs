@@ -44,6 +44,20 @@ fn flood(pair: &VethPair) -> u64 {
     })
 }
 
+/// Waits until `auditor` has written its `--ready-file` `ready` (every program attached); kills it
+/// and fails if it exits first or takes over 20 s.
+pub fn wait_ready(auditor: &mut std::process::Child, ready: &std::path::Path) -> Result<()> {
+    let started = Instant::now();
+    while !ready.exists() {
+        if started.elapsed() > Duration::from_secs(20) || auditor.try_wait()?.is_some() {
+            let _ = auditor.kill();
+            bail!("checksum-audit did not attach");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 struct Measured {
     name: &'static str,
     sent: u64,
@@ -81,14 +95,7 @@ fn measure_auditor(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let started = Instant::now();
-    while !ready.exists() {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = auditor.kill();
-            bail!("checksum-audit did not attach");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(&mut auditor, &ready)?;
     let before = rx_packets(&pair.b, VETH_B)?;
     let sent = flood(pair);
     let received = rx_packets(&pair.b, VETH_B)? - before;
