@@ -108,6 +108,14 @@ pub fn verdict_text(v: &Verdict) -> String {
         _ => {}
     }
     let _ = write!(s, " {} {}", v.family(), v.flow);
+    // The NIC verified it, so the stack will not look again: the packet changed after that, or
+    // the NIC is wrong, and it is accepted anyway.
+    if v.status == Status::Bad
+        && v.skb
+            .is_some_and(|skb| skb.ip_summed == checksum_common::event::IpSummed::Unnecessary)
+    {
+        s.push_str("  (skb CHECKSUM_UNNECESSARY: the stack accepts it anyway)");
+    }
     s
 }
 
@@ -613,6 +621,30 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mismatch_in_an_unnecessary_skb_says_the_stack_accepts_it() {
+        use crate::{analysis::aggregate::tests::verdict, kernel::event::SkbCsum};
+        use checksum_common::event::IpSummed;
+        let mut v = verdict(1, Kind::Corrupt, 1);
+        assert!(!verdict_text(&v).contains("UNNECESSARY"));
+        let skb = |ip_summed| SkbCsum {
+            ip_summed,
+            csum_start: 0,
+            csum_offset: 0,
+            network_header: 0,
+            csum_level: 0,
+            encapsulation: false,
+        };
+        v.skb = Some(skb(IpSummed::Unnecessary));
+        assert!(
+            verdict_text(&v).contains("CHECKSUM_UNNECESSARY: the stack accepts it anyway"),
+            "{}",
+            verdict_text(&v)
+        );
+        v.skb = Some(skb(IpSummed::None));
+        assert!(!verdict_text(&v).contains("UNNECESSARY"));
+    }
 
     #[test]
     fn rfc3339_known_instants() {
