@@ -8,7 +8,7 @@
 //! `netns.rs` does: Rust has no CO-RE relocations and rustc emits no BTF for the kernel's types.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
     programs::BtfTracePointContext,
 };
 use checksum_common::{
@@ -17,9 +17,10 @@ use checksum_common::{
 };
 
 use crate::{
-    DROP_COUNTS, DROP_REASONS, DROPS, OFF_DEV_IFINDEX, OFF_DEV_NET, OFF_NET_COOKIE,
-    OFF_NSPROXY_NET, OFF_SKB_DEV, OFF_SKB_HEAD, OFF_SKB_IIF, OFF_SKB_NETWORK_HEADER,
-    OFF_SKB_PROTOCOL, OFF_SKB_SK, OFF_SKB_TRANSPORT_HEADER, OFF_SOCK_NET, OFF_TASK_NSPROXY,
+    DROP_COUNTS, DROP_REASONS, DROPS, OFF_DEV_IFINDEX, OFF_NSPROXY_NET, OFF_SKB_DEV, OFF_SKB_HEAD,
+    OFF_SKB_IIF, OFF_SKB_NETWORK_HEADER, OFF_SKB_PROTOCOL, OFF_SKB_SK, OFF_SKB_TRANSPORT_HEADER,
+    OFF_SOCK_NET, OFF_TASK_NSPROXY,
+    netns::{device_net, net_cookie, read},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -69,16 +70,6 @@ fn count(index: u32) {
     }
 }
 
-/// The `T` at kernel address `base + off`, or `None` (the helper tolerates bad addresses).
-#[inline(always)]
-fn read<T>(base: *const u8, off: u32) -> Option<T> {
-    if base.is_null() {
-        return None;
-    }
-    // SAFETY: a kernel address read with the fault-tolerant helper; a bad one yields an error.
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize).cast::<T>()) }.ok()
-}
-
 /// Header bytes on the stack, 8-aligned: LLVM loads them a word at a time, and the verifier
 /// refuses word loads at odd stack offsets ("misaligned stack access off 0+0+-77 size 4").
 #[repr(C, align(8))]
@@ -91,10 +82,8 @@ struct Aligned<const N: usize>([u8; N]);
 #[inline(always)]
 fn read_device(skb: *const u8, e: &mut DropEvent) {
     let dev = read::<*const u8>(skb, OFF_SKB_DEV.load()).unwrap_or(core::ptr::null());
-    if let (Some(ifindex), Some(net)) = (
-        read::<u32>(dev, OFF_DEV_IFINDEX.load()),
-        read::<*const u8>(dev, OFF_DEV_NET.load()),
-    ) && let Some(cookie) = read::<u64>(net, OFF_NET_COOKIE.load())
+    if let (Some(ifindex), Some(net)) = (read::<u32>(dev, OFF_DEV_IFINDEX.load()), device_net(dev))
+        && let Some(cookie) = net_cookie(net)
     {
         e.ifindex = ifindex;
         e.netns = cookie;
@@ -108,9 +97,7 @@ fn read_device(skb: *const u8, e: &mut DropEvent) {
         let nsproxy = read::<*const u8>(task, OFF_TASK_NSPROXY.load())?;
         read::<*const u8>(nsproxy, OFF_NSPROXY_NET.load())
     });
-    e.netns = net
-        .and_then(|net| read(net, OFF_NET_COOKIE.load()))
-        .unwrap_or(0);
+    e.netns = net.and_then(net_cookie).unwrap_or(0);
 }
 
 /// The addresses, protocol and ports from the IP header at `skb->head + skb->network_header`

@@ -26,10 +26,6 @@ pub enum Ctx {
 /// The namespace cookie of the packet's device (`SO_NETNS_COOKIE` in user space), or 0 when only
 /// one namespace is audited or a pointer could not be read.
 #[inline(always)]
-#[expect(
-    clippy::cast_ptr_alignment,
-    reason = "bpf_probe_read_kernel copies bytes: the source pointer needs no alignment"
-)]
 pub fn cookie(ctx: *const u8, kind: Ctx) -> u64 {
     if NETNS_BY_DEVICE.load() == 0 {
         return 0;
@@ -40,33 +36,36 @@ pub fn cookie(ctx: *const u8, kind: Ctx) -> u64 {
         // receiving device.
         Ctx::Xdp => read_ptr(read_ptr(ctx, OFF_XDP_RXQ.load()), OFF_RXQ_DEV.load()),
     };
-    // `possible_net_t nd_net` holds the `struct net *` as its only member.
-    let net = read_ptr(dev, OFF_DEV_NET.load());
-    if net.is_null() {
-        return 0;
-    }
-    // SAFETY: a kernel address read with the fault-tolerant helper; a bad one yields an error.
-    unsafe {
-        bpf_probe_read_kernel(
-            net.wrapping_add(OFF_NET_COOKIE.load() as usize)
-                .cast::<u64>(),
-        )
-    }
-    .unwrap_or(0)
+    device_net(dev).and_then(net_cookie).unwrap_or(0)
 }
 
-/// The pointer at `base + off`, or null. `base` may be the context pointer: the verifier accepts
+/// The `struct net *` of a `struct net_device *` (`possible_net_t nd_net` holds it as its only
+/// member).
+#[inline(always)]
+pub fn device_net(dev: *const u8) -> Option<*const u8> {
+    read(dev, OFF_DEV_NET.load()).filter(|net: &*const u8| !net.is_null())
+}
+
+/// The cookie of a `struct net *`.
+#[inline(always)]
+pub fn net_cookie(net: *const u8) -> Option<u64> {
+    read(net, OFF_NET_COOKIE.load())
+}
+
+/// The `T` at kernel address `base + off`, or `None` (null `base`, or an address the
+/// fault-tolerant helper could not read). `base` may be the context pointer: the verifier accepts
 /// context plus a constant (the offset is a frozen global) as `bpf_probe_read_kernel`'s source.
 #[inline(always)]
-#[expect(
-    clippy::cast_ptr_alignment,
-    reason = "bpf_probe_read_kernel copies bytes: the source pointer needs no alignment"
-)]
-fn read_ptr(base: *const u8, off: u32) -> *const u8 {
+pub fn read<T>(base: *const u8, off: u32) -> Option<T> {
     if base.is_null() {
-        return core::ptr::null();
+        return None;
     }
-    // SAFETY: as in `cookie`.
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize).cast::<*const u8>()) }
-        .unwrap_or(core::ptr::null())
+    // SAFETY: a kernel address read with the fault-tolerant helper; a bad one yields an error.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize).cast::<T>()) }.ok()
+}
+
+/// The pointer at `base + off`, or null.
+#[inline(always)]
+fn read_ptr(base: *const u8, off: u32) -> *const u8 {
+    read(base, off).unwrap_or(core::ptr::null())
 }
