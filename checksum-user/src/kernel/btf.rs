@@ -61,7 +61,7 @@ impl NetnsOffsets {
 
 /// What the `kfree_skb` program (checksum-ebpf/src/drops.rs) needs of the running kernel: the
 /// checksum drop reasons by name, and where to find a packet's headers and device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DropConfig {
     /// `(value, name without the SKB_DROP_REASON_ prefix)` of every `SKB_DROP_REASON_*CSUM*`.
     pub reasons: Vec<(u32, String)>,

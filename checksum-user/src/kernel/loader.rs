@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::{
-    kernel::btf::{DropConfig, NetnsOffsets, SkbLayout},
+    kernel::btf::{Btf, DropConfig, NetnsOffsets, SkbLayout, kernel_btf_path},
     kernel::privileges,
 };
 use aya::{
@@ -67,11 +67,12 @@ pub struct LoadOptions {
     /// The rest are counted in `events_sampled_out`.
     pub events_per_flow: u32,
     /// Set when several network namespaces are audited: the programs then read each packet's
-    /// namespace from its device, at these offsets (see checksum-ebpf/src/netns.rs).
-    pub netns_by_device: Option<NetnsOffsets>,
-    /// What the kernel-drop program filters on and reads (`kernel::drops`); `None` leaves it
-    /// unloaded.
-    pub kernel_drops: Option<DropConfig>,
+    /// namespace from its device, at offsets resolved from BTF (see checksum-ebpf/src/netns.rs);
+    /// a kernel without them is an error.
+    pub netns_by_device: bool,
+    /// Resolve what the kernel-drop program filters on and reads, for `drops::attach`; a kernel
+    /// without it is not an error: [`Loaded::drop_config`] says why.
+    pub kernel_drops: bool,
     /// Read each packet's skb checksum state at TC (`ip_summed`, `csum_start`/`csum_offset`, ...)
     /// into its events, at offsets resolved from the running kernel's BTF
     /// (checksum-ebpf/src/skb.rs). On by default; a kernel whose layout cannot be resolved gets
@@ -94,8 +95,8 @@ impl Default for LoadOptions {
             report_offload: false,
             snaplen: 0,
             events_per_flow: 0,
-            netns_by_device: None,
-            kernel_drops: None,
+            netns_by_device: false,
+            kernel_drops: false,
             skb_state: true,
             partial_ok: true,
         }
@@ -149,6 +150,9 @@ pub enum LoadError {
     Verifier(String),
     #[error("loading the eBPF object failed: {0}")]
     Other(String),
+    /// A layout the run cannot do without is missing from the kernel's BTF (its own words).
+    #[error("{0}")]
+    Btf(String),
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -193,6 +197,8 @@ pub struct Loaded {
     /// Whether the TC programs read the skb's checksum state and settle partial checksums with
     /// it, or why not.
     skb_state: SkbStateUse,
+    /// See [`Loaded::drop_config`].
+    drop_config: Option<Result<DropConfig, String>>,
 }
 
 /// Whether severity at TC follows the skb's own checksum state (see `LoadOptions::partial_ok`).
@@ -215,32 +221,25 @@ impl Loaded {
         }
         let report_all = u8::from(opts.report_all);
         let snaplen = effective_snaplen(opts.snaplen);
+        let Layouts {
+            netns: netns_offsets,
+            drops: drop_config,
+            skb,
+            skb_use,
+        } = layouts(opts)?;
         // The device-to-namespace offsets serve both the audit programs (several namespaces) and
         // the drop program (always).
-        let netns = opts
-            .netns_by_device
-            .or(opts.kernel_drops.as_ref().map(|d| d.netns))
-            .unwrap_or_default();
-        let netns_by_device = u8::from(opts.netns_by_device.is_some());
-        let drops = opts.kernel_drops.clone().unwrap_or(DropConfig {
-            reasons: Vec::new(),
-            skb_head: 0,
-            skb_network_header: 0,
-            skb_transport_header: 0,
-            skb_protocol: 0,
-            dev_ifindex: 0,
-            skb_iif: 0,
-            skb_sk: 0,
-            sock_net: 0,
-            task_nsproxy: 0,
-            nsproxy_net: 0,
+        let drops = drop_config.as_ref().and_then(|c| c.as_ref().ok());
+        let netns = netns_offsets.or(drops.map(|d| d.netns)).unwrap_or_default();
+        let netns_by_device = u8::from(opts.netns_by_device);
+        let drops = drops.cloned().unwrap_or(DropConfig {
             netns,
+            ..DropConfig::default()
         });
         let mut reasons = [NO_REASON; MAX_DROP_REASONS];
         for (slot, (value, _)) in reasons.iter_mut().zip(&drops.reasons) {
             *slot = *value;
         }
-        let (skb, skb_use) = skb_layout(opts);
         let skb_state = u8::from(skb.is_some());
         let partial_ok = u8::from(skb.is_some() && opts.partial_ok);
         let skb = skb.unwrap_or_default();
@@ -302,9 +301,16 @@ impl Loaded {
             ebpf,
             slots: std::collections::HashMap::new(),
             free: (UNATTRIBUTED_SLOT + 1..MAX_SOURCES).collect(),
-            direct: opts.netns_by_device.is_none(),
+            direct: !opts.netns_by_device,
             skb_state: skb_use,
+            drop_config,
         })
+    }
+
+    /// What the kernel-drop program needs of this kernel, or why it cannot run here (one line);
+    /// `None` when not asked for (`LoadOptions::kernel_drops`).
+    pub fn drop_config(&self) -> Option<&Result<DropConfig, String>> {
+        self.drop_config.as_ref()
     }
 
     /// Whether severity at TC can follow the skb's checksum state this run.
@@ -465,17 +471,25 @@ impl Loaded {
     /// look it up there: one namespace, a small ifindex). Keys with a namespace cookie never are:
     /// in a run of one namespace, those are sources no packet names (`REPLAY_NETNS`).
     fn set_direct_slot(&mut self, key: &SourceKey, old: u32, new: u32) -> anyhow::Result<()> {
-        if !self.direct || key.netns != 0 || key.ifindex >= DIRECT_IFINDEXES || key.hook > 2 {
+        if !self.is_direct(key) {
             return Ok(());
         }
-        let mut array =
-            Array::<&mut MapData, [u32; 3]>::try_from(self.map_mut(SLOTS_BY_IFINDEX_MAP)?)?;
+        let mut array = self.direct_slots()?;
         let mut slots = array.get(&key.ifindex, 0)?;
         if slots[key.hook as usize] == old {
             slots[key.hook as usize] = new;
             array.set(key.ifindex, &slots, 0)?;
         }
         Ok(())
+    }
+
+    /// Whether the programs find `key`'s slot in `SLOTS_BY_IFINDEX`.
+    fn is_direct(&self, key: &SourceKey) -> bool {
+        self.direct && key.netns == 0 && key.ifindex < DIRECT_IFINDEXES && key.hook <= 2
+    }
+
+    fn direct_slots(&mut self) -> Result<Array<&mut MapData, [u32; 3]>, MapError> {
+        Array::try_from(self.map_mut(SLOTS_BY_IFINDEX_MAP)?)
     }
 
     /// Counts the frames of `device` (a source in `SLOTS_BY_IFINDEX`: one namespace, a small
@@ -487,11 +501,10 @@ impl Loaded {
             anyhow::bail!("count_as: both sources must have been added");
         };
         anyhow::ensure!(
-            self.direct && device.netns == 0 && device.ifindex < DIRECT_IFINDEXES,
+            self.is_direct(device),
             "count_as: the device must be in SLOTS_BY_IFINDEX"
         );
-        let mut array =
-            Array::<&mut MapData, [u32; 3]>::try_from(self.map_mut(SLOTS_BY_IFINDEX_MAP)?)?;
+        let mut array = self.direct_slots()?;
         let mut slots = array.get(&device.ifindex, 0)?;
         slots[device.hook as usize] = target;
         array.set(device.ifindex, &slots, 0)?;
@@ -551,17 +564,50 @@ impl Loaded {
     }
 }
 
-/// The skb layout the TC programs read, if asked for and resolved, and what that means for
-/// severity.
-fn skb_layout(opts: &LoadOptions) -> (Option<SkbLayout>, SkbStateUse) {
-    match (opts.skb_state, opts.partial_ok) {
+/// What the programs need of the kernel's structures, as `LoadOptions` asks for them.
+struct Layouts {
+    netns: Option<NetnsOffsets>,
+    drops: Option<Result<DropConfig, String>>,
+    skb: Option<SkbLayout>,
+    skb_use: SkbStateUse,
+}
+
+/// Resolves the layouts `opts` asks for from the kernel's BTF (several MiB), parsed once, on
+/// first use. Only the namespace offsets are required; the others fall back, saying why.
+fn layouts(opts: &LoadOptions) -> Result<Layouts, LoadError> {
+    let btf = std::cell::OnceCell::new();
+    let kernel_btf =
+        || btf.get_or_init(|| Btf::from_file(&kernel_btf_path()).map_err(|e| format!("{e:#}")));
+    let netns = opts
+        .netns_by_device
+        .then(|| resolved(kernel_btf(), NetnsOffsets::of))
+        .transpose()
+        .map_err(LoadError::Btf)?;
+    let drops = opts
+        .kernel_drops
+        .then(|| resolved(kernel_btf(), DropConfig::of));
+    let (skb, skb_use) = match (opts.skb_state, opts.partial_ok) {
         (false, _) => (None, SkbStateUse::Off),
-        (true, partial_ok) => match SkbLayout::of_running_kernel() {
+        (true, partial_ok) => match resolved(kernel_btf(), SkbLayout::of) {
             Ok(layout) if partial_ok => (Some(layout), SkbStateUse::On),
             Ok(layout) => (Some(layout), SkbStateUse::Off),
-            Err(e) => (None, SkbStateUse::Unavailable(format!("{e:#}"))),
+            Err(why) => (None, SkbStateUse::Unavailable(why)),
         },
-    }
+    };
+    Ok(Layouts {
+        netns,
+        drops,
+        skb,
+        skb_use,
+    })
+}
+
+/// `of` the kernel's BTF, or why it cannot be had (in one line).
+fn resolved<T>(
+    btf: &Result<Btf, String>,
+    of: impl FnOnce(&Btf) -> anyhow::Result<T>,
+) -> Result<T, String> {
+    of(btf.as_ref().map_err(Clone::clone)?).map_err(|e| format!("{e:#}"))
 }
 
 /// The audit program of a hook.

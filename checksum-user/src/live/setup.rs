@@ -13,7 +13,7 @@ use crate::{
     cli::LiveArgs,
     kernel::{
         attach::SharedKernel,
-        btf::{Btf, DropConfig, kernel_btf_path},
+        btf::DropConfig,
         drops,
         loader::{self, LoadOptions, Loaded, SkbStateUse},
     },
@@ -37,12 +37,6 @@ pub(super) struct KernelDropsSetup {
     pub(super) config: Option<DropConfig>,
 }
 
-/// What the drop program needs of this kernel, or why it cannot run here (one line).
-fn drop_config() -> Result<DropConfig, String> {
-    let btf = Btf::from_file(&kernel_btf_path()).map_err(|e| format!("{e:#}"))?;
-    DropConfig::of(&btf).map_err(|e| format!("{e:#}"))
-}
-
 /// Loads and verifies the programs once, before anything is attached.
 pub(super) fn load_kernel(
     args: &LiveArgs,
@@ -50,16 +44,6 @@ pub(super) fn load_kernel(
     kernel_log: bool,
     netns_by_device: bool,
 ) -> Result<Kernel> {
-    let netns_offsets = if netns_by_device {
-        Some(crate::kernel::btf::NetnsOffsets::of_running_kernel()?)
-    } else {
-        None
-    };
-    let drop_config = if args.no_kernel_drops {
-        None
-    } else {
-        Some(drop_config())
-    };
     let mut loaded = Loaded::load(&LoadOptions {
         ring_bytes: ring_bytes(args),
         kernel_log,
@@ -69,8 +53,8 @@ pub(super) fn load_kernel(
         } else {
             0
         },
-        netns_by_device: netns_offsets,
-        kernel_drops: drop_config.clone().and_then(Result::ok),
+        netns_by_device,
+        kernel_drops: !args.no_kernel_drops,
         ..LoadOptions::default()
     })?;
     loaded.load_audit_programs(hooks)?;
@@ -82,14 +66,14 @@ pub(super) fn load_kernel(
         );
     }
     let ring = loaded.take_events()?;
-    let drops = start_kernel_drops(&mut loaded, drop_config);
+    let drops = start_kernel_drops(&mut loaded);
     let logger = if kernel_log {
         loaded.start_kernel_log()
     } else {
         None
     };
-    // Loading parsed the kernel's BTF (several MiB, three times: aya's, the skb layout's and the
-    // drop program's) and freed it; give those pages back rather than keep them resident for the
+    // Loading parsed the kernel's BTF (several MiB, in aya and once for our own offsets) and
+    // freed it; give those pages back rather than keep them resident for the
     // whole run (glibc keeps freed heap otherwise).
     // SAFETY: malloc_trim only releases free memory at the top of the heap and in free chunks.
     unsafe { libc::malloc_trim(0) };
@@ -103,10 +87,7 @@ pub(super) fn load_kernel(
 
 /// Attaches the drop program where asked and possible; where not, says why in one line and the
 /// run goes on without it.
-fn start_kernel_drops(
-    loaded: &mut Loaded,
-    config: Option<Result<DropConfig, String>>,
-) -> KernelDropsSetup {
+fn start_kernel_drops(loaded: &mut Loaded) -> KernelDropsSetup {
     let unavailable = |why: String| {
         eprintln!(
             "checksum-audit: warning: the kernel's checksum drops are not traced: {why} (the audit goes on)"
@@ -117,7 +98,7 @@ fn start_kernel_drops(
             config: None,
         }
     };
-    let config = match config {
+    let config = match loaded.drop_config().cloned() {
         None => {
             return KernelDropsSetup {
                 tracing: DropTracing::Off,
