@@ -407,6 +407,11 @@ impl Diagnoser {
         self.flows.get(&key).map(|s| self.diagnose_flow(&key, s))
     }
 
+    /// The source, layer and flow of every tracked flow, undiagnosed (cheap: no rule is run).
+    pub fn tracked_flow_keys(&self) -> impl Iterator<Item = (u32, Layer, &Flow)> {
+        self.flows.keys().map(|k| (k.source, k.layer, &k.flow))
+    }
+
     pub fn untracked(&self) -> Untracked {
         self.untracked
     }

@@ -294,12 +294,11 @@ impl Analysis {
     pub fn unexplained_drops(&self) -> Vec<(DropFlow, &FlowDrops)> {
         let diagnosed: std::collections::HashSet<(Option<usize>, DropFlow)> = self
             .diagnoser
-            .diagnose(|_, _| Severity::Problem)
-            .iter()
-            .map(|d| {
+            .tracked_flow_keys()
+            .map(|(source, layer, flow)| {
                 (
-                    Some(self.source(d.source).namespace),
-                    DropFlow::of(d.layer, &d.flow),
+                    Some(self.source(source).namespace),
+                    DropFlow::of(layer, flow),
                 )
             })
             .collect();
