@@ -24,6 +24,13 @@ pub struct Flow {
     pub protocol: u8,
 }
 
+impl Flow {
+    /// `ipv4` or `ipv6`, as the output names it.
+    pub fn family(&self) -> &'static str {
+        if self.src.is_ipv4() { "ipv4" } else { "ipv6" }
+    }
+}
+
 impl std::fmt::Display for Flow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.ports, self.src) {
@@ -266,11 +273,7 @@ impl Verdict {
     }
 
     pub fn family(&self) -> &'static str {
-        if self.flow.src.is_ipv4() {
-            "ipv4"
-        } else {
-            "ipv6"
-        }
+        self.flow.family()
     }
 
     /// The JSON object shared by `replay --format json` and live `--format json`; the caller adds

@@ -335,16 +335,12 @@ fn flow_json(flow: &Flow) -> serde_json::Map<String, Value> {
         .ports
         .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
     serde_json::Map::from_iter([
-        ("family".into(), json!(family(flow))),
+        ("family".into(), json!(flow.family())),
         ("src".into(), json!(flow.src.to_string())),
         ("dst".into(), json!(flow.dst.to_string())),
         ("sport".into(), sport),
         ("dport".into(), dport),
     ])
-}
-
-fn family(flow: &Flow) -> &'static str {
-    if flow.src.is_ipv4() { "ipv4" } else { "ipv6" }
 }
 
 pub fn elapsed_text(d: Duration) -> String {
@@ -396,7 +392,7 @@ pub fn diagnoses_text(
             "  {} {} {} {}: {} ({} packets{delta}, {})",
             diagnosis_place(analysis, d, with_hook),
             d.layer.name(),
-            family(&d.flow),
+            d.flow.family(),
             d.flow,
             d.diagnosis.name(),
             d.count,
@@ -457,7 +453,7 @@ pub fn kernel_drop_text(d: &DropSeen, clock: &Clock) -> String {
         d.reason,
         d.flow.as_ref().map_or_else(
             || "(headers unreadable)".into(),
-            |f| format!("{} {f}", family(f))
+            |f| format!("{} {f}", f.family())
         ),
         d.location,
     )
@@ -513,7 +509,7 @@ pub fn kernel_drops_text(analysis: &Analysis, limit: usize) -> String {
                 let _ = writeln!(
                     out,
                     "    never seen bad by the audit: {} {flow}: {} dropped on {} ({})",
-                    family(&flow),
+                    flow.family(),
                     k.count,
                     k.device,
                     k.places_text()
