@@ -94,26 +94,24 @@ impl CaptureSources {
         let (id, counted) = if let Some(known) = self.by_interface[i] {
             known
         } else {
-            {
-                let counted = auditor.add_counted_source()?;
-                // A capture of one interface is named by its file, as it always was; one of
-                // several by each interface's name in the file (or its number).
-                let name = match reader.interface_name(interface) {
-                    Some(name) => name.to_owned(),
-                    None if reader.interface_count() == 1 => file.display().to_string(),
-                    None => format!("if{interface}"),
-                };
-                // Where a capture was taken is unknown: partial checksums count as expected.
-                let id = analysis.add_source(SourceFacts {
-                    name,
-                    hook: Hook::Xdp,
-                    class: IfaceClass::Virtual("capture".into()),
-                    mode: "test-run",
-                    namespace: 0,
-                });
-                self.by_interface[i] = Some((id, counted));
-                (id, counted)
-            }
+            let counted = auditor.add_counted_source()?;
+            // A capture of one interface is named by its file, as it always was; one of several
+            // by each interface's name in the file (or its number).
+            let name = match reader.interface_name(interface) {
+                Some(name) => name.to_owned(),
+                None if reader.interface_count() == 1 => file.display().to_string(),
+                None => format!("if{interface}"),
+            };
+            // Where a capture was taken is unknown: partial checksums count as expected.
+            let id = analysis.add_source(SourceFacts {
+                name,
+                hook: Hook::Xdp,
+                class: IfaceClass::Virtual("capture".into()),
+                mode: "test-run",
+                namespace: 0,
+            });
+            self.by_interface[i] = Some((id, counted));
+            (id, counted)
         };
         if self.current != Some(interface) {
             auditor.count_as(Some(counted))?;
