@@ -36,6 +36,44 @@ pub const MIDDLE_IN: &str = "veth-m0";
 pub const MIDDLE_OUT: &str = "veth-m1";
 pub const SERVER_IF: &str = "veth-s";
 
+/// What the faulty NAT does to the L4 checksum (the fault injector's `L4_UPDATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4Update {
+    /// No update: a stale checksum (or a stale pseudo-header sum, for a partial one).
+    LeftAlone = 0,
+    /// RFC 1624's update for a complete checksum, applied even to a partial one.
+    AsIfComplete = 1,
+}
+
+/// Where the faulty NAT runs: on the middle hop's way in (the demo), or at the client's own
+/// egress, in front of any auditor there (so the auditor sees the CHECKSUM_PARTIAL skb the NAT
+/// left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    MiddleIngress,
+    ClientEgress,
+}
+
+/// The faulty NAT of a lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub place: Place,
+    pub l4: L4Update,
+    /// Also rewrite this destination port to that one.
+    pub port: Option<(u16, u16)>,
+}
+
+impl Default for Fault {
+    /// The demo's: a DNAT on the middle hop that leaves the checksum alone, ports unchanged.
+    fn default() -> Self {
+        Self {
+            place: Place::MiddleIngress,
+            l4: L4Update::LeftAlone,
+            port: None,
+        }
+    }
+}
+
 pub struct DnatLab {
     pub client: NetNs,
     pub middle: NetNs,
@@ -60,6 +98,10 @@ fn ethtool(ns: &NetNs, args: &[&str]) {
 
 impl DnatLab {
     pub fn new(tag: &str) -> Self {
+        Self::with_fault(tag, Fault::default())
+    }
+
+    pub fn with_fault(tag: &str, fault: Fault) -> Self {
         let client = NetNs::new(&format!("{tag}c"));
         let middle = NetNs::new(&format!("{tag}m"));
         let server = NetNs::new(&format!("{tag}s"));
@@ -110,27 +152,11 @@ impl DnatLab {
         );
         // Software completion of the (stale) partial checksum on the way to the server.
         ethtool(&middle, &["-K", MIDDLE_OUT, "tx", "off"]);
-        let ifindex = middle.ifindex(MIDDLE_IN);
-        let injector = middle.run(move || {
-            let mut ebpf = EbpfLoader::new()
-                .override_global("FROM_ADDR", &u32::from_ne_bytes(SERVICE), true)
-                .override_global("TO_ADDR", &u32::from_ne_bytes(SERVER), true)
-                .load(FAULT_INJECTOR)
-                .expect("load the fault injector");
-            let prog: &mut SchedClassifier =
-                ebpf.program_mut("stale_dnat").unwrap().try_into().unwrap();
-            prog.load().expect("verify the fault injector");
-            // First in the chain, so that auditors at this hook see the packet as the NAT left it.
-            prog.attach(
-                ifindex,
-                TcAttach::Tcx {
-                    attach_type: TcAttachType::Ingress,
-                    order: LinkOrder::first(),
-                },
-            )
-            .expect("attach the fault injector");
-            ebpf
-        });
+        let (ns, iface, attach_type) = match fault.place {
+            Place::MiddleIngress => (&middle, MIDDLE_IN, TcAttachType::Ingress),
+            Place::ClientEgress => (&client, CLIENT_IF, TcAttachType::Egress),
+        };
+        let injector = attach_fault_injector(ns, iface, attach_type, fault);
         Self {
             client,
             middle,
@@ -205,6 +231,38 @@ impl DnatLab {
         );
         service_answered || received > 0
     }
+}
+
+fn attach_fault_injector(
+    ns: &NetNs,
+    iface: &str,
+    attach_type: TcAttachType,
+    fault: Fault,
+) -> Ebpf {
+    let ifindex = ns.ifindex(iface);
+    let (from_port, to_port) = fault.port.unwrap_or((0, 0));
+    ns.run(move || {
+        let mut ebpf = EbpfLoader::new()
+            .override_global("FROM_ADDR", &u32::from_ne_bytes(SERVICE), true)
+            .override_global("TO_ADDR", &u32::from_ne_bytes(SERVER), true)
+            .override_global("FROM_PORT", &from_port.to_be(), true)
+            .override_global("TO_PORT", &to_port.to_be(), true)
+            .override_global("L4_UPDATE", &(fault.l4 as u8), true)
+            .load(FAULT_INJECTOR)
+            .expect("load the fault injector");
+        let prog: &mut SchedClassifier = ebpf.program_mut("stale_dnat").unwrap().try_into().unwrap();
+        prog.load().expect("verify the fault injector");
+        // First in the chain, so that auditors at this hook see the packet as the NAT left it.
+        prog.attach(
+            ifindex,
+            TcAttach::Tcx {
+                attach_type,
+                order: LinkOrder::first(),
+            },
+        )
+        .expect("attach the fault injector");
+        ebpf
+    })
 }
 
 /// The command prefix that joins the lab's three namespaces in one auditor.
