@@ -809,7 +809,9 @@ fn metrics_are_served_and_parse_with_an_independent_parser() {
                 ("iface", VETH_B),
                 ("hook", "tc-ingress"),
                 ("kind", "corrupt"),
-                ("severity", "problem")
+                ("severity", "problem"),
+                // Raw frames from an AF_PACKET socket: CHECKSUM_NONE skbs.
+                ("state", "none")
             ]
         ) >= 2.0
     );

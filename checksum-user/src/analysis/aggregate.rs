@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use checksum_common::{Hook, Kind, Layer, Status};
+use checksum_common::{Hook, Kind, Layer, Status, event::IpSummed};
 
 use crate::{
     analysis::severity::Severity,
@@ -47,6 +47,8 @@ pub struct Entry {
     pub want: u16,
     /// Judged when the row's first mismatch was taken in, from where it was seen.
     pub severity: Severity,
+    /// The skb's checksum state of the row's first mismatch (`None` without one: XDP, replay).
+    pub state: Option<IpSummed>,
 }
 
 /// A row and when it was last updated, in `Aggregator::seq` ticks (kernel timestamps are not
@@ -119,6 +121,7 @@ impl Aggregator {
             got: v.got,
             want: v.want,
             severity,
+            state: v.skb.map(|skb| skb.ip_summed),
         };
         let seen = self.seq;
         self.entries.insert(key, Slot { entry, seen });

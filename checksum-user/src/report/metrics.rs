@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_common::{Counters, Kind, Layer, Status};
+use checksum_common::{Counters, Kind, Layer, Status, event::IpSummed};
 
 use crate::{
     analysis::{Analysis, DropTracing, SourceId, aggregate::Evicted, severity::Severity},
@@ -43,6 +43,8 @@ pub struct EventCount {
     pub hook: &'static str,
     pub kind: &'static str,
     pub severity: &'static str,
+    /// The skb's checksum state (`ip_summed`), or "unknown" where there is none (XDP).
+    pub state: &'static str,
     pub count: u64,
 }
 
@@ -80,10 +82,12 @@ impl Snapshot {
     /// diagnosis.
     pub fn of(analysis: &Analysis, lifecycle: &Lifecycle) -> Self {
         let present = |id: SourceId| analysis.status(id).gone.is_none();
-        let mut events: BTreeMap<(SourceId, Kind), (u64, Severity)> = BTreeMap::new();
+        let mut events: BTreeMap<(SourceId, Kind, &'static str), (u64, Severity)> =
+            BTreeMap::new();
         for (key, entry) in analysis.flows().rows() {
+            let state = entry.state.map_or("unknown", IpSummed::name);
             events
-                .entry((key.source, key.kind))
+                .entry((key.source, key.kind, state))
                 .or_insert((0, entry.severity))
                 .0 += entry.count;
         }
@@ -115,14 +119,15 @@ impl Snapshot {
                 .collect(),
             events: events
                 .into_iter()
-                .filter(|((source, _), _)| present(*source))
-                .map(|((source, kind), (count, severity))| {
+                .filter(|((source, _, _), _)| present(*source))
+                .map(|((source, kind, state), (count, severity))| {
                     let (iface, hook) = place(source);
                     EventCount {
                         iface,
                         hook,
                         kind: kind.name(),
                         severity: severity.name(),
+                        state,
                         count,
                     }
                 })
@@ -184,6 +189,7 @@ struct EventLabels {
     hook: String,
     kind: String,
     severity: String,
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -306,12 +312,14 @@ pub fn render(s: &Snapshot) -> String {
             hook: e.hook.into(),
             kind: e.kind.into(),
             severity: e.severity.into(),
+            state: e.state.into(),
         };
         events.get_or_create(&labels).inc_by(e.count);
     }
     registry.register(
         "mismatch_events",
-        "Mismatch events received in user space, by kind and severity.",
+        "Mismatch events received in user space, by kind, severity and the skb's checksum state \
+         (ip_summed; unknown at XDP).",
         events,
     );
     let diagnosed = Family::<DiagnosisLabels, Counter>::default();
@@ -632,6 +640,7 @@ mod tests {
                 hook: "tc-ingress",
                 kind: "corrupt",
                 severity: "problem",
+                state: "none",
                 count: 3,
             }],
             diagnoses: vec![DiagnosisCount {
@@ -682,6 +691,10 @@ mod tests {
             text.contains(
                 r#"checksum_audit_attached{iface="veth0",hook="tc-ingress",mode="tcx"} 1"#
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"checksum_audit_mismatch_events_total{iface="veth0",hook="tc-ingress",kind="corrupt",severity="problem",state="none"} 3"#),
             "{text}"
         );
         assert!(
