@@ -6,6 +6,7 @@ pub mod counters;
 pub mod csum;
 pub mod drop;
 pub mod event;
+pub mod signature;
 pub mod source;
 
 pub use counters::Counters;
