@@ -91,21 +91,33 @@ impl Signature {
         }
     }
 
-    /// Whether a rewrite of `what` leaves this signature at all: a partial checksum left alone
-    /// holds only the pseudo-header, so a port rewrite alone leaves it right.
+    /// Whether a rewrite of `what` shows as itself under this signature: a partial checksum left
+    /// alone holds only the pseudo-header, so a port rewrite alone leaves it right, and one of
+    /// address and port shows as the address's alone.
     pub const fn covers(self, what: Rewritten) -> bool {
-        !matches!((self, what), (Self::PartialLeftAlone, Rewritten::Port))
+        !matches!(
+            (self, what),
+            (
+                Self::PartialLeftAlone,
+                Rewritten::Port | Rewritten::AddrPort
+            )
+        )
+    }
+
+    /// The signatures of a partial checksum updated as if complete: the address is in the
+    /// pseudo-header sum the field held and in the update.
+    pub const fn counts_the_address_twice(self) -> bool {
+        matches!(
+            self,
+            Self::PartialUpdatedAsComplete | Self::CompletedAfterPartialUpdatedAsComplete
+        )
     }
 
     /// The contribution of a rewritten value whose address contributes `addr` and port `port`
     /// (`None` for what the rewrite did not change).
     pub const fn contribution(self, addr: Option<u16>, port: Option<u16>) -> u16 {
-        let twice = matches!(
-            self,
-            Self::PartialUpdatedAsComplete | Self::CompletedAfterPartialUpdatedAsComplete
-        );
         let a = match addr {
-            Some(a) if twice => ones_add(a, a),
+            Some(a) if self.counts_the_address_twice() => ones_add(a, a),
             Some(a) => a,
             None => 0,
         };
@@ -122,9 +134,9 @@ impl Signature {
             Self::StaleAfterRewrite | Self::CompletedAfterPartialUpdatedAsComplete => {
                 ones_sub(cur, orig)
             }
-            Self::PartialLeftAlone | Self::PartialUpdatedAsComplete | Self::AbsentChecksumUpdated => {
-                ones_sub(orig, cur)
-            }
+            Self::PartialLeftAlone
+            | Self::PartialUpdatedAsComplete
+            | Self::AbsentChecksumUpdated => ones_sub(orig, cur),
         }
     }
 
@@ -135,9 +147,9 @@ impl Signature {
             Self::StaleAfterRewrite | Self::CompletedAfterPartialUpdatedAsComplete => {
                 ones_sub(cur, constant)
             }
-            Self::PartialLeftAlone | Self::PartialUpdatedAsComplete | Self::AbsentChecksumUpdated => {
-                ones_add(cur, constant)
-            }
+            Self::PartialLeftAlone
+            | Self::PartialUpdatedAsComplete
+            | Self::AbsentChecksumUpdated => ones_add(cur, constant),
         }
     }
 }
@@ -250,7 +262,13 @@ mod tests {
 
     fn check(sig: Signature, before: &Udp, to: &[u8], port: Option<u16>) {
         let (after, orig, cur) = before.dnat(sig, to, port);
-        let nat = |field| rfc1624(field, &before.words(port.is_some()), &after.words(port.is_some()));
+        let nat = |field| {
+            rfc1624(
+                field,
+                &before.words(port.is_some()),
+                &after.words(port.is_some()),
+            )
+        };
         let seen = match sig {
             Signature::StaleAfterRewrite => ones_sub(before.checksum(), after.checksum()),
             Signature::PartialLeftAlone => ones_sub(before.pseudo(), after.pseudo()),
@@ -305,10 +323,14 @@ mod tests {
 
     /// The Windows/OVS Service case with its real numbers: VIP 10.96.0.10:80 DNATed to the
     /// endpoint 10.244.1.7:8080, the partial checksum updated as if complete, then completed by
-    /// the NIC: every segment is off by 2·(cur_addr - orig_addr) + (cur_port - orig_port).
+    /// the NIC: every segment is off by `2·(cur_addr - orig_addr) + (cur_port - orig_port)`.
     #[test]
     fn the_ovs_windows_service_case() {
-        let before = udp(&[10, 244, 2, 5], &[10, 96, 0, 10], b"GET / HTTP/1.1".to_vec());
+        let before = udp(
+            &[10, 244, 2, 5],
+            &[10, 96, 0, 10],
+            b"GET / HTTP/1.1".to_vec(),
+        );
         let sig = Signature::CompletedAfterPartialUpdatedAsComplete;
         check(sig, &before, &[10, 244, 1, 7], Some(8080));
         let d = sig.constant(
@@ -316,7 +338,10 @@ mod tests {
             sig.contribution(Some(addr_sum_v4([10, 244, 1, 7])), Some(8080)),
         );
         let once = ones_sub(addr_sum_v4([10, 244, 1, 7]), addr_sum_v4([10, 96, 0, 10]));
-        assert!(ones_eq(d, ones_add(ones_add(once, once), ones_sub(8080, 80))));
+        assert!(ones_eq(
+            d,
+            ones_add(ones_add(once, once), ones_sub(8080, 80))
+        ));
         // Not the 1x shape the stale rule tests.
         assert!(!ones_eq(d, ones_add(once, ones_sub(8080, 80))));
     }
@@ -324,6 +349,7 @@ mod tests {
     #[test]
     fn a_port_rewrite_alone_leaves_a_left_alone_partial_checksum_right() {
         assert!(!Signature::PartialLeftAlone.covers(Rewritten::Port));
+        assert!(!Signature::PartialLeftAlone.covers(Rewritten::AddrPort));
         let sig = Signature::PartialLeftAlone;
         assert_eq!(sig.contribution(None, Some(8080)), 0);
         for other in Signature::ALL {

@@ -1,27 +1,27 @@
-//! Flow-level diagnosis: from the mismatches of a flow (and every address and port seen in the
-//! run), names the likely cause and what to check next.
+//! Flow-level diagnosis: from the mismatches of a flow (and what the run and the user supplied
+//! as evidence), names the likely cause and what to check next.
 //!
 //! Per packet, the kernel can only say what the field looks like (`Kind`). Across a flow more is
-//! visible: a field rewritten without a checksum update leaves every packet off by the same amount
-//! however the payload varies, and that amount is the change of the rewritten address or port, so
-//! the original can be found among the values seen elsewhere in the run (signatures 2 and 3 of
-//! checksum-signatures.md).
+//! visible: a field rewritten without a correct checksum update leaves every packet off by the
+//! same amount however the payload varies, and that amount is a function of the rewritten value
+//! before and after (the signatures of `checksum_common::signature`, with their arithmetic).
+//!
+//! **A rewrite is named only with evidence** (a 16-bit sum matches *something* by chance once
+//! there are enough candidates):
+//! 1. `seen`: the flow as it was before the rewrite was itself seen in this run;
+//! 2. `candidate`: the original is a NAT candidate the user or the cluster supplied
+//!    (`--nat-candidates`: Service VIPs, ports, node ports);
+//! 3. `run-wide`: the original is a value seen elsewhere in the run, and the expected number of
+//!    chance matches over every hypothesis tried for the flow (each remembered value of each
+//!    shape, on each side, for each signature the flow's constants allow) is below 1%
+//!    (`CHANCE_LIMIT`). Otherwise the match is only reported as "consistent with".
+//!
+//! And a signature at all needs `MIN_PACKETS` mismatching packets whose payloads differ (so one
+//! or two corrupted packets never make a rewrite), and a per-packet kind that is an explanation
+//! in itself (zero, byte-swapped) is never replaced by a match.
 //!
 //! Arithmetic is one's complement on checksum values as events carry them (host-order numbers of
-//! the wire value); `!x` is `-x`. A value's *contribution* is what it adds to the checksummed sum:
-//! an address's words (pseudo-header or IPv4 header), a port's word (L4 header), or both. With
-//! F = field as received, C = correct checksum, P = folded pseudo-header sum of the addresses now
-//! in the packet, and a rewrite changing contribution `orig` to `cur`:
-//!
-//! * stale (checksum computed before the rewrite, never updated): F - C = cur - orig, for every
-//!   packet. So D = F - C is constant, and orig = cur - D.
-//! * zero UDP checksum "updated" by a NAT (RFC 1624: `F = ~(~0 + ~orig + cur)`): `F = orig - cur`,
-//!   constant whatever the payload, so `orig = cur + F`.
-//! * partial checksum (F held `P_orig`, the pseudo-header sum for the original addresses)
-//!   through a rewrite: left alone, `F - P = orig - cur` (addresses only: ports are not in the
-//!   pseudo-header); updated as if complete, `F = P_orig + orig - cur`, so
-//!   `F - P = 2 (orig_addr - cur_addr) + (orig_port - cur_port)`. Either way `E = F - P` is
-//!   constant over the flow.
+//! the wire value); `!x` is `-x`.
 
 use std::{
     cmp::Reverse,
@@ -31,7 +31,8 @@ use std::{
 
 use checksum_common::{
     Kind, Layer, Status,
-    csum::{addr_sum_v4, addr_sum_v6, ones_add, ones_eq, ones_half, ones_sub},
+    csum::{addr_sum_v4, addr_sum_v6, ones_eq, ones_sub},
+    signature::{Observed, Rewritten, Signature},
 };
 
 use crate::{
@@ -43,9 +44,15 @@ use crate::{
 /// rewrite signature: two packets agree by chance too easily.
 pub const MIN_PACKETS: usize = 3;
 
+/// The most chance matches expected over a flow's hypotheses for a run-wide value to be named.
+pub const CHANCE_LIMIT: f64 = 0.01;
+
+/// The chance that one wrong value has a given one's-complement sum (0x0000 and 0xffff are one).
+const CHANCE_PER_HYPOTHESIS: f64 = 1.0 / 65535.0;
+
 /// Which header field a rewrite changed.
 ///
-/// Declared from the most to the least likely explanation; when several seen values fit the
+/// Declared from the most to the least likely explanation; when several values fit the
 /// arithmetic equally well this order picks one. Addresses come first (DNAT of a Service VIP is
 /// the common case), ports last: they are a dense space, so a chance fit is likely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,7 +91,66 @@ impl RewrittenField {
     }
 }
 
-/// The rewrite that explains a flow's checksums.
+/// What a named rewrite rests on, strongest first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Evidence {
+    /// The flow as it was before the rewrite was itself seen in this run.
+    Seen,
+    /// The original is a NAT candidate the user or the cluster supplied.
+    Candidate {
+        /// The Service ("namespace/name") or the label of the candidate's line.
+        name: Option<String>,
+        /// Which field it came from: cluster-ip, external-ip, load-balancer, node-port, file.
+        origin: &'static str,
+    },
+    /// The original was seen elsewhere in the run, and chance cannot account for the match:
+    /// `hypotheses` values were tried for the flow.
+    RunWide { hypotheses: u64 },
+}
+
+impl Evidence {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Seen => "seen",
+            Self::Candidate { .. } => "candidate",
+            Self::RunWide { .. } => "run-wide",
+        }
+    }
+
+    /// For sentences, after "evidence: ".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Seen => "the flow before the rewrite was seen in this run".into(),
+            Self::Candidate {
+                name: Some(name),
+                origin,
+            } => format!("a NAT candidate, {origin} of {name}"),
+            Self::Candidate { origin, .. } => format!("a NAT candidate ({origin})"),
+            Self::RunWide { hypotheses } => format!(
+                "a value seen elsewhere in this run; {hypotheses} tried, {:.2}% expected by chance",
+                expected_chance(*hypotheses) * 100.0
+            ),
+        }
+    }
+
+    /// The Service (or candidate label) the original belongs to.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Self::Candidate { name, .. } => name.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "hypothesis counts are far below 2^52"
+)]
+fn expected_chance(hypotheses: u64) -> f64 {
+    hypotheses as f64 * CHANCE_PER_HYPOTHESIS
+}
+
+/// A rewrite that explains a flow's checksums.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrite {
     pub field: RewrittenField,
@@ -92,9 +158,8 @@ pub struct Rewrite {
     pub original: String,
     /// The value now in the packet, in the same form.
     pub current: String,
-    /// The flow as it was before the rewrite was itself seen in this run: strong evidence.
-    pub original_flow_seen: bool,
-    /// How many other seen values fit the arithmetic as well (0: unambiguous).
+    pub evidence: Evidence,
+    /// How many other values fit the arithmetic with evidence as strong (0: unambiguous).
     pub alternatives: usize,
 }
 
@@ -110,26 +175,22 @@ impl Rewrite {
     }
 }
 
+/// A flow's rewrite signature, and the rewrite when evidence names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteFinding {
+    pub signature: Signature,
+    /// What every mismatch of the flow shows (`Signature::observed`): got - want, got - pseudo,
+    /// or the field.
+    pub constant: u16,
+    pub rewrite: Option<Rewrite>,
+    /// Without a named rewrite: a run-wide value that fits, but that chance could explain.
+    pub consistent_with: Option<(Rewrite, u64)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Diagnosis {
-    /// Every mismatch is off by the same `delta` (got - want) while the payload varies: a field
-    /// was rewritten after the checksum was computed, and the checksum was not updated.
-    StaleAfterRewrite {
-        delta: u16,
-        likely_original: Option<Rewrite>,
-    },
-    /// The field is a partial (pseudo-header only) checksum for addresses or ports seen elsewhere
-    /// in the run: a rewrite left it alone, or updated it as if it were complete.
-    PartialThenRewritten {
-        updated_as_complete: bool,
-        likely_original: Rewrite,
-    },
-    /// UDP whose field holds the same non-zero value whatever the payload: the sender sent no
-    /// checksum and a NAT "updated" the zero. `field` is that value: original - current.
-    AbsentChecksumUpdated {
-        field: u16,
-        likely_original: Option<Rewrite>,
-    },
+    /// Boxed: the other variants carry nothing, and flows are mostly not rewritten.
+    Rewrite(Box<RewriteFinding>),
     OffloadPending,
     ByteSwapped,
     Zero,
@@ -139,9 +200,7 @@ pub enum Diagnosis {
 impl Diagnosis {
     pub fn name(&self) -> &'static str {
         match self {
-            Self::StaleAfterRewrite { .. } => "stale-after-rewrite",
-            Self::PartialThenRewritten { .. } => "partial-then-rewritten",
-            Self::AbsentChecksumUpdated { .. } => "absent-checksum-updated",
+            Self::Rewrite(r) => r.signature.name(),
             Self::OffloadPending => "offload-pending",
             Self::ByteSwapped => "byte-swapped",
             Self::Zero => "zero",
@@ -149,17 +208,18 @@ impl Diagnosis {
         }
     }
 
+    /// The rewrite named with evidence.
     pub fn likely_original(&self) -> Option<&Rewrite> {
         match self {
-            Self::StaleAfterRewrite {
-                likely_original, ..
-            }
-            | Self::AbsentChecksumUpdated {
-                likely_original, ..
-            } => likely_original.as_ref(),
-            Self::PartialThenRewritten {
-                likely_original, ..
-            } => Some(likely_original),
+            Self::Rewrite(r) => r.rewrite.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A rewrite that fits but is not conclusive, with the hypotheses tried.
+    pub fn consistent_with(&self) -> Option<&(Rewrite, u64)> {
+        match self {
+            Self::Rewrite(r) => r.consistent_with.as_ref(),
             _ => None,
         }
     }
@@ -167,50 +227,7 @@ impl Diagnosis {
     /// One sentence: what the checksums show.
     pub fn explanation(&self) -> String {
         match self {
-            Self::StaleAfterRewrite {
-                delta,
-                likely_original: Some(r),
-            } => format!(
-                "Every mismatch is off by the same {} while the payload varies: the checksum was \
-                 computed before the {} rewrite and never updated.",
-                hex(*delta),
-                r.describe()
-            ),
-            Self::StaleAfterRewrite { delta, .. } => format!(
-                "Every mismatch is off by the same {} while the payload varies: a field covered by \
-                 the checksum was rewritten after it was computed (no address or port seen in this \
-                 run accounts for the difference).",
-                hex(*delta)
-            ),
-            Self::PartialThenRewritten {
-                updated_as_complete: true,
-                likely_original: r,
-            } => format!(
-                "The field holds a partial (pseudo-header only) checksum that the {} rewrite \
-                 updated as if it were a complete checksum.",
-                r.describe()
-            ),
-            Self::PartialThenRewritten {
-                likely_original: r, ..
-            } => format!(
-                "The field holds a partial (pseudo-header only) checksum still computed for the \
-                 addresses before the {} rewrite.",
-                r.describe()
-            ),
-            Self::AbsentChecksumUpdated {
-                field,
-                likely_original: Some(r),
-            } => format!(
-                "The UDP checksum is the same {} whatever the payload: the sender sent none (zero) \
-                 and the {} rewrite updated the zero as if it were a checksum.",
-                hex(*field),
-                r.describe()
-            ),
-            Self::AbsentChecksumUpdated { field, .. } => format!(
-                "The UDP checksum is the same {} whatever the payload: the sender sent none (zero) \
-                 and a rewrite on the path updated the zero as if it were a checksum.",
-                hex(*field)
-            ),
+            Self::Rewrite(r) => r.explanation(),
             Self::OffloadPending => "The field holds only the pseudo-header sum: the checksum was \
                  left to TX offload (CHECKSUM_PARTIAL) and not completed before this point."
                 .into(),
@@ -229,45 +246,7 @@ impl Diagnosis {
     /// One actionable sentence: where to look.
     pub fn next_step(&self) -> String {
         match self {
-            Self::StaleAfterRewrite {
-                likely_original: Some(r),
-                ..
-            } => format!(
-                "Check the NAT or service rule that rewrites the {}: it does not update the \
-                 checksum (look for a tc/XDP program, an IPVS/iptables/nftables or OVS ct(nat) rule, \
-                 or a userspace dataplane on the path).",
-                r.describe()
-            ),
-            Self::StaleAfterRewrite { delta, .. } if ones_eq(*delta, 1) || ones_eq(*delta, !1) => {
-                "Find the incremental checksum update on the path: an offset of exactly 1 is the \
-                 signature of two's-complement arithmetic (RFC 1141) where RFC 1624 is needed."
-                    .into()
-            }
-            Self::StaleAfterRewrite { .. } => "Capture before and after each NAT, load balancer, \
-                 tunnel endpoint or tc/XDP program on the path to find the rewrite that leaves the \
-                 checksum unchanged."
-                .into(),
-            Self::PartialThenRewritten {
-                likely_original: r, ..
-            } => format!(
-                "Check the NAT that rewrites the {} (a virtual switch such as Open vSwitch on \
-                 Windows, or a userspace dataplane): with checksum offload it must update the \
-                 pseudo-header sum, not the full checksum; to confirm, disable TX checksum offload \
-                 on the sending interface.",
-                r.describe()
-            ),
-            Self::AbsentChecksumUpdated {
-                likely_original: Some(r),
-                ..
-            } => format!(
-                "Fix the NAT that rewrites the {} to leave a zero UDP checksum alone (RFC 768), or \
-                 make the sender compute UDP checksums (e.g. a tunnel's udp-csum option).",
-                r.describe()
-            ),
-            Self::AbsentChecksumUpdated { .. } => "Find the NAT on the path that updates zero UDP \
-                 checksums (it must leave them alone, RFC 768), or make the sender compute UDP \
-                 checksums (e.g. a tunnel's udp-csum option)."
-                .into(),
+            Self::Rewrite(r) => r.next_step(),
             Self::OffloadPending => "Normal at egress and on veth/tap; if seen on ingress at a \
                  physical NIC, check TX checksum offload on the sender (ethtool -k, \
                  tx-checksumming) and any userspace dataplane or AF_PACKET path that forwarded the \
@@ -286,6 +265,117 @@ impl Diagnosis {
             Self::Corrupt => "Compare captures upstream and downstream to find where the bytes \
                  change; check NIC and driver errors (ethtool -S), RX checksum offload (try \
                  ethtool -K <iface> rx off) and veth paths that mark packets as already verified."
+                .into(),
+        }
+    }
+}
+
+impl RewriteFinding {
+    fn explanation(&self) -> String {
+        let c = hex(self.constant);
+        let what = match (&self.rewrite, self.signature) {
+            (Some(r), Signature::StaleAfterRewrite) => format!(
+                "Every mismatch is off by the same {c} while the payload varies: the checksum was \
+                 computed before the {} rewrite and never updated.",
+                r.describe()
+            ),
+            (None, Signature::StaleAfterRewrite) => format!(
+                "Every mismatch is off by the same {c} while the payload varies: a field covered by \
+                 the checksum was rewritten after it was computed (no address or port with \
+                 evidence accounts for the difference)."
+            ),
+            (Some(r), Signature::PartialLeftAlone) => format!(
+                "The field holds a partial (pseudo-header only) checksum still computed for the \
+                 addresses before the {} rewrite.",
+                r.describe()
+            ),
+            (Some(r), Signature::PartialUpdatedAsComplete) => format!(
+                "The field holds a partial (pseudo-header only) checksum that the {} rewrite \
+                 updated as if it were a complete checksum.",
+                r.describe()
+            ),
+            (Some(r), Signature::CompletedAfterPartialUpdatedAsComplete) => format!(
+                "Every mismatch is off by the same {c} while the payload varies: the {} rewrite \
+                 updated a partial (pseudo-header only) checksum as if it were complete, and it \
+                 was completed downstream, so the address change counts twice and the port \
+                 change once.",
+                r.describe()
+            ),
+            (Some(r), Signature::AbsentChecksumUpdated) => format!(
+                "The UDP checksum is the same {c} whatever the payload: the sender sent none \
+                 (zero) and the {} rewrite updated the zero as if it were a checksum.",
+                r.describe()
+            ),
+            (None, _) => format!(
+                "The UDP checksum is the same {c} whatever the payload: the sender sent none \
+                 (zero) and a rewrite on the path updated the zero as if it were a checksum."
+            ),
+        };
+        let evidence = self
+            .rewrite
+            .as_ref()
+            .map(|r| format!(" (evidence: {})", r.evidence.describe()));
+        let consistent = self.consistent_with.as_ref().map(|(r, hypotheses)| {
+            format!(
+                " Consistent with a rewrite of the {}; not conclusive: {hypotheses} values were \
+                 tried and {:.1} chance matches expected.",
+                r.describe(),
+                expected_chance(*hypotheses)
+            )
+        });
+        what + &evidence.unwrap_or_default() + &consistent.unwrap_or_default()
+    }
+
+    fn next_step(&self) -> String {
+        let ovs = |r: &Rewrite| {
+            format!(
+                "Check the NAT that rewrites the {} (a virtual switch such as Open vSwitch on \
+                 Windows, or a userspace dataplane): with checksum offload it must update a \
+                 partial checksum as a pseudo-header sum, not as a complete checksum. To confirm, \
+                 disable TX checksum offload on the sending node's interface or vNIC and the \
+                 errors stop; the fix is a datapath that updates partial checksums as \
+                 pseudo-header sums (openvswitch/ovs-issues#231).",
+                r.describe()
+            )
+        };
+        match (&self.rewrite, self.signature) {
+            (Some(r), Signature::StaleAfterRewrite) => format!(
+                "Check the NAT or service rule that rewrites the {}: it does not update the \
+                 checksum (look for a tc/XDP program, an IPVS/iptables/nftables or OVS ct(nat) rule, \
+                 or a userspace dataplane on the path).",
+                r.describe()
+            ),
+            (None, Signature::StaleAfterRewrite)
+                if ones_eq(self.constant, 1) || ones_eq(self.constant, !1) =>
+            {
+                "Find the incremental checksum update on the path: an offset of exactly 1 is the \
+                 signature of two's-complement arithmetic (RFC 1141) where RFC 1624 is needed."
+                    .into()
+            }
+            (None, Signature::StaleAfterRewrite) => "Follow the flow hop by hop (audit every hop \
+                 at once), or pass the cluster's Services with --nat-candidates, to find the \
+                 rewrite that leaves the checksum unchanged; capture before and after each NAT, \
+                 load balancer, tunnel endpoint or tc/XDP program on the path."
+                .into(),
+            (Some(r), Signature::PartialLeftAlone) => format!(
+                "Check the NAT that rewrites the {}: with checksum offload it must update the \
+                 pseudo-header sum in the field (it left it alone); to confirm, disable TX \
+                 checksum offload on the sending interface.",
+                r.describe()
+            ),
+            (
+                Some(r),
+                Signature::PartialUpdatedAsComplete
+                | Signature::CompletedAfterPartialUpdatedAsComplete,
+            ) => ovs(r),
+            (Some(r), Signature::AbsentChecksumUpdated) => format!(
+                "Fix the NAT that rewrites the {} to leave a zero UDP checksum alone (RFC 768), or \
+                 make the sender compute UDP checksums (e.g. a tunnel's udp-csum option).",
+                r.describe()
+            ),
+            (None, _) => "Find the NAT on the path that updates zero UDP checksums (it must leave \
+                 them alone, RFC 768), or make the sender compute UDP checksums (e.g. a tunnel's \
+                 udp-csum option)."
                 .into(),
         }
     }
@@ -317,6 +407,24 @@ pub struct Untracked {
     pub flows: u64,
 }
 
+/// A value supplied as a NAT candidate, and what it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supplied {
+    pub value: SuppliedValue,
+    pub name: Option<String>,
+    pub origin: &'static str,
+    /// The port the rewrite leads to, where known: a rewrite of this candidate's port must lead
+    /// there.
+    pub target_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppliedValue {
+    Addr(IpAddr),
+    Port(u16),
+    AddrPort(IpAddr, u16),
+}
+
 /// Accumulates mismatches per flow and remembers what the run has seen, then diagnoses each flow.
 ///
 /// Memory is bounded: at most `limit` tracked flows, `limit` remembered values (addresses, ports
@@ -327,8 +435,13 @@ pub struct Diagnoser {
     flows: HashMap<FlowKey, FlowState, foldhash::fast::RandomState>,
     values: HashSet<Value, foldhash::fast::RandomState>,
     /// Remembered values by their contribution, so each rule inverts its arithmetic with one
-    /// lookup instead of a scan.
+    /// lookup instead of a scan; and how many values each (shape, family) holds: the hypotheses
+    /// one lookup tries.
     by_sum: HashMap<SumKey, Vec<Value>, foldhash::fast::RandomState>,
+    per_shape: HashMap<(Shape, bool), u64, foldhash::fast::RandomState>,
+    /// NAT candidates by their contribution.
+    supplied: HashMap<SumKey, Vec<(Value, usize)>, foldhash::fast::RandomState>,
+    supplied_info: Vec<Supplied>,
     seen_flows: HashSet<Flow, foldhash::fast::RandomState>,
     untracked: Untracked,
 }
@@ -346,8 +459,28 @@ impl Diagnoser {
             flows: HashMap::default(),
             values: HashSet::default(),
             by_sum: HashMap::default(),
+            per_shape: HashMap::default(),
+            supplied: HashMap::default(),
+            supplied_info: Vec::new(),
             seen_flows: HashSet::default(),
             untracked: Untracked::default(),
+        }
+    }
+
+    /// Adds NAT candidates (`--nat-candidates`): evidence for a rewrite whose original is one.
+    pub fn add_candidates(&mut self, candidates: impl IntoIterator<Item = Supplied>) {
+        for c in candidates {
+            let value = match c.value {
+                SuppliedValue::Addr(a) => Value::Addr(a),
+                SuppliedValue::Port(p) => Value::Port(p),
+                SuppliedValue::AddrPort(a, p) => Value::AddrPort(a, p),
+            };
+            let index = self.supplied_info.len();
+            self.supplied_info.push(c);
+            for &shape in value.shapes() {
+                let key = SumKey::new(shape, value.is_v6(), value.sum(shape));
+                self.supplied.entry(key).or_default().push((value, index));
+            }
         }
     }
 
@@ -430,8 +563,8 @@ impl Diagnoser {
             }
         }
         for side in [Side::Src, Side::Dst] {
-            for shape in [Shape::Addr, Shape::Port, Shape::AddrPort] {
-                if let Some(value) = side.value(flow, shape) {
+            for what in [Rewritten::Addr, Rewritten::Port, Rewritten::AddrPort] {
+                if let Some(value) = side.value(flow, what) {
                     self.remember_value(value);
                 }
             }
@@ -447,125 +580,158 @@ impl Diagnoser {
             return;
         }
         self.values.insert(value);
-        let shapes: &[Shape] = match value {
-            Value::Addr(_) => &[Shape::Addr],
-            Value::Port(_) => &[Shape::Port],
-            Value::AddrPort(..) => &[Shape::AddrPort, Shape::AddrTwicePort],
-        };
-        for &shape in shapes {
+        for &shape in value.shapes() {
             let key = SumKey::new(shape, value.is_v6(), value.sum(shape));
             self.by_sum.entry(key).or_default().push(value);
+            *self.per_shape.entry((shape, value.is_v6())).or_default() += 1;
         }
     }
 
-    /// Rule order: the rewrite signatures first (they say more), then the most frequent
-    /// per-packet kind. Among the signatures, stale needs the strongest evidence (a constant over
-    /// differing packets); an absent checksum with a named original comes before a partial one,
-    /// and a partial one with a named original before an absent one without (fixed-size UDP
-    /// datagrams with a partial field also have a constant field).
+    /// The rules, in order: a per-packet kind that explains itself stays; a signature needs
+    /// `MIN_PACKETS` differing payloads; then every signature the flow's constants allow is tried
+    /// and the best-evidenced rewrite named; failing that, the signature the constants show
+    /// without a name (stale, absent), else the most frequent per-packet kind.
     fn diagnose_flow(&self, key: &FlowKey, s: &FlowState) -> Diagnosis {
-        let (layer, flow) = (key.layer, &key.flow);
-        let payloads_vary = s.wants.len() >= MIN_PACKETS;
-
-        // Stale: F - C = cur - orig, so orig = cur - D (`!d` is -D).
-        if let (true, Some(d)) = (payloads_vary, s.delta.get()) {
-            let checks = [(Shape::Addr, !d), (Shape::AddrPort, !d), (Shape::Port, !d)];
-            return Diagnosis::StaleAfterRewrite {
-                delta: d,
-                likely_original: best(self.explain(layer, flow, &checks)).map(|(r, _)| r),
-            };
-        }
-
-        // Absent: F = orig - cur, so orig = cur + F. A field equal to P is offload-pending, and
-        // F = 0 or 0xffff would mean nothing changed.
-        let absent = match (layer, payloads_vary, s.field.get()) {
-            (Layer::Udp, true, Some(f))
-                if !ones_eq(f, 0) && s.kinds[Kind::OffloadPending as usize] == 0 =>
-            {
-                let checks = [(Shape::Addr, f), (Shape::AddrPort, f), (Shape::Port, f)];
-                Some((f, best(self.explain(layer, flow, &checks))))
-            }
-            _ => None,
-        };
-        if let Some((field, Some((r, _)))) = absent {
-            return Diagnosis::AbsentChecksumUpdated {
-                field,
-                likely_original: Some(r),
-            };
-        }
-
-        // Partial: E = F - P is orig - cur (left alone) or 2 orig_addr + orig_port - (2 cur_addr
-        // + cur_port) (updated as if complete). Needs a named original: without one, a constant
-        // E is what any single mismatching packet has.
-        if matches!(layer, Layer::Tcp | Layer::Udp | Layer::Icmpv6)
-            && let Some(e) = s.excess.get()
-            && !ones_eq(e, 0)
-        {
-            let left_alone = self.explain(layer, flow, &[(Shape::Addr, e)]);
-            let mut as_complete = self.explain(
-                layer,
-                flow,
-                &[
-                    (Shape::Addr, ones_half(e)),
-                    (Shape::AddrTwicePort, e),
-                    (Shape::Port, e),
-                ],
-            );
-            for f in &mut as_complete {
-                f.updated_as_complete = true;
-            }
-            if let Some((likely_original, updated_as_complete)) =
-                best([left_alone, as_complete].concat())
-            {
-                return Diagnosis::PartialThenRewritten {
-                    updated_as_complete,
-                    likely_original,
-                };
-            }
-        }
-
-        if let Some((field, None)) = absent {
-            return Diagnosis::AbsentChecksumUpdated {
-                field,
-                likely_original: None,
-            };
-        }
-
-        match s.most_frequent_kind() {
+        let kind = s.most_frequent_kind();
+        let per_kind = match kind {
             Kind::OffloadPending => Diagnosis::OffloadPending,
             Kind::ByteSwapped => Diagnosis::ByteSwapped,
             Kind::Zero => Diagnosis::Zero,
             Kind::Corrupt | Kind::Match => Diagnosis::Corrupt,
+        };
+        if matches!(kind, Kind::Zero | Kind::ByteSwapped) || s.wants.len() < MIN_PACKETS {
+            return per_kind;
         }
+        let (layer, flow) = (key.layer, &key.flow);
+        let ported = matches!(layer, Layer::Tcp | Layer::Udp | Layer::Icmpv6);
+        let mut tried: Vec<(Signature, u16)> = Vec::new();
+        for sig in Signature::ALL {
+            let constant = match sig.observed() {
+                Observed::Delta => s.delta.get(),
+                // A field equal to P is offload-pending, not rewritten.
+                Observed::Excess if ported => s.excess.get().filter(|e| !ones_eq(*e, 0)),
+                // F = 0 or 0xffff would mean nothing changed; a partial field is no absent one.
+                Observed::Field if layer == Layer::Udp => s
+                    .field
+                    .get()
+                    .filter(|f| !ones_eq(*f, 0) && s.kinds[Kind::OffloadPending as usize] == 0),
+                Observed::Excess | Observed::Field => None,
+            };
+            if let Some(c) = constant {
+                tried.push((sig, c));
+            }
+        }
+        let mut found = Vec::new();
+        let mut hypotheses = 0;
+        for &(sig, constant) in &tried {
+            found.extend(self.explain(layer, flow, sig, constant, &mut hypotheses));
+        }
+        let significant = expected_chance(hypotheses) < CHANCE_LIMIT;
+        for f in &mut found {
+            if let Evidence::RunWide { hypotheses: h } = &mut f.evidence {
+                *h = hypotheses;
+            }
+        }
+        let (conclusive, chance): (Vec<_>, Vec<_>) = found
+            .into_iter()
+            .partition(|f| significant || !matches!(f.evidence, Evidence::RunWide { .. }));
+        if let Some((rewrite, sig)) = best(conclusive) {
+            let constant = tried.iter().find(|(s, _)| *s == sig).map_or(0, |t| t.1);
+            return Diagnosis::Rewrite(Box::new(RewriteFinding {
+                signature: sig,
+                constant,
+                rewrite: Some(rewrite),
+                consistent_with: None,
+            }));
+        }
+        // No rewrite named: the signatures that stand on their constants alone.
+        let consistent_with = best(chance).map(|(r, _)| (r, hypotheses));
+        for &(sig, constant) in &tried {
+            if matches!(
+                sig,
+                Signature::StaleAfterRewrite | Signature::AbsentChecksumUpdated
+            ) {
+                return Diagnosis::Rewrite(Box::new(RewriteFinding {
+                    signature: sig,
+                    constant,
+                    rewrite: None,
+                    consistent_with,
+                }));
+            }
+        }
+        per_kind
     }
 
-    /// Remembered values that explain the flow's field: for each `(shape, offset)`, on either
-    /// side, a value whose contribution is the current value's plus `offset`. Only shapes the
-    /// layer's checksum covers are tried (ports exist only for TCP and UDP; ICMPv4 covers no
-    /// address).
-    fn explain(&self, layer: Layer, flow: &Flow, checks: &[(Shape, u16)]) -> Vec<Found> {
+    /// Values that explain the flow's `constant` under `sig`: for each kind of rewrite the
+    /// signature covers, on either side, a value whose contribution is the original one the
+    /// arithmetic gives. Counts every remembered value such a lookup could have matched into
+    /// `hypotheses`. ICMPv4 covers no address, and ports exist only for TCP and UDP.
+    fn explain(
+        &self,
+        layer: Layer,
+        flow: &Flow,
+        sig: Signature,
+        constant: u16,
+        hypotheses: &mut u64,
+    ) -> Vec<Found> {
         let mut found = Vec::new();
         if layer == Layer::Icmp {
             return found;
         }
-        for &(shape, offset) in checks {
+        for what in [Rewritten::Addr, Rewritten::AddrPort, Rewritten::Port] {
+            // A port-only change shows the same under both of these: named once, as stale.
+            let duplicate =
+                sig == Signature::CompletedAfterPartialUpdatedAsComplete && what == Rewritten::Port;
+            if !sig.covers(what) || duplicate {
+                continue;
+            }
+            let shape = Shape::of(sig, what);
             for side in [Side::Src, Side::Dst] {
-                let Some(current) = side.value(flow, shape) else {
+                let Some(current) = side.value(flow, what) else {
                     continue;
                 };
-                let want = ones_add(current.sum(shape), offset);
+                let want = sig.original(constant, current.sum(shape));
                 let key = SumKey::new(shape, current.is_v6(), want);
-                for &original in self.by_sum.get(&key).into_iter().flatten() {
-                    if !original.changes_every_part_of(current) {
-                        continue;
+                *hypotheses += self
+                    .per_shape
+                    .get(&(shape, current.is_v6()))
+                    .copied()
+                    .unwrap_or(0);
+                let field = side.field(what);
+                let mut push = |original: Value, evidence: Evidence| {
+                    if original.changes_every_part_of(current) {
+                        found.push(Found {
+                            field,
+                            original,
+                            current,
+                            evidence,
+                            signature: sig,
+                        });
                     }
-                    found.push(Found {
-                        field: side.field(shape),
-                        original,
-                        current,
-                        original_flow_seen: self.seen_flows.contains(&side.with(flow, original)),
-                        updated_as_complete: false,
-                    });
+                };
+                for &original in self.by_sum.get(&key).into_iter().flatten() {
+                    let evidence = if self.seen_flows.contains(&side.with(flow, original)) {
+                        Evidence::Seen
+                    } else {
+                        Evidence::RunWide { hypotheses: 0 }
+                    };
+                    push(original, evidence);
+                }
+                for &(original, index) in self.supplied.get(&key).into_iter().flatten() {
+                    let c = &self.supplied_info[index];
+                    let leads_elsewhere = match (c.target_port, current) {
+                        (Some(t), Value::AddrPort(_, p)) => t != p,
+                        _ => false,
+                    };
+                    if !leads_elsewhere {
+                        push(
+                            original,
+                            Evidence::Candidate {
+                                name: c.name.clone(),
+                                origin: c.origin,
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -573,19 +739,43 @@ impl Diagnoser {
     }
 }
 
-/// The best explanation, with how many others fit: evidence of the pre-rewrite flow first, then
-/// the field order of `RewrittenField`, then the value (for a deterministic choice).
-fn best(mut found: Vec<Found>) -> Option<(Rewrite, bool)> {
-    found.sort_by_key(|f| (!f.original_flow_seen, f.field, f.original));
+/// The best explanation, with how many others fit as well: the strongest evidence, then the
+/// signature order, the field order of `RewrittenField`, then the value (deterministic). A value
+/// found both as seen and as a candidate counts once.
+fn best(mut found: Vec<Found>) -> Option<(Rewrite, Signature)> {
+    found.sort_by(|a, b| {
+        (a.evidence.rank(), a.signature, a.field, a.original).cmp(&(
+            b.evidence.rank(),
+            b.signature,
+            b.field,
+            b.original,
+        ))
+    });
+    found.dedup_by_key(|f| (f.signature, f.field, f.original));
     let first = found.first()?;
+    let alternatives = found
+        .iter()
+        .skip(1)
+        .filter(|f| f.evidence.rank() == first.evidence.rank())
+        .count();
     let rewrite = Rewrite {
         field: first.field,
         original: first.original.to_string(),
         current: first.current.to_string(),
-        original_flow_seen: first.original_flow_seen,
-        alternatives: found.len() - 1,
+        evidence: first.evidence.clone(),
+        alternatives,
     };
-    Some((rewrite, first.updated_as_complete))
+    Some((rewrite, first.signature))
+}
+
+impl Evidence {
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Seen => 0,
+            Self::Candidate { .. } => 1,
+            Self::RunWide { .. } => 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -674,18 +864,28 @@ impl Constant {
     }
 }
 
-/// How a rewritten value enters the checksum.
+/// How a rewritten value enters the checksum (`Signature::contribution`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Shape {
-    /// An address's words.
     Addr,
-    /// A port's word.
+    /// An address counted twice: a partial checksum updated as if complete (the address is in
+    /// both the pseudo-header sum it held and the update).
+    AddrTwice,
     Port,
-    /// An address and the port beside it.
     AddrPort,
-    /// The same with the address counted twice: a partial checksum updated as if complete (the
-    /// address is in both the pseudo-header it held and the update).
     AddrTwicePort,
+}
+
+impl Shape {
+    fn of(sig: Signature, what: Rewritten) -> Self {
+        match (what, sig.counts_the_address_twice()) {
+            (Rewritten::Addr, false) => Self::Addr,
+            (Rewritten::Addr, true) => Self::AddrTwice,
+            (Rewritten::Port, _) => Self::Port,
+            (Rewritten::AddrPort, false) => Self::AddrPort,
+            (Rewritten::AddrPort, true) => Self::AddrTwicePort,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -703,15 +903,27 @@ impl Value {
         }
     }
 
+    /// The shapes this value can be rewritten as.
+    fn shapes(self) -> &'static [Shape] {
+        match self {
+            Self::Addr(_) => &[Shape::Addr, Shape::AddrTwice],
+            Self::Port(_) => &[Shape::Port],
+            Self::AddrPort(..) => &[Shape::AddrPort, Shape::AddrTwicePort],
+        }
+    }
+
     /// What the value contributes to a checksum when rewritten as `shape`.
     fn sum(self, shape: Shape) -> u16 {
-        match (self, shape) {
-            (Self::Addr(a), _) => addr_sum(a),
-            (Self::Port(p), _) => p,
-            (Self::AddrPort(a, p), Shape::AddrTwicePort) => {
-                ones_add(ones_add(addr_sum(a), addr_sum(a)), p)
-            }
-            (Self::AddrPort(a, p), _) => ones_add(addr_sum(a), p),
+        let twice = matches!(shape, Shape::AddrTwice | Shape::AddrTwicePort);
+        let sig = if twice {
+            Signature::CompletedAfterPartialUpdatedAsComplete
+        } else {
+            Signature::StaleAfterRewrite
+        };
+        match self {
+            Self::Addr(a) => sig.contribution(Some(addr_sum(a)), None),
+            Self::Port(p) => sig.contribution(None, Some(p)),
+            Self::AddrPort(a, p) => sig.contribution(Some(addr_sum(a)), Some(p)),
         }
     }
 
@@ -760,27 +972,27 @@ enum Side {
 }
 
 impl Side {
-    /// The flow's value of `shape` on this side (`None` for ports of a portless layer).
-    fn value(self, flow: &Flow, shape: Shape) -> Option<Value> {
+    /// The flow's value of `what` on this side (`None` for ports of a portless layer).
+    fn value(self, flow: &Flow, what: Rewritten) -> Option<Value> {
         let (addr, port) = match self {
             Self::Src => (flow.src, flow.ports.map(|p| p.0)),
             Self::Dst => (flow.dst, flow.ports.map(|p| p.1)),
         };
-        match shape {
-            Shape::Addr => Some(Value::Addr(addr)),
-            Shape::Port => port.map(Value::Port),
-            Shape::AddrPort | Shape::AddrTwicePort => port.map(|p| Value::AddrPort(addr, p)),
+        match what {
+            Rewritten::Addr => Some(Value::Addr(addr)),
+            Rewritten::Port => port.map(Value::Port),
+            Rewritten::AddrPort => port.map(|p| Value::AddrPort(addr, p)),
         }
     }
 
-    fn field(self, shape: Shape) -> RewrittenField {
-        match (self, shape) {
-            (Self::Src, Shape::Addr) => RewrittenField::SrcAddr,
-            (Self::Dst, Shape::Addr) => RewrittenField::DstAddr,
-            (Self::Src, Shape::Port) => RewrittenField::SrcPort,
-            (Self::Dst, Shape::Port) => RewrittenField::DstPort,
-            (Self::Src, _) => RewrittenField::SrcAddrPort,
-            (Self::Dst, _) => RewrittenField::DstAddrPort,
+    fn field(self, what: Rewritten) -> RewrittenField {
+        match (self, what) {
+            (Self::Src, Rewritten::Addr) => RewrittenField::SrcAddr,
+            (Self::Dst, Rewritten::Addr) => RewrittenField::DstAddr,
+            (Self::Src, Rewritten::Port) => RewrittenField::SrcPort,
+            (Self::Dst, Rewritten::Port) => RewrittenField::DstPort,
+            (Self::Src, Rewritten::AddrPort) => RewrittenField::SrcAddrPort,
+            (Self::Dst, Rewritten::AddrPort) => RewrittenField::DstAddrPort,
         }
     }
 
@@ -801,14 +1013,14 @@ impl Side {
     }
 }
 
-/// A remembered value that explains a flow's field.
-#[derive(Debug, Clone, Copy)]
+/// A value that explains a flow's field.
+#[derive(Debug, Clone)]
 struct Found {
     field: RewrittenField,
     original: Value,
     current: Value,
-    original_flow_seen: bool,
-    updated_as_complete: bool,
+    evidence: Evidence,
+    signature: Signature,
 }
 
 #[cfg(test)]
@@ -823,7 +1035,11 @@ mod tests {
 
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    use checksum_common::{Hook, csum::classify, event::Direction};
+    use checksum_common::{
+        Hook,
+        csum::{classify, ones_add},
+        event::Direction,
+    };
 
     use super::*;
 
@@ -1006,6 +1222,13 @@ mod tests {
     }
 
     /// The single diagnosed flow.
+    fn finding(f: &FlowDiagnosis) -> &RewriteFinding {
+        match &f.diagnosis {
+            Diagnosis::Rewrite(r) => r,
+            other => panic!("no rewrite signature: {other:#?}"),
+        }
+    }
+
     fn only(d: &Diagnoser) -> FlowDiagnosis {
         let all = d.diagnose(|_, _| Severity::Problem);
         assert_eq!(all.len(), 1, "{all:#?}");
@@ -1043,23 +1266,23 @@ mod tests {
         // The field still reflects the VIP: got - want = sum(POD) - sum(VIP).
         let change = ones_sub(addr_sum(v4(POD)), addr_sum(v4(VIP)));
         assert!(ones_eq(f.delta.unwrap(), change));
-        let Diagnosis::StaleAfterRewrite {
-            delta,
-            likely_original: Some(r),
-        } = &f.diagnosis
-        else {
-            panic!("{f:#?}");
-        };
-        assert!(ones_eq(*delta, change));
+        let found = finding(&f);
+        let r = found.rewrite.as_ref().unwrap();
+        assert!(ones_eq(found.constant, change));
         assert_eq!(f.diagnosis.name(), "stale-after-rewrite");
         assert_eq!(r.field, RewrittenField::DstAddr);
         assert_eq!((r.original.as_str(), r.current.as_str()), (VIP, POD));
-        assert!(r.original_flow_seen);
+        assert_eq!(r.evidence, Evidence::Seen);
         assert_eq!(r.alternatives, 0);
         assert!(
             f.diagnosis
                 .explanation()
                 .contains("10.96.0.10 -> 10.244.1.7")
+        );
+        assert!(
+            f.diagnosis
+                .explanation()
+                .contains("evidence: the flow before")
         );
         assert!(
             f.diagnosis
@@ -1086,7 +1309,11 @@ mod tests {
             (r.field, r.original.as_str()),
             (RewrittenField::DstAddr, VIP)
         );
-        assert!(!r.original_flow_seen);
+        // Few values in this run: the match is significant.
+        assert!(
+            matches!(r.evidence, Evidence::RunWide { hypotheses } if hypotheses < 100),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -1123,7 +1350,7 @@ mod tests {
             (r.original.as_str(), r.current.as_str()),
             ("10.96.0.10:80", "10.244.1.7:8080")
         );
-        assert!(r.original_flow_seen);
+        assert_eq!(r.evidence, Evidence::Seen);
     }
 
     #[test]
@@ -1211,20 +1438,16 @@ mod tests {
         }
         let all = d.diagnose(|_, _| Severity::Problem);
         let f = all.iter().find(|f| f.source == 2).unwrap();
-        let Diagnosis::PartialThenRewritten {
-            updated_as_complete: true,
-            likely_original: r,
-        } = &f.diagnosis
-        else {
-            panic!("{f:#?}");
-        };
-        assert_eq!(f.diagnosis.name(), "partial-then-rewritten");
+        let found = finding(f);
+        let r = found.rewrite.as_ref().unwrap();
+        assert_eq!(found.signature, Signature::PartialUpdatedAsComplete);
+        assert_eq!(f.diagnosis.name(), "partial-updated-as-complete");
         assert_eq!(r.field, RewrittenField::SrcAddrPort);
         assert_eq!(
             (r.original.as_str(), r.current.as_str()),
             ("10.10.3.10:80", "169.254.0.252:30008")
         );
-        assert!(r.original_flow_seen);
+        assert_eq!(r.evidence, Evidence::Seen);
         assert_eq!(f.delta, None); // the offset from the correct checksum varies
         // The container's own port sees a plain partial checksum.
         let at_container = all.iter().find(|f| f.source == 1).unwrap();
@@ -1248,7 +1471,7 @@ mod tests {
             .into_iter()
             .find(|f| f.source == 2)
             .unwrap();
-        assert_eq!(f.diagnosis.name(), "partial-then-rewritten");
+        assert_eq!(f.diagnosis.name(), "partial-updated-as-complete");
         let r = f.diagnosis.likely_original().unwrap();
         assert_eq!(
             (r.field, r.original.as_str()),
@@ -1259,23 +1482,22 @@ mod tests {
     #[test]
     fn partial_left_alone_by_dnat() {
         // A partial checksum for client -> VIP; the DNAT to the pod does not touch the field, so
-        // it is still the pseudo-header sum for the VIP. One packet is enough.
+        // it is still the pseudo-header sum for the VIP.
         let mut d = Diagnoser::default();
-        let before = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 80), payload(0));
-        d.observe(1, &before.verdict(before.pseudo()));
-        d.observe(2, &before.with_dst((v4(POD), 80)).verdict(before.pseudo()));
+        for i in 0..3 {
+            let before = Packet::new(TCP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 80), payload(i));
+            d.observe(1, &before.verdict(before.pseudo()));
+            d.observe(2, &before.with_dst((v4(POD), 80)).verdict(before.pseudo()));
+        }
         let f = d
             .diagnose(|_, _| Severity::Problem)
             .into_iter()
             .find(|f| f.source == 2)
             .unwrap();
-        let Diagnosis::PartialThenRewritten {
-            updated_as_complete: false,
-            likely_original: r,
-        } = &f.diagnosis
-        else {
-            panic!("{f:#?}");
-        };
+        let found = finding(&f);
+        assert_eq!(found.signature, Signature::PartialLeftAlone);
+        assert_eq!(f.diagnosis.name(), "partial-left-alone");
+        let r = found.rewrite.as_ref().unwrap();
         assert_eq!(
             (r.field, r.original.as_str()),
             (RewrittenField::DstAddr, VIP)
@@ -1297,15 +1519,10 @@ mod tests {
         assert_eq!(fields.len(), 1);
         let field = fields.into_iter().next().unwrap();
         let f = only(&d);
-        let Diagnosis::AbsentChecksumUpdated {
-            field: got,
-            likely_original: Some(r),
-        } = &f.diagnosis
-        else {
-            panic!("{f:#?}");
-        };
+        let found = finding(&f);
+        let r = found.rewrite.as_ref().unwrap();
         assert_eq!(f.diagnosis.name(), "absent-checksum-updated");
-        assert_eq!(*got, field);
+        assert_eq!(found.constant, field);
         // The field is the change undone: sum(VIP) - sum(POD).
         assert!(ones_eq(
             field,
@@ -1413,15 +1630,11 @@ mod tests {
             );
         }
         let f = only(&d);
-        let Diagnosis::StaleAfterRewrite {
-            delta,
-            likely_original: None,
-        } = f.diagnosis
-        else {
-            panic!("{f:#?}");
-        };
+        let found = finding(&f);
+        assert_eq!(found.signature, Signature::StaleAfterRewrite);
+        assert!(found.rewrite.is_none() && found.consistent_with.is_none());
         assert!(ones_eq(
-            delta,
+            found.constant,
             ones_sub(addr_sum(v4(POD)), addr_sum(v4(VIP)))
         ));
         assert!(f.diagnosis.explanation().contains("no address or port"));
@@ -1441,8 +1654,9 @@ mod tests {
         d.observe(3, &decoy.verdict(decoy.checksum()));
         stale_dnat(&mut d, UDP, (v4(VIP), 53), (v4(POD), 53), 3);
         let r = only(&d).diagnosis.likely_original().cloned().unwrap();
-        assert_eq!((r.original.as_str(), r.alternatives), (VIP, 1));
-        assert!(r.original_flow_seen);
+        // The decoy is only a run-wide value: weaker evidence, so no alternative of the same rank.
+        assert_eq!((r.original.as_str(), r.alternatives), (VIP, 0));
+        assert_eq!(r.evidence, Evidence::Seen);
     }
 
     #[test]
@@ -1468,6 +1682,198 @@ mod tests {
         assert_eq!(only(&d).diagnosis, Diagnosis::OffloadPending);
         d.observe(1, &p.verdict(p.checksum() ^ 0x0101));
         assert_eq!(only(&d).diagnosis, Diagnosis::Corrupt);
+    }
+
+    /// The Windows/OVS Service case (openvswitch/ovs-issues#231): a pod calls VIP:80; the
+    /// virtual switch DNATs it to the endpoint 10.244.1.7:8080, updating the partial checksum as
+    /// if it were complete, and the NIC completes it. The receiving node sees complete checksums
+    /// off by 2·Δaddr + Δport.
+    fn ovs_service_case(d: &mut Diagnoser, n: usize) {
+        let pod = (v4("10.244.2.5"), 41895u16);
+        let (vip, endpoint) = ((v4(VIP), 80u16), (v4(POD), 8080u16));
+        for i in 0..n {
+            let sent = Packet::new(TCP, pod, vip, payload(i));
+            let old = [octets(vip.0), vip.1.to_be_bytes().to_vec()].concat();
+            let new = [octets(endpoint.0), endpoint.1.to_be_bytes().to_vec()].concat();
+            let updated = nat_update(sent.pseudo(), &old, &new);
+            let received = sent.with_dst(endpoint);
+            // The NIC sums the segment onto the partial field it holds.
+            let completed = !ref_sum(&received.segment(updated));
+            d.observe(2, &received.verdict(completed));
+        }
+    }
+
+    fn web_service() -> Supplied {
+        Supplied {
+            value: SuppliedValue::AddrPort(v4(VIP), 80),
+            name: Some("default/web".into()),
+            origin: "cluster-ip",
+            target_port: Some(8080),
+        }
+    }
+
+    #[test]
+    fn partial_updated_as_complete_then_completed_is_named_with_a_candidate() {
+        let mut d = Diagnoser::default();
+        d.add_candidates([web_service()]);
+        ovs_service_case(&mut d, 4);
+        let f = only(&d);
+        let found = finding(&f);
+        assert_eq!(
+            f.diagnosis.name(),
+            "partial-updated-as-complete-then-completed"
+        );
+        let r = found.rewrite.as_ref().unwrap();
+        assert_eq!(r.field, RewrittenField::DstAddrPort);
+        assert_eq!(
+            (r.original.as_str(), r.current.as_str()),
+            ("10.96.0.10:80", "10.244.1.7:8080")
+        );
+        assert_eq!(r.evidence.service(), Some("default/web"));
+        assert!(f.diagnosis.explanation().contains("counts twice"), "{f:#?}");
+        assert!(
+            f.diagnosis
+                .next_step()
+                .contains("disable TX checksum offload")
+        );
+        // got - want = 2 (cur_addr - orig_addr) + (cur_port - orig_port).
+        let once = ones_sub(addr_sum(v4(POD)), addr_sum(v4(VIP)));
+        let want = ones_add(ones_add(once, once), ones_sub(8080, 80));
+        assert!(ones_eq(found.constant, want));
+    }
+
+    #[test]
+    fn partial_updated_as_complete_then_completed_is_named_when_the_original_is_seen() {
+        let mut d = Diagnoser::default();
+        let pod = (v4("10.244.2.5"), 41895u16);
+        let before = Packet::new(TCP, pod, (v4(VIP), 80), payload(0));
+        d.observe(1, &before.verdict(before.pseudo())); // at the pod's own port: partial
+        ovs_service_case(&mut d, 4);
+        let f = d
+            .diagnose(|_, _| Severity::Problem)
+            .into_iter()
+            .find(|f| f.source == 2)
+            .unwrap();
+        assert_eq!(
+            f.diagnosis.name(),
+            "partial-updated-as-complete-then-completed"
+        );
+        assert_eq!(
+            f.diagnosis.likely_original().unwrap().evidence,
+            Evidence::Seen
+        );
+    }
+
+    #[test]
+    fn a_candidate_that_leads_to_another_port_is_no_evidence() {
+        let mut d = Diagnoser::default();
+        d.add_candidates([Supplied {
+            target_port: Some(9090),
+            ..web_service()
+        }]);
+        ovs_service_case(&mut d, 4);
+        let f = only(&d);
+        assert!(f.diagnosis.likely_original().is_none(), "{f:#?}");
+        // The constant stands on its own: a stale-shaped flow, nothing named.
+        assert_eq!(f.diagnosis.name(), "stale-after-rewrite");
+    }
+
+    /// An address whose sum is `sum`: 0x0a00 + (sum - 0x0a00) in its two words.
+    fn address_with_sum(sum: u16) -> IpAddr {
+        let low = ones_sub(sum, 0x0a00);
+        let [a, b] = low.to_be_bytes();
+        IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
+    }
+
+    #[test]
+    fn a_run_wide_match_among_many_values_is_not_conclusive() {
+        let mut d = Diagnoser::default();
+        // 2,000 addresses seen in the run, in flows unrelated to the broken one.
+        for i in 0..2000u16 {
+            let other = Packet::new(
+                UDP,
+                (v4("192.168.0.1"), 1000),
+                (address_with_sum(i.wrapping_mul(31)), 53),
+                payload(1),
+            );
+            d.observe(3, &other.verdict(other.checksum()));
+        }
+        // The VIP is also among the values, but the pre-DNAT flow was never seen.
+        let other = Packet::new(UDP, (v4("10.0.0.9"), 5353), (v4(VIP), 53), payload(9));
+        d.observe(3, &other.verdict(other.checksum()));
+        for i in 0..4 {
+            let before = Packet::new(UDP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 53), payload(i));
+            d.observe(
+                2,
+                &before.with_dst((v4(POD), 53)).verdict(before.checksum()),
+            );
+        }
+        let f = d
+            .diagnose(|_, _| Severity::Problem)
+            .into_iter()
+            .find(|f| f.source == 2)
+            .unwrap();
+        let found = finding(&f);
+        assert_eq!(found.signature, Signature::StaleAfterRewrite);
+        assert!(found.rewrite.is_none(), "{f:#?}");
+        let (r, hypotheses) = found.consistent_with.as_ref().unwrap();
+        assert!(*hypotheses > 2000, "{hypotheses}");
+        assert!(f.diagnosis.explanation().contains("not conclusive"));
+        assert!(f.diagnosis.explanation().contains(&r.describe()));
+    }
+
+    #[test]
+    fn one_mismatching_packet_is_never_a_rewrite() {
+        // Even with the pre-rewrite flow seen and a candidate that fits.
+        let mut d = Diagnoser::default();
+        d.add_candidates([Supplied {
+            value: SuppliedValue::Addr(v4(VIP)),
+            name: Some("kube-system/kube-dns".into()),
+            origin: "cluster-ip",
+            target_port: None,
+        }]);
+        stale_dnat(&mut d, UDP, (v4(VIP), 53), (v4(POD), 53), 1);
+        let f = d
+            .diagnose(|_, _| Severity::Problem)
+            .into_iter()
+            .find(|f| f.source == 2)
+            .unwrap();
+        assert_eq!(f.diagnosis, Diagnosis::Corrupt);
+    }
+
+    #[test]
+    fn a_zero_field_is_never_explained_away_by_a_match() {
+        // Same-length datagrams with a zero field (over IPv6, where zero is wrong): got - pseudo
+        // is the same for all of them, and a candidate is planted exactly where the left-alone
+        // partial rule would look for the original.
+        let src = (v6("fd00::5"), 40000u16);
+        let dst = (v6("fd00::10"), 53u16);
+        let mut d = Diagnoser::default();
+        let first = Packet::new(UDP, src, dst, vec![1; 32]);
+        let excess = ones_sub(0, first.pseudo());
+        let target = Signature::PartialLeftAlone.original(excess, addr_sum(dst.0));
+        let planted = IpAddr::V6(Ipv6Addr::new(
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            ones_sub(target, 0xfd00),
+        ));
+        assert!(ones_eq(addr_sum(planted), target));
+        d.add_candidates([Supplied {
+            value: SuppliedValue::Addr(planted),
+            name: None,
+            origin: "file",
+            target_port: None,
+        }]);
+        for i in 0..4u8 {
+            let p = Packet::new(UDP, src, dst, vec![i; 32]);
+            d.observe(1, &p.verdict(0));
+        }
+        assert_eq!(only(&d).diagnosis, Diagnosis::Zero);
     }
 
     #[test]

@@ -607,6 +607,22 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
             "rewrite".into(),
             json!(d.diagnosis.likely_original().map(Rewrite::describe)),
         ),
+        (
+            "evidence".into(),
+            json!(d.diagnosis.likely_original().map(|r| r.evidence.name())),
+        ),
+        (
+            "service".into(),
+            json!(
+                d.diagnosis
+                    .likely_original()
+                    .and_then(|r| r.evidence.service())
+            ),
+        ),
+        (
+            "consistent_with".into(),
+            json!(d.diagnosis.consistent_with().map(|(r, _)| r.describe())),
+        ),
         ("explanation".into(), json!(d.diagnosis.explanation())),
         ("next_step".into(), json!(d.diagnosis.next_step())),
         ("kernel_drops".into(), drops_json(analysis.drops_of(d))),
