@@ -6,7 +6,10 @@ mod common;
 use std::{io::Write, process::Command};
 
 use checksum_user::testkit::frames::*;
-use common::{auditor::BIN, require_root};
+use common::{
+    replay::{json_lines, replay},
+    require_root,
+};
 use serde_json::Value;
 
 const VIP: [u8; 4] = [10, 9, 0, 2]; // the frames' own destination: the "service address"
@@ -25,44 +28,6 @@ fn dnat_capture() -> Vec<u8> {
     }
     let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
     pcap_file(1, &refs)
-}
-
-fn replay(bytes: &[u8], args: &[&str]) -> (String, String) {
-    // Tests run in parallel, some with the same arguments: each call its own file.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!(
-        "csa-replay-{}-{call}-{}.pcap",
-        std::process::id(),
-        args.join("_")
-    ));
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(bytes)
-        .unwrap();
-    let out = Command::new(BIN)
-        .arg("replay")
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
 }
 
 #[test]

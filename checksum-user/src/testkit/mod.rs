@@ -6,6 +6,7 @@
     reason = "test code: a helper that cannot do its job panics, and its message says why"
 )]
 
+pub mod corpus;
 pub mod differential;
 pub mod dnat;
 pub mod frames;

@@ -7,6 +7,7 @@
 
 pub mod auditor;
 pub mod leftovers;
+pub mod replay;
 
 /// Skips the calling test (returns from it) unless it may touch the kernel: see
 /// [`require_root`], which also makes a skip a failure in CI.
