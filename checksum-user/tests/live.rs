@@ -1048,23 +1048,20 @@ fn flood_accounting(extra: &[&str]) {
 }
 
 /// Issue 11's fault injector: a NAT at the sender's own tc egress rewrites the destination of a
-/// CHECKSUM_PARTIAL skb and either leaves the partial sum alone or updates it as if it were a
+/// `CHECKSUM_PARTIAL` skb and either leaves the partial sum alone or updates it as if it were a
 /// complete checksum. An auditor after it at the same hook, on a veth, where the interface-class
 /// rule excuses partial checksums, reports both as problems **at that hop**: the skb says the
 /// field is still to be completed, and it is not the pseudo-header sum of the addresses now in
 /// the packet.
 #[test]
 fn a_nat_that_breaks_a_partial_checksum_is_a_problem_at_its_own_hop() {
+    use checksum_common::csum::{addr_sum_v4, ones_add, ones_eq, ones_sub};
     use checksum_user::testkit::dnat::{
         CLIENT_IF, DnatLab, Fault, L4Update, Place, SERVER, SERVICE, SERVICE_TCP_PORT,
         SERVICE_UDP_PORT,
     };
-    use checksum_common::csum::{addr_sum_v4, ones_add, ones_eq, ones_sub};
     root_only!();
-    for (tag, l4) in [
-        ("pl", L4Update::LeftAlone),
-        ("pc", L4Update::AsIfComplete),
-    ] {
+    for (tag, l4) in [("pl", L4Update::LeftAlone), ("pc", L4Update::AsIfComplete)] {
         let lab = DnatLab::with_fault(
             tag,
             Fault {

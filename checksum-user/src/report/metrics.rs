@@ -82,8 +82,7 @@ impl Snapshot {
     /// diagnosis.
     pub fn of(analysis: &Analysis, lifecycle: &Lifecycle) -> Self {
         let present = |id: SourceId| analysis.status(id).gone.is_none();
-        let mut events: BTreeMap<(SourceId, Kind, &'static str), (u64, Severity)> =
-            BTreeMap::new();
+        let mut events: BTreeMap<(SourceId, Kind, &'static str), (u64, Severity)> = BTreeMap::new();
         for (key, entry) in analysis.flows().rows() {
             let state = entry.state.map_or("unknown", IpSummed::name);
             events

@@ -46,7 +46,7 @@ pub enum L4Update {
 }
 
 /// Where the faulty NAT runs: on the middle hop's way in (the demo), or at the client's own
-/// egress, in front of any auditor there (so the auditor sees the CHECKSUM_PARTIAL skb the NAT
+/// egress, in front of any auditor there (so the auditor sees the `CHECKSUM_PARTIAL` skb the NAT
 /// left).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
@@ -233,12 +233,7 @@ impl DnatLab {
     }
 }
 
-fn attach_fault_injector(
-    ns: &NetNs,
-    iface: &str,
-    attach_type: TcAttachType,
-    fault: Fault,
-) -> Ebpf {
+fn attach_fault_injector(ns: &NetNs, iface: &str, attach_type: TcAttachType, fault: Fault) -> Ebpf {
     let ifindex = ns.ifindex(iface);
     let (from_port, to_port) = fault.port.unwrap_or((0, 0));
     ns.run(move || {
@@ -250,7 +245,8 @@ fn attach_fault_injector(
             .override_global("L4_UPDATE", &(fault.l4 as u8), true)
             .load(FAULT_INJECTOR)
             .expect("load the fault injector");
-        let prog: &mut SchedClassifier = ebpf.program_mut("stale_dnat").unwrap().try_into().unwrap();
+        let prog: &mut SchedClassifier =
+            ebpf.program_mut("stale_dnat").unwrap().try_into().unwrap();
         prog.load().expect("verify the fault injector");
         // First in the chain, so that auditors at this hook see the packet as the NAT left it.
         prog.attach(
