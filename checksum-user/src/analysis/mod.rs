@@ -3,6 +3,7 @@
 //! feed it decoded verdicts and render from it.
 
 pub mod aggregate;
+pub mod candidates;
 pub mod diagnosis;
 pub mod drops;
 pub mod severity;
