@@ -136,6 +136,11 @@ pub struct LiveArgs {
     /// each problem, and finds drops on paths nothing audits.
     #[arg(long)]
     pub no_kernel_drops: bool,
+    /// NAT candidates: `kubectl get svc -A -o json` output, or `ADDR`, `ADDR:PORT` lines with an
+    /// optional label. A rewrite whose original is one of them is named with that evidence
+    /// (and its Service); without evidence a rewrite is not named.
+    #[arg(long, value_name = "FILE")]
+    pub nat_candidates: Option<PathBuf>,
     /// The options above that the command line gave, as `--name`: filled by `Cli::parse_args`
     /// from clap's value sources, since a value equal to the default may have been given too.
     #[arg(skip)]
@@ -151,6 +156,11 @@ pub struct ReplayArgs {
     /// Print every verdict, not only mismatches.
     #[arg(long)]
     pub all: bool,
+    /// NAT candidates: `kubectl get svc -A -o json` output, or `ADDR`, `ADDR:PORT` lines with an
+    /// optional label. A rewrite whose original is one of them is named with that evidence
+    /// (and its Service); without evidence a rewrite is not named.
+    #[arg(long, value_name = "FILE")]
+    pub nat_candidates: Option<PathBuf>,
 }
 
 impl Cli {

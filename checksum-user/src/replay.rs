@@ -138,6 +138,8 @@ impl CaptureSources {
 /// Replays `args.file`, writing verdict lines and a summary to `out`.
 pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Result<ReplayStats> {
     let mut reader = open_capture(&args.file)?;
+    let candidates =
+        crate::analysis::candidates::Candidates::load_option(args.nat_candidates.as_deref())?;
     // Load only after the file checks out, so a bad path fails fast and without privileges.
     let mut auditor = FrameAuditor::with_options(&LoadOptions {
         report_all: true,
@@ -148,6 +150,9 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
     // The same pipeline as live auditing, with each of the capture's interfaces as a source.
     // Every verdict, matching or not, feeds the diagnosis: the pre-rewrite flow is usually fine.
     let mut analysis = Analysis::default();
+    if let Some(c) = &candidates {
+        analysis.add_nat_candidates(c);
+    }
     let mut sources = CaptureSources {
         by_interface: Vec::new(),
         current: None,

@@ -73,7 +73,8 @@ impl Confusion {
 
 /// Replays the corpus with or without its candidates file and checks every flow.
 fn check(corpus: &Corpus, pcap: &[u8], with_candidates: bool) -> Confusion {
-    let candidates = std::env::temp_dir().join(format!("csa-precision-{}.txt", std::process::id()));
+    let candidates =
+        std::env::temp_dir().join(format!("csa-precision-{}.json", std::process::id()));
     std::fs::write(&candidates, &corpus.candidates).unwrap();
     let path = candidates.to_str().unwrap().to_owned();
     let mut args = vec!["--format", "json"];
@@ -94,7 +95,10 @@ fn check(corpus: &Corpus, pcap: &[u8], with_candidates: bool) -> Confusion {
         let named = d["likely_original"].as_str();
         match &flow.truth {
             Truth::Random { kind, packets } => {
-                let row = format!("random {kind} ({} bad)", if *packets == 1 { "1" } else { "3" });
+                let row = format!(
+                    "random {kind} ({} bad)",
+                    if *packets == 1 { "1" } else { "3" }
+                );
                 table.add(row, format!("{name}{}", named.map_or("", |_| " NAMED")));
                 if named.is_some() || name != *kind {
                     failures.push(format!("random {kind} flow diagnosed {d}"));
@@ -130,7 +134,9 @@ fn check(corpus: &Corpus, pcap: &[u8], with_candidates: bool) -> Confusion {
                 } else {
                     // Recall: every rewrite with evidence is named, with its signature.
                     let want_evidence = if *seen { "seen" } else { "candidate" };
-                    if name != *signature || named != Some(original) || d["evidence"] != want_evidence
+                    if name != *signature
+                        || named != Some(original)
+                        || d["evidence"] != want_evidence
                     {
                         failures.push(format!(
                             "{signature} from {original} ({evidence}) diagnosed {d}"

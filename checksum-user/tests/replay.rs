@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::{io::Write, process::Command};
-
 use checksum_user::testkit::frames::*;
 use common::{
     replay::{json_lines, replay},
     require_root,
 };
-use serde_json::Value;
 
 const VIP: [u8; 4] = [10, 9, 0, 2]; // the frames' own destination: the "service address"
 const POD: [u8; 4] = [10, 244, 1, 7];

@@ -146,6 +146,20 @@ const QUOTE_CHARS: usize = 60;
 
 impl Candidates {
     /// Reads and parses the file given to `--nat-candidates`; errors are one line that names it.
+    /// `--nat-candidates`, when given: loaded, with a line on stderr saying how many.
+    pub fn load_option(path: Option<&Path>) -> anyhow::Result<Option<Self>> {
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        let candidates = Self::load(path)?;
+        eprintln!(
+            "checksum-audit: {} NAT candidates from {}",
+            candidates.len(),
+            path.display()
+        );
+        Ok(Some(candidates))
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read --nat-candidates {}: {e}", path.display()))?;

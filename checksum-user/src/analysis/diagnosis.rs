@@ -36,7 +36,11 @@ use checksum_common::{
 };
 
 use crate::{
-    analysis::{aggregate::DEFAULT_MAX_KEYS, severity::Severity},
+    analysis::{
+        aggregate::DEFAULT_MAX_KEYS,
+        candidates::{Candidate, CandidateValue, Candidates, Origin, Protocol, TargetPort},
+        severity::Severity,
+    },
     kernel::event::{Flow, Verdict, hex},
 };
 
@@ -96,12 +100,14 @@ impl RewrittenField {
 pub enum Evidence {
     /// The flow as it was before the rewrite was itself seen in this run.
     Seen,
-    /// The original is a NAT candidate the user or the cluster supplied.
+    /// The original is a NAT candidate the user or the cluster supplied, and chance cannot
+    /// account for the match: `hypotheses` candidates were tried for the flow.
     Candidate {
         /// The Service ("namespace/name") or the label of the candidate's line.
         name: Option<String>,
         /// Which field it came from: cluster-ip, external-ip, load-balancer, node-port, file.
         origin: &'static str,
+        hypotheses: u64,
     },
     /// The original was seen elsewhere in the run, and chance cannot account for the match:
     /// `hypotheses` values were tried for the flow.
@@ -124,6 +130,7 @@ impl Evidence {
             Self::Candidate {
                 name: Some(name),
                 origin,
+                ..
             } => format!("a NAT candidate, {origin} of {name}"),
             Self::Candidate { origin, .. } => format!("a NAT candidate ({origin})"),
             Self::RunWide { hypotheses } => format!(
@@ -407,24 +414,6 @@ pub struct Untracked {
     pub flows: u64,
 }
 
-/// A value supplied as a NAT candidate, and what it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Supplied {
-    pub value: SuppliedValue,
-    pub name: Option<String>,
-    pub origin: &'static str,
-    /// The port the rewrite leads to, where known: a rewrite of this candidate's port must lead
-    /// there.
-    pub target_port: Option<u16>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SuppliedValue {
-    Addr(IpAddr),
-    Port(u16),
-    AddrPort(IpAddr, u16),
-}
-
 /// Accumulates mismatches per flow and remembers what the run has seen, then diagnoses each flow.
 ///
 /// Memory is bounded: at most `limit` tracked flows, `limit` remembered values (addresses, ports
@@ -439,9 +428,11 @@ pub struct Diagnoser {
     /// one lookup tries.
     by_sum: HashMap<SumKey, Vec<Value>, foldhash::fast::RandomState>,
     per_shape: HashMap<(Shape, bool), u64, foldhash::fast::RandomState>,
-    /// NAT candidates by their contribution.
+    /// NAT candidates (`--nat-candidates`) by their contribution, as indexes into `candidates`.
     supplied: HashMap<SumKey, Vec<(Value, usize)>, foldhash::fast::RandomState>,
-    supplied_info: Vec<Supplied>,
+    /// How many candidates each (shape, family, from a Service) holds.
+    supplied_per_shape: HashMap<(Shape, bool, bool), u64, foldhash::fast::RandomState>,
+    candidates: Vec<Candidate>,
     seen_flows: HashSet<Flow, foldhash::fast::RandomState>,
     untracked: Untracked,
 }
@@ -461,25 +452,30 @@ impl Diagnoser {
             by_sum: HashMap::default(),
             per_shape: HashMap::default(),
             supplied: HashMap::default(),
-            supplied_info: Vec::new(),
+            supplied_per_shape: HashMap::default(),
+            candidates: Vec::new(),
             seen_flows: HashSet::default(),
             untracked: Untracked::default(),
         }
     }
 
     /// Adds NAT candidates (`--nat-candidates`): evidence for a rewrite whose original is one.
-    pub fn add_candidates(&mut self, candidates: impl IntoIterator<Item = Supplied>) {
-        for c in candidates {
+    pub fn add_candidates(&mut self, candidates: &Candidates) {
+        for c in candidates.iter() {
             let value = match c.value {
-                SuppliedValue::Addr(a) => Value::Addr(a),
-                SuppliedValue::Port(p) => Value::Port(p),
-                SuppliedValue::AddrPort(a, p) => Value::AddrPort(a, p),
+                CandidateValue::Addr(a) => Value::Addr(a),
+                CandidateValue::Port(p) => Value::Port(p),
+                CandidateValue::AddrPort(a, p) => Value::AddrPort(a, p),
             };
-            let index = self.supplied_info.len();
-            self.supplied_info.push(c);
+            let index = self.candidates.len();
+            self.candidates.push(c.clone());
             for &shape in value.shapes() {
                 let key = SumKey::new(shape, value.is_v6(), value.sum(shape));
                 self.supplied.entry(key).or_default().push((value, index));
+                *self
+                    .supplied_per_shape
+                    .entry((shape, value.is_v6(), c.from_a_service()))
+                    .or_default() += 1;
             }
         }
     }
@@ -622,19 +618,19 @@ impl Diagnoser {
             }
         }
         let mut found = Vec::new();
-        let mut hypotheses = 0;
+        let mut hypotheses = Hypotheses::default();
         for &(sig, constant) in &tried {
             found.extend(self.explain(layer, flow, sig, constant, &mut hypotheses));
         }
-        let significant = expected_chance(hypotheses) < CHANCE_LIMIT;
         for f in &mut found {
-            if let Evidence::RunWide { hypotheses: h } = &mut f.evidence {
-                *h = hypotheses;
+            match &mut f.evidence {
+                Evidence::RunWide { hypotheses: h } => *h = hypotheses.run_wide,
+                Evidence::Candidate { hypotheses: h, .. } => *h = hypotheses.candidates,
+                Evidence::Seen => {}
             }
         }
-        let (conclusive, chance): (Vec<_>, Vec<_>) = found
-            .into_iter()
-            .partition(|f| significant || !matches!(f.evidence, Evidence::RunWide { .. }));
+        let (conclusive, chance): (Vec<_>, Vec<_>) =
+            found.into_iter().partition(|f| f.evidence.is_significant());
         if let Some((rewrite, sig)) = best(conclusive) {
             let constant = tried.iter().find(|(s, _)| *s == sig).map_or(0, |t| t.1);
             return Diagnosis::Rewrite(Box::new(RewriteFinding {
@@ -645,7 +641,10 @@ impl Diagnoser {
             }));
         }
         // No rewrite named: the signatures that stand on their constants alone.
-        let consistent_with = best(chance).map(|(r, _)| (r, hypotheses));
+        let consistent_with = best(chance).map(|(r, _)| {
+            let tried = r.evidence.hypotheses();
+            (r, tried)
+        });
         for &(sig, constant) in &tried {
             if matches!(
                 sig,
@@ -672,7 +671,7 @@ impl Diagnoser {
         flow: &Flow,
         sig: Signature,
         constant: u16,
-        hypotheses: &mut u64,
+        hypotheses: &mut Hypotheses,
     ) -> Vec<Found> {
         let mut found = Vec::new();
         if layer == Layer::Icmp {
@@ -692,11 +691,19 @@ impl Diagnoser {
                 };
                 let want = sig.original(constant, current.sum(shape));
                 let key = SumKey::new(shape, current.is_v6(), want);
-                *hypotheses += self
-                    .per_shape
-                    .get(&(shape, current.is_v6()))
-                    .copied()
-                    .unwrap_or(0);
+                let v6 = current.is_v6();
+                hypotheses.run_wide += self.per_shape.get(&(shape, v6)).copied().unwrap_or(0);
+                // A Service's address is tried only as a destination before a DNAT.
+                let services = matches!(side, Side::Dst);
+                for from_a_service in [false, true] {
+                    if services || !from_a_service {
+                        hypotheses.candidates += self
+                            .supplied_per_shape
+                            .get(&(shape, v6, from_a_service))
+                            .copied()
+                            .unwrap_or(0);
+                    }
+                }
                 let field = side.field(what);
                 let mut push = |original: Value, evidence: Evidence| {
                     if original.changes_every_part_of(current) {
@@ -718,17 +725,14 @@ impl Diagnoser {
                     push(original, evidence);
                 }
                 for &(original, index) in self.supplied.get(&key).into_iter().flatten() {
-                    let c = &self.supplied_info[index];
-                    let leads_elsewhere = match (c.target_port, current) {
-                        (Some(t), Value::AddrPort(_, p)) => t != p,
-                        _ => false,
-                    };
-                    if !leads_elsewhere {
+                    let c = &self.candidates[index];
+                    if c.fits(layer, current) && (services || !c.from_a_service()) {
                         push(
                             original,
                             Evidence::Candidate {
                                 name: c.name.clone(),
-                                origin: c.origin,
+                                origin: c.origin.name(),
+                                hypotheses: 0,
                             },
                         );
                     }
@@ -768,13 +772,59 @@ fn best(mut found: Vec<Found>) -> Option<(Rewrite, Signature)> {
     Some((rewrite, first.signature))
 }
 
+/// The hypotheses tried for one flow, by the evidence a match would give.
+#[derive(Debug, Default)]
+struct Hypotheses {
+    run_wide: u64,
+    candidates: u64,
+}
+
 impl Evidence {
+    /// The values of its kind tried for the flow (none for seen evidence).
+    fn hypotheses(&self) -> u64 {
+        match self {
+            Self::Seen => 0,
+            Self::Candidate { hypotheses, .. } | Self::RunWide { hypotheses } => *hypotheses,
+        }
+    }
+
+    /// Seen evidence stands; a candidate or run-wide match only when the expected number of
+    /// chance matches among the values of its kind tried for the flow is below `CHANCE_LIMIT`.
+    fn is_significant(&self) -> bool {
+        matches!(self, Self::Seen) || expected_chance(self.hypotheses()) < CHANCE_LIMIT
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Self::Seen => 0,
             Self::Candidate { .. } => 1,
             Self::RunWide { .. } => 2,
         }
+    }
+}
+
+impl Candidate {
+    /// A Service's address, port or node port (not a line of a plain file): the original of a
+    /// DNAT, so only ever a destination before the rewrite.
+    fn from_a_service(&self) -> bool {
+        !matches!(self.origin, Origin::File)
+    }
+
+    /// Whether a rewrite from this candidate can have led to `current` in a flow of `layer`: a
+    /// Service port of another protocol, or whose numeric targetPort is not the port the packet
+    /// now carries, cannot.
+    fn fits(&self, layer: Layer, current: Value) -> bool {
+        let protocol_fits = match (self.protocol, layer) {
+            (None, _) | (Some(Protocol::Tcp), Layer::Tcp) | (Some(Protocol::Udp), Layer::Udp) => {
+                true
+            }
+            _ => false,
+        };
+        let port_fits = match (&self.target_port, current) {
+            (Some(TargetPort::Number(t)), Value::AddrPort(_, p) | Value::Port(p)) => *t == p,
+            _ => true,
+        };
+        protocol_fits && port_fits
     }
 }
 
@@ -1703,19 +1753,21 @@ mod tests {
         }
     }
 
-    fn web_service() -> Supplied {
-        Supplied {
-            value: SuppliedValue::AddrPort(v4(VIP), 80),
-            name: Some("default/web".into()),
-            origin: "cluster-ip",
-            target_port: Some(8080),
-        }
+    /// `kubectl get svc -A -o json` of one Service, VIP:80 -> `target_port`.
+    fn web_service(target_port: u16) -> Candidates {
+        Candidates::parse(&format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [{{"kind": "Service",
+              "metadata": {{"namespace": "default", "name": "web"}},
+              "spec": {{"clusterIP": "{VIP}", "clusterIPs": ["{VIP}"], "type": "ClusterIP",
+                "ports": [{{"port": 80, "protocol": "TCP", "targetPort": {target_port}}}]}}}}]}}"#
+        ))
+        .unwrap()
     }
 
     #[test]
     fn partial_updated_as_complete_then_completed_is_named_with_a_candidate() {
         let mut d = Diagnoser::default();
-        d.add_candidates([web_service()]);
+        d.add_candidates(&web_service(8080));
         ovs_service_case(&mut d, 4);
         let f = only(&d);
         let found = finding(&f);
@@ -1767,10 +1819,7 @@ mod tests {
     #[test]
     fn a_candidate_that_leads_to_another_port_is_no_evidence() {
         let mut d = Diagnoser::default();
-        d.add_candidates([Supplied {
-            target_port: Some(9090),
-            ..web_service()
-        }]);
+        d.add_candidates(&web_service(9090));
         ovs_service_case(&mut d, 4);
         let f = only(&d);
         assert!(f.diagnosis.likely_original().is_none(), "{f:#?}");
@@ -1826,12 +1875,7 @@ mod tests {
     fn one_mismatching_packet_is_never_a_rewrite() {
         // Even with the pre-rewrite flow seen and a candidate that fits.
         let mut d = Diagnoser::default();
-        d.add_candidates([Supplied {
-            value: SuppliedValue::Addr(v4(VIP)),
-            name: Some("kube-system/kube-dns".into()),
-            origin: "cluster-ip",
-            target_port: None,
-        }]);
+        d.add_candidates(&Candidates::parse(&format!("{VIP} kube-system/kube-dns")).unwrap());
         stale_dnat(&mut d, UDP, (v4(VIP), 53), (v4(POD), 53), 1);
         let f = d
             .diagnose(|_, _| Severity::Problem)
@@ -1863,12 +1907,7 @@ mod tests {
             ones_sub(target, 0xfd00),
         ));
         assert!(ones_eq(addr_sum(planted), target));
-        d.add_candidates([Supplied {
-            value: SuppliedValue::Addr(planted),
-            name: None,
-            origin: "file",
-            target_port: None,
-        }]);
+        d.add_candidates(&Candidates::parse(&planted.to_string()).unwrap());
         for i in 0..4u8 {
             let p = Packet::new(UDP, src, dst, vec![i; 32]);
             d.observe(1, &p.verdict(0));

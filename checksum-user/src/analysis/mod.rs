@@ -140,6 +140,11 @@ impl Analysis {
         }
     }
 
+    /// NAT candidates (`--nat-candidates`): evidence the diagnosis may name a rewrite on.
+    pub fn add_nat_candidates(&mut self, candidates: &candidates::Candidates) {
+        self.diagnoser.add_candidates(candidates);
+    }
+
     /// Registers a source; ids are handed out in order from 0. It starts attached, with zero
     /// counters.
     pub fn add_source(&mut self, facts: SourceFacts) -> SourceId {

@@ -17,7 +17,7 @@ use tokio::{
 };
 
 use crate::{
-    analysis::SourceId,
+    analysis::{SourceId, candidates::Candidates},
     cli::{Format, LiveArgs},
     kernel::{
         attach::AttachError,
@@ -46,6 +46,7 @@ type Received = (SourceId, Verdict, Option<Captured>);
 
 pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let (namespaces, hooks) = targets(args)?;
+    let candidates = Candidates::load_option(args.nat_candidates.as_deref())?;
     check_privileges(!args.netns.is_empty())?;
     let (capture, metrics) = open_outputs(args).await?;
     // Signals first: a SIGTERM while loading or attaching must still run the cleanup below.
@@ -113,6 +114,7 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         &mut stop,
         metrics.as_ref().map(|(shared, _)| shared.clone()),
         capture,
+        candidates,
     )
     .await;
     if let Some((_, server)) = metrics {
@@ -204,9 +206,13 @@ async fn audit<'a>(
     stop: &mut StopSignals,
     metrics: Option<metrics::Shared>,
     capture: Option<CaptureSink>,
+    candidates: Option<Candidates>,
 ) -> Result<Printer<'a>> {
     let view = (args.format == Format::Text && view::stdout_is_terminal()).then(LiveView::new);
     let mut printer = Printer::new(args, view, capture, run.skb_state.clone());
+    if let Some(c) = &candidates {
+        printer.analysis.add_nat_candidates(c);
+    }
     let mut stdout = std::io::stdout().lock();
     // Phase 1: every namespace's first scan, so that errors stop the run before it is "ready".
     let mut pending = run.namespaces.len();

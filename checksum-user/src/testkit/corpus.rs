@@ -55,7 +55,8 @@ pub struct Corpus {
     /// Ethernet frames, in capture order.
     pub frames: Vec<Vec<u8>>,
     pub flows: Vec<CorpusFlow>,
-    /// `--nat-candidates` lines: the originals of the candidate flows, and decoys.
+    /// `--nat-candidates`, as `kubectl get svc -A -o json` prints it: a Service for the original
+    /// of each candidate flow, and decoys.
     pub candidates: String,
     /// Mismatching packets of the random flows.
     pub random_corruptions: usize,
@@ -179,13 +180,13 @@ pub fn build(random_flows: usize, true_per_variant: usize) -> Corpus {
         next_port += 1;
         next_port
     };
-    // Random damage: a third of the flows with one bad packet, the rest with three; between them
-    // at least two corruptions per flow on average, and good packets around them.
+    // Random damage: a quarter of the flows with one bad packet, the rest with three (so at
+    // least two corruptions per flow on average), each flow after two good packets.
     let kinds = ["corrupt", "byte-swapped", "zero"];
     for i in 0..random_flows {
         let kind = kinds[i % kinds.len()];
         let protocol = if i % 2 == 0 { TCP } else { UDP };
-        let bad = if i % 3 == 0 { 1 } else { 3 };
+        let bad = if i % 4 == 0 { 1 } else { 3 };
         let mut p = Packet {
             src: addr(rng.below(600), 1),
             dst: addr(rng.below(600), 2),
@@ -247,6 +248,12 @@ pub fn build(random_flows: usize, true_per_variant: usize) -> Corpus {
     // True rewrites: a DNAT of a "Service" 10.96.x.y to an endpoint 10.244.x.y, with and without
     // a port change.
     let mut n = 0;
+    let mut services = Vec::new();
+    // Endpoints anywhere in the pod network, as a cluster assigns them; Service VIPs in order.
+    let endpoint = |rng: &mut Rng| {
+        let e = rng.next();
+        [10, 244, (e >> 8) as u8, e as u8 | 1]
+    };
     for signature in SIGNATURES {
         for (seen, candidate) in [(true, true), (true, false), (false, true), (false, false)] {
             for k in 0..true_per_variant {
@@ -268,7 +275,7 @@ pub fn build(random_flows: usize, true_per_variant: usize) -> Corpus {
                     payload: Vec::new(),
                 };
                 let mut after = before.clone();
-                after.dst = [10, 244, (n >> 8) as u8, n as u8];
+                after.dst = endpoint(&mut rng);
                 if with_port {
                     after.dport = 8080;
                 }
@@ -280,9 +287,8 @@ pub fn build(random_flows: usize, true_per_variant: usize) -> Corpus {
                     a.id = m + 1;
                     b.payload = (0..20 + rng.below(100)).map(|_| rng.next() as u8).collect();
                     a.payload.clone_from(&b.payload);
-                    let nat = |field| {
-                        rfc1624(field, &b.dst_words(with_port), &a.dst_words(with_port))
-                    };
+                    let nat =
+                        |field| rfc1624(field, &b.dst_words(with_port), &a.dst_words(with_port));
                     let (seen_field, field) = match signature {
                         "stale-after-rewrite" => (b.checksum(), b.checksum()),
                         "partial-left-alone" => (b.partial(), b.partial()),
@@ -308,8 +314,12 @@ pub fn build(random_flows: usize, true_per_variant: usize) -> Corpus {
                 };
                 let (original, current) = (show(&before), show(&after));
                 if candidate {
-                    c.candidates
-                        .push_str(&format!("{original} corpus/svc-{n}\n"));
+                    services.push(service(
+                        &format!("svc-{n}"),
+                        before.dst,
+                        protocol,
+                        after.dport,
+                    ));
                 }
                 c.flows.push(CorpusFlow {
                     src: after.src.into(),
@@ -328,12 +338,41 @@ pub fn build(random_flows: usize, true_per_variant: usize) -> Corpus {
             }
         }
     }
-    // Decoy candidates nobody used.
-    for d in 0..50 {
-        c.candidates.push_str(&format!("10.97.0.{d}:80 decoy/svc-{d}\n"));
+    // Decoy Services nobody called, the next VIPs in order.
+    for d in 0..50u8 {
+        services.push(service(&format!("decoy-{d}"), [10, 96, 1, d], TCP, 8080));
     }
+    c.candidates = serde_json::to_string_pretty(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": { "resourceVersion": "" },
+        "items": services,
+    }))
+    .expect("JSON");
     c.addresses = addresses.len();
     c
+}
+
+/// A Service `corpus/name` at `vip`, port 80 forwarding to `target_port`.
+fn service(name: &str, vip: [u8; 4], protocol: u8, target_port: u16) -> serde_json::Value {
+    let vip = Ipv4Addr::from(vip).to_string();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": name, "namespace": "corpus" },
+        "spec": {
+            "clusterIP": vip,
+            "clusterIPs": [vip],
+            "type": "ClusterIP",
+            "ports": [{
+                "name": "http",
+                "port": 80,
+                "protocol": if protocol == TCP { "TCP" } else { "UDP" },
+                "targetPort": target_port,
+            }],
+        },
+        "status": { "loadBalancer": {} },
+    })
 }
 
 /// The field offset inside a frame of `protocol` built here.
