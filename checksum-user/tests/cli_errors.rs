@@ -243,3 +243,73 @@ fn metrics_address_errors() {
         &format!("cannot serve metrics on 127.0.0.1:{port}"),
     );
 }
+
+/// `--nat-candidates` gets a one-line error for each kind of bad file, in replay and live (there
+/// before anything is loaded or attached: an interface that does not exist would be the next
+/// error, so nothing can be attached even if that order changed).
+#[test]
+fn bad_nat_candidates() {
+    let capture = write_temp("empty.pcap", &pcap_file(1, &[]));
+    let capture = capture.to_str().unwrap();
+    let not_json = write_temp("svc.txt", b"10.96.0.10:53 kube-dns\nthis is no address\n");
+    let pods = write_temp(
+        "pods.json",
+        br#"{"apiVersion": "v1", "kind": "PodList", "items": []}"#,
+    );
+    let broken = write_temp("broken.json", b"{\"kind\": \"List\", \"items\": [");
+    for (path, needle) in [
+        (
+            not_json.to_str().unwrap(),
+            ": line 2 is not ADDR or ADDR:PORT",
+        ),
+        (
+            pods.to_str().unwrap(),
+            "JSON of kind \"PodList\", not kubectl get svc -A -o json",
+        ),
+        (broken.to_str().unwrap(), ": not valid JSON"),
+        (
+            "/nonexistent/svc.json",
+            "cannot read --nat-candidates /nonexistent/svc.json",
+        ),
+    ] {
+        let (code, _, err) = run(&["replay", capture, "--nat-candidates", path]);
+        assert_one_line_error(code, &err, needle);
+        let (code, _, err) = run(&["--iface", "csa-nonexistent0", "--nat-candidates", path]);
+        assert_one_line_error(code, &err, needle);
+    }
+}
+
+#[test]
+fn unreadable_nat_candidates() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let capture = write_temp("empty2.pcap", &pcap_file(1, &[]));
+    let path = write_temp("secret-svc.json", b"10.96.0.10\n");
+    std::fs::set_permissions(&*path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (code, _, err) = as_nobody(
+        &[
+            "replay",
+            capture.to_str().unwrap(),
+            "--nat-candidates",
+            path.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert_one_line_error(code, &err, "Permission denied");
+}
+
+/// The realistic `kubectl get svc -A -o json` fixture loads, and says how many candidates it gave.
+#[test]
+fn kubectl_services_load_as_nat_candidates() {
+    let capture = write_temp("empty3.pcap", &pcap_file(1, &[]));
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/kubectl-svc.json");
+    let (code, _, err) = run(&[
+        "replay",
+        capture.to_str().unwrap(),
+        "--nat-candidates",
+        fixture,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(" NAT candidates from "), "{err}");
+}
