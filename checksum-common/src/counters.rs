@@ -19,6 +19,10 @@ pub struct Counters {
     pub events_sampled_out: u64,
     /// GSO/GRO super-packets (TC only): checked per segment elsewhere, never reported.
     pub gso_aggregate: u64,
+    /// Good verdicts sent because their flow was tracked (a hook saw it broken).
+    pub tracked_reports: u64,
+    /// Broken flows that could not be tracked: the tracked-flow map was full.
+    pub tracking_full: u64,
     /// Checks by `[layer][status]`.
     pub checks: [[u64; Status::COUNT]; Layer::COUNT],
     /// Mismatches by `[layer][kind]` (`Kind::Match`, index 0, stays 0).
@@ -34,6 +38,8 @@ impl Counters {
         self.events_lost += other.events_lost;
         self.events_sampled_out += other.events_sampled_out;
         self.gso_aggregate += other.gso_aggregate;
+        self.tracked_reports += other.tracked_reports;
+        self.tracking_full += other.tracking_full;
         for (mine, theirs) in self.checks.iter_mut().zip(other.checks.iter()) {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
                 *m += t;
@@ -58,6 +64,8 @@ impl Counters {
             .events_sampled_out
             .saturating_sub(earlier.events_sampled_out);
         d.gso_aggregate = d.gso_aggregate.saturating_sub(earlier.gso_aggregate);
+        d.tracked_reports = d.tracked_reports.saturating_sub(earlier.tracked_reports);
+        d.tracking_full = d.tracking_full.saturating_sub(earlier.tracking_full);
         for (mine, theirs) in d.checks.iter_mut().zip(earlier.checks.iter()) {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
                 *m = m.saturating_sub(*t);

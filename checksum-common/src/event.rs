@@ -309,21 +309,35 @@ pub struct ChecksumEvent {
     pub csum_level: u8,
     /// `SKB_*` bits.
     pub skb_flags: u8,
+    /// `REPORT_*`: why the verdict was sent.
+    pub report: u8,
     #[expect(
         clippy::pub_underscore_fields,
         reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
     )]
-    pub _pad: [u8; 2],
+    pub _pad: u8,
+    /// TCP acknowledgment number (host order), 0 for other protocols: part of a packet's
+    /// identity across hops (`tcp_seq`, `ip_id`, `flow_label`, the sum of the bytes a NAT keeps).
+    pub tcp_ack: u32,
+    /// IPv6 flow label, 0 for IPv4.
+    pub flow_label: u32,
 }
+
+/// `ChecksumEvent::report`: sent as a mismatch, or because every verdict is (`replay --all`).
+pub const REPORT_VERDICT: u8 = 0;
+/// `ChecksumEvent::report`: sent because its flow is tracked (`track`): a hook saw one of its
+/// packets broken, so every hook reports its next packets, good ones included.
+pub const REPORT_TRACKED: u8 = 1;
 
 #[cfg(feature = "user")]
 // SAFETY: `ChecksumEvent` is `repr(C)`, `Copy`, has explicit padding and every bit pattern is valid.
 unsafe impl aya::Pod for ChecksumEvent {}
 
-const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 96);
 const _: () = assert!(core::mem::offset_of!(ChecksumEvent, ip_summed) == 77);
 const _: () = assert!(core::mem::offset_of!(ChecksumEvent, csum_start) == 78);
-const _: () = assert!(core::mem::offset_of!(ChecksumEvent, _pad) == 86);
+const _: () = assert!(core::mem::offset_of!(ChecksumEvent, report) == 86);
+const _: () = assert!(core::mem::offset_of!(ChecksumEvent, tcp_ack) == 88);
 
 /// Most frame bytes one capture record carries; `CAPTURE_SNAPLEN` is clamped to it. Enough for any
 /// jumbo frame (9216-byte MTU plus Ethernet and two VLAN tags), so a capture can hold whole frames
@@ -360,6 +374,6 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::offset_of!(CaptureRecord, data)
 // valid.
 unsafe impl aya::Pod for CaptureRecord {}
 
-const _: () = assert!(CAPTURE_HEADER_LEN == 96);
+const _: () = assert!(CAPTURE_HEADER_LEN == 104);
 const _: () = assert!(core::mem::size_of::<CaptureRecord>() == CAPTURE_HEADER_LEN + MAX_SNAP);
 const _: () = assert!(MAX_SNAP.is_power_of_two() && MAX_SNAP <= u16::MAX as usize);

@@ -8,6 +8,7 @@ pub mod drop;
 pub mod event;
 pub mod signature;
 pub mod source;
+pub mod track;
 
 pub use counters::Counters;
 pub use event::{ChecksumEvent, Hook, Kind, Layer, Status};

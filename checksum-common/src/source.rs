@@ -52,6 +52,12 @@ pub struct SourceState {
     /// Scratch too: where a `CHECKSUM_PARTIAL` skb's checksum is to be completed, as the frame
     /// offset of `csum_start` | `csum_offset` << 16, or `u32::MAX` when the skb is not partial.
     pub partial: u32,
+    /// Scratch too: `REPORT_TRACKED` when the packet's flow is tracked (`track`) and may be
+    /// reported, else `REPORT_VERDICT`.
+    pub report: u32,
+    /// Scratch too: the TCP segment's acknowledgment number (host order), for its event. Here
+    /// rather than on the programs' stack, which has no 8 bytes left.
+    pub tcp_ack: u32,
     #[expect(
         clippy::pub_underscore_fields,
         reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
@@ -100,7 +106,7 @@ unsafe impl aya::Pod for SourceKey {}
 unsafe impl aya::Pod for SourceState {}
 
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
-const _: () = assert!(core::mem::size_of::<SourceState>() == 472);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 496);
 
 /// Bytes of `struct sk_buff` the TC programs read in one `bpf_probe_read_kernel` for the skb's
 /// checksum state (checksum-ebpf/src/skb.rs): `ip_summed`, `csum_level`, `encapsulation`, the

@@ -17,6 +17,7 @@ mod parse;
 mod skb;
 mod sum;
 mod tc;
+mod track;
 
 use aya_ebpf::{
     Global,

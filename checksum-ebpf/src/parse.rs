@@ -56,6 +56,8 @@ pub struct Segment {
     /// Final destination (IPv6 Routing header) as used in the pseudo-header.
     pub dst: [u8; 16],
     pub ip_id: u32,
+    /// IPv6 flow label, 0 for IPv4.
+    pub flow_label: u32,
     pub off: u32,
     pub len: u32,
     /// A fragment (or an IP length of 0, as TSO/GSO writes): the segment cannot be verified.
@@ -108,6 +110,7 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
             src,
             dst,
             ip_id: u32::from(be16(&h, 4)),
+            flow_label: 0,
             off: seg_off,
             len: seg_len,
             partial: is_fragment || total_len == 0,
@@ -173,6 +176,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
         src,
         dst,
         ip_id,
+        flow_label: be32(&h, 0) & 0x000f_ffff,
         off: pos,
         len: end.saturating_sub(pos),
         // A payload length of 0 is a jumbogram or a GSO super-packet.

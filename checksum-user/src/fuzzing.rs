@@ -325,6 +325,9 @@ fn verdict(input: &mut Input) -> Verdict {
         l4_len: input.u16().into(),
         ip_id: input.u16().into(),
         tcp_seq: input.u32(),
+        tcp_ack: 0,
+        flow_label: 0,
+        tracked: false,
         skb: None,
     }
 }

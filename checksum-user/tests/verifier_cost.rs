@@ -22,16 +22,16 @@ fn audit_programs_verify_within_budget() {
     if !common::require_root("audit_programs_verify_within_budget") {
         return;
     }
-    // The default, then with the skb state's partial-ok fast path on (a branch the default
-    // prunes).
+    // As replay loads them (the default), then as a live run does: flow tracking on (branches
+    // the default prunes).
     for opts in [
         LoadOptions::default(),
         LoadOptions {
-            partial_ok: true,
+            track_reports: checksum_common::track::DEFAULT_TRACK_REPORTS,
             ..LoadOptions::default()
         },
     ] {
-        eprintln!("partial_ok: {}", opts.partial_ok);
+        eprintln!("track_reports: {}", opts.track_reports);
         verify_within_budget(&opts);
     }
 }

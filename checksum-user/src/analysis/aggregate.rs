@@ -197,6 +197,9 @@ pub(crate) mod tests {
             l4_len: 20,
             ip_id: 0,
             tcp_seq: 0,
+            tcp_ack: 0,
+            flow_label: 0,
+            tracked: false,
             skb: None,
         }
     }

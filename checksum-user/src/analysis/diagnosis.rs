@@ -1249,6 +1249,9 @@ mod tests {
                 l4_len: self.segment(0).len() as u32,
                 ip_id: 0,
                 tcp_seq: 0,
+                tcp_ack: 0,
+                flow_label: 0,
+                tracked: false,
                 skb: None,
             }
         }

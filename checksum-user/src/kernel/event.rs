@@ -9,7 +9,7 @@ use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, Status,
     event::{
         CAPTURE_HEADER_LEN, CaptureRecord, Direction, FAMILY_IPV4, IP_SUMMED_UNKNOWN, IpSummed,
-        MAX_SNAP, SKB_ENCAPSULATION,
+        MAX_SNAP, REPORT_TRACKED, SKB_ENCAPSULATION,
     },
 };
 use serde_json::{Value, json};
@@ -62,6 +62,11 @@ pub struct Verdict {
     pub l4_len: u32,
     pub ip_id: u32,
     pub tcp_seq: u32,
+    pub tcp_ack: u32,
+    /// IPv6 flow label, 0 for IPv4.
+    pub flow_label: u32,
+    /// Sent because its flow is tracked (a hook saw it broken), not as a mismatch itself.
+    pub tracked: bool,
     /// The socket buffer's checksum state when the TC program ran; `None` at XDP, in replay, and
     /// where the kernel's layout could not be resolved.
     pub skb: Option<SkbCsum>,
@@ -186,8 +191,8 @@ impl Verdict {
         Self::from_event(&e)
     }
 
-    /// Decodes a ring-buffer record of either kind: a plain event (exactly 88 bytes) gives no
-    /// capture, a capture record (96-byte header and `cap_len` frame bytes) gives the bytes too.
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly 96 bytes) gives no
+    /// capture, a capture record (104-byte header and `cap_len` frame bytes) gives the bytes too.
     /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
     /// error. (`decode` accepts both kinds too, and ignores the bytes.)
     pub fn decode_with_capture(bytes: &[u8]) -> Result<(Self, Option<Captured>), DecodeError> {
@@ -268,6 +273,9 @@ impl Verdict {
             l4_len: e.l4_len,
             ip_id: e.ip_id,
             tcp_seq: e.tcp_seq,
+            tcp_ack: e.tcp_ack,
+            flow_label: e.flow_label,
+            tracked: e.report == REPORT_TRACKED,
             skb: SkbCsum::from_event(e)?,
         })
     }

@@ -18,6 +18,7 @@ use checksum_common::{
     drop::{DROPS_LOST, DROPS_SEEN, MAX_DROP_REASONS, NO_REASON},
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
     source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
+    track::{DEFAULT_TRACK_TTL_NS, TrackKey, Tracked},
 };
 
 /// The eBPF object built by build.rs.
@@ -35,6 +36,8 @@ pub const NOOP_TC: &str = "noop_tc";
 pub const EVENTS_MAP: &str = "EVENTS";
 const DROPS_MAP: &str = "DROPS";
 const DROP_COUNTS_MAP: &str = "DROP_COUNTS";
+const TRACKED_MAP: &str = "TRACKED";
+const TRACK_ACTIVE_MAP: &str = "TRACK_ACTIVE";
 /// The per-flow event budget's LRU table (`EVENT_BUDGET_FLOWS` entries of about 100 bytes when
 /// `events_per_flow` is on; off, it shrinks to one entry).
 const EVENT_BUDGET_MAP: &str = "EVENT_BUDGET";
@@ -84,6 +87,11 @@ pub struct LoadOptions {
     /// offload-pending mismatch; the offload-pending mismatches left at TC are then fields nothing
     /// will complete, and are sent from every source. Needs `skb_state`. On by default.
     pub partial_ok: bool,
+    /// Track broken flows (`checksum_common::track`): reports each tracked half allows, 0 for
+    /// none (the code is then pruned). Off by default; live auditing turns it on, replay (one
+    /// hook, every verdict already) has no use for it.
+    pub track_reports: u32,
+    pub track_ttl: std::time::Duration,
 }
 
 impl Default for LoadOptions {
@@ -99,6 +107,8 @@ impl Default for LoadOptions {
             kernel_drops: false,
             skb_state: true,
             partial_ok: true,
+            track_reports: 0,
+            track_ttl: std::time::Duration::from_nanos(DEFAULT_TRACK_TTL_NS),
         }
     }
 }
@@ -248,6 +258,7 @@ impl Loaded {
             skb.csum_level.encoded(),
             skb.encapsulation.encoded(),
         ];
+        let track_ttl_ns = u64::try_from(opts.track_ttl.as_nanos()).unwrap_or(u64::MAX);
         // aya-log levels: 0 is off; Debug is 4.
         let log_level: u8 = if opts.kernel_log { 5 } else { 0 };
         let mut loader = EbpfLoader::new();
@@ -278,6 +289,8 @@ impl Loaded {
             .override_global("OFF_NSPROXY_NET", &drops.nsproxy_net, true)
             .override_global("SKB_STATE", &skb_state, true)
             .override_global("PARTIAL_OK", &partial_ok, true)
+            .override_global("TRACK_REPORTS", &opts.track_reports, true)
+            .override_global("TRACK_TTL_NS", &track_ttl_ns, true)
             .override_global("OFF_SKB_WINDOW", &skb.window, true)
             .override_global("SKB_CSUM", &skb.csum, true)
             .override_global("SKB_NETWORK_HEADER", &skb.network_header, true)
@@ -406,6 +419,49 @@ impl Loaded {
                 .map_or(0, |values| values.iter().sum())
         };
         (sum(self, DROPS_SEEN), sum(self, DROPS_LOST))
+    }
+
+    /// Removes the tracked halves that have expired (`checksum_common::track`) and, when none is
+    /// left, tells the programs to stop looking (`TRACK_ACTIVE`). Returns how many were removed,
+    /// and how many are left.
+    pub fn sweep_tracked(&mut self) -> (u64, u64) {
+        let now = super::monotonic_ns();
+        let Ok(map) = self.map_mut(TRACKED_MAP) else {
+            return (0, 0);
+        };
+        let Ok(mut tracked) = HashMap::<&mut MapData, TrackKey, Tracked>::try_from(map) else {
+            return (0, 0);
+        };
+        let entries: Vec<(TrackKey, Tracked)> = tracked.iter().filter_map(Result::ok).collect();
+        let mut removed = 0;
+        for (key, value) in &entries {
+            if value.expires_ns <= now && tracked.remove(key).is_ok() {
+                removed += 1;
+            }
+        }
+        let left = entries.len() as u64 - removed;
+        if left == 0
+            && let Ok(m) = self.map_mut(TRACK_ACTIVE_MAP)
+            && let Ok(mut active) = aya::maps::Array::<&mut MapData, u32>::try_from(m)
+        {
+            let _ = active.set(0, &0, 0);
+        }
+        if left == 0 && self.any_tracked() {
+            // A program tracked a half between the iteration and the store: look again.
+            if let Ok(m) = self.map_mut(TRACK_ACTIVE_MAP)
+                && let Ok(mut active) = aya::maps::Array::<&mut MapData, u32>::try_from(m)
+            {
+                let _ = active.set(0, &1, 0);
+            }
+        }
+        (removed, left)
+    }
+
+    fn any_tracked(&mut self) -> bool {
+        self.map_mut(TRACKED_MAP)
+            .ok()
+            .and_then(|m| HashMap::<&mut MapData, TrackKey, Tracked>::try_from(m).ok())
+            .is_some_and(|t| t.keys().next().is_some())
     }
 
     /// Starts forwarding kernel log records to the `log` crate (shown at -v).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
-use checksum_common::Hook;
+use checksum_common::{Hook, track::DEFAULT_TRACK_REPORTS};
 
 use crate::{
     analysis::DropTracing,
@@ -55,6 +55,7 @@ pub(super) fn load_kernel(
         },
         netns_by_device,
         kernel_drops: !args.no_kernel_drops,
+        track_reports: DEFAULT_TRACK_REPORTS,
         ..LoadOptions::default()
     })?;
     loaded.load_audit_programs(hooks)?;

@@ -27,13 +27,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-        let mono = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+        let mono = i128::from(crate::kernel::monotonic_ns());
         let wall = i128::try_from(
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
