@@ -54,7 +54,12 @@ pub struct SourceState {
     pub partial: u32,
     /// Scratch too: `REPORT_TRACKED` when the packet's flow is tracked (`track`) and may be
     /// reported, else `REPORT_VERDICT`.
-    pub report: u32,
+    pub report: u8,
+    #[expect(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
+    )]
+    pub _pad0: [u8; 3],
     /// Scratch too: the TCP segment's acknowledgment number (host order), for its event. Here
     /// rather than on the programs' stack, which has no 8 bytes left.
     pub tcp_ack: u32,

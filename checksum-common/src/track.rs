@@ -80,7 +80,10 @@ mod tests {
 
     #[test]
     fn meta_round_trips() {
-        let k = TrackKey::from_parts(TrackKey::meta(4, 17, 5353), [10, 96, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let k = TrackKey::from_parts(
+            TrackKey::meta(4, 17, 5353),
+            [10, 96, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         assert_eq!((k.family, k.protocol, k.port), (4, 17, 5353));
         assert_eq!(k.addr[..4], [10, 96, 0, 10]);
     }

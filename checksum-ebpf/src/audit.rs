@@ -110,7 +110,7 @@ fn audit_ip<P: Packet>(pkt: &P, hook: Hook, s: &mut SourceState) -> Result<(), P
     // `SourceState::slot`).
     s.skb = SKB_NOT_READ;
     s.partial = l3_off;
-    s.report = u32::from(REPORT_VERDICT);
+    s.report = REPORT_VERDICT;
     s.tcp_ack = 0;
     let segment = if parse::is_ipv4(ethertype) {
         let ip = parse::ipv4(pkt, l3_off)?;
@@ -205,7 +205,7 @@ fn check_segment<P: Packet>(
         // Whether a tracked flow's packet is to be reported, decided (and a report taken) here,
         // once, for `record`.
         if track::reports(seg, v.src_port, v.dst_port) {
-            s.report = u32::from(REPORT_TRACKED);
+            s.report = REPORT_TRACKED;
         }
     }
     let field = pkt
@@ -309,7 +309,7 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut So
         // where those would be.
         && (v.status != Status::PartialOk || s.flags & SOURCE_REPORT_OFFLOAD == 0)
     {
-        if !track::on() || v.layer == Layer::Ipv4 || s.report != u32::from(REPORT_TRACKED) {
+        if !track::on() || v.layer == Layer::Ipv4 || s.report != REPORT_TRACKED {
             return;
         }
         s.counters.tracked_reports += 1;
@@ -321,7 +321,7 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut So
         let skb = skb_state(pkt, s).0;
         let mut e = ChecksumEvent::default();
         write_event(&mut e, pkt, hook, s.slot, seg, v, skb);
-        e.report = s.report as u8;
+        e.report = s.report;
         e.tcp_ack = s.tcp_ack;
         capture::send(pkt, snaplen, e, &mut s.counters);
         return;
@@ -333,7 +333,7 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut So
     };
     let mut e = ChecksumEvent::default();
     write_event(&mut e, pkt, hook, s.slot, seg, v, skb);
-    e.report = s.report as u8;
+    e.report = s.report;
     e.tcp_ack = s.tcp_ack;
     entry.write(e);
     entry.submit(0);
@@ -457,5 +457,4 @@ fn write_event<P: Packet>(
     e.csum_level = skb.csum_level();
     e.skb_flags = skb.flags();
     e.flow_label = seg.flow_label;
-
 }

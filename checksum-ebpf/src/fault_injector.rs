@@ -60,6 +60,7 @@ pub fn stale_dnat(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+#[expect(clippy::cast_possible_truncation, reason = "N is a header's size")]
 fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<[u8; N]> {
     let mut buf = [0u8; N];
     // SAFETY: the helper writes at most N bytes into `buf`; it checks `off` against the packet.
@@ -67,6 +68,7 @@ fn load<const N: usize>(ctx: &TcContext, off: u32) -> Option<[u8; N]> {
     (rc == 0).then_some(buf)
 }
 
+#[expect(clippy::cast_possible_truncation, reason = "N is a field's size")]
 fn store<const N: usize>(ctx: &TcContext, off: u32, bytes: [u8; N]) -> bool {
     // SAFETY: the helper reads N bytes of `bytes` and writes them into this program's skb.
     unsafe {

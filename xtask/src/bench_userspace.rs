@@ -55,7 +55,10 @@ fn record(flow: u32, seq: u32) -> [u8; size_of::<ChecksumEvent>()] {
         network_header: 0,
         csum_level: 0,
         skb_flags: 0,
-        _pad: [0; 2],
+        report: 0,
+        _pad: 0,
+        tcp_ack: 0,
+        flow_label: 0,
     };
     // SAFETY: ChecksumEvent is plain old data of this size; this is exactly what the kernel writes.
     unsafe { std::mem::transmute::<ChecksumEvent, [u8; size_of::<ChecksumEvent>()]>(e) }

@@ -474,7 +474,7 @@ impl Diagnoser {
                 self.supplied.entry(key).or_default().push((value, index));
                 *self
                     .supplied_per_shape
-                    .entry((shape, value.is_v6(), c.from_a_service()))
+                    .entry((shape, value.is_v6(), c.is_from_a_service()))
                     .or_default() += 1;
             }
         }
@@ -726,7 +726,7 @@ impl Diagnoser {
                 }
                 for &(original, index) in self.supplied.get(&key).into_iter().flatten() {
                     let c = &self.candidates[index];
-                    if c.fits(layer, current) && (services || !c.from_a_service()) {
+                    if c.fits(layer, current) && (services || !c.is_from_a_service()) {
                         push(
                             original,
                             Evidence::Candidate {
@@ -806,7 +806,7 @@ impl Evidence {
 impl Candidate {
     /// A Service's address, port or node port (not a line of a plain file): the original of a
     /// DNAT, so only ever a destination before the rewrite.
-    fn from_a_service(&self) -> bool {
+    fn is_from_a_service(&self) -> bool {
         !matches!(self.origin, Origin::File)
     }
 
@@ -814,12 +814,10 @@ impl Candidate {
     /// Service port of another protocol, or whose numeric targetPort is not the port the packet
     /// now carries, cannot.
     fn fits(&self, layer: Layer, current: Value) -> bool {
-        let protocol_fits = match (self.protocol, layer) {
-            (None, _) | (Some(Protocol::Tcp), Layer::Tcp) | (Some(Protocol::Udp), Layer::Udp) => {
-                true
-            }
-            _ => false,
-        };
+        let protocol_fits = matches!(
+            (self.protocol, layer),
+            (None, _) | (Some(Protocol::Tcp), Layer::Tcp) | (Some(Protocol::Udp), Layer::Udp)
+        );
         let port_fits = match (&self.target_port, current) {
             (Some(TargetPort::Number(t)), Value::AddrPort(_, p) | Value::Port(p)) => *t == p,
             _ => true,

@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod candidates;
 pub mod diagnosis;
 pub mod drops;
+pub mod path;
 pub mod severity;
 
 use checksum_common::{Counters, Hook, Kind};
@@ -14,6 +15,7 @@ use crate::{kernel::event::Verdict, net::snmp::CsumErrors};
 use aggregate::{Aggregator, Entry, Key};
 use diagnosis::{Diagnoser, Diagnosis, FlowDiagnosis};
 use drops::{DropFlow, DropSeen, FlowDrops, KernelDrops};
+use path::{Path, Paths};
 use severity::{Basis, IfaceClass, Severity};
 
 pub use crate::kernel::loader::SkbStateUse;
@@ -117,6 +119,17 @@ pub struct Analysis {
     drop_tracing: DropTracing,
     in_csum_errors: Vec<NamespaceCsumErrors>,
     skb_state: SkbStateUse,
+    paths: Paths,
+    tracking: Tracking,
+}
+
+/// The kernel's tracked flows (`checksum_common::track`), as user space last swept them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// Tracked halves now.
+    pub live: u64,
+    /// Halves removed after they expired, over the run.
+    pub expired: u64,
 }
 
 impl Default for Analysis {
@@ -137,6 +150,8 @@ impl Analysis {
             drop_tracing: DropTracing::Off,
             in_csum_errors: Vec::new(),
             skb_state: SkbStateUse::Off,
+            paths: Paths::default(),
+            tracking: Tracking::default(),
         }
     }
 
@@ -189,6 +204,7 @@ impl Analysis {
         let severity = self.severity(source, v.kind);
         self.agg.add(source, v, severity);
         self.diagnoser.observe(source, v);
+        self.paths.observe(source, v);
         Observed {
             severity,
             seen: self.agg.count(&Key::of(source, v)),
@@ -223,6 +239,30 @@ impl Analysis {
             Diagnosis::OffloadPending => self.severity(source, Kind::OffloadPending),
             _ => Severity::Problem,
         })
+    }
+
+    /// One path per broken flow: where its packets were last fine and first broken.
+    pub fn paths(&self) -> Vec<Path> {
+        self.paths.broken()
+    }
+
+    /// Packets followed, forgotten (the oldest, past `path::MAX_PACKETS`), and hops not kept.
+    pub fn path_stats(&self) -> (usize, u64, u64) {
+        (
+            self.paths.len(),
+            self.paths.forgotten,
+            self.paths.hops_dropped,
+        )
+    }
+
+    /// After a sweep of the kernel's tracked flows: `expired` more were removed, `live` are left.
+    pub fn note_tracking(&mut self, expired: u64, live: u64) {
+        self.tracking.expired += expired;
+        self.tracking.live = live;
+    }
+
+    pub fn tracking(&self) -> Tracking {
+        self.tracking
     }
 
     /// The diagnosis of the flow `v` belongs to, if it has one yet.

@@ -46,9 +46,8 @@ type Received = (SourceId, Verdict, Option<Captured>);
 
 pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     let (namespaces, hooks) = targets(args)?;
-    let candidates = Candidates::load_option(args.nat_candidates.as_deref())?;
     check_privileges(!args.netns.is_empty())?;
-    let (capture, metrics) = open_outputs(args).await?;
+    let (capture, metrics, candidates) = open_outputs(args).await?;
     // Signals first: a SIGTERM while loading or attaching must still run the cleanup below.
     let mut stop = StopSignals {
         int: signal(SignalKind::interrupt())?,

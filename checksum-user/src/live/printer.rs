@@ -121,6 +121,11 @@ impl<'a> Printer<'a> {
         if v.kind == Kind::OffloadPending && sev == Severity::Expected && !self.args.show_offload {
             return Ok(());
         }
+        // A tracked flow's good packets make its path (printed under its diagnosis); as lines of
+        // their own they are for machines.
+        if v.tracked && v.status != Status::Bad && self.args.format == Format::Text {
+            return Ok(());
+        }
         match self.args.format {
             Format::Json => {
                 let mut m = v.json_fields();
@@ -135,6 +140,9 @@ impl<'a> Printer<'a> {
                 m.insert("direction".into(), json!(v.direction.name()));
                 m.insert("ip_id".into(), json!(v.ip_id));
                 m.insert("tcp_seq".into(), json!(v.tcp_seq));
+                m.insert("tcp_ack".into(), json!(v.tcp_ack));
+                m.insert("flow_label".into(), json!(v.flow_label));
+                m.insert("tracked".into(), json!(v.tracked));
                 m.insert("pseudo".into(), json!(hex(v.pseudo)));
                 m.insert("len".into(), json!(v.l4_len));
                 writeln!(out, "{}", Value::Object(m))?;
@@ -239,6 +247,9 @@ impl<'a> Printer<'a> {
                 let diagnoses = analysis.diagnoses();
                 for d in &diagnoses {
                     writeln!(out, "{}", output::diagnosis_json(analysis, d))?;
+                }
+                for p in &analysis.paths() {
+                    writeln!(out, "{}", crate::report::path::json(analysis, p))?;
                 }
                 if let Some(capture) = &mut self.capture {
                     capture.flush();

@@ -9,7 +9,7 @@ use aya::maps::{MapData, RingBuf};
 use checksum_common::{Hook, track::DEFAULT_TRACK_REPORTS};
 
 use crate::{
-    analysis::DropTracing,
+    analysis::{DropTracing, candidates::Candidates},
     cli::LiveArgs,
     kernel::{
         attach::SharedKernel,
@@ -196,11 +196,16 @@ pub(super) fn targets(args: &LiveArgs) -> Result<(Vec<Namespace>, Vec<Hook>)> {
 /// `--metrics-addr`: the snapshot the server reads, and its task.
 pub(super) type MetricsServer = (metrics::Shared, tokio::task::JoinHandle<()>);
 
-/// Opens the capture file and binds the metrics port, before anything is loaded: a bad path or a
-/// busy port fails fast and cleanly.
+/// Reads `--nat-candidates`, opens the capture file and binds the metrics port, before anything
+/// is loaded: a bad file, a bad path or a busy port fails fast and cleanly.
 pub(super) async fn open_outputs(
     args: &LiveArgs,
-) -> Result<(Option<CaptureSink>, Option<MetricsServer>)> {
+) -> Result<(
+    Option<CaptureSink>,
+    Option<MetricsServer>,
+    Option<Candidates>,
+)> {
+    let candidates = Candidates::load_option(args.nat_candidates.as_deref())?;
     let capture = match &args.pcap_out {
         Some(path) => Some(CaptureSink::create(
             path,
@@ -220,5 +225,5 @@ pub(super) async fn open_outputs(
         }
         None => None,
     };
-    Ok((capture, metrics))
+    Ok((capture, metrics, candidates))
 }

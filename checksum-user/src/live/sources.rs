@@ -214,6 +214,8 @@ impl Run {
         if let DropTracing::On { lost } = &mut self.drop_tracing {
             *lost = lock(&self.kernel).drop_counts().1;
         }
+        let (expired, live) = lock(&self.kernel).sweep_tracked();
+        analysis.note_tracking(expired, live);
         analysis.set_drop_tracing(self.drop_tracing.clone());
     }
 

@@ -3,4 +3,5 @@
 
 pub mod metrics;
 pub mod output;
+pub mod path;
 pub mod view;

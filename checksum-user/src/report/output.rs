@@ -374,6 +374,7 @@ pub fn diagnoses_text(
         return String::new();
     }
     let mut out = String::from("  diagnosis per flow:\n");
+    let paths = analysis.paths();
     if rows.is_empty() {
         out.push_str("  no problems\n");
     }
@@ -396,6 +397,9 @@ pub fn diagnoses_text(
         let _ = writeln!(out, "      next: {}", d.diagnosis.next_step());
         if let Some(kernel) = confirmation_text(d, analysis.drops_of(d)) {
             let _ = writeln!(out, "      kernel: {kernel}");
+        }
+        if let Some(path) = paths.iter().find(|p| p.broke_at(d.source, &d.flow)) {
+            out.push_str(&super::path::text(analysis, path));
         }
     }
     if rows.len() > limit {

@@ -172,185 +172,218 @@ fn addr(n: usize, net: u8) -> [u8; 4] {
 /// Builds the corpus. `true_per_variant` flows of each signature for each of the four evidence
 /// variants (seen or not, candidate or not).
 pub fn build(random_flows: usize, true_per_variant: usize) -> Corpus {
-    let mut rng = Rng(0x2545_f491);
-    let mut c = Corpus::default();
-    let mut addresses = std::collections::HashSet::new();
-    let mut next_port = 20000u16;
-    let mut port = || {
-        next_port += 1;
-        next_port
+    let mut b = Builder {
+        rng: Rng(0x2545_f491),
+        c: Corpus::default(),
+        addresses: std::collections::HashSet::new(),
+        next_port: 20000,
+        services: Vec::new(),
     };
-    // Random damage: a quarter of the flows with one bad packet, the rest with three (so at
-    // least two corruptions per flow on average), each flow after two good packets.
-    let kinds = ["corrupt", "byte-swapped", "zero"];
-    for i in 0..random_flows {
-        let kind = kinds[i % kinds.len()];
-        let protocol = if i % 2 == 0 { TCP } else { UDP };
-        let bad = if i % 4 == 0 { 1 } else { 3 };
-        let mut p = Packet {
-            src: addr(rng.below(600), 1),
-            dst: addr(rng.below(600), 2),
-            sport: port(),
-            dport: [53, 80, 443, 8080][rng.below(4)],
-            protocol,
-            id: 0,
-            payload: Vec::new(),
-        };
-        addresses.insert(p.src);
-        addresses.insert(p.dst);
-        // What each bad packet turned out to be: a UDP zero over IPv4 is "no checksum" and a
-        // palindrome swaps to itself, so those are corrupted instead.
-        let mut made = [0usize; 3];
-        for n in 0..bad + 2 {
-            p.id = n as u16 + 1;
-            p.payload = (0..16 + rng.below(200)).map(|_| rng.next() as u8).collect();
-            let good = p.checksum();
-            let field = if n < 2 {
-                good
-            } else {
-                match kind {
-                    "byte-swapped" if good.swap_bytes() != good => {
-                        made[1] += 1;
-                        good.swap_bytes()
-                    }
-                    "zero" if protocol == TCP => {
-                        made[2] += 1;
-                        0
-                    }
-                    _ => {
-                        made[0] += 1;
-                        // Flip bits in a random payload byte after the checksum was computed.
-                        let at = rng.below(p.payload.len());
-                        p.payload[at] ^= (rng.next() as u8) | 1;
-                        good
-                    }
-                }
-            };
-            c.frames.push(p.frame(field));
-        }
-        // The kind the flow must keep: the most frequent, ties to the more specific (zero, then
-        // byte-swapped), as the diagnosis breaks them.
-        let kind = match made {
-            [c, s, z] if z >= s && z >= c && z > 0 => "zero",
-            [c, s, _] if s >= c => "byte-swapped",
-            _ => "corrupt",
-        };
-        c.random_corruptions += bad;
-        c.flows.push(CorpusFlow {
-            src: p.src.into(),
-            dst: p.dst.into(),
-            sport: p.sport,
-            dport: p.dport,
-            protocol,
-            truth: Truth::Random { kind, packets: bad },
-        });
+    b.random(random_flows);
+    b.rewrites(true_per_variant);
+    b.finish()
+}
+
+struct Builder {
+    rng: Rng,
+    c: Corpus,
+    addresses: std::collections::HashSet<[u8; 4]>,
+    next_port: u16,
+    /// The candidates file's Services.
+    services: Vec<serde_json::Value>,
+}
+
+impl Builder {
+    /// A source port no other flow uses.
+    fn port(&mut self) -> u16 {
+        self.next_port += 1;
+        self.next_port
     }
-    // True rewrites: a DNAT of a "Service" 10.96.x.y to an endpoint 10.244.x.y, with and without
-    // a port change.
-    let mut n = 0;
-    let mut services = Vec::new();
-    // Endpoints anywhere in the pod network, as a cluster assigns them; Service VIPs in order.
-    let endpoint = |rng: &mut Rng| {
-        let e = rng.next();
-        [10, 244, (e >> 8) as u8, e as u8 | 1]
-    };
-    for signature in SIGNATURES {
-        for (seen, candidate) in [(true, true), (true, false), (false, true), (false, false)] {
-            for k in 0..true_per_variant {
-                n += 1;
-                let protocol = if signature == "absent-checksum-updated" || k % 2 == 1 {
-                    UDP
+
+    fn random(&mut self, random_flows: usize) {
+        // Random damage: a quarter of the flows with one bad packet, the rest with three (so at
+        // least two corruptions per flow on average), each flow after two good packets.
+        let kinds = ["corrupt", "byte-swapped", "zero"];
+        for i in 0..random_flows {
+            let kind = kinds[i % kinds.len()];
+            let protocol = if i % 2 == 0 { TCP } else { UDP };
+            let bad = if i % 4 == 0 { 1 } else { 3 };
+            let mut p = Packet {
+                src: addr(self.rng.below(600), 1),
+                dst: addr(self.rng.below(600), 2),
+                sport: self.port(),
+                dport: [53, 80, 443, 8080][self.rng.below(4)],
+                protocol,
+                id: 0,
+                payload: Vec::new(),
+            };
+            self.addresses.insert(p.src);
+            self.addresses.insert(p.dst);
+            // What each bad packet turned out to be: a UDP zero over IPv4 is "no checksum" and a
+            // palindrome swaps to itself, so those are corrupted instead.
+            let mut made = [0usize; 3];
+            for n in 0..bad + 2 {
+                p.id = n as u16 + 1;
+                p.payload = (0..16 + self.rng.below(200))
+                    .map(|_| self.rng.next() as u8)
+                    .collect();
+                let good = p.checksum();
+                let field = if n < 2 {
+                    good
                 } else {
-                    TCP
-                };
-                // A partial checksum left alone shows only the address change.
-                let with_port = k % 3 == 0 && signature != "partial-left-alone";
-                let before = Packet {
-                    src: addr(rng.below(600), 1),
-                    dst: [10, 96, (n >> 8) as u8, n as u8],
-                    sport: port(),
-                    dport: 80,
-                    protocol,
-                    id: 0,
-                    payload: Vec::new(),
-                };
-                let mut after = before.clone();
-                after.dst = endpoint(&mut rng);
-                if with_port {
-                    after.dport = 8080;
-                }
-                addresses.extend([before.src, before.dst, after.dst]);
-                for m in 0..4u16 {
-                    let mut b = before.clone();
-                    let mut a = after.clone();
-                    b.id = m + 1;
-                    a.id = m + 1;
-                    b.payload = (0..20 + rng.below(100)).map(|_| rng.next() as u8).collect();
-                    a.payload.clone_from(&b.payload);
-                    let nat =
-                        |field| rfc1624(field, &b.dst_words(with_port), &a.dst_words(with_port));
-                    let (seen_field, field) = match signature {
-                        "stale-after-rewrite" => (b.checksum(), b.checksum()),
-                        "partial-left-alone" => (b.partial(), b.partial()),
-                        "partial-updated-as-complete" => (b.partial(), nat(b.partial())),
-                        "partial-updated-as-complete-then-completed" => {
-                            let partial = nat(b.partial());
-                            (b.partial(), reference_checksum(&[&a.segment(partial)]))
+                    match kind {
+                        "byte-swapped" if good.swap_bytes() != good => {
+                            made[1] += 1;
+                            good.swap_bytes()
                         }
-                        _ => (0, nat(0)),
-                    };
-                    if seen {
-                        c.frames.push(b.frame(seen_field));
-                    }
-                    c.frames.push(a.frame(field));
-                }
-                let show = |p: &Packet| {
-                    let a = Ipv4Addr::from(p.dst);
-                    if with_port {
-                        format!("{a}:{}", p.dport)
-                    } else {
-                        a.to_string()
+                        "zero" if protocol == TCP => {
+                            made[2] += 1;
+                            0
+                        }
+                        _ => {
+                            made[0] += 1;
+                            // Flip bits in a random payload byte after the checksum was computed.
+                            let at = self.rng.below(p.payload.len());
+                            p.payload[at] ^= (self.rng.next() as u8) | 1;
+                            good
+                        }
                     }
                 };
-                let (original, current) = (show(&before), show(&after));
-                if candidate {
-                    services.push(service(
-                        &format!("svc-{n}"),
-                        before.dst,
+                self.c.frames.push(p.frame(field));
+            }
+            // The kind the flow must keep: the most frequent, ties to the more specific (zero, then
+            // byte-swapped), as the diagnosis breaks them.
+            let kind = match made {
+                [c, s, z] if z >= s && z >= c && z > 0 => "zero",
+                [c, s, _] if s >= c => "byte-swapped",
+                _ => "corrupt",
+            };
+            self.c.random_corruptions += bad;
+            self.c.flows.push(CorpusFlow {
+                src: p.src.into(),
+                dst: p.dst.into(),
+                sport: p.sport,
+                dport: p.dport,
+                protocol,
+                truth: Truth::Random { kind, packets: bad },
+            });
+        }
+    }
+
+    fn rewrites(&mut self, true_per_variant: usize) {
+        // True rewrites: a DNAT of a "Service" 10.96.x.y to an endpoint 10.244.x.y, with and without
+        // a port change.
+        let mut n = 0usize;
+        // Endpoints anywhere in the pod network, as a cluster assigns them; Service VIPs in order.
+        let endpoint = |rng: &mut Rng| {
+            let e = rng.next();
+            [10, 244, (e >> 8) as u8, e as u8 | 1]
+        };
+        for signature in SIGNATURES {
+            for (seen, candidate) in [(true, true), (true, false), (false, true), (false, false)] {
+                for k in 0..true_per_variant {
+                    n += 1;
+                    let protocol = if signature == "absent-checksum-updated" || k % 2 == 1 {
+                        UDP
+                    } else {
+                        TCP
+                    };
+                    // A partial checksum left alone shows only the address change.
+                    let with_port = k % 3 == 0 && signature != "partial-left-alone";
+                    let before = Packet {
+                        src: addr(self.rng.below(600), 1),
+                        dst: [10, 96, (n >> 8) as u8, n as u8],
+                        sport: self.port(),
+                        dport: 80,
                         protocol,
-                        after.dport,
-                    ));
+                        id: 0,
+                        payload: Vec::new(),
+                    };
+                    let mut after = before.clone();
+                    after.dst = endpoint(&mut self.rng);
+                    if with_port {
+                        after.dport = 8080;
+                    }
+                    self.addresses.extend([before.src, before.dst, after.dst]);
+                    for m in 0..4u16 {
+                        let mut b = before.clone();
+                        let mut a = after.clone();
+                        b.id = m + 1;
+                        a.id = m + 1;
+                        b.payload = (0..20 + self.rng.below(100))
+                            .map(|_| self.rng.next() as u8)
+                            .collect();
+                        a.payload.clone_from(&b.payload);
+                        let nat = |field| {
+                            rfc1624(field, &b.dst_words(with_port), &a.dst_words(with_port))
+                        };
+                        let (seen_field, field) = match signature {
+                            "stale-after-rewrite" => (b.checksum(), b.checksum()),
+                            "partial-left-alone" => (b.partial(), b.partial()),
+                            "partial-updated-as-complete" => (b.partial(), nat(b.partial())),
+                            "partial-updated-as-complete-then-completed" => {
+                                let partial = nat(b.partial());
+                                (b.partial(), reference_checksum(&[&a.segment(partial)]))
+                            }
+                            _ => (0, nat(0)),
+                        };
+                        if seen {
+                            self.c.frames.push(b.frame(seen_field));
+                        }
+                        self.c.frames.push(a.frame(field));
+                    }
+                    let show = |p: &Packet| {
+                        let a = Ipv4Addr::from(p.dst);
+                        if with_port {
+                            format!("{a}:{}", p.dport)
+                        } else {
+                            a.to_string()
+                        }
+                    };
+                    let (original, current) = (show(&before), show(&after));
+                    if candidate {
+                        self.services.push(service(
+                            &format!("svc-{n}"),
+                            before.dst,
+                            protocol,
+                            after.dport,
+                        ));
+                    }
+                    self.c.flows.push(CorpusFlow {
+                        src: after.src.into(),
+                        dst: after.dst.into(),
+                        sport: after.sport,
+                        dport: after.dport,
+                        protocol,
+                        truth: Truth::Rewrite {
+                            signature,
+                            original,
+                            current,
+                            seen,
+                            candidate,
+                        },
+                    });
                 }
-                c.flows.push(CorpusFlow {
-                    src: after.src.into(),
-                    dst: after.dst.into(),
-                    sport: after.sport,
-                    dport: after.dport,
-                    protocol,
-                    truth: Truth::Rewrite {
-                        signature,
-                        original,
-                        current,
-                        seen,
-                        candidate,
-                    },
-                });
             }
         }
     }
-    // Decoy Services nobody called, the next VIPs in order.
-    for d in 0..50u8 {
-        services.push(service(&format!("decoy-{d}"), [10, 96, 1, d], TCP, 8080));
+
+    fn finish(mut self) -> Corpus {
+        // Decoy Services nobody called, the next VIPs in order.
+        for d in 0..50u8 {
+            self.services
+                .push(service(&format!("decoy-{d}"), [10, 96, 1, d], TCP, 8080));
+        }
+        self.c.candidates = serde_json::to_string_pretty(&serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "metadata": { "resourceVersion": "" },
+            "items": self.services,
+        }))
+        .expect("JSON");
+        self.c.addresses = self.addresses.len();
+        self.c
     }
-    c.candidates = serde_json::to_string_pretty(&serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "metadata": { "resourceVersion": "" },
-        "items": services,
-    }))
-    .expect("JSON");
-    c.addresses = addresses.len();
-    c
 }
 
 /// A Service `corpus/name` at `vip`, port 80 forwarding to `target_port`.
