@@ -74,6 +74,11 @@ pub struct Snapshot {
     /// The kernel's checksum drops by reason, and those the drop ring had no room for; `None`
     /// when they are not traced.
     pub kernel_drops: Option<(BTreeMap<String, u64>, u64)>,
+    /// Broken flows by where their packets were last fine ("none" when no audited hook saw them
+    /// before) and first broken, as `iface@hook`: at most one series per pair of sources.
+    pub broken_hops: BTreeMap<(String, String), u64>,
+    /// Tracked flow halves now, and those expired over the run.
+    pub tracking: crate::analysis::Tracking,
 }
 
 impl Snapshot {
@@ -154,8 +159,26 @@ impl Snapshot {
                 }
                 _ => None,
             },
+            broken_hops: broken_hops(analysis),
+            tracking: analysis.tracking(),
         }
     }
+}
+
+fn broken_hops(analysis: &Analysis) -> BTreeMap<(String, String), u64> {
+    let place = |id: SourceId| {
+        let s = analysis.source(id);
+        format!("{}@{}", s.name, s.hook.name())
+    };
+    let mut out = BTreeMap::new();
+    for path in analysis.paths() {
+        let from = path
+            .last_good()
+            .map_or_else(|| "none".to_owned(), |h| place(h.source));
+        *out.entry((from, place(path.first_bad().source)))
+            .or_default() += 1;
+    }
+    out
 }
 
 pub type Shared = Arc<Mutex<Snapshot>>;
@@ -205,6 +228,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HopLabels {
+    from: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttachLabels {
     iface: String,
     hook: String,
@@ -245,6 +274,18 @@ pub fn render(s: &Snapshot) -> String {
         "Mismatch events not sent: their flow and kind had used up --events-per-flow.",
         &mut registry,
         &|c| c.events_sampled_out,
+    );
+    per_hook(
+        "tracked_reports",
+        "Good verdicts sent because their flow was tracked (a hook saw it broken).",
+        &mut registry,
+        &|c| c.tracked_reports,
+    );
+    per_hook(
+        "tracking_full",
+        "Broken flows that could not be tracked: the tracked-flow map was full.",
+        &mut registry,
+        &|c| c.tracking_full,
     );
     per_hook(
         "malformed",
@@ -382,6 +423,36 @@ pub fn render(s: &Snapshot) -> String {
             lost_drops,
         );
     }
+
+    let hops = Family::<HopLabels, Gauge>::default();
+    for ((from, to), n) in &s.broken_hops {
+        hops.get_or_create(&HopLabels {
+            from: from.clone(),
+            to: to.clone(),
+        })
+        .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "broken_hops",
+        "Broken flows by the last hook that saw their packets fine (from; none when no earlier \
+         audited hook saw them) and the first that saw them broken (to), from tracked flows.",
+        hops,
+    );
+    let tracked = Gauge::<i64>::default();
+    tracked.set(i64::try_from(s.tracking.live).unwrap_or(i64::MAX));
+    registry.register(
+        "tracked_flow_halves",
+        "Halves of broken flows' 5-tuples the kernel is tracking now (every hook reports their \
+         packets).",
+        tracked,
+    );
+    let expired = Counter::<u64>::default();
+    expired.inc_by(s.tracking.expired);
+    registry.register(
+        "tracked_flow_halves_expired",
+        "Tracked flow halves removed after they expired.",
+        expired,
+    );
 
     let attached = Family::<AttachLabels, Gauge>::default();
     for src in &s.sources {
@@ -657,8 +728,32 @@ mod tests {
                 ..Lifecycle::default()
             },
             kernel_drops: Some(([("TCP_CSUM".to_owned(), 5)].into(), 1)),
+            broken_hops: [(
+                (
+                    "ns-c/veth-c@tc-egress".to_owned(),
+                    "ns-m/veth-m0@tc-ingress".to_owned(),
+                ),
+                2,
+            )]
+            .into(),
+            tracking: crate::analysis::Tracking {
+                live: 4,
+                expired: 6,
+            },
         };
         let text = render(&s);
+        assert!(
+            text.contains(r#"checksum_audit_broken_hops{from="ns-c/veth-c@tc-egress",to="ns-m/veth-m0@tc-ingress"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("checksum_audit_tracked_flow_halves 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("checksum_audit_tracked_flow_halves_expired_total 6"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"checksum_audit_kernel_checksum_drops_total{reason="TCP_CSUM"} 5"#),
             "{text}"

@@ -175,6 +175,8 @@ pub fn source_json(s: &Source) -> Value {
         "malformed": s.counters.malformed,
         "events_lost": s.counters.events_lost,
         "events_sampled_out": s.counters.events_sampled_out,
+        "tracked_reports": s.counters.tracked_reports,
+        "tracking_full": s.counters.tracking_full,
         "severity_basis": s.basis.name(),
         "checks": checks_json(&s.counters),
         "mismatches": mismatches_json(&s.counters),

@@ -99,6 +99,20 @@ pub fn sentence(analysis: &Analysis, path: &Path) -> String {
     )
 }
 
+/// Where it broke, in a few words: for the terminal view's row.
+pub fn short(analysis: &Analysis, path: &Path) -> String {
+    let bad = path.first_bad();
+    match path.last_good() {
+        Some(good) => format!(
+            "broke between {} and {}: {}",
+            place(analysis, good),
+            place(analysis, bad),
+            rewritten(&path.changes(), &bad.flow)
+        ),
+        None => format!("first seen broken at {}", place(analysis, bad)),
+    }
+}
+
 /// The path under a diagnosis: the sentence, then one line per hop.
 pub fn text(analysis: &Analysis, path: &Path) -> String {
     let mut out = format!("      path: {}\n", sentence(analysis, path));

@@ -43,6 +43,8 @@ pub struct Row {
     pub count: u64,
     pub last_seen: String,
     pub explanation: String,
+    /// Where its packets broke, when a path was followed (tracked flows).
+    pub hop: Option<String>,
 }
 
 /// The header figures.
@@ -107,6 +109,7 @@ pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize
         })
         .collect();
     diagnoses.sort_by_key(|d| (std::cmp::Reverse(d.severity), std::cmp::Reverse(d.count)));
+    let paths = analysis.paths();
     diagnoses
         .into_iter()
         .take(limit)
@@ -124,6 +127,10 @@ pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize
                     .get(&(d.source, d.layer, d.flow))
                     .map_or_else(String::new, |t| clock.rfc3339(*t)),
                 explanation: d.diagnosis.explanation(),
+                hop: paths
+                    .iter()
+                    .find(|p| p.broke_at(d.source, &d.flow))
+                    .map(|p| super::path::short(analysis, p)),
             }
         })
         .collect()
@@ -231,6 +238,9 @@ impl LiveView {
                 "{}",
                 truncate(&format!("    {}: {}", r.flow, r.explanation), width)
             );
+            if let Some(hop) = &r.hop {
+                let _ = writeln!(screen, "{}", truncate(&format!("    {hop}"), width));
+            }
             keys.push((key, r.count));
         }
         out.write_all(screen.as_bytes())?;
@@ -272,6 +282,9 @@ mod tests {
             count,
             last_seen: "2026-11-26T10:00:00.000000Z".into(),
             explanation: "The checksum is wrong.".into(),
+            hop: Some(
+                "broke between a tc-egress and b tc-ingress: no address or port changed".into(),
+            ),
         };
         let header = |packets| Header {
             packets,
@@ -286,6 +299,7 @@ mod tests {
         assert!(first.starts_with("\x1b[H\x1b[2J"));
         assert!(first.contains("veth-b tc-ingress"));
         assert!(first.contains("The checksum is wrong."));
+        assert!(first.contains("    broke between a tc-egress and b tc-ingress"));
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut out = Vec::new();
         view.draw(&header(110), &[row(3)], &mut out).unwrap();
