@@ -689,15 +689,15 @@ mod tests {
         assert_eq!(b.failed(), (ms(10), true));
     }
 
-    #[test]
-    fn renders_counters_with_conventional_names() {
+    /// One source with a few counters, events, a diagnosis, drops, a broken hop and tracking.
+    fn sample() -> Snapshot {
         let mut counters = Counters {
             packets: 42,
             ..Counters::default()
         };
         counters.checks[Layer::Tcp as usize][Status::Bad as usize] = 3;
         counters.mismatches[Layer::Tcp as usize][Kind::Corrupt as usize] = 3;
-        let s = Snapshot {
+        Snapshot {
             sources: vec![SourceMetrics {
                 iface: "veth0".into(),
                 hook: "tc-ingress",
@@ -740,7 +740,29 @@ mod tests {
                 live: 4,
                 expired: 6,
             },
-        };
+        }
+    }
+
+    #[test]
+    fn renders_paths_and_tracking() {
+        let text = render(&sample());
+        assert!(
+            text.contains(r#"checksum_audit_broken_hops{from="ns-c/veth-c@tc-egress",to="ns-m/veth-m0@tc-ingress"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("checksum_audit_tracked_flow_halves 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("checksum_audit_tracked_flow_halves_expired_total 6"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_counters_with_conventional_names() {
+        let s = sample();
         let text = render(&s);
         assert!(
             text.contains(r#"checksum_audit_broken_hops{from="ns-c/veth-c@tc-egress",to="ns-m/veth-m0@tc-ingress"} 2"#),
