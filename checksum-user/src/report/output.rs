@@ -377,6 +377,7 @@ pub fn diagnoses_text(
     }
     let mut out = String::from("  diagnosis per flow:\n");
     let paths = analysis.paths();
+    let mut printed = Vec::new();
     if rows.is_empty() {
         out.push_str("  no problems\n");
     }
@@ -401,7 +402,17 @@ pub fn diagnoses_text(
             let _ = writeln!(out, "      kernel: {kernel}");
         }
         if let Some(path) = paths.iter().find(|p| p.broke_at(d.source, &d.flow)) {
-            out.push_str(&super::path::text(analysis, path));
+            // Each path in full once, under the first of its flow's diagnoses.
+            if printed.contains(&path.id) {
+                let _ = writeln!(
+                    out,
+                    "      path: {} (above)",
+                    super::path::short(analysis, path)
+                );
+            } else {
+                printed.push(path.id);
+                out.push_str(&super::path::text(analysis, path));
+            }
         }
     }
     if rows.len() > limit {
