@@ -102,6 +102,27 @@ pub const fn field_for(sum_without_field: u64) -> u16 {
     !fold(sum_without_field)
 }
 
+/// `CHECKSUM_COMPLETE`: the sum over an L4 segment and its pseudo-header (so, with `verifies`,
+/// whether its checksum is right) from the device's sum of the frame from the network header to
+/// its end (`skb->csum`, folded to 32 bits), without summing the segment again.
+///
+/// * `before_l4`: the sum of the bytes from the network header to the L4 header (IP header with
+///   options, IPv6 extension headers). A valid IPv4 header sums to zero, so for IPv4 whose header
+///   checksum verifies it can be 0.
+/// * `after_l4`: the sum of the bytes after the segment that the device summed too: Ethernet
+///   padding, until the IP layer trims it.
+/// * `pseudo`: the pseudo-header sum.
+///
+/// Each sum is of memory-order words at the bytes' offsets from the network header, so a part
+/// that starts at an odd offset is summed byte-swapped (`sum_bytes` of it, then `swap_bytes`).
+/// The device's sum starts at the network header at TC: `eth_type_trans` pulls the Ethernet
+/// header and a VLAN tag is pulled with `skb_pull_rcsum`, both before TC ingress runs, and `tcx`
+/// pushes the MAC header back for the program without adding it to the sum.
+pub const fn complete_l4_sum(skb_csum: u32, before_l4: u64, after_l4: u64, pseudo: u64) -> u64 {
+    // total - before - after + pseudo: subtracting is adding the complement.
+    fold(skb_csum as u64) as u64 + !fold(before_l4) as u64 + !fold(after_l4) as u64 + pseudo
+}
+
 /// Classifies a mismatching field, testing the signatures in a fixed order.
 ///
 /// * `field`, `want`: memory-order field and correct value.
@@ -242,6 +263,148 @@ mod tests {
         let a = [192, 168, 240, 220];
         assert_eq!(u16::from_be(fold(sum_addr4(a))), addr_sum_v4(a));
         assert_eq!(u16::from_be(fold(sum_addr16(&v6))), addr_sum_v6(&v6));
+    }
+
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "test frames of a few dozen bytes"
+    )]
+    mod complete {
+        //! `complete_l4_sum` against the full sum, on frames as a NIC sums them: IPv4 with
+        //! options, IPv6 with extension headers, a VLAN tag pulled off the sum, Ethernet padding
+        //! (zeros and garbage), odd segment lengths.
+        extern crate std;
+        use std::{vec, vec::Vec};
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Sum of `bytes` placed at `offset` from where the device started summing.
+        fn sum_at(offset: usize, bytes: &[u8]) -> u64 {
+            let s = fold(sum_bytes(0, bytes));
+            u64::from(if offset % 2 == 1 { s.swap_bytes() } else { s })
+        }
+
+        /// A TCP segment with its correct checksum (memory order), and the pseudo-header sum.
+        fn tcp(src: &[u8], dst: &[u8], v6: bool, payload: &[u8], good: bool) -> (Vec<u8>, u64) {
+            let mut seg = Vec::new();
+            seg.extend_from_slice(&[0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18]);
+            seg.extend_from_slice(&[2, 0, 0, 0, 0, 0]);
+            seg.extend_from_slice(payload);
+            let len = seg.len();
+            let pseudo = if v6 {
+                pseudo_header_v6(
+                    src.try_into().unwrap(),
+                    dst.try_into().unwrap(),
+                    6,
+                    len as u32,
+                )
+            } else {
+                pseudo_header_v4(
+                    src.try_into().unwrap(),
+                    dst.try_into().unwrap(),
+                    6,
+                    len as u16,
+                )
+            };
+            let field = field_for(sum_bytes(pseudo, &seg));
+            let field = if good { field } else { field ^ 0x0101 };
+            seg[16..18].copy_from_slice(&field.to_ne_bytes());
+            (seg, pseudo)
+        }
+
+        fn ipv4(opts: &[u8], l4_len: usize) -> Vec<u8> {
+            let ihl = 20 + opts.len();
+            let total = (ihl + l4_len) as u16;
+            let mut h = Vec::new();
+            h.extend_from_slice(&[0x40 | (ihl / 4) as u8, 0]);
+            h.extend_from_slice(&total.to_be_bytes());
+            h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+            h.extend_from_slice(opts);
+            let c = field_for(sum_bytes(0, &h));
+            h[10..12].copy_from_slice(&c.to_ne_bytes());
+            h
+        }
+
+        /// Checks one frame: `l3` (network header to L4), the segment, `after` (padding).
+        fn check(l3: &[u8], seg: &[u8], after: &[u8], pseudo: u64, assume_header_zero: bool) {
+            let mut frame = l3.to_vec();
+            frame.extend_from_slice(seg);
+            frame.extend_from_slice(after);
+            // What the device leaves in skb->csum: the whole sum from the network header.
+            let skb_csum = u32::from(fold(sum_bytes(0, &frame)));
+            let before = if assume_header_zero { 0 } else { sum_at(0, l3) };
+            let after_sum = sum_at(l3.len() + seg.len(), after);
+            let got = complete_l4_sum(skb_csum, before, after_sum, pseudo);
+            let full = sum_bytes(pseudo, seg);
+            assert_eq!(verifies(got), verifies(full), "frame {frame:02x?}");
+            assert!(
+                fold(got) % 0xffff == fold(full) % 0xffff,
+                "frame {frame:02x?}"
+            );
+        }
+
+        proptest! {
+            #[test]
+            fn ipv4_with_options_and_padding(
+                payload in proptest::collection::vec(any::<u8>(), 0..40),
+                words in 0usize..10,
+                pad in proptest::collection::vec(any::<u8>(), 0..46),
+                good: bool,
+            ) {
+                let (seg, pseudo) = tcp(&[10, 0, 0, 1], &[10, 0, 0, 2], false, &payload, good);
+                let opts: Vec<u8> = (0..words * 4).map(|i| u8::from(i % 4 != 3)).collect();
+                let l3 = ipv4(&opts, seg.len());
+                // A valid IPv4 header sums to zero: it need not be summed at all.
+                check(&l3, &seg, &pad, pseudo, true);
+                check(&l3, &seg, &pad, pseudo, false);
+            }
+
+            #[test]
+            fn ipv6_with_extension_headers(
+                payload in proptest::collection::vec(any::<u8>(), 0..40),
+                ext in proptest::collection::vec(any::<u8>(), 0..4),
+                pad in proptest::collection::vec(any::<u8>(), 0..10),
+                good: bool,
+            ) {
+                let src = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+                let dst = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+                let (seg, pseudo) = tcp(&src, &dst, true, &payload, good);
+                let mut l3 = vec![0x60, 0, 0, 0];
+                l3.extend_from_slice(&((seg.len() + 8 * ext.len()) as u16).to_be_bytes());
+                l3.extend_from_slice(&[0, 64]);
+                l3.extend_from_slice(&src);
+                l3.extend_from_slice(&dst);
+                // Hop-by-hop / destination options headers of 8 bytes each, arbitrary contents.
+                for (i, b) in ext.iter().enumerate() {
+                    let next = if i + 1 == ext.len() { 6 } else { 60 };
+                    l3.extend_from_slice(&[next, 0, *b, 4, 1, 2, 3, 4]);
+                }
+                check(&l3, &seg, &pad, pseudo, false);
+            }
+
+            #[test]
+            fn a_vlan_tag_pulled_off_the_sum(
+                payload in proptest::collection::vec(any::<u8>(), 1..40),
+                tci: u16,
+                good: bool,
+            ) {
+                // The NIC sums from after the Ethernet header, tag included; skb_vlan_untag pulls
+                // the tag with skb_pull_rcsum (subtracting its sum) before TC ingress runs.
+                let (seg, pseudo) = tcp(&[10, 0, 0, 1], &[10, 0, 0, 2], false, &payload, good);
+                let l3 = ipv4(&[], seg.len());
+                let mut tagged = tci.to_be_bytes().to_vec();
+                tagged.extend_from_slice(&[0x08, 0x00]);
+                let tag = tagged.clone();
+                tagged.extend_from_slice(&l3);
+                tagged.extend_from_slice(&seg);
+                let device = fold(sum_bytes(0, &tagged));
+                let pulled = u32::from(fold(u64::from(device) + u64::from(!fold(sum_bytes(0, &tag)))));
+                let got = complete_l4_sum(pulled, 0, 0, pseudo);
+                prop_assert_eq!(verifies(got), good);
+            }
+        }
     }
 
     mod rewrite {

@@ -5,6 +5,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use checksum_common::csum::{complete_l4_sum, verifies};
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, Status,
     event::{
@@ -284,6 +285,29 @@ impl Verdict {
         self.flow.family()
     }
 
+    /// For a `CHECKSUM_COMPLETE` skb: whether the device's own sum (`skb->csum`) says otherwise
+    /// than the kernel program's sum of the segment (`csum::complete_l4_sum`). That is the
+    /// kernel's "hw csum failure": the packet changed after the device summed it without
+    /// `skb->csum` being updated (a program or a NAT), or the device summed wrongly. Only for
+    /// TCP/UDP over IPv4, whose header sums to zero when valid; Ethernet padding the device
+    /// summed (frames under 60 bytes) also makes them differ, which the caller says. `None`
+    /// where it cannot be told.
+    pub fn device_sum_disagrees(&self) -> Option<bool> {
+        let skb = self.skb?;
+        let summed = matches!(self.status, Status::Ok | Status::Bad);
+        if skb.ip_summed != IpSummed::Complete
+            || !summed
+            || !self.flow.src.is_ipv4()
+            || !matches!(self.layer, Layer::Tcp | Layer::Udp)
+        {
+            return None;
+        }
+        // Events carry host-order values of the wire words; the sums are of memory-order words.
+        let pseudo = u64::from(self.pseudo.to_be());
+        let device = complete_l4_sum(skb.csum(), 0, 0, pseudo);
+        Some(verifies(device) != (self.status == Status::Ok))
+    }
+
     /// The JSON object shared by `replay --format json` and live `--format json`; the caller adds
     /// `packet`, or `iface`, `hook` and `ts`.
     pub fn json_fields(&self) -> serde_json::Map<String, Value> {
@@ -325,10 +349,11 @@ impl Verdict {
             .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
         m.insert("sport".into(), sport);
         m.insert("dport".into(), dport);
-        m.insert(
-            "skb".into(),
-            self.skb.as_ref().map_or(Value::Null, SkbCsum::json),
-        );
+        let mut skb = self.skb.as_ref().map_or(Value::Null, SkbCsum::json);
+        if let (Some(d), Value::Object(o)) = (self.device_sum_disagrees(), &mut skb) {
+            o.insert("device_sum_disagrees".into(), json!(d));
+        }
+        m.insert("skb".into(), skb);
         m
     }
 }
@@ -340,6 +365,64 @@ pub fn hex(v: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A TCP/IPv4 event with a `CHECKSUM_COMPLETE` skb whose `skb->csum` a device summed over the
+    /// packet (IP header on), and the kernel program's verdict `status` on the same bytes.
+    fn complete_event(corrupt_after_device: bool) -> Verdict {
+        use checksum_common::csum::{field_for, fold, pseudo_header_v4, sum_bytes};
+        let (src, dst) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let mut seg = vec![
+            0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 2, 0,
+        ];
+        seg.extend_from_slice(&[0, 0, 0, 0]);
+        seg.extend_from_slice(b"payload");
+        let pseudo = pseudo_header_v4(src, dst, 6, u16::try_from(seg.len()).unwrap());
+        let field = field_for(sum_bytes(pseudo, &seg));
+        seg[16..18].copy_from_slice(&field.to_ne_bytes());
+        let mut ip = vec![0x45, 0, 0, 47, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        let c = field_for(sum_bytes(0, &ip));
+        ip[10..12].copy_from_slice(&c.to_ne_bytes());
+        let csum = u32::from(fold(sum_bytes(sum_bytes(0, &ip), &seg)));
+        if corrupt_after_device {
+            // A program rewrote a payload byte without updating skb->csum.
+            let last = seg.len() - 1;
+            seg[last] ^= 0x20;
+        }
+        let ok = verifies(sum_bytes(pseudo, &seg));
+        let mut e = ChecksumEvent {
+            src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            status: if ok { Status::Ok } else { Status::Bad } as u8,
+            kind: if ok { Kind::Match } else { Kind::Corrupt } as u8,
+            pseudo: u16::from_be(fold(pseudo)),
+            ip_summed: IpSummed::Complete as u8,
+            protocol: 6,
+            ..event()
+        };
+        e.csum_start = u16::try_from(csum & 0xffff).unwrap();
+        e.csum_offset = u16::try_from(csum >> 16).unwrap();
+        Verdict::from_event(&e).unwrap()
+    }
+
+    #[test]
+    fn a_packet_changed_after_the_device_summed_it_is_told() {
+        let intact = complete_event(false);
+        assert_eq!(intact.status, Status::Ok);
+        assert_eq!(intact.device_sum_disagrees(), Some(false));
+        let changed = complete_event(true);
+        assert_eq!(changed.status, Status::Bad);
+        assert_eq!(changed.device_sum_disagrees(), Some(true));
+        assert!(
+            crate::report::output::verdict_text(&changed)
+                .contains("CHECKSUM_COMPLETE sum disagrees")
+        );
+        // Not a COMPLETE skb: nothing to tell.
+        let mut none = changed.clone();
+        none.skb = None;
+        assert_eq!(none.device_sum_disagrees(), None);
+    }
 
     fn event() -> ChecksumEvent {
         ChecksumEvent {

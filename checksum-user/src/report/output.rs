@@ -110,6 +110,12 @@ pub fn verdict_text(v: &Verdict) -> String {
     {
         s.push_str("  (skb CHECKSUM_UNNECESSARY: the stack accepts it anyway)");
     }
+    if v.device_sum_disagrees() == Some(true) {
+        s.push_str(
+            "  (the device's CHECKSUM_COMPLETE sum disagrees: the packet changed after the device \
+             summed it, or it summed Ethernet padding)",
+        );
+    }
     s
 }
 
