@@ -508,5 +508,5 @@ fn capture_header_layout() {
     // Not root: layout facts the decoder relies on.
     assert_eq!(CAPTURE_HEADER_LEN, 104);
     assert_eq!(capture_record_bytes(256), 8 + 104 + 256);
-    assert_eq!(capture_record_bytes(1), 8 + 104);
+    assert_eq!(capture_record_bytes(1), 8 + 104 + 8, "padded to 8 bytes");
 }
