@@ -165,20 +165,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::csum::{addr_sum_v4, addr_sum_v6, ones_eq};
-
-    /// One's-complement sum of big-endian words, folded, not complemented.
-    fn ref_sum(parts: &[&[u8]]) -> u16 {
-        let bytes: Vec<u8> = parts.concat();
-        let mut sum: u32 = bytes
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        u16::try_from(sum).unwrap()
-    }
+    use crate::{
+        csum::{addr_sum_v4, addr_sum_v6, ones_eq},
+        reference::ref_sum,
+    };
 
     /// RFC 1624 eqn. 3, word by word: HC' = ~(~HC + ~m + m').
     fn rfc1624(hc: u16, old: &[u8], new: &[u8]) -> u16 {

@@ -1280,6 +1280,14 @@ mod tests {
         }
     }
 
+    /// The diagnosis of the one flow seen broken at `source`.
+    fn at_source(d: &Diagnoser, source: u32) -> FlowDiagnosis {
+        d.diagnose(|_, _| Severity::Problem)
+            .into_iter()
+            .find(|f| f.source == source)
+            .unwrap()
+    }
+
     fn only(d: &Diagnoser) -> FlowDiagnosis {
         let all = d.diagnose(|_, _| Severity::Problem);
         assert_eq!(all.len(), 1, "{all:#?}");
@@ -1342,10 +1350,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn stale_vip_named_from_another_flow() {
-        // The pre-DNAT packets are not seen, only another client's OK packet to the VIP.
-        let mut d = Diagnoser::default();
+    /// Another client's good packet to the VIP (source 3), then four packets of a flow DNATed to
+    /// the pod with the checksum left stale, seen only after the rewrite (source 2).
+    fn vip_elsewhere_then_stale_dnat(d: &mut Diagnoser) {
         let other = Packet::new(UDP, (v4("10.0.0.9"), 5353), (v4(VIP), 53), payload(9));
         d.observe(3, &other.verdict(other.checksum()));
         for i in 0..4 {
@@ -1355,6 +1362,13 @@ mod tests {
                 &before.with_dst((v4(POD), 53)).verdict(before.checksum()),
             );
         }
+    }
+
+    #[test]
+    fn stale_vip_named_from_another_flow() {
+        // The pre-DNAT packets are not seen, only another client's OK packet to the VIP.
+        let mut d = Diagnoser::default();
+        vip_elsewhere_then_stale_dnat(&mut d);
         let r = only(&d).diagnosis.likely_original().cloned().unwrap();
         assert_eq!(
             (r.field, r.original.as_str()),
@@ -1517,11 +1531,7 @@ mod tests {
             let field = nat_update(reply.pseudo(), &octets(pod.0), &octets(vip.0));
             d.observe(2, &reply.with_src(vip).verdict(field));
         }
-        let f = d
-            .diagnose(|_, _| Severity::Problem)
-            .into_iter()
-            .find(|f| f.source == 2)
-            .unwrap();
+        let f = at_source(&d, 2);
         assert_eq!(f.diagnosis.name(), "partial-updated-as-complete");
         let r = f.diagnosis.likely_original().unwrap();
         assert_eq!(
@@ -1540,11 +1550,7 @@ mod tests {
             d.observe(1, &before.verdict(before.pseudo()));
             d.observe(2, &before.with_dst((v4(POD), 80)).verdict(before.pseudo()));
         }
-        let f = d
-            .diagnose(|_, _| Severity::Problem)
-            .into_iter()
-            .find(|f| f.source == 2)
-            .unwrap();
+        let f = at_source(&d, 2);
         let found = finding(&f);
         assert_eq!(found.signature, Signature::PartialLeftAlone);
         assert_eq!(f.diagnosis.name(), "partial-left-alone");
@@ -1802,11 +1808,7 @@ mod tests {
         let before = Packet::new(TCP, pod, (v4(VIP), 80), payload(0));
         d.observe(1, &before.verdict(before.pseudo())); // at the pod's own port: partial
         ovs_service_case(&mut d, 4);
-        let f = d
-            .diagnose(|_, _| Severity::Problem)
-            .into_iter()
-            .find(|f| f.source == 2)
-            .unwrap();
+        let f = at_source(&d, 2);
         assert_eq!(
             f.diagnosis.name(),
             "partial-updated-as-complete-then-completed"
@@ -1849,20 +1851,8 @@ mod tests {
             d.observe(3, &other.verdict(other.checksum()));
         }
         // The VIP is also among the values, but the pre-DNAT flow was never seen.
-        let other = Packet::new(UDP, (v4("10.0.0.9"), 5353), (v4(VIP), 53), payload(9));
-        d.observe(3, &other.verdict(other.checksum()));
-        for i in 0..4 {
-            let before = Packet::new(UDP, (v4(CLIENT.0), CLIENT.1), (v4(VIP), 53), payload(i));
-            d.observe(
-                2,
-                &before.with_dst((v4(POD), 53)).verdict(before.checksum()),
-            );
-        }
-        let f = d
-            .diagnose(|_, _| Severity::Problem)
-            .into_iter()
-            .find(|f| f.source == 2)
-            .unwrap();
+        vip_elsewhere_then_stale_dnat(&mut d);
+        let f = at_source(&d, 2);
         let found = finding(&f);
         assert_eq!(found.signature, Signature::StaleAfterRewrite);
         assert!(found.rewrite.is_none(), "{f:#?}");
@@ -1878,11 +1868,7 @@ mod tests {
         let mut d = Diagnoser::default();
         d.add_candidates(&Candidates::parse(&format!("{VIP} kube-system/kube-dns")).unwrap());
         stale_dnat(&mut d, UDP, (v4(VIP), 53), (v4(POD), 53), 1);
-        let f = d
-            .diagnose(|_, _| Severity::Problem)
-            .into_iter()
-            .find(|f| f.source == 2)
-            .unwrap();
+        let f = at_source(&d, 2);
         assert_eq!(f.diagnosis, Diagnosis::Corrupt);
     }
 
