@@ -10,6 +10,10 @@ pub mod signature;
 pub mod source;
 pub mod track;
 
+pub use counters::Counters;
+pub use event::{ChecksumEvent, Hook, Kind, Layer, Status};
+pub use source::{SourceKey, SourceState};
+
 #[cfg(test)]
 mod reference {
     //! The tests' independent reference sum: plain big-endian words, sharing no code with `csum`.
@@ -30,7 +34,3 @@ mod reference {
         u16::try_from(sum).expect("folded to 16 bits")
     }
 }
-
-pub use counters::Counters;
-pub use event::{ChecksumEvent, Hook, Kind, Layer, Status};
-pub use source::{SourceKey, SourceState};
