@@ -12,21 +12,34 @@ use checksum_user::testkit::dnat::{
 use common::auditor::Running;
 use serde_json::Value;
 
-/// Runs the lab's traffic under an auditor of all three namespaces; its JSON lines.
-fn audit(lab: &DnatLab) -> Vec<Value> {
+/// Runs the lab's traffic under an auditor of all three namespaces; its JSON lines, and a metrics
+/// scrape taken before it stops (on the host's loopback).
+fn audit(lab: &DnatLab) -> (Vec<Value>, String) {
+    let port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port().to_string()
+    };
     let mut args = netns_args(lab);
-    args.extend(["--iface", "veth-*"].map(String::from));
+    args.extend(["--iface", "veth-*", "--metrics-addr", &port].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = Running::start_with_netns(&lab.server.name, &args);
     assert!(
         !lab.traffic(),
         "the service answered: the NAT did not break it"
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // a metrics refresh
+    let scrape = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
     let done = run.stop(libc::SIGTERM);
     assert!(done.status.success(), "{}", done.stderr);
     common::assert_matches_schema(&done.lines);
-    done.lines
+    (done.lines, scrape)
 }
 
 fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -124,7 +137,13 @@ fn check_path(lab: &DnatLab, lines: &[Value], layer: &str) {
 fn a_nat_that_leaves_a_partial_checksum_is_found_between_two_hooks() {
     root_only!();
     let lab = DnatLab::new("pathl");
-    let lines = audit(&lab);
+    let (lines, scrape) = audit(&lab);
+    // Both broken flows (UDP, TCP) broke between the client's egress and the middle's ingress.
+    let series = format!(
+        "checksum_audit_broken_hops{{from=\"{}/{CLIENT_IF}@tc-egress\",to=\"{}/{MIDDLE_IN}@tc-ingress\"}} 2",
+        lab.client.name, lab.middle.name
+    );
+    assert!(scrape.contains(&series), "no {series} in:\n{scrape}");
     let middle = format!("{}/{MIDDLE_IN}", lab.middle.name);
     let server = format!("{}/{SERVER_IF}", lab.server.name);
     for layer in ["udp", "tcp"] {
@@ -158,7 +177,7 @@ fn a_nat_that_updates_a_partial_checksum_as_if_complete_is_named_so() {
             port: None,
         },
     );
-    let lines = audit(&lab);
+    let (lines, _) = audit(&lab);
     let middle = format!("{}/{MIDDLE_IN}", lab.middle.name);
     let server = format!("{}/{SERVER_IF}", lab.server.name);
     for layer in ["udp", "tcp"] {
