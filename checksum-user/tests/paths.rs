@@ -158,6 +158,15 @@ fn a_nat_that_leaves_a_partial_checksum_is_found_between_two_hooks() {
         );
         let d = diagnosis(&lines, &server, "tc-ingress", layer);
         assert_eq!(d["diagnosis"], "stale-after-rewrite", "{d}");
+        // This very packet, at the client's egress, before the NAT.
+        let client = format!("{}/{CLIENT_IF} tc-egress", lab.client.name);
+        assert_eq!(d["seen_at"].as_str(), Some(client.as_str()), "{d}");
+        assert!(
+            d["explanation"].as_str().unwrap().contains(&format!(
+                "the same packet was seen before the rewrite, at {client}"
+            )),
+            "{d}"
+        );
         assert_eq!(
             (d["likely_original"].as_str(), d["evidence"].as_str()),
             (Some("10.96.0.10"), Some("seen")),

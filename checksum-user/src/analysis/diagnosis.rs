@@ -168,9 +168,36 @@ pub struct Rewrite {
     pub evidence: Evidence,
     /// How many other values fit the arithmetic with evidence as strong (0: unambiguous).
     pub alternatives: usize,
+    /// With `Evidence::Seen`: the hook that saw this very packet before the rewrite, where its
+    /// path shows it (`Analysis::diagnoses`).
+    pub seen_at: Option<String>,
 }
 
 impl Rewrite {
+    /// Whether `flow` carries the original value where this rewrite changed it: the flow as it
+    /// was before the rewrite.
+    pub fn original_in(&self, flow: &Flow) -> bool {
+        let (side, what) = match self.field {
+            RewrittenField::DstAddr => (Side::Dst, Rewritten::Addr),
+            RewrittenField::SrcAddr => (Side::Src, Rewritten::Addr),
+            RewrittenField::DstAddrPort => (Side::Dst, Rewritten::AddrPort),
+            RewrittenField::SrcAddrPort => (Side::Src, Rewritten::AddrPort),
+            RewrittenField::DstPort => (Side::Dst, Rewritten::Port),
+            RewrittenField::SrcPort => (Side::Src, Rewritten::Port),
+        };
+        side.value(flow, what)
+            .is_some_and(|v| v.to_string() == self.original)
+    }
+
+    /// What the rewrite rests on, for sentences.
+    pub fn evidence_text(&self) -> String {
+        match (&self.evidence, &self.seen_at) {
+            (Evidence::Seen, Some(at)) => {
+                format!("the same packet was seen before the rewrite, at {at}")
+            }
+            (evidence, _) => evidence.describe(),
+        }
+    }
     /// "destination address 10.96.0.10 -> 10.244.1.7".
     pub fn describe(&self) -> String {
         format!(
@@ -321,7 +348,7 @@ impl RewriteFinding {
         let evidence = self
             .rewrite
             .as_ref()
-            .map(|r| format!(" (evidence: {})", r.evidence.describe()));
+            .map(|r| format!(" (evidence: {})", r.evidence_text()));
         let consistent = self.consistent_with.as_ref().map(|(r, hypotheses)| {
             format!(
                 " Consistent with a rewrite of the {}; not conclusive: {hypotheses} values were \
@@ -768,6 +795,7 @@ fn best(mut found: Vec<Found>) -> Option<(Rewrite, Signature)> {
         current: first.current.to_string(),
         evidence: first.evidence.clone(),
         alternatives,
+        seen_at: None,
     };
     Some((rewrite, first.signature))
 }

@@ -232,13 +232,36 @@ impl Analysis {
         &self.skb_state
     }
 
-    /// Every tracked flow's diagnosis with its severity, most mismatches first.
+    /// Every tracked flow's diagnosis with its severity, most mismatches first. A rewrite seen
+    /// before it happened says where, when the packet's path shows it there.
     pub fn diagnoses(&self) -> Vec<FlowDiagnosis> {
-        self.diagnoser.diagnose(|source, d| match d {
+        let mut out = self.diagnoser.diagnose(|source, d| match d {
             // A partial checksum is judged by place; every other finding is a problem.
             Diagnosis::OffloadPending => self.severity(source, Kind::OffloadPending),
             _ => Severity::Problem,
-        })
+        });
+        let paths = self.paths.broken();
+        if paths.is_empty() {
+            return out;
+        }
+        for d in &mut out {
+            let Diagnosis::Rewrite(finding) = &mut d.diagnosis else {
+                continue;
+            };
+            let Some(rewrite) = &mut finding.rewrite else {
+                continue;
+            };
+            let before = paths
+                .iter()
+                .filter(|p| p.broke_at(d.source, &d.flow))
+                .filter_map(path::Path::last_good)
+                .find(|good| rewrite.original_in(&good.flow));
+            if let (diagnosis::Evidence::Seen, Some(good)) = (&rewrite.evidence, before) {
+                let s = self.source(good.source);
+                rewrite.seen_at = Some(format!("{} {}", s.name, s.hook.name()));
+            }
+        }
+        out
     }
 
     /// One path per broken flow: where its packets were last fine and first broken.

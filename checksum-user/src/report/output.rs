@@ -637,6 +637,14 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
             ),
         ),
         (
+            "seen_at".into(),
+            json!(
+                d.diagnosis
+                    .likely_original()
+                    .and_then(|r| r.seen_at.clone())
+            ),
+        ),
+        (
             "consistent_with".into(),
             json!(d.diagnosis.consistent_with().map(|(r, _)| r.describe())),
         ),
