@@ -721,6 +721,11 @@ fn metrics_are_served_and_parse_with_an_independent_parser() {
     std::thread::sleep(std::time::Duration::from_millis(1500)); // one metrics refresh
     let response = http_get(&pair.b, "127.0.0.1:9465", "/metrics");
     let not_found = http_get(&pair.b, "127.0.0.1:9465", "/nope");
+    // Probes for a DaemonSet: attached, so ready, and the loop is refreshing, so healthy.
+    for probe in ["/readyz", "/healthz"] {
+        let r = http_get(&pair.b, "127.0.0.1:9465", probe);
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{probe}: {r}");
+    }
     let done = run.stop(libc::SIGTERM);
     assert!(done.status.success(), "{}", done.stderr);
     assert!(

@@ -253,6 +253,13 @@ async fn audit<'a>(
         std::fs::write(path, b"ready\n")
             .with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
+    // Ready for probes too (`/readyz`), now rather than at the first refresh.
+    if let Some(shared) = &metrics
+        && let Ok(mut snapshot) = shared.lock()
+    {
+        run.refresh(&mut printer.analysis);
+        *snapshot = printer.metrics_snapshot(&run.lifecycle);
+    }
     // Phase 2: steady state.
     let deadline = tokio::time::sleep(args.duration.unwrap_or(crate::cli::MAX_DURATION));
     tokio::pin!(deadline);

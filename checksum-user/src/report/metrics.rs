@@ -79,6 +79,36 @@ pub struct Snapshot {
     pub broken_hops: BTreeMap<(String, String), u64>,
     /// Tracked flow halves now, and those expired over the run.
     pub tracking: crate::analysis::Tracking,
+    /// When the live loop took it; `None` before it was ready (every namespace scanned and
+    /// what matched attached), which is what `/readyz` answers.
+    pub taken_at: Option<std::time::Instant>,
+}
+
+/// A snapshot older than this means the live loop stopped refreshing it: `/healthz` fails.
+pub const STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// `/healthz` and `/readyz` for probes (a DaemonSet's liveness and readiness): ready once the
+/// programs are attached where the run asked; healthy unless the live loop stopped refreshing
+/// the metrics after that. Status line and body.
+pub fn probe(path: &str, snapshot: &Snapshot) -> Option<(&'static str, String)> {
+    let age = snapshot.taken_at.map(|t| t.elapsed());
+    match path {
+        "/readyz" => Some(match age {
+            Some(_) => ("200 OK", "ready\n".to_owned()),
+            None => (
+                "503 Service Unavailable",
+                "not ready: attaching\n".to_owned(),
+            ),
+        }),
+        "/healthz" => Some(match age {
+            Some(age) if age > STALE_AFTER => (
+                "503 Service Unavailable",
+                format!("unhealthy: metrics not refreshed for {}s\n", age.as_secs()),
+            ),
+            _ => ("200 OK", "ok\n".to_owned()),
+        }),
+        _ => None,
+    }
 }
 
 impl Snapshot {
@@ -161,6 +191,7 @@ impl Snapshot {
             },
             broken_hops: broken_hops(analysis),
             tracking: analysis.tracking(),
+            taken_at: Some(std::time::Instant::now()),
         }
     }
 }
@@ -621,8 +652,13 @@ async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         ("GET", "/") => (
             "200 OK",
             "text/plain; charset=utf-8",
-            "checksum-audit: metrics at /metrics\n".to_owned(),
+            "checksum-audit: metrics at /metrics; probes at /healthz and /readyz\n".to_owned(),
         ),
+        ("GET", "/healthz" | "/readyz") => {
+            let snapshot = shared.lock().map(|s| s.clone()).unwrap_or_default();
+            let (status, body) = probe(path, &snapshot).unwrap_or(("404 Not Found", String::new()));
+            (status, "text/plain; charset=utf-8", body)
+        }
         _ => (
             "404 Not Found",
             "text/plain; charset=utf-8",
@@ -740,7 +776,35 @@ mod tests {
                 live: 4,
                 expired: 6,
             },
+            taken_at: None,
         }
+    }
+
+    #[test]
+    fn probes_say_ready_once_attached_and_unhealthy_when_stale() {
+        let attaching = sample();
+        assert_eq!(
+            probe("/readyz", &attaching).unwrap().0,
+            "503 Service Unavailable"
+        );
+        assert_eq!(probe("/healthz", &attaching).unwrap().0, "200 OK");
+        let running = Snapshot {
+            taken_at: Some(std::time::Instant::now()),
+            ..sample()
+        };
+        assert_eq!(
+            probe("/readyz", &running).unwrap(),
+            ("200 OK", "ready\n".into())
+        );
+        assert_eq!(probe("/healthz", &running).unwrap().0, "200 OK");
+        let stalled = Snapshot {
+            taken_at: std::time::Instant::now().checked_sub(STALE_AFTER * 2),
+            ..sample()
+        };
+        let (status, body) = probe("/healthz", &stalled).unwrap();
+        assert_eq!(status, "503 Service Unavailable");
+        assert!(body.contains("not refreshed for 20s"), "{body}");
+        assert_eq!(probe("/nope", &running), None);
     }
 
     #[test]
