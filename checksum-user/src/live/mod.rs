@@ -193,6 +193,42 @@ struct Inputs<'r> {
     updates: &'r mut mpsc::UnboundedReceiver<Update>,
 }
 
+/// After every namespace's first scan: the checks that need it, then the run says it is ready
+/// (`--ready-file`, and `/readyz` at once rather than at the first refresh).
+fn become_ready(
+    args: &LiveArgs,
+    run: &mut Run,
+    printer: &mut Printer,
+    metrics: Option<&metrics::Shared>,
+) -> Result<()> {
+    // A name without wildcards is a promise that the interface exists (in some namespace).
+    for literal in args.ifaces.iter().filter(|p| !is_pattern(p)) {
+        if !run.sources.iter().any(|s| &s.iface == literal) {
+            let err = AttachError::UnknownInterface(literal.clone());
+            return Err(if args.netns.is_empty() {
+                err.into()
+            } else {
+                anyhow::Error::new(err)
+                    .context(format!("in network namespaces {}", args.netns.join(", ")))
+            });
+        }
+    }
+    if run.sources.is_empty() {
+        eprintln!("checksum-audit: no interface matches yet; waiting for one to appear");
+    }
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, b"ready\n")
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
+    }
+    if let Some(shared) = metrics
+        && let Ok(mut snapshot) = shared.lock()
+    {
+        run.refresh(&mut printer.analysis);
+        *snapshot = printer.metrics_snapshot(&run.lifecycle);
+    }
+    Ok(())
+}
+
 /// Until the end: attach what the workers found, print events and summaries.
 async fn audit<'a>(
     args: &'a LiveArgs,
@@ -234,32 +270,7 @@ async fn audit<'a>(
             () = stop.recv() => return Ok(printer),
         }
     }
-    // A name without wildcards is a promise that the interface exists (in some namespace).
-    for literal in args.ifaces.iter().filter(|p| !is_pattern(p)) {
-        if !run.sources.iter().any(|s| &s.iface == literal) {
-            let err = AttachError::UnknownInterface(literal.clone());
-            return Err(if args.netns.is_empty() {
-                err.into()
-            } else {
-                anyhow::Error::new(err)
-                    .context(format!("in network namespaces {}", args.netns.join(", ")))
-            });
-        }
-    }
-    if run.sources.is_empty() {
-        eprintln!("checksum-audit: no interface matches yet; waiting for one to appear");
-    }
-    if let Some(path) = &args.ready_file {
-        std::fs::write(path, b"ready\n")
-            .with_context(|| format!("writing --ready-file {}", path.display()))?;
-    }
-    // Ready for probes too (`/readyz`), now rather than at the first refresh.
-    if let Some(shared) = &metrics
-        && let Ok(mut snapshot) = shared.lock()
-    {
-        run.refresh(&mut printer.analysis);
-        *snapshot = printer.metrics_snapshot(&run.lifecycle);
-    }
+    become_ready(args, run, &mut printer, metrics.as_ref())?;
     // Phase 2: steady state.
     let deadline = tokio::time::sleep(args.duration.unwrap_or(crate::cli::MAX_DURATION));
     tokio::pin!(deadline);

@@ -87,7 +87,7 @@ pub struct Snapshot {
 /// A snapshot older than this means the live loop stopped refreshing it: `/healthz` fails.
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
 
-/// `/healthz` and `/readyz` for probes (a DaemonSet's liveness and readiness): ready once the
+/// `/healthz` and `/readyz` for probes (liveness and readiness of a Kubernetes agent): ready once the
 /// programs are attached where the run asked; healthy unless the live loop stopped refreshing
 /// the metrics after that. Status line and body.
 pub fn probe(path: &str, snapshot: &Snapshot) -> Option<(&'static str, String)> {
