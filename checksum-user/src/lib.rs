@@ -3,7 +3,7 @@
 //! `testkit` and `fuzzing` exist only with the `testkit` feature (tests, xtask, fuzz/): the binary
 //! does not use them and a release build does not compile them (see Cargo.toml).
 
-// The unit tests use the test kit (analysis/diagnosis.rs, testkit/). Cargo.toml's dev-dependency on this
+// The unit tests use the test kit (analysis/diagnosis/tests.rs, testkit/). Cargo.toml's dev-dependency on this
 // crate turns the feature on for every test build; should that go, fail here rather than quietly
 // compiling fewer tests.
 #[cfg(all(test, not(feature = "testkit")))]
