@@ -277,24 +277,20 @@ fn path_of(id: PacketId, hops: &[Hop]) -> Option<Path> {
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
-    use checksum_common::{Hook, Kind, event::Direction};
+    use checksum_common::{Hook, Kind};
 
     use super::*;
 
     fn verdict(ts: u64, dst: [u8; 4], status: Status, got: u16, tracked: bool) -> Verdict {
+        let kind = if status == Status::Bad {
+            Kind::Corrupt
+        } else {
+            Kind::Match
+        };
         Verdict {
-            timestamp_ns: ts,
-            slot: 0,
-            ifindex: 1,
             hook: Hook::TcIngress,
-            direction: Direction::Ingress,
             layer: Layer::Udp,
             status,
-            kind: if status == Status::Bad {
-                Kind::Corrupt
-            } else {
-                Kind::Match
-            },
             flow: Flow {
                 src: IpAddr::V4(Ipv4Addr::new(10, 199, 1, 2)),
                 dst: IpAddr::V4(Ipv4Addr::from(dst)),
@@ -305,12 +301,8 @@ mod tests {
             want: 0x1234,
             pseudo: 0x0a0a,
             l4_len: 48,
-            ip_id: 0,
-            tcp_seq: 0,
-            tcp_ack: 0,
-            flow_label: 0,
             tracked,
-            skb: None,
+            ..crate::analysis::aggregate::tests::verdict(41895, kind, ts)
         }
     }
 

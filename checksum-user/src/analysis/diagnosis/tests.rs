@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use checksum_common::{
     Hook,
     csum::{classify, ones_add},
-    event::Direction,
 };
 
 use super::{value::addr_sum, *};
@@ -149,13 +148,9 @@ impl Packet {
         };
         Verdict {
             timestamp_ns: 0,
-            slot: 0,
-            ifindex: 1,
             hook: Hook::TcIngress,
-            direction: Direction::Ingress,
             layer,
             status,
-            kind,
             flow: Flow {
                 src: self.src,
                 dst: self.dst,
@@ -166,12 +161,7 @@ impl Packet {
             want,
             pseudo: self.pseudo(),
             l4_len: self.segment(0).len() as u32,
-            ip_id: 0,
-            tcp_seq: 0,
-            tcp_ack: 0,
-            flow_label: 0,
-            tracked: false,
-            skb: None,
+            ..crate::analysis::aggregate::tests::verdict(self.sport, kind, 0)
         }
     }
 
