@@ -103,6 +103,11 @@ fn check_path(lab: &DnatLab, lines: &[Value], layer: &str) {
     assert_eq!(bad["dst"], "10.199.2.2");
     assert_eq!(path["changed"], serde_json::json!(["dst-addr"]), "{path:#}");
     assert_eq!(
+        path["rewrites"],
+        serde_json::json!([{"field": "dst-addr", "from": "10.96.0.10", "to": "10.199.2.2"}]),
+        "{path:#}"
+    );
+    assert_eq!(
         path["field_changed"], false,
         "the NAT left the field: {path:#}"
     );
@@ -113,7 +118,7 @@ fn check_path(lab: &DnatLab, lines: &[Value], layer: &str) {
     );
     assert!(
         sentence.contains(&format!(
-            "at {middle} tc-ingress the destination address is 10.199.2.2"
+            "at {middle} tc-ingress the destination address is 10.199.2.2 (was 10.96.0.10)"
         )),
         "{sentence}"
     );

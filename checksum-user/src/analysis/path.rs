@@ -126,6 +126,16 @@ impl Change {
         }
     }
 
+    /// The field's value in `flow`, as the report prints it.
+    pub fn value_in(self, flow: &Flow) -> String {
+        match (self, flow.ports) {
+            (Self::SrcAddr, _) => flow.src.to_string(),
+            (Self::DstAddr, _) => flow.dst.to_string(),
+            (Self::SrcPort, Some((p, _))) | (Self::DstPort, Some((_, p))) => p.to_string(),
+            _ => String::new(),
+        }
+    }
+
     /// The header fields that differ between `before` and `after`.
     pub fn between(before: &Flow, after: &Flow) -> Vec<Self> {
         let mut out = Vec::new();

@@ -38,21 +38,31 @@ fn status_word(hop: &Hop) -> &'static str {
     }
 }
 
-/// "the destination is 10.199.2.2:5353": the rewritten side as it is at the bad hop.
-fn rewritten(changes: &[Change], after: &Flow) -> String {
+/// "the destination address is 10.199.2.2 (was 10.96.0.10)": each rewritten side as it is at
+/// the bad hop, and as it was at the good one.
+fn rewritten(changes: &[Change], before: &Flow, after: &Flow) -> String {
     let side = |addr: bool, port: bool, src: bool| {
-        let (a, p) = if src {
-            (after.src, after.ports.map(|p| p.0))
-        } else {
-            (after.dst, after.ports.map(|p| p.1))
+        let show = |flow: &Flow| {
+            let (a, p) = if src {
+                (flow.src, flow.ports.map(|p| p.0))
+            } else {
+                (flow.dst, flow.ports.map(|p| p.1))
+            };
+            match (addr, port, p) {
+                (true, true, Some(p)) => format!("{a}:{p}"),
+                (true, _, _) => a.to_string(),
+                (false, true, Some(p)) => p.to_string(),
+                _ => String::new(),
+            }
         };
         let name = if src { "source" } else { "destination" };
-        match (addr, port, p) {
-            (true, true, Some(p)) => format!("the {name} is {a}:{p}"),
-            (true, _, _) => format!("the {name} address is {a}"),
-            (false, true, Some(p)) => format!("the {name} port is {p}"),
-            _ => String::new(),
-        }
+        let what = match (addr, port) {
+            (true, true) => name.to_owned(),
+            (true, false) => format!("{name} address"),
+            (false, true) => format!("{name} port"),
+            (false, false) => return String::new(),
+        };
+        format!("the {what} is {} (was {})", show(after), show(before))
     };
     let has = |c| changes.contains(&c);
     let parts: Vec<String> = [
@@ -95,7 +105,7 @@ pub fn sentence(analysis: &Analysis, path: &Path) -> String {
         place(analysis, good),
         good_state(good),
         place(analysis, bad),
-        rewritten(&path.changes(), &bad.flow),
+        rewritten(&path.changes(), &good.flow, &bad.flow),
     )
 }
 
@@ -107,7 +117,7 @@ pub fn short(analysis: &Analysis, path: &Path) -> String {
             "broke between {} and {}: {}",
             place(analysis, good),
             place(analysis, bad),
-            rewritten(&path.changes(), &bad.flow)
+            rewritten(&path.changes(), &good.flow, &bad.flow)
         ),
         None => format!("first seen broken at {}", place(analysis, bad)),
     }
@@ -178,6 +188,16 @@ pub fn json(analysis: &Analysis, path: &Path) -> Value {
         "first_bad": path.first_bad,
         "last_good": path.last_good,
         "changed": path.changes().iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "rewrites": good.map_or_else(Vec::new, |g| {
+            path.changes()
+                .iter()
+                .map(|c| json!({
+                    "field": c.name(),
+                    "from": c.value_in(&g.flow),
+                    "to": c.value_in(&bad.flow),
+                }))
+                .collect::<Vec<_>>()
+        }),
         "field_changed": good.map(|g| g.got != bad.got),
         "sentence": sentence(analysis, path),
     })
