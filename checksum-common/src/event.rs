@@ -2,7 +2,7 @@
 //! the `REPORT_ALL` global is set, for every verdict; `replay --all` uses that): a
 //! [`ChecksumEvent`], or, for mismatches while capture is on (`CAPTURE_SNAPLEN` > 0), a
 //! [`CaptureRecord`] that also carries the first bytes of the frame. User space tells them apart
-//! by length: exactly 88 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
+//! by length: exactly 96 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
 
 /// Which checksum a verdict is about.
 #[repr(u8)]

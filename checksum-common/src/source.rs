@@ -87,7 +87,7 @@ pub const UNATTRIBUTED_SLOT: u32 = 0;
 
 /// Slots of the `STATES` map (one per source, an interface at one hook, and the unattributed
 /// slot): the most one run audits at once. 300 pods at two hooks take 600. Each costs
-/// `size_of::<SourceState>()` (472 bytes) per CPU, allocated at load time.
+/// `size_of::<SourceState>()` (496 bytes) per CPU, allocated at load time.
 pub const MAX_SOURCES: u32 = 2048;
 
 /// ifindexes below this find their slots in a plain array (`SLOTS_BY_IFINDEX`, 12 bytes each, 768
@@ -95,8 +95,8 @@ pub const MAX_SOURCES: u32 = 2048;
 /// through the `SOURCES` hash. A node's ifindexes grow by one per interface ever created there.
 pub const DIRECT_IFINDEXES: u32 = 65536;
 
-/// Default size of the one ring buffer all sources share: at 96 bytes per record (an 88-byte
-/// event and the kernel's 8-byte header), about 10,900 events of headroom between two drains.
+/// Default size of the one ring buffer all sources share: at 104 bytes per record (a 96-byte
+/// event and the kernel's 8-byte header), about 10,000 events of headroom between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 1024 * 1024;
 
 /// Flows (per source and kind) the `--events-per-flow` budget table tracks at once; the least

@@ -426,10 +426,7 @@ impl Loaded {
     /// and how many are left.
     pub fn sweep_tracked(&mut self) -> (u64, u64) {
         let now = super::monotonic_ns();
-        let Ok(map) = self.map_mut(TRACKED_MAP) else {
-            return (0, 0);
-        };
-        let Ok(mut tracked) = HashMap::<&mut MapData, TrackKey, Tracked>::try_from(map) else {
+        let Ok(mut tracked) = self.tracked() else {
             return (0, 0);
         };
         let entries: Vec<(TrackKey, Tracked)> = tracked.iter().filter_map(Result::ok).collect();
@@ -440,28 +437,27 @@ impl Loaded {
             }
         }
         let left = entries.len() as u64 - removed;
-        if left == 0
-            && let Ok(m) = self.map_mut(TRACK_ACTIVE_MAP)
-            && let Ok(mut active) = aya::maps::Array::<&mut MapData, u32>::try_from(m)
-        {
-            let _ = active.set(0, &0, 0);
-        }
-        if left == 0 && self.any_tracked() {
+        if left == 0 {
+            self.set_track_active(false);
             // A program tracked a half between the iteration and the store: look again.
-            if let Ok(m) = self.map_mut(TRACK_ACTIVE_MAP)
-                && let Ok(mut active) = aya::maps::Array::<&mut MapData, u32>::try_from(m)
-            {
-                let _ = active.set(0, &1, 0);
+            if self.tracked().is_ok_and(|t| t.keys().next().is_some()) {
+                self.set_track_active(true);
             }
         }
         (removed, left)
     }
 
-    fn any_tracked(&mut self) -> bool {
-        self.map_mut(TRACKED_MAP)
-            .ok()
-            .and_then(|m| HashMap::<&mut MapData, TrackKey, Tracked>::try_from(m).ok())
-            .is_some_and(|t| t.keys().next().is_some())
+    fn tracked(&mut self) -> Result<HashMap<&mut MapData, TrackKey, Tracked>, MapError> {
+        HashMap::try_from(self.map_mut(TRACKED_MAP)?)
+    }
+
+    /// Tells the programs whether to look anything up in `TRACKED` (`TRACK_ACTIVE`).
+    fn set_track_active(&mut self, on: bool) {
+        if let Ok(m) = self.map_mut(TRACK_ACTIVE_MAP)
+            && let Ok(mut active) = aya::maps::Array::<&mut MapData, u32>::try_from(m)
+        {
+            let _ = active.set(0, &u32::from(on), 0);
+        }
     }
 
     /// Starts forwarding kernel log records to the `log` crate (shown at -v).
