@@ -201,6 +201,7 @@ pub(crate) mod tests {
             flow_label: 0,
             tracked: false,
             skb: None,
+            encap: None,
         }
     }
 

@@ -102,6 +102,12 @@ pub fn verdict_text(v: &Verdict) -> String {
         _ => {}
     }
     let _ = write!(s, " {} {}", v.family(), v.flow);
+    if let Some(t) = v.encap {
+        let _ = write!(s, "  [{t}]");
+    }
+    if v.zero_outer_udp6() {
+        s.push_str("  (zero outer UDP checksum over IPv6: allowed for tunnels, RFC 6935)");
+    }
     // The NIC verified it, so the stack will not look again: the packet changed after that, or
     // the NIC is wrong, and it is accepted anyway.
     if v.status == Status::Bad
