@@ -105,6 +105,11 @@ impl Counters {
         self.checks[layer as usize][status as usize]
     }
 
+    /// The checks of `layer` with `status` in tunnels' inner packets (a part of `check`).
+    pub fn inner_check(&self, layer: Layer, status: Status) -> u64 {
+        self.inner_checks[layer as usize][status as usize]
+    }
+
     /// Mismatches of `kind` over all layers.
     pub fn mismatch(&self, kind: Kind) -> u64 {
         self.mismatches

@@ -105,7 +105,7 @@ pub struct LiveArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub interval: Duration,
     /// Size of the one ring buffer every audited interface shares, in bytes (a power of two, at
-    /// least 4096; 1 MiB holds about 10,000 events between two reads). Events that do not fit are
+    /// least 4096; 1 MiB holds about 7,000 events between two reads). Events that do not fit are
     /// counted as lost, never silently dropped.
     #[arg(long, default_value_t = crate::kernel::loader::DEFAULT_RING_BYTES)]
     pub ring_buffer_size: u32,

@@ -105,6 +105,19 @@ impl Tunnel {
         }))
     }
 
+    /// The metrics' `encap` label: the kind and level (`vxlan-inner`), bounded to seven values.
+    pub fn label(tunnel: Option<&Tunnel>) -> &'static str {
+        match tunnel.map(|t| (t.kind, t.inner)) {
+            None | Some((EncapKind::None, _)) => "none",
+            Some((EncapKind::Vxlan, false)) => "vxlan-outer",
+            Some((EncapKind::Vxlan, true)) => "vxlan-inner",
+            Some((EncapKind::VxlanGpe, false)) => "vxlan-gpe-outer",
+            Some((EncapKind::VxlanGpe, true)) => "vxlan-gpe-inner",
+            Some((EncapKind::Geneve, false)) => "geneve-outer",
+            Some((EncapKind::Geneve, true)) => "geneve-inner",
+        }
+    }
+
     /// `outer` or `inner`: which headers of the tunnelled packet a verdict is about.
     pub fn level(&self) -> &'static str {
         if self.inner { "inner" } else { "outer" }
@@ -271,7 +284,7 @@ impl Verdict {
         Self::from_event(&e)
     }
 
-    /// Decodes a ring-buffer record of either kind: a plain event (exactly 96 bytes) gives no
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly 136 bytes) gives no
     /// capture, a capture record (104-byte header and `cap_len` frame bytes) gives the bytes too.
     /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
     /// error. (`decode` accepts both kinds too, and ignores the bytes.)

@@ -129,9 +129,9 @@ pub const fn effective_snaplen(requested: u32) -> u32 {
 }
 
 /// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
-/// header, the 96-byte capture header and the frame bytes, rounded up to 8. Size
-/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 96).
-#[expect(clippy::cast_possible_truncation, reason = "CAPTURE_HEADER_LEN is 96")]
+/// header, the 144-byte capture header and the frame bytes, rounded up to 8. Size
+/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 136).
+#[expect(clippy::cast_possible_truncation, reason = "CAPTURE_HEADER_LEN is 144")]
 pub const fn capture_record_bytes(snaplen: u32) -> u32 {
     let len = 8 + CAPTURE_HEADER_LEN as u32 + effective_snaplen(snaplen);
     len.div_ceil(8) * 8
