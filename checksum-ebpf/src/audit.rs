@@ -122,8 +122,11 @@ fn audit_level<P: Packet>(pkt: &P, hook: Hook, slot: u32, at: u32) -> u32 {
     // The value is carried down whole, settings and slot included: one live register instead of
     // three. Carrying the slot and flag apart made LLVM spill more, past the verifier's limit for
     // this frame and the summing function's ("combined stack size of 3 calls is 528. Too large").
+    // Which pass this is comes from the source's value from here on, not from `at`: a register
+    // kept alive to the end with 0 on one path and not on the other kept the verifier from
+    // pruning the outer pass's states against the inner pass's.
     if audit_ip(pkt, hook, at, state).is_err() {
-        if at == OUTER {
+        if state.encap.inner == 0 {
             state.counters.malformed += 1;
             // Off unless `checksum-audit -v` (AYA_LOG_LEVEL), and only on this rare path.
             debug!(pkt.context(), "malformed frame: {} bytes", pkt.len());
@@ -132,7 +135,11 @@ fn audit_level<P: Packet>(pkt: &P, hook: Hook, slot: u32, at: u32) -> u32 {
         }
         return OUTER;
     }
-    if at == OUTER { state.inner_at } else { OUTER }
+    if state.encap.inner == 0 {
+        state.inner_at
+    } else {
+        OUTER
+    }
 }
 
 #[inline(always)]
@@ -146,6 +153,8 @@ fn audit_ip<P: Packet>(
     let link = if outer {
         pkt.link_layer()
     } else {
+        // Set first: `audit_level` counts a cut-short inner frame by it.
+        s.encap.inner = 1;
         inner_link_layer(pkt, at)
     };
     let Some((ethertype, l3_off)) = link else {
@@ -155,6 +164,9 @@ fn audit_ip<P: Packet>(
         s.counters.not_ip += 1;
         return Ok(());
     };
+    // One bounded offset for every link layer (no tag, one or two VLAN tags, none at all behind
+    // generic XDP, a tunnel's): as constants, each made the verifier walk all that follows again.
+    let l3_off = bounded(l3_off, OFFSET_MASK);
     if outer {
         // The skb's checksum state is read at most once per packet, and only when needed: for a
         // field that holds the pseudo-header sum (is the skb still to complete it?) and for a
@@ -168,8 +180,6 @@ fn audit_ip<P: Packet>(
         s.inner_at = OUTER;
         s.encap.kind = EncapKind::None as u8;
         s.encap.inner = 0;
-    } else {
-        s.encap.inner = 1;
     }
     s.report = REPORT_VERDICT;
     s.tcp_ack = 0;
@@ -182,18 +192,18 @@ fn audit_ip<P: Packet>(
     let segment = unsafe { &mut (*pending).seg };
     if parse::is_ipv4(ethertype) {
         let ip = parse::ipv4(pkt, l3_off, segment)?;
-        if outer {
+        if s.encap.inner == 0 {
             tunnel(pkt, segment, s);
         }
         let header = check_ipv4_header(pkt, l3_off, &ip);
         record(pkt, hook, &header, s);
     } else if parse::is_ipv6(ethertype) {
         parse::ipv6(pkt, l3_off, segment)?;
-        if outer {
+        if s.encap.inner == 0 {
             tunnel(pkt, segment, s);
         }
     } else {
-        if outer {
+        if s.encap.inner == 0 {
             s.counters.not_ip += 1;
         }
         return Ok(());
