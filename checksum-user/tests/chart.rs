@@ -84,11 +84,21 @@ fn render(helm: &Path, extra: &[&str]) -> String {
 /// mode, and explicit interface patterns with XDP.
 fn variants() -> Vec<(&'static str, Vec<String>)> {
     let ci = chart().join("ci/docker-20.10-values.yaml");
+    let cluster = chart().join("ci/test-cluster-values.yaml");
     vec![
         ("defaults", vec![]),
         (
             "docker-20.10 override",
             vec!["--values".into(), ci.display().to_string()],
+        ),
+        (
+            "cluster test",
+            vec![
+                "--values".into(),
+                ci.display().to_string(),
+                "--values".into(),
+                cluster.display().to_string(),
+            ],
         ),
         (
             "agent mode",
@@ -164,7 +174,12 @@ fn manifests_validate_strictly() {
     };
     let (ok, text) = validate(&validator, &root().join("deploy/checksum-audit.yaml"));
     assert!(ok, "deploy/checksum-audit.yaml: {text}");
-    for kind in ["serviceaccount", "clusterrole", "clusterrolebinding", "daemonset"] {
+    for kind in [
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "daemonset",
+    ] {
         assert!(
             text.contains(&format!("passed for resource {kind}/{RELEASE}")),
             "{kind} not validated: {text}"
@@ -184,7 +199,11 @@ fn manifests_validate_strictly() {
     let manifest = std::fs::read_to_string(root().join("deploy/checksum-audit.yaml")).unwrap();
     std::fs::write(
         &bad,
-        manifest.replacen("hostNetwork: true", "hostNetwork: true\n      hostNetwrok: true", 1),
+        manifest.replacen(
+            "hostNetwork: true",
+            "hostNetwork: true\n      hostNetwrok: true",
+            1,
+        ),
     )
     .unwrap();
     let (ok, text) = validate(&validator, &bad);
@@ -192,7 +211,7 @@ fn manifests_validate_strictly() {
     assert!(!ok, "an unknown field passed --strict: {text}");
 }
 
-/// The capability lists of a rendered DaemonSet, as written under `add:`.
+/// The capability list of a rendered `DaemonSet`, as written under `add:`.
 fn added_capabilities(manifest: &str) -> Vec<String> {
     let mut lines = manifest.lines().skip_while(|l| l.trim() != "add:").skip(1);
     let mut caps = Vec::new();
@@ -223,7 +242,10 @@ fn production_values_are_least_privilege_and_the_override_swaps_only_bpf_and_per
         "prometheus.io/scrape: \"true\"",
         "- --metrics-addr=$(POD_IP):9465",
     ] {
-        assert!(defaults.contains(needle), "{needle:?} missing from:\n{defaults}");
+        assert!(
+            defaults.contains(needle),
+            "{needle:?} missing from:\n{defaults}"
+        );
     }
     // No other host path than the BTF directory.
     assert_eq!(defaults.matches("hostPath:").count(), 1, "{defaults}");
