@@ -48,6 +48,9 @@ pub fn run() -> Result<()> {
     let mut cluster = Cluster::start()?;
     let up = started.elapsed();
     let exercised = cluster.exercise(&archive);
+    if exercised.is_err() {
+        cluster.diagnose();
+    }
     let stopped = cluster.stop();
     eprintln!(
         "xtask: cluster test took {:.0} s: binaries {:.0} s, image {:.0} s, cluster up {:.0} s, \
@@ -291,6 +294,23 @@ impl Cluster {
         eprintln!("xtask: DaemonSet deleted: no agent process, nothing attached to {VETHS:?}");
         self.helm(&["uninstall", "checksum-audit", "--namespace", NAMESPACE])?;
         Ok(())
+    }
+
+    /// What a failed step needs to be understood: pods and their states, the cluster's events.
+    fn diagnose(&self) {
+        for args in [
+            &["get", "pods", "-A", "-o", "wide"][..],
+            &["get", "events", "-A", "--sort-by=.lastTimestamp"][..],
+        ] {
+            match self.kubectl(args) {
+                Ok(out) => eprintln!("xtask: kubectl {}:\n{out}", args.join(" ")),
+                Err(e) => eprintln!("xtask: kubectl {}: {e:#}", args.join(" ")),
+            }
+        }
+        eprintln!(
+            "xtask: kubelet log (last lines):\n{}",
+            self.tail("logs/kubelet.log")
+        );
     }
 
     /// Processes named checksum-audit in the node namespace (the agent's container).
