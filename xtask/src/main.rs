@@ -1,4 +1,4 @@
-//! `cargo xtask test|demo|bench|fuzz|fuzz-parsers|soak|image|cluster`: what cargo alone cannot do. Run through
+//! `cargo xtask test|demo|bench|fuzz|fuzz-parsers|soak|image|cluster|dist`: what cargo alone cannot do. Run through
 //! `./x`, which installs the pinned toolchains first (scripts/bootstrap.sh).
 #![expect(
     clippy::cast_precision_loss,
@@ -13,6 +13,7 @@ mod bench_live;
 mod bench_userspace;
 mod cluster;
 mod demo;
+mod dist;
 mod flood;
 mod fuzz;
 mod fuzz_parsers;
@@ -44,6 +45,9 @@ enum Cmd {
     /// The container image FROM scratch (a static binary, labels), built with a dockerd of our own
     /// and saved as target/image/checksum-audit-VERSION.tar for `docker load`.
     Image,
+    /// Man pages and shell completions of checksum-audit, generated from its command line, in
+    /// target/dist (man/man1/, completions/).
+    Dist,
     /// The cluster test alone: a single-node Kubernetes in a network namespace of its own, the
     /// chart installed and rolled out, the agent's programs and metrics checked, all removed.
     Cluster,
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Cmd::Test => test::run_suite(),
         Cmd::Image => image::build().map(|_| ()),
         Cmd::Cluster => cluster::run(),
+        Cmd::Dist => dist::run().map(|_| ()),
         Cmd::Demo => demo::run(),
         Cmd::Bench {
             userspace: true, ..
