@@ -10,6 +10,12 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 mkdir -p "$DIR"/{docker,docker-exec,logs}
+# Paths the components hard-code whatever their flags (the dockershim socket in /run, containerd's
+# shim sockets in /run/containerd/s, the kubelet's device-plugin and pod-resources sockets in
+# /var/lib/kubelet): fresh, empty filesystems in this mount namespace only, so that nothing is left
+# on the host and two clusters on one machine do not meet.
+mount -t tmpfs -o mode=0755 csa-run /run
+mount -t tmpfs -o mode=0755 csa-var-lib /var/lib
 
 # shellcheck disable=SC2046 # dockerd_args prints whitespace-free words
 dockerd $(dockerd_args) >"$DIR/logs/dockerd.log" 2>&1 &

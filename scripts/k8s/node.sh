@@ -25,6 +25,12 @@ mkdir -p "$DIR"/{pki,logs,etcd,docker,docker-exec,kubelet,dockershim,varlog}
 # The kubelet writes pod logs to /var/log/pods whatever its flags; keep them in DIR (this mount
 # namespace only).
 mount --bind "$DIR/varlog" /var/log
+# Paths the components hard-code whatever their flags (the dockershim socket in /run, containerd's
+# shim sockets in /run/containerd/s, the kubelet's device-plugin and pod-resources sockets in
+# /var/lib/kubelet): fresh, empty filesystems in this mount namespace only, so that nothing is left
+# on the host and two clusters on one machine do not meet.
+mount -t tmpfs -o mode=0755 csa-run /run
+mount -t tmpfs -o mode=0755 csa-var-lib /var/lib
 
 # --- credentials: a CA, the apiserver's serving certificate, service-account keys, tokens --------
 pki=$DIR/pki
