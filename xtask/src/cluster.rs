@@ -4,7 +4,8 @@
 //! test-made veths up, and no route out. It loads the image, checks the plain manifest with
 //! `kubectl apply --dry-run=server`, installs the chart, waits for `rollout status`, asserts the
 //! agent pod is Running with exactly the capabilities asked for, its programs attached to the
-//! veths and its metrics served; then deletes the `DaemonSet` and asserts nothing stays attached,
+//! veths, its metrics served, and bad UDP checksums sent between the veths counted there and logged
+//! as JSON in the pod's log; then deletes the `DaemonSet` and asserts nothing stays attached,
 //! and tears the cluster down: no process left in the namespace, the namespace, its cgroups and
 //! every mount gone. Everything is removed on failure too.
 //!
@@ -279,6 +280,7 @@ impl Cluster {
             eprintln!("xtask: {veth}: {:?}", self.ns().tcx_programs(veth));
         }
         self.check_metrics()?;
+        self.check_audit()?;
 
         // Deleting the `DaemonSet` stops the agent, and with it every program it attached.
         self.kubectl(&["delete", "daemonset", "checksum-audit", "-n", NAMESPACE])?;
@@ -352,21 +354,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// An HTTP GET of the agent's metrics port, from inside the node namespace.
+    fn scrape(&self, path: &'static str) -> Result<String> {
+        let response = self.ns().run(move || -> std::io::Result<String> {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect((NODE_IP, METRICS_PORT))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut response = String::new();
+            s.read_to_string(&mut response)?;
+            Ok(response)
+        })?;
+        Ok(response)
+    }
+
     fn check_metrics(&self) -> Result<()> {
-        let get = |path: &'static str| {
-            self.ns().run(move || -> std::io::Result<String> {
-                use std::io::{Read as _, Write as _};
-                let mut s = std::net::TcpStream::connect((NODE_IP, METRICS_PORT))?;
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                write!(
-                    s,
-                    "GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n"
-                )?;
-                let mut response = String::new();
-                s.read_to_string(&mut response)?;
-                Ok(response)
-            })
-        };
+        let get = |path| self.scrape(path);
         let readyz = get("/readyz")?;
         if !readyz.starts_with("HTTP/1.1 200") {
             bail!("/readyz: {readyz}");
@@ -391,6 +397,92 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Bad UDP checksums sent from one veth to the other are counted at the receiver's ingress
+    /// (metrics) and logged as JSON on the pod's stdout (the kubelet's pod log).
+    fn check_audit(&self) -> Result<()> {
+        use checksum_user::testkit::{
+            frames::{UDP, segment, v4_frame},
+            netns::send_raw_frames,
+        };
+        const SENT: u64 = 3;
+        let mut frame = v4_frame(&[], UDP, segment(UDP, 64), &[]);
+        let want = frame.checksum;
+        frame.set_field(want ^ 0x1111);
+        let frames = vec![frame.bytes; usize::try_from(SENT).expect("small")];
+        self.ns().run(move || send_raw_frames(VETHS[0], &frames));
+        let prefix = format!(
+            "checksum_audit_mismatches_total{{iface=\"{}\",hook=\"tc-ingress\",layer=\"udp\",kind=\"corrupt\"}} ",
+            VETHS[1]
+        );
+        let mut seen = String::new();
+        self.poll(
+            "mismatches counted in /metrics",
+            Duration::from_secs(10),
+            || {
+                let metrics = self.scrape("/metrics")?;
+                seen.clear();
+                seen.push_str(
+                    metrics
+                        .lines()
+                        .find(|l| l.starts_with(&prefix))
+                        .unwrap_or_default(),
+                );
+                Ok(seen
+                    .strip_prefix(&prefix)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .is_some_and(|v| v >= 3.0))
+            },
+        )?;
+        eprintln!(
+            "xtask: after {SENT} bad UDP checksums {} -> {}: {seen}",
+            VETHS[0], VETHS[1]
+        );
+        let mut line = String::new();
+        self.poll(
+            "the mismatch in the pod's JSON log",
+            Duration::from_secs(10),
+            || {
+                line = self
+                    .pod_log_objects()
+                    .into_iter()
+                    .find(|o| {
+                        o["iface"] == VETHS[1] && o["layer"] == "udp" && o["kind"] == "corrupt"
+                    })
+                    .map(|o| o.to_string())
+                    .unwrap_or_default();
+                Ok(!line.is_empty())
+            },
+        )?;
+        eprintln!("xtask: pod log: {line}");
+        Ok(())
+    }
+
+    /// The JSON objects the agent wrote to stdout, from the kubelet's pod logs (docker's
+    /// json-file lines, one `log` string each).
+    fn pod_log_objects(&self) -> Vec<serde_json::Value> {
+        let mut objects = Vec::new();
+        let Ok(pods) = std::fs::read_dir(self.dir.join("varlog/pods")) else {
+            return objects;
+        };
+        for pod in pods.flatten() {
+            let Ok(text) = std::fs::read_to_string(pod.path().join("checksum-audit/0.log")) else {
+                continue;
+            };
+            for record in text.lines() {
+                let Ok(record) = serde_json::from_str::<serde_json::Value>(record) else {
+                    continue;
+                };
+                if record["stream"] != "stdout" {
+                    continue;
+                }
+                if let Some(Ok(object)) = record["log"].as_str().map(serde_json::from_str) {
+                    objects.push(object);
+                }
+            }
+        }
+        objects
     }
 
     /// Stops the node (containers first), then removes the namespace, the cgroups and the state
