@@ -116,7 +116,7 @@ if [[ ! -f $SRC/.generated ]]; then
     touch "$SRC/.unpacked"
   fi
   log "make generated_files (about a minute)"
-  (cd "$SRC" && GOPATH=$K8S/gopath GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=0 \
+  (cd "$SRC" && GOPATH=$K8S/gopath GO111MODULE=off GOPROXY=off GOFLAGS='' CGO_ENABLED=0 \
     GOCACHE=$CACHE/k8s/gocache make generated_files >"$K8S/generated.log" 2>&1) \
     || { tail -n 30 "$K8S/generated.log" >&2; exit 1; }
   touch "$SRC/.generated"
@@ -135,7 +135,7 @@ for c in "${todo[@]}"; do
   log "go build $c"
   start=$SECONDS
   # One binary at a time: the machine has 2 cores and other builds share them.
-  (cd "$SRC" && GOPATH=$K8S/gopath GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=0 \
+  (cd "$SRC" && GOPATH=$K8S/gopath GO111MODULE=off GOPROXY=off GOFLAGS='' CGO_ENABLED=0 \
     GOCACHE=$CACHE/k8s/gocache go build -ldflags "$ldflags" -o "$BIN/.$c.tmp" "./cmd/$c")
   mv "$BIN/.$c.tmp" "$BIN/$c"
   log "$c built in $((SECONDS - start)) s"

@@ -7,7 +7,7 @@
 set -euo pipefail
 DIR=$1 CONTEXT=$2 TAG=$3 OUT=$4
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 mkdir -p "$DIR"/{docker,docker-exec,logs}
 # Paths the components hard-code whatever their flags (the dockershim socket in /run, containerd's

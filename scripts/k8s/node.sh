@@ -18,7 +18,7 @@ NODE_IP=${NODE_IP:-127.0.0.1}
 # at every start without this); the namespace has no route out anyway.
 export AWS_EC2_METADATA_DISABLED=true
 export PATH=$BIN:/usr/sbin:/usr/bin:/sbin:/bin
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$HERE/lib.sh"
 
 mkdir -p "$DIR"/{pki,logs,etcd,docker,docker-exec,kubelet,dockershim,varlog}
