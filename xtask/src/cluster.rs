@@ -40,6 +40,7 @@ const EXPECTED_CAP_EFF: u64 = (1 << 12) | (1 << 19) | (1 << 21);
 
 pub fn run() -> Result<()> {
     crate::require_root("cluster")?;
+    sweep_stale();
     let started = Instant::now();
     // Cold: builds the cluster binaries once (minutes); warm: checks they are there (a second).
     crate::run(Command::new("bash").args(["scripts/k8s/build.sh"]))?;
@@ -543,6 +544,35 @@ impl Drop for Cluster {
         if let Err(e) = self.stop() {
             eprintln!("xtask: {e:#}");
         }
+    }
+}
+
+/// Clusters and image builds left by an xtask that was killed (Ctrl-C, SIGKILL) before it could
+/// tear them down: `csa-k8s-PID-N` and `csa-image-PID-N` namespaces whose PID is gone. Those of
+/// a live xtask (another run at the same time) are left alone.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix("csa-k8s-")
+            .or_else(|| name.strip_prefix("csa-image-"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let killed = kill_namespace_processes(&name);
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        remove_cgroups(&name);
+        remove_tree(&Path::new("/var/tmp").join(&name));
+        eprintln!("xtask: removed the stale {name} of an earlier run (killed {killed:?})");
     }
 }
 
