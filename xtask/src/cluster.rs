@@ -270,6 +270,7 @@ impl Cluster {
             bail!("the agent pod is not Running and ready: {phase:?}\n{pods}");
         }
         self.check_agent_process()?;
+        self.check_service_account()?;
         self.poll("programs attached", Duration::from_secs(20), || {
             Ok(VETHS.iter().all(|v| {
                 let progs = self.ns().tcx_programs(v);
@@ -370,6 +371,63 @@ impl Cluster {
             Ok(response)
         })?;
         Ok(response)
+    }
+
+    /// The agent's in-cluster credentials work and grant what the `ClusterRole` says, no more: its
+    /// mounted service-account token authenticates to the apiserver (which the future agent
+    /// subcommand needs), and `auth can-i` answers yes to every rule and no beyond them.
+    fn check_service_account(&self) -> Result<()> {
+        let [pid] = self.agent_pids()[..] else {
+            bail!("no single agent process");
+        };
+        let secrets = format!("/proc/{pid}/root/var/run/secrets/kubernetes.io/serviceaccount");
+        let token = std::fs::read_to_string(format!("{secrets}/token"))
+            .with_context(|| format!("the agent's service-account token in {secrets}"))?;
+        let whoami = self.kubectl(&[
+            &format!("--token={}", token.trim()),
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            SELECTOR,
+            "-o",
+            "name",
+        ])?;
+        if whoami.is_empty() {
+            bail!("the agent's token lists no agent pod");
+        }
+        let user = format!("--as=system:serviceaccount:{NAMESPACE}:checksum-audit");
+        let mut allowed = Vec::new();
+        for (verb, resource, want) in [
+            ("list", "pods", "yes"),
+            ("watch", "services", "yes"),
+            ("get", "endpoints", "yes"),
+            ("list", "endpointslices.discovery.k8s.io", "yes"),
+            ("get", "nodes", "yes"),
+            ("create", "events", "yes"),
+            ("patch", "events", "yes"),
+            ("delete", "pods", "no"),
+            ("get", "secrets", "no"),
+            ("update", "nodes", "no"),
+        ] {
+            // `auth can-i` exits 1 for "no"; its answer is on stdout either way.
+            let mut cmd = self.in_ns(&format!("{BIN}/kubectl"));
+            cmd.arg("--kubeconfig")
+                .arg(self.dir.join("admin.kubeconfig"))
+                .args(["auth", "can-i", verb, resource, &user]);
+            let out = cmd.output()?;
+            let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if answer != want {
+                bail!("the agent may {verb} {resource}: {answer:?}, expected {want:?}");
+            }
+            allowed.push(format!("{verb} {resource}: {answer}"));
+        }
+        eprintln!(
+            "xtask: the agent's token authenticates; RBAC: {}",
+            allowed.join(", ")
+        );
+        Ok(())
     }
 
     fn check_metrics(&self) -> Result<()> {
