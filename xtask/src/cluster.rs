@@ -5,7 +5,8 @@
 //! `kubectl apply --dry-run=server`, installs the chart, waits for `rollout status`, asserts the
 //! agent pod is Running with exactly the capabilities asked for, its programs attached to the
 //! veths, its metrics served, and bad UDP checksums sent between the veths counted there and logged
-//! as JSON in the pod's log; then deletes the `DaemonSet` and asserts nothing stays attached,
+//! as JSON in the pod's log; that a pod with its own network (a CNI bridge in the namespace) is
+//! audited on its veth as it comes and detached as it goes; then deletes the `DaemonSet` and asserts nothing stays attached,
 //! and tears the cluster down: no process left in the namespace, the namespace, its cgroups and
 //! every mount gone. Everything is removed on failure too.
 //!
@@ -31,6 +32,9 @@ const HELM: &str = "/var/cache/checksum-audit/tools/bin/helm";
 /// (`--all-interfaces`) audits both.
 const VETHS: [&str; 2] = ["csa-v0", "csa-v1"];
 const NODE_IP: &str = "10.199.9.1";
+/// The CNI bridge of pods without hostNetwork (node.sh), and their subnet.
+const BRIDGE: &str = "csa-br0";
+const POD_PREFIX: &str = "10.199.10.";
 const NAMESPACE: &str = "kube-system";
 const SELECTOR: &str = "app.kubernetes.io/name=checksum-audit";
 const METRICS_PORT: u16 = 9465;
@@ -283,6 +287,7 @@ impl Cluster {
         }
         self.check_metrics()?;
         self.check_audit()?;
+        self.check_pod_network()?;
 
         // Deleting the `DaemonSet` stops the agent, and with it every program it attached.
         self.kubectl(&["delete", "daemonset", "checksum-audit", "-n", NAMESPACE])?;
@@ -293,7 +298,10 @@ impl Cluster {
                 && self.agent_pids().is_empty())
         })?;
         self.poll("programs detached", Duration::from_secs(20), || {
-            Ok(VETHS.iter().all(|v| self.ns().tcx_programs(v).is_empty()))
+            Ok(VETHS
+                .iter()
+                .chain(&[BRIDGE])
+                .all(|v| self.ns().tcx_programs(v).is_empty()))
         })?;
         eprintln!("xtask: DaemonSet deleted: no agent process, nothing attached to {VETHS:?}");
         self.helm(&["uninstall", "checksum-audit", "--namespace", NAMESPACE])?;
@@ -515,6 +523,80 @@ impl Cluster {
             },
         )?;
         eprintln!("xtask: pod log: {line}");
+        Ok(())
+    }
+
+    /// A pod with a network of its own (CNI bridge): it gets an address of the pod subnet, the agent
+    /// attaches to its host-side veth as it appears, and detaches when the pod is deleted.
+    fn check_pod_network(&self) -> Result<()> {
+        let pod = ["--namespace", "default", "csa-pod"];
+        self.kubectl(&[
+            "run",
+            pod[2],
+            pod[0],
+            pod[1],
+            "--image=csa-pause:1",
+            "--image-pull-policy=Never",
+            "--restart=Never",
+        ])?;
+        let created = Instant::now();
+        let mut ip = String::new();
+        self.poll("the pod Running", Duration::from_secs(60), || {
+            let out = self.kubectl(&[
+                "get",
+                "pod",
+                pod[2],
+                pod[0],
+                pod[1],
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ])?;
+            out.strip_prefix("Running ")
+                .unwrap_or_default()
+                .clone_into(&mut ip);
+            Ok(!ip.is_empty())
+        })?;
+        if !ip.starts_with(POD_PREFIX) {
+            bail!("pod IP {ip} is not in {POD_PREFIX}0/24");
+        }
+        let veths = Self::output({
+            let mut c = Command::new("ip");
+            c.args(["-n", &self.name, "-o", "link", "show", "master", BRIDGE]);
+            c
+        })?;
+        let Some(veth) = veths
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|name| name.split('@').next().unwrap_or(name).to_owned())
+            .next()
+        else {
+            bail!("no veth on {BRIDGE}: {veths:?}");
+        };
+        let series = |hook: &str| {
+            format!("checksum_audit_attached{{iface=\"{veth}\",hook=\"{hook}\",mode=\"tcx\"}} 1")
+        };
+        let running = created.elapsed();
+        self.poll("the pod's veth audited", Duration::from_secs(10), || {
+            let metrics = self.scrape("/metrics")?;
+            Ok(metrics.contains(&series("tc-ingress")) && metrics.contains(&series("tc-egress")))
+        })?;
+        eprintln!(
+            "xtask: pod default/csa-pod ({ip}) Running after {:.1} s; its veth {veth} audited at \
+             both hooks {:.1} s later",
+            running.as_secs_f64(),
+            (created.elapsed().as_secs_f64() - running.as_secs_f64())
+        );
+        let deleted = Instant::now();
+        self.kubectl(&["delete", "pod", pod[2], pod[0], pod[1], "--grace-period=1"])?;
+        self.poll("the pod's veth detached", Duration::from_secs(30), || {
+            let metrics = self.scrape("/metrics")?;
+            Ok(!metrics.contains(&format!("iface=\"{veth}\"")))
+        })?;
+        eprintln!(
+            "xtask: pod deleted: {veth} detached and gone from the metrics {:.1} s after \
+             `kubectl delete pod`",
+            deleted.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
