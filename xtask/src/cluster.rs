@@ -303,7 +303,9 @@ impl Cluster {
                 .chain(&[BRIDGE])
                 .all(|v| self.ns().tcx_programs(v).is_empty()))
         })?;
-        eprintln!("xtask: DaemonSet deleted: no agent process, nothing attached to {VETHS:?}");
+        eprintln!(
+            "xtask: DaemonSet deleted: no agent process, nothing attached to {VETHS:?} and {BRIDGE}"
+        );
         self.helm(&["uninstall", "checksum-audit", "--namespace", NAMESPACE])?;
         Ok(())
     }
@@ -588,7 +590,7 @@ impl Cluster {
         );
         let deleted = Instant::now();
         self.kubectl(&["delete", "pod", pod[2], pod[0], pod[1], "--grace-period=1"])?;
-        self.poll("the pod's veth detached", Duration::from_secs(30), || {
+        self.poll("the pod's veth detached", Duration::from_secs(60), || {
             let metrics = self.scrape("/metrics")?;
             Ok(!metrics.contains(&format!("iface=\"{veth}\"")))
         })?;
