@@ -130,6 +130,11 @@ fn a_broken_inner_checksum_is_bad_inside_only() {
                 );
                 let v = verdict(&verdicts, l4(inner.proto), true);
                 assert_eq!(v.status, Status::Bad, "{ctx}: {v:#?}");
+                // The inner sum comes from the outer datagram's (less its headers): the same want
+                // as the same frame audited on its own, where it is summed directly.
+                let (alone, _) = audit(&inner.bytes);
+                let direct = verdict(&alone, l4(inner.proto), false);
+                assert_eq!((v.want, v.pseudo), (direct.want, direct.pseudo), "{ctx}");
                 assert_eq!(v.got, inner.checksum, "{ctx}: the field as sent");
                 assert_eq!(v.encap.unwrap().vni, 7, "{ctx}");
             }
