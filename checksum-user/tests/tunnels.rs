@@ -312,6 +312,9 @@ fn too_many_tunnel_ports_is_a_clear_error() {
     assert!(again.table().is_ok());
 }
 
+/// A Service-like address a NAT rewrote a tunnel's outer destination from.
+const VIP: [u8; 4] = [10, 96, 0, 10];
+
 /// RFC 1624 eqn. 3 on big-endian words: `field` updated for the words `old` becoming `new`.
 fn rfc1624(field: u16, old: &[u16], new: &[u16]) -> u16 {
     let mut sum = u32::from(!field);
@@ -341,7 +344,6 @@ fn words(a: [u8; 4]) -> [u16; 2] {
 #[test]
 fn a_nat_that_updates_an_absent_outer_udp_checksum_is_diagnosed() {
     root_only!();
-    const VIP: [u8; 4] = [10, 96, 0, 10];
     let field = rfc1624(0, &words(VIP), &words(IP4_B));
     let frames: Vec<Vec<u8>> = (0..4)
         .map(|i| {
