@@ -140,7 +140,19 @@ fn real_traffic_through_vxlan_has_no_problems_with_tx_offload_off() {
 fn broken_tunnelled_frames_are_problems_with_the_inner_flow_and_vni() {
     root_only!();
     let pair = tunnel_pair("vxbad", "on");
-    let run = Running::start(&pair.b, &["--iface", VETH_B, "--hook", "tc-ingress"]);
+    let pcap = std::env::temp_dir().join(format!("csa-vxlan-{}.pcapng", std::process::id()));
+    let pcap_arg = pcap.to_str().unwrap().to_owned();
+    let run = Running::start(
+        &pair.b,
+        &[
+            "--iface",
+            VETH_B,
+            "--hook",
+            "tc-ingress",
+            "--pcap-out",
+            &pcap_arg,
+        ],
+    );
     let header = tunnel_header(EncapKind::Vxlan, 42, &[], None);
     let mut corrupt = v4_frame(&[], TCP, segment(TCP, 300), &[]);
     let corrupt_want = corrupt.checksum;
@@ -207,4 +219,22 @@ fn broken_tunnelled_frames_are_problems_with_the_inner_flow_and_vni() {
         1
     );
     assert!(done.counter(VETH_B, "tc-ingress", &["inner_checks", "tcp", "ok"]) >= 1);
+    // The capture holds the whole frames; each comment says which packet of it was broken.
+    let out = std::process::Command::new("tshark")
+        .args(["-r", &pcap_arg, "-T", "fields", "-e", "frame.comment"])
+        .output()
+        .expect("tshark reads the capture");
+    let _ = std::fs::remove_file(&pcap);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.contains("layer=tcp")
+            && l.contains("kind=corrupt")
+            && l.contains("encap=vxlan vni=42 level=inner")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("layer=udp") && l.contains("level=outer")),
+        "{text}"
+    );
 }

@@ -95,7 +95,12 @@ impl Header {
 pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize) -> Vec<Row> {
     // Last seen per flow, from the flow table (the diagnoser keeps no timestamps).
     let mut last_seen: HashMap<(SourceId, Layer, Flow), u64> = HashMap::new();
+    // And the tunnel a flow came in, for its row.
+    let mut encap: HashMap<(SourceId, Layer, Flow), &'static str> = HashMap::new();
     for (k, e) in analysis.flows().rows() {
+        if e.encap != "none" {
+            encap.insert((k.source, k.layer, k.flow), e.encap);
+        }
         let t = last_seen.entry((k.source, k.layer, k.flow)).or_default();
         *t = (*t).max(e.last_ns);
     }
@@ -121,7 +126,10 @@ pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize
                 severity: d.severity.name(),
                 layer: d.layer.name(),
                 diagnosis: d.diagnosis.name().into(),
-                flow: d.flow.to_string(),
+                flow: match encap.get(&(d.source, d.layer, d.flow)) {
+                    Some(tunnel) => format!("{} [{tunnel}]", d.flow),
+                    None => d.flow.to_string(),
+                },
                 count: d.count,
                 last_seen: last_seen
                     .get(&(d.source, d.layer, d.flow))
