@@ -219,6 +219,21 @@ fn broken_tunnelled_frames_are_problems_with_the_inner_flow_and_vni() {
         1
     );
     assert!(done.counter(VETH_B, "tc-ingress", &["inner_checks", "tcp", "ok"]) >= 1);
+    // The inner packet left partial is the overlay's offload bug, with the tunnel's next step.
+    let d = done
+        .lines
+        .iter()
+        .find(|l| l["type"] == "diagnosis" && l["layer"] == "udp" && l["dport"] != 4789)
+        .unwrap_or_else(|| panic!("no inner UDP diagnosis in {:#?}", done.lines));
+    assert_eq!(d["diagnosis"], "tunnel-offload-pending", "{d}");
+    assert_eq!(d["severity"], "problem", "{d}");
+    assert!(
+        d["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("tx-checksum-ip-generic"),
+        "{d}"
+    );
     // The capture holds the whole frames; each comment says which packet of it was broken.
     let out = std::process::Command::new("tshark")
         .args(["-r", &pcap_arg, "-T", "fields", "-e", "frame.comment"])

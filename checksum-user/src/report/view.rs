@@ -7,7 +7,7 @@ use std::{collections::HashMap, fmt::Write as _, io::Write, time::Instant};
 use checksum_common::{Kind, Layer};
 
 use crate::{
-    analysis::{Analysis, SourceId, severity::Severity},
+    analysis::{Analysis, SourceId, diagnosis::Diagnosis, severity::Severity},
     kernel::event::Flow,
     report::output::Clock,
 };
@@ -110,7 +110,10 @@ pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize
         .filter(|d| {
             show_offload
                 || d.severity == Severity::Problem
-                || d.diagnosis.name() != "offload-pending"
+                || !matches!(
+                    d.diagnosis,
+                    Diagnosis::OffloadPending | Diagnosis::TunnelOffloadPending
+                )
         })
         .collect();
     diagnoses.sort_by_key(|d| (std::cmp::Reverse(d.severity), std::cmp::Reverse(d.count)));
