@@ -234,12 +234,18 @@ fn broken_tunnelled_frames_are_problems_with_the_inner_flow_and_vni() {
             .contains("tx-checksum-ip-generic"),
         "{d}"
     );
-    // The capture holds the whole frames; each comment says which packet of it was broken.
+    assert_capture_says_which_packet(&pcap);
+}
+
+/// The capture holds the whole frames; each comment says which packet of the frame was broken.
+fn assert_capture_says_which_packet(pcap: &std::path::Path) {
     let out = std::process::Command::new("tshark")
-        .args(["-r", &pcap_arg, "-T", "fields", "-e", "frame.comment"])
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "frame.comment"])
         .output()
         .expect("tshark reads the capture");
-    let _ = std::fs::remove_file(&pcap);
+    let _ = std::fs::remove_file(pcap);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines().any(|l| l.contains("layer=tcp")
