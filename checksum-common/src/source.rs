@@ -74,11 +74,9 @@ pub struct SourceState {
     pub outer_sum: u32,
     pub outer_from: u32,
     pub outer_end: u32,
-    #[expect(
-        clippy::pub_underscore_fields,
-        reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
-    )]
-    pub _pad1: u32,
+    /// Scratch too: where a tunnel's outer UDP datagram ends (its UDP length), for the inner pass,
+    /// which must not read past it.
+    pub inner_end: u32,
 }
 
 /// `SourceState::outer_sum` holds a sum.

@@ -152,6 +152,11 @@ fn audit_ip<P: Packet>(
 ) -> Result<(), ParseError> {
     let outer = at == OUTER;
     let link = if outer {
+        // Reset before anything can return: a frame must not inherit the last one's tunnel.
+        s.inner_at = OUTER;
+        s.encap.kind = EncapKind::None as u8;
+        s.encap.inner = 0;
+        s.outer_sum = 0;
         pkt.link_layer()
     } else {
         // Set first: `audit_level` counts a cut-short inner frame by it.
@@ -178,10 +183,9 @@ fn audit_ip<P: Packet>(
         // registers (see `SourceState::slot`).
         s.skb = SKB_NOT_READ;
         s.partial = l3_off;
-        s.inner_at = OUTER;
-        s.encap.kind = EncapKind::None as u8;
-        s.encap.inner = 0;
-        s.outer_sum = 0;
+    } else if l3_off > bounded(s.inner_end, 0xffff) {
+        // The inner link layer runs past the outer datagram.
+        return Err(ParseError::Truncated);
     }
     s.report = REPORT_VERDICT;
     s.tcp_ack = 0;
@@ -196,6 +200,8 @@ fn audit_ip<P: Packet>(
         let ip = parse::ipv4(pkt, l3_off, segment)?;
         if s.encap.inner == 0 {
             tunnel(pkt, segment, s);
+        } else {
+            within_datagram(segment, s)?;
         }
         let header = check_ipv4_header(pkt, l3_off, &ip);
         record(pkt, hook, &header, s);
@@ -203,6 +209,8 @@ fn audit_ip<P: Packet>(
         parse::ipv6(pkt, l3_off, segment)?;
         if s.encap.inner == 0 {
             tunnel(pkt, segment, s);
+        } else {
+            within_datagram(segment, s)?;
         }
     } else {
         if s.encap.inner == 0 {
@@ -247,6 +255,12 @@ fn tunnel<P: Packet>(pkt: &P, seg: &Segment, s: &mut SourceState) {
     let Some(h) = pkt.load::<16>(off) else {
         return;
     };
+    // The UDP length bounds the datagram, and so the tunnel: at least its 8-byte header after the
+    // UDP header, and within the IP payload (else the datagram is malformed and carries nothing).
+    let udp_len = u32::from(be16(&h, 4));
+    if udp_len < 16 || udp_len > bounded(seg.len, 0xffff) {
+        return;
+    }
     let kind = tunnel_kind(tunnel_port, be16(&h, 2));
     let header = [h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]];
     let Some(t) = parse_tunnel(kind, &header) else {
@@ -262,12 +276,29 @@ fn tunnel<P: Packet>(pkt: &P, seg: &Segment, s: &mut SourceState) {
         return;
     }
     s.inner_at = payload | what;
+    s.inner_end = off + udp_len;
     s.encap.kind = kind as u8;
     s.encap.vni = t.vni;
     s.encap.outer_family = seg.family;
     s.encap.outer_src = seg.src;
     s.encap.outer_dst = seg.dst;
     s.counters.encapsulated += 1;
+}
+
+/// An inner packet lies within its outer UDP datagram (RFC 768: the datagram is its UDP length,
+/// whatever follows in the frame): headers that run past it are cut short, and a segment that
+/// does is not all here.
+#[inline(always)]
+fn within_datagram(seg: &mut Segment, s: &SourceState) -> Result<(), ParseError> {
+    let end = bounded(s.inner_end, 0xffff);
+    let off = bounded(seg.off, OFFSET_MASK);
+    if off > end {
+        return Err(ParseError::Truncated);
+    }
+    if off + bounded(seg.len, 0xffff) > end {
+        seg.truncated = true;
+    }
+    Ok(())
 }
 
 /// Entry `i` of `TUNNEL_PORTS`, read on its own: the verifier sees the frozen constant.
