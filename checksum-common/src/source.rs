@@ -68,7 +68,21 @@ pub struct SourceState {
     pub inner_at: u32,
     /// Scratch too: the tunnel around the packet being audited, for its events.
     pub encap: crate::encap::Encap,
+    /// Scratch too: a tunnel's outer UDP datagram summed (folded, `OUTER_SUM_VALID` set) over
+    /// `[outer_from, outer_end)`, so that the inner pass takes its segment's sum from it instead of
+    /// summing the same bytes again.
+    pub outer_sum: u32,
+    pub outer_from: u32,
+    pub outer_end: u32,
+    #[expect(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
+    )]
+    pub _pad1: u32,
 }
+
+/// `SourceState::outer_sum` holds a sum.
+pub const OUTER_SUM_VALID: u32 = 1 << 16;
 
 /// Send events for offload-pending mismatches at this source too. Off, they are only counted: on
 /// veth and at egress every locally generated TCP/UDP packet carries one. On where they are a
@@ -87,7 +101,7 @@ pub const UNATTRIBUTED_SLOT: u32 = 0;
 
 /// Slots of the `STATES` map (one per source, an interface at one hook, and the unattributed
 /// slot): the most one run audits at once. 300 pods at two hooks take 600. Each costs
-/// `size_of::<SourceState>()` (752 bytes) per CPU, allocated at load time.
+/// `size_of::<SourceState>()` (768 bytes) per CPU, allocated at load time.
 pub const MAX_SOURCES: u32 = 2048;
 
 /// ifindexes below this find their slots in a plain array (`SLOTS_BY_IFINDEX`, 12 bytes each, 768
@@ -111,7 +125,7 @@ unsafe impl aya::Pod for SourceKey {}
 unsafe impl aya::Pod for SourceState {}
 
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
-const _: () = assert!(core::mem::size_of::<SourceState>() == 752);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 768);
 
 /// Bytes of `struct sk_buff` the TC programs read in one `bpf_probe_read_kernel` for the skb's
 /// checksum state (checksum-ebpf/src/skb.rs): `ip_summed`, `csum_level`, `encapsulation`, the

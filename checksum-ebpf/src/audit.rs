@@ -9,11 +9,12 @@ use aya_log_ebpf::debug;
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, SourceState, Status,
     csum::{
-        classify, expected_field, field_for, fold, pseudo_header_v4, pseudo_header_v6, verifies,
+        classify, expected_field, field_for, fold, ones_sub, pseudo_header_v4, pseudo_header_v6,
+        verifies,
     },
     encap::{Encap, EncapKind, MAX_TUNNEL_PORTS, Payload, parse_tunnel, tunnel_kind},
     event::{FAMILY_IPV4, IP_SUMMED_UNKNOWN, REPORT_TRACKED, REPORT_VERDICT},
-    source::SOURCE_REPORT_OFFLOAD,
+    source::{OUTER_SUM_VALID, SOURCE_REPORT_OFFLOAD},
 };
 
 use crate::{
@@ -180,6 +181,7 @@ fn audit_ip<P: Packet>(
         s.inner_at = OUTER;
         s.encap.kind = EncapKind::None as u8;
         s.encap.inner = 0;
+        s.outer_sum = 0;
     }
     s.report = REPORT_VERDICT;
     s.tcp_ack = 0;
@@ -400,7 +402,26 @@ fn check_segment<P: Packet>(
         v.pseudo = folded_pseudo;
         return Ok(v);
     }
-    if PARTIAL_OK.load() != 0
+    // A tunnel's inner segment takes its sum from the outer datagram's, which covered the same
+    // bytes: summed twice, a VXLAN frame cost 1.9 times a plain frame of its size.
+    let reused = if s.encap.inner == 0 {
+        None
+    } else {
+        inner_from_outer_sum(pkt, off, len, s)
+    };
+    let Some(bytes) = reused.or_else(|| sum_range(pkt, off, len, 0)) else {
+        return Ok(v);
+    };
+    if layer == Layer::Udp && s.encap.kind != 0 && s.encap.inner == 0 {
+        s.outer_sum = u32::from(fold(bytes)) | OUTER_SUM_VALID;
+        s.outer_from = off;
+        s.outer_end = off + len;
+    }
+    let sum = bytes + pseudo;
+    v.pseudo = folded_pseudo;
+    // Only once the datagram sums wrong, so that good packets never pay for the skb read.
+    if !verifies(sum)
+        && PARTIAL_OK.load() != 0
         && layer == Layer::Udp
         && s.encap.kind != 0
         && s.encap.inner == 0
@@ -408,13 +429,8 @@ fn check_segment<P: Packet>(
     {
         v.status = Status::PartialOk;
         v.want = got;
-        v.pseudo = folded_pseudo;
         return Ok(v);
     }
-    let Some(sum) = sum_range(pkt, off, len, pseudo) else {
-        return Ok(v);
-    };
-    v.pseudo = folded_pseudo;
     // RFC 8200 section 8.1: over IPv6 a zero UDP field is always wrong, even where the sum makes
     // 0x0000 and 0xffff equal.
     let udp6_zero = layer == Layer::Udp && got == 0;
@@ -425,6 +441,27 @@ fn check_segment<P: Packet>(
     };
     v.settle(verifies(sum) && !udp6_zero, want, Some(folded_pseudo));
     Ok(v)
+}
+
+/// The sum of the inner segment `[off, off + len)` from the outer datagram's (`outer_sum`): less
+/// the bytes before the segment (the UDP, tunnel, inner Ethernet and IP headers, a few dozen
+/// bytes). Only when the segment ends where the datagram does and starts an even number of bytes
+/// in (an odd one would pair the bytes into other words); `None` otherwise, and the caller sums.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the folded sum is the low 16 bits"
+)]
+fn inner_from_outer_sum<P: Packet>(pkt: &P, off: u32, len: u32, s: &SourceState) -> Option<u64> {
+    if s.outer_sum & OUTER_SUM_VALID == 0 {
+        return None;
+    }
+    let from = bounded(s.outer_from, OFFSET_MASK);
+    if off <= from || off + len != s.outer_end || (off - from) % 2 != 0 {
+        return None;
+    }
+    let prefix = sum_range(pkt, from, off - from, 0)?;
+    Some(u64::from(ones_sub(s.outer_sum as u16, fold(prefix))))
 }
 
 /// A tunnel's outer UDP checksum computed by local checksum offload (LCO, the kernel's

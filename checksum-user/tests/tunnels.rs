@@ -130,6 +130,11 @@ fn a_broken_inner_checksum_is_bad_inside_only() {
                 );
                 let v = verdict(&verdicts, l4(inner.proto), true);
                 assert_eq!(v.status, Status::Bad, "{ctx}: {v:#?}");
+                // The inner sum comes from the outer datagram's (less its headers): the same want
+                // as the same frame audited on its own, where it is summed directly.
+                let (alone, _) = audit(&inner.bytes);
+                let direct = verdict(&alone, l4(inner.proto), false);
+                assert_eq!((v.want, v.pseudo), (direct.want, direct.pseudo), "{ctx}");
                 assert_eq!(v.got, inner.checksum, "{ctx}: the field as sent");
                 assert_eq!(v.encap.unwrap().vni, 7, "{ctx}");
             }
@@ -305,4 +310,87 @@ fn too_many_tunnel_ports_is_a_clear_error() {
         geneve_ports: vec![6081],
     };
     assert!(again.table().is_ok());
+}
+
+/// A Service-like address a NAT rewrote a tunnel's outer destination from.
+const VIP: [u8; 4] = [10, 96, 0, 10];
+
+/// RFC 1624 eqn. 3 on big-endian words: `field` updated for the words `old` becoming `new`.
+fn rfc1624(field: u16, old: &[u16], new: &[u16]) -> u16 {
+    let mut sum = u32::from(!field);
+    for w in old {
+        sum += u32::from(!w);
+    }
+    for w in new {
+        sum += u32::from(*w);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(u16::try_from(sum).unwrap())
+}
+
+fn words(a: [u8; 4]) -> [u16; 2] {
+    [
+        u16::from_be_bytes([a[0], a[1]]),
+        u16::from_be_bytes([a[2], a[3]]),
+    ]
+}
+
+/// The kubernetes#88986 and cilium#28707 family: a tunnel endpoint sends VXLAN with no outer UDP
+/// checksum (0, legal over IPv4), and a NAT on the way rewrites the outer destination and
+/// "updates" the absent checksum as if it were one. The receiver sees a constant nonzero field on
+/// every packet; with the original address among the NAT candidates the diagnosis names it.
+#[test]
+fn a_nat_that_updates_an_absent_outer_udp_checksum_is_diagnosed() {
+    root_only!();
+    let field = rfc1624(0, &words(VIP), &words(IP4_B));
+    let frames: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let inner = v4_frame(&[], TCP, segment(TCP, 40 + i * 13), &[]);
+            let mut f = tunnel_frame(false, 4789, &header(EncapKind::Vxlan, 100), &inner.bytes);
+            f.set_field(field);
+            f.bytes
+        })
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let candidates = std::env::temp_dir().join(format!("csa-vxlan-vip-{}.txt", std::process::id()));
+    std::fs::write(&candidates, "10.96.0.10 vxlan-endpoint-vip\n").unwrap();
+    let (out, err) = common::replay::replay(
+        &pcap_file(1, &refs),
+        &[
+            "--all",
+            "--format",
+            "json",
+            "--nat-candidates",
+            candidates.to_str().unwrap(),
+        ],
+    );
+    let _ = std::fs::remove_file(&candidates);
+    let lines = common::replay::json_lines(&out);
+    let outer: Vec<_> = lines
+        .iter()
+        .filter(|l| l["type"] == "verdict" && l["layer"] == "udp" && l["encap"]["level"] == "outer")
+        .collect();
+    assert_eq!(outer.len(), 4, "{out}\n{err}");
+    assert!(
+        outer
+            .iter()
+            .all(|v| v["status"] == "bad" && v["got"] == format!("{field:#06x}"))
+    );
+    // The inner packets are fine.
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["encap"]["level"] == "inner")
+            .all(|l| l["status"] == "ok")
+    );
+    let d = lines
+        .iter()
+        .find(|l| l["type"] == "diagnosis" && l["layer"] == "udp")
+        .unwrap_or_else(|| panic!("no outer UDP diagnosis in {out}"));
+    assert_eq!(d["diagnosis"], "absent-checksum-updated", "{d}");
+    assert_eq!(d["likely_original"], "10.96.0.10", "{d}");
+    assert_eq!(d["evidence"], "candidate", "{d}");
+    assert_eq!(d["dport"], 4789, "{d}");
 }

@@ -140,7 +140,19 @@ fn real_traffic_through_vxlan_has_no_problems_with_tx_offload_off() {
 fn broken_tunnelled_frames_are_problems_with_the_inner_flow_and_vni() {
     root_only!();
     let pair = tunnel_pair("vxbad", "on");
-    let run = Running::start(&pair.b, &["--iface", VETH_B, "--hook", "tc-ingress"]);
+    let pcap = std::env::temp_dir().join(format!("csa-vxlan-{}.pcapng", std::process::id()));
+    let pcap_arg = pcap.to_str().unwrap().to_owned();
+    let run = Running::start(
+        &pair.b,
+        &[
+            "--iface",
+            VETH_B,
+            "--hook",
+            "tc-ingress",
+            "--pcap-out",
+            &pcap_arg,
+        ],
+    );
     let header = tunnel_header(EncapKind::Vxlan, 42, &[], None);
     let mut corrupt = v4_frame(&[], TCP, segment(TCP, 300), &[]);
     let corrupt_want = corrupt.checksum;
@@ -207,4 +219,43 @@ fn broken_tunnelled_frames_are_problems_with_the_inner_flow_and_vni() {
         1
     );
     assert!(done.counter(VETH_B, "tc-ingress", &["inner_checks", "tcp", "ok"]) >= 1);
+    // The inner packet left partial is the overlay's offload bug, with the tunnel's next step.
+    let d = done
+        .lines
+        .iter()
+        .find(|l| l["type"] == "diagnosis" && l["layer"] == "udp" && l["dport"] != 4789)
+        .unwrap_or_else(|| panic!("no inner UDP diagnosis in {:#?}", done.lines));
+    assert_eq!(d["diagnosis"], "tunnel-offload-pending", "{d}");
+    assert_eq!(d["severity"], "problem", "{d}");
+    assert!(
+        d["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("tx-checksum-ip-generic"),
+        "{d}"
+    );
+    assert_capture_says_which_packet(&pcap);
+}
+
+/// The capture holds the whole frames; each comment says which packet of the frame was broken.
+fn assert_capture_says_which_packet(pcap: &std::path::Path) {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "frame.comment"])
+        .output()
+        .expect("tshark reads the capture");
+    let _ = std::fs::remove_file(pcap);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.contains("layer=tcp")
+            && l.contains("kind=corrupt")
+            && l.contains("encap=vxlan vni=42 level=inner")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("layer=udp") && l.contains("level=outer")),
+        "{text}"
+    );
 }
