@@ -5,9 +5,19 @@
 
 use std::{fmt, net::IpAddr};
 
-use checksum_common::{Counters, Kind, Layer, Status};
+use checksum_common::{Counters, Kind, Layer, Status, encap::EncapKind};
 
 use crate::kernel::event::Verdict;
+
+/// The tunnel a verdict's packet came in, as the event reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    pub kind: EncapKind,
+    pub vni: u32,
+    /// The outer IP addresses (for IPv6, the destination the outer pseudo-header uses).
+    pub outer_src: IpAddr,
+    pub outer_dst: IpAddr,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judged {
@@ -33,6 +43,10 @@ pub struct Judged {
     pub tcp_seq: Option<u32>,
     /// IPv4 identification, or the IPv6 Fragment header's (0 without one).
     pub ip_id: u32,
+    /// The level: `true` for a verdict about the packet inside a tunnel.
+    pub inner: bool,
+    /// The tunnel, for both levels of a tunnelled frame; `None` for a frame that is not one.
+    pub encap: Option<Encap>,
 }
 
 /// Whether a status means the L4 header was read.
@@ -58,6 +72,13 @@ impl Judged {
             ports: if read { v.flow.ports } else { None },
             tcp_seq: read.then_some(v.tcp_seq),
             ip_id: v.ip_id,
+            inner: v.encap.is_some_and(|t| t.inner),
+            encap: v.encap.map(|t| Encap {
+                kind: t.kind,
+                vni: t.vni,
+                outer_src: t.outer_src,
+                outer_dst: t.outer_dst,
+            }),
         }
     }
 }
@@ -89,11 +110,28 @@ impl fmt::Display for Judged {
         if self.ip_id != 0 {
             write!(f, " id {:#x}", self.ip_id)?;
         }
+        if let Some(e) = &self.encap {
+            write!(
+                f,
+                " [{} {} vni {} outer {} -> {}]",
+                if self.inner { "inner" } else { "outer" },
+                e.kind.name(),
+                e.vni,
+                e.outer_src,
+                e.outer_dst
+            )?;
+        } else if self.inner {
+            write!(f, " [inner, no tunnel]")?;
+        }
         Ok(())
     }
 }
 
 /// Everything one frame produces: its verdicts in order, and the frame-level counters.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each flag is whether one counter moved, compared one by one"
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     pub verdicts: Vec<Judged>,
@@ -101,6 +139,10 @@ pub struct Outcome {
     pub malformed: bool,
     /// Counted as not IP (another ethertype, or more VLAN tags than are parsed).
     pub not_ip: bool,
+    /// Counted as a tunnel (`encapsulated`): its header was recognised after the outer UDP header.
+    pub encapsulated: bool,
+    /// Counted as `inner_malformed`: the packet inside the tunnel is inconsistent or cut short.
+    pub inner_malformed: bool,
 }
 
 impl Outcome {
@@ -110,6 +152,8 @@ impl Outcome {
             verdicts: verdicts.iter().map(Judged::from_verdict).collect(),
             malformed: delta.malformed != 0,
             not_ip: delta.not_ip != 0,
+            encapsulated: delta.encapsulated != 0,
+            inner_malformed: delta.inner_malformed != 0,
         }
     }
 }
@@ -129,6 +173,12 @@ impl fmt::Display for Outcome {
         }
         if self.not_ip {
             lines.push("counted not IP".into());
+        }
+        if self.encapsulated {
+            lines.push("counted encapsulated".into());
+        }
+        if self.inner_malformed {
+            lines.push("counted inner malformed".into());
         }
         write!(f, "    {}", lines.join("\n    "))
     }
@@ -151,6 +201,18 @@ pub fn differences(expected: &Outcome, observed: &Outcome) -> Option<String> {
             "not IP: reference {}, kernel {}",
             expected.not_ip, observed.not_ip
         ));
+    }
+    for (name, e, o) in [
+        ("encapsulated", expected.encapsulated, observed.encapsulated),
+        (
+            "inner malformed",
+            expected.inner_malformed,
+            observed.inner_malformed,
+        ),
+    ] {
+        if e != o {
+            out.push(format!("{name}: reference {e}, kernel {o}"));
+        }
     }
     let n = expected.verdicts.len().max(observed.verdicts.len());
     for i in 0..n {
@@ -188,6 +250,8 @@ mod tests {
             ports: Some((1, 2)),
             tcp_seq: Some(7),
             ip_id: 0,
+            inner: false,
+            encap: None,
         }
     }
 
@@ -220,6 +284,35 @@ mod tests {
         push(&|j| j.len = 21);
         push(&|j| j.dst = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)));
         push(&|j| j.pseudo = Some(0));
+        push(&|j| j.inner = true);
+        let tunnel = Encap {
+            kind: EncapKind::Vxlan,
+            vni: 42,
+            outer_src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            outer_dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        };
+        push(&|j| j.encap = Some(tunnel));
+        let mut tunnelled = kernel.clone();
+        tunnelled.verdicts[0].encap = Some(tunnel);
+        for f in [
+            &|e: &mut Encap| e.kind = EncapKind::Geneve,
+            &|e: &mut Encap| e.vni = 43,
+            &|e: &mut Encap| e.outer_dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
+        ] as [&dyn Fn(&mut Encap); 3]
+        {
+            let mut o = tunnelled.clone();
+            f(o.verdicts[0].encap.as_mut().unwrap());
+            assert!(differences(&o, &tunnelled).is_some(), "not reported: {o:?}");
+        }
+        for f in [
+            &|o: &mut Outcome| o.encapsulated = true,
+            &|o: &mut Outcome| o.inner_malformed = true,
+        ] as [&dyn Fn(&mut Outcome); 2]
+        {
+            let mut o = kernel.clone();
+            f(&mut o);
+            wrong.push(o);
+        }
         let mut malformed = kernel.clone();
         malformed.malformed = true;
         wrong.push(malformed);

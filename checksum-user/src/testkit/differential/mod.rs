@@ -19,7 +19,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use checksum_common::{Counters, Hook, Layer, Status};
+use checksum_common::{Counters, Hook, Layer, Status, encap::EncapKind};
 
 use crate::kernel::testrun::{FrameAuditor, RunError, SkbMeta};
 use judged::{Outcome, differences};
@@ -202,6 +202,13 @@ pub struct Stats {
     pub known: Vec<(&'static str, u64)>,
     pub malformed: u64,
     pub not_ip: u64,
+    /// Tunnelled frames (the reference's `encapsulated`; frames, not test runs), by tunnel kind
+    /// where a verdict names it, and those whose inner packet is malformed.
+    pub encapsulated: u64,
+    pub tunnels: [u64; EncapKind::COUNT],
+    pub inner_malformed: u64,
+    /// Reference verdicts about inner packets by `[layer][status]` (also in `verdicts`).
+    pub inner_verdicts: [[u64; Status::COUNT]; Layer::COUNT],
     /// Reference verdicts by `[layer][status]`: what the sample covered.
     pub verdicts: [[u64; Status::COUNT]; Layer::COUNT],
     /// Bad reference verdicts by kind.
@@ -216,8 +223,19 @@ impl Stats {
         }
         self.malformed += u64::from(c.expected.malformed);
         self.not_ip += u64::from(c.expected.not_ip);
+        if hook == Hook::Xdp {
+            // Every frame runs at XDP once: these are frame counts.
+            self.encapsulated += u64::from(c.expected.encapsulated);
+            self.inner_malformed += u64::from(c.expected.inner_malformed);
+            if let Some(e) = c.expected.verdicts.iter().find_map(|v| v.encap) {
+                self.tunnels[e.kind as usize] += 1;
+            }
+        }
         for v in &c.expected.verdicts {
             self.verdicts[v.layer as usize][v.status as usize] += 1;
+            if v.inner {
+                self.inner_verdicts[v.layer as usize][v.status as usize] += 1;
+            }
             if let Some(k) = v.kind {
                 self.kinds[k as usize] += 1;
             }
@@ -245,7 +263,17 @@ impl Stats {
         }
         self.malformed += other.malformed;
         self.not_ip += other.not_ip;
-        for (mine, theirs) in self.verdicts.iter_mut().zip(other.verdicts.iter()) {
+        self.encapsulated += other.encapsulated;
+        self.inner_malformed += other.inner_malformed;
+        for (m, t) in self.tunnels.iter_mut().zip(other.tunnels.iter()) {
+            *m += t;
+        }
+        for (mine, theirs) in self
+            .verdicts
+            .iter_mut()
+            .chain(self.inner_verdicts.iter_mut())
+            .zip(other.verdicts.iter().chain(other.inner_verdicts.iter()))
+        {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
                 *m += t;
             }
@@ -279,13 +307,24 @@ impl fmt::Display for Stats {
             "  reference outcomes: {} malformed, {} not IP",
             self.malformed, self.not_ip
         )?;
-        for layer in Layer::ALL {
-            let by = &self.verdicts[layer as usize];
-            write!(f, "  {:<7}", layer.name())?;
-            for status in Status::ALL {
-                write!(f, " {} {:<8}", status.name(), by[status as usize])?;
+        write!(
+            f,
+            "  tunnelled frames: {} ({} inner malformed):",
+            self.encapsulated, self.inner_malformed
+        )?;
+        for kind in &EncapKind::ALL[1..] {
+            write!(f, " {} {}", kind.name(), self.tunnels[*kind as usize])?;
+        }
+        writeln!(f)?;
+        for (what, verdicts) in [("", &self.verdicts), ("inner ", &self.inner_verdicts)] {
+            for layer in Layer::ALL {
+                let by = &verdicts[layer as usize];
+                write!(f, "  {what}{:<7}", layer.name())?;
+                for status in Status::ALL {
+                    write!(f, " {} {:<8}", status.name(), by[status as usize])?;
+                }
+                writeln!(f)?;
             }
-            writeln!(f)?;
         }
         write!(f, "  bad by kind:")?;
         for kind in checksum_common::Kind::MISMATCHES {

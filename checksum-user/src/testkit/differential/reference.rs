@@ -4,6 +4,13 @@
 //! `Sum16BitWords`; nothing here calls checksum-common, so a bug in the shared arithmetic cannot
 //! hide on both sides.
 //!
+//! A UDP datagram to a tunnel port (VXLAN 4789 and 8472, VXLAN-GPE 4790, Geneve 6081) whose
+//! payload starts with that tunnel's header is followed one level in: the packet inside (an
+//! Ethernet frame, or for Geneve and GPE an IP packet) gets the same checks, its verdicts are
+//! marked inner, and every verdict of the frame carries the tunnel. The header layout is the
+//! shared `parse_tunnel` (a layout, not arithmetic); the rest is from the RFCs: the tunnel header
+//! and the inner packet lie within the outer UDP datagram.
+//!
 //! Where etherparse is stricter than the auditor has to be (a header cut by the end of the frame,
 //! an IP length of 0), the fixed part of the header is still decoded by etherparse and the rest
 //! follows the documented rule.
@@ -14,14 +21,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use checksum_common::{Kind, Layer, Status};
+use checksum_common::{
+    Kind, Layer, Status,
+    encap::{EncapKind, Payload, parse_tunnel},
+};
 use etherparse::{
     EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice,
     Ipv6HeaderSlice, SingleVlanHeaderSlice, UdpHeaderSlice, checksum::Sum16BitWords,
     err::ipv4::HeaderSliceError,
 };
 
-use super::judged::{Judged, Outcome};
+use super::judged::{Encap, Judged, Outcome};
 
 /// Up to two VLAN tags are parsed (802.1Q, 802.1ad and the pre-standard 0x9100 QinQ); a frame
 /// with a third is not looked into.
@@ -49,10 +59,28 @@ pub struct Trace {
 pub fn trace(frame: &[u8]) -> (Outcome, Trace) {
     let mut out = Outcome::default();
     let mut trace = Trace::default();
-    match walk(frame, &mut out.verdicts, &mut trace) {
+    let mut tunnel = None;
+    match walk(frame, &mut out, &mut trace, &mut tunnel) {
         Ok(()) => {}
         Err(Stop::NotIp) => out.not_ip = true,
         Err(Stop::Malformed) => out.malformed = true,
+    }
+    out.encapsulated = tunnel.is_some();
+    if let Some(t) = tunnel
+        && t.follow
+    {
+        let start = out.verdicts.len();
+        if inner(&frame[..t.end], &t, &mut out.verdicts).is_err() {
+            out.inner_malformed = true;
+        }
+        for v in &mut out.verdicts[start..] {
+            v.inner = true;
+        }
+    }
+    if let Some(t) = tunnel {
+        for v in &mut out.verdicts {
+            v.encap = Some(t.encap);
+        }
     }
     (out, trace)
 }
@@ -64,29 +92,137 @@ enum Stop {
     Malformed,
 }
 
-fn walk(frame: &[u8], verdicts: &mut Vec<Judged>, trace: &mut Trace) -> Result<(), Stop> {
-    let (ether_type, l3) = link(frame).ok_or(Stop::NotIp)?;
+/// The outer packet: link layer, IP, the tunnel if its UDP datagram is one, the transport.
+fn walk(
+    frame: &[u8],
+    out: &mut Outcome,
+    trace: &mut Trace,
+    tunnel: &mut Option<Found>,
+) -> Result<(), Stop> {
+    let (ether_type, l3) = link(frame, 0).ok_or(Stop::NotIp)?;
     trace.network_offset = Some(l3);
+    let segment = match ether_type {
+        EtherType::IPV4 => {
+            let (header, segment) = ipv4(frame, l3)?;
+            out.verdicts.push(header);
+            segment
+        }
+        EtherType::IPV6 => ipv6(frame, l3, &mut trace.fragment_headers)?,
+        _ => return Err(Stop::NotIp),
+    };
+    trace.transport_offset = Some(segment.off);
+    *tunnel = find_tunnel(frame, &segment);
+    if let Some(layer) = segment.layer() {
+        let udp_tunnel = tunnel.is_some();
+        match transport(frame, &segment, layer, udp_tunnel) {
+            Ok(v) => out.verdicts.push(v),
+            Err(stop) => {
+                // An outer datagram that contradicts its lengths: the tunnel was seen, its
+                // packet is not followed.
+                if let Some(t) = tunnel {
+                    t.follow = false;
+                }
+                return Err(stop);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The packet inside a tunnel, `frame` ending where the outer datagram does: the same checks,
+/// no tunnel followed further. Any error is the inner packet's (`inner_malformed`).
+fn inner(frame: &[u8], t: &Found, verdicts: &mut Vec<Judged>) -> Result<(), Stop> {
+    let (ether_type, l3) = match t.payload {
+        Payload::Ethernet => link(frame, t.payload_off).ok_or(Stop::Malformed)?,
+        // Geneve options may run past the datagram.
+        Payload::Ip(_) if t.payload_off > frame.len() => return Err(Stop::Malformed),
+        Payload::Ip(ether_type) => (EtherType(ether_type), t.payload_off),
+    };
     let segment = match ether_type {
         EtherType::IPV4 => {
             let (header, segment) = ipv4(frame, l3)?;
             verdicts.push(header);
             segment
         }
-        EtherType::IPV6 => ipv6(frame, l3, trace)?,
-        _ => return Err(Stop::NotIp),
+        EtherType::IPV6 => ipv6(frame, l3, &mut Vec::new())?,
+        // Not IP inside (ARP, a third VLAN tag): nothing to check and nothing counted.
+        _ => return Ok(()),
     };
-    trace.transport_offset = Some(segment.off);
     if let Some(layer) = segment.layer() {
-        verdicts.push(transport(frame, &segment, layer)?);
+        verdicts.push(transport(frame, &segment, layer, false)?);
     }
     Ok(())
 }
 
-fn link(frame: &[u8]) -> Option<(EtherType, usize)> {
-    let eth = Ethernet2HeaderSlice::from_slice(frame).ok()?;
+/// A tunnel recognised in an outer UDP datagram.
+#[derive(Clone, Copy)]
+struct Found {
+    encap: Encap,
+    payload: Payload,
+    /// Where the inner frame or packet starts.
+    payload_off: usize,
+    /// Where the outer datagram ends in the frame: the inner packet lies before it.
+    end: usize,
+    /// The outer datagram is consistent: its inner packet is audited.
+    follow: bool,
+}
+
+/// The tunnel ports (`DEFAULT_TUNNEL_PORTS`, as the test runs configure them).
+fn tunnel_kind(dst_port: u16) -> EncapKind {
+    match dst_port {
+        4789 | 8472 => EncapKind::Vxlan,
+        4790 => EncapKind::VxlanGpe,
+        6081 => EncapKind::Geneve,
+        _ => EncapKind::None,
+    }
+}
+
+/// The inner payload's offset is kept below this (the programs' offset bound).
+const MAX_PAYLOAD_OFFSET: usize = 0x7fff;
+
+/// Whether an outer segment is a UDP datagram to a tunnel port whose first payload bytes are
+/// that tunnel's header (RFC 7348 section 5, the VXLAN-GPE draft, RFC 8926 section 3.4; the
+/// layout is `parse_tunnel`'s, shared with the programs). A fragment is not followed: its payload
+/// is not all there. The header must lie within the UDP datagram (its UDP length, not merely the
+/// IP payload or the frame) and the frame, and so must the inner packet.
+fn find_tunnel(frame: &[u8], seg: &Segment) -> Option<Found> {
+    if seg.protocol != IpNumber::UDP.0 || !seg.whole {
+        return None;
+    }
+    let udp = UdpHeaderSlice::from_slice(frame.get(seg.off..)?).ok()?;
+    let kind = tunnel_kind(udp.destination_port());
+    // RFC 768: the datagram is its UDP length, which the IP payload must hold (else the datagram
+    // is malformed and carries nothing); the tunnel header is its first 8 payload bytes.
+    let datagram = usize::from(udp.length());
+    if kind == EncapKind::None || datagram < 16 || datagram > seg.len {
+        return None;
+    }
+    let header: [u8; 8] = frame.get(seg.off + 8..seg.off + 16)?.try_into().ok()?;
+    let t = parse_tunnel(kind, &header)?;
+    let payload_off = seg.off + 8 + t.header_len as usize;
+    if payload_off > MAX_PAYLOAD_OFFSET {
+        return None;
+    }
+    let (outer_src, outer_dst) = seg.ips();
+    Some(Found {
+        encap: Encap {
+            kind,
+            vni: t.vni,
+            outer_src,
+            outer_dst,
+        },
+        payload: t.payload,
+        payload_off,
+        end: frame.len().min(seg.off + datagram),
+        follow: true,
+    })
+}
+
+/// The Ethernet header at `at` and up to two VLAN tags: the ethertype and the L3 offset.
+fn link(frame: &[u8], at: usize) -> Option<(EtherType, usize)> {
+    let eth = Ethernet2HeaderSlice::from_slice(frame.get(at..)?).ok()?;
     let mut ether_type = eth.ether_type();
-    let mut off = eth.slice().len();
+    let mut off = at + eth.slice().len();
     for _ in 0..MAX_VLAN_TAGS {
         if !matches!(
             ether_type,
@@ -158,6 +294,8 @@ impl Segment {
             ports: None,
             tcp_seq: None,
             ip_id: self.ip_id,
+            inner: false,
+            encap: None,
         }
     }
 
@@ -218,7 +356,7 @@ fn ipv4(frame: &[u8], off: usize) -> Result<(Judged, Segment), Stop> {
     Ok((verdict, segment))
 }
 
-fn ipv6(frame: &[u8], off: usize, trace: &mut Trace) -> Result<Segment, Stop> {
+fn ipv6(frame: &[u8], off: usize, fragment_headers: &mut Vec<bool>) -> Result<Segment, Stop> {
     let h = Ipv6HeaderSlice::from_slice(&frame[off..]).map_err(|_| Stop::Malformed)?;
     let payload_len = usize::from(h.payload_length());
     let end = off + 40 + payload_len;
@@ -246,7 +384,7 @@ fn ipv6(frame: &[u8], off: usize, trace: &mut Trace) -> Result<Segment, Stop> {
                 let f = Ipv6FragmentHeaderSlice::from_slice(head).map_err(|_| Stop::Malformed)?;
                 // Any Fragment header that is not atomic (RFC 8200 4.5) makes this a fragment.
                 fragment |= f.is_fragmenting_payload();
-                trace.fragment_headers.push(f.is_fragmenting_payload());
+                fragment_headers.push(f.is_fragmenting_payload());
                 ip_id = f.identification();
                 8
             }
@@ -305,7 +443,8 @@ fn final_destination(frame: &[u8], pos: usize) -> Option<[u8; 16]> {
     frame.get(at..at + 16)?.try_into().ok()
 }
 
-fn transport(frame: &[u8], seg: &Segment, layer: Layer) -> Result<Judged, Stop> {
+/// `tunnel`: the datagram is a tunnel's outer UDP, whose zero field is allowed over IPv6 too.
+fn transport(frame: &[u8], seg: &Segment, layer: Layer, tunnel: bool) -> Result<Judged, Stop> {
     let mut v = seg.unverifiable(layer, seg.len);
     if !seg.whole || !seg.in_frame {
         return Ok(v);
@@ -349,8 +488,9 @@ fn transport(frame: &[u8], seg: &Segment, layer: Layer) -> Result<Judged, Stop> 
     v.got = Some(got);
     v.status = Status::None;
     let v4 = matches!(seg.addrs, Addrs::V4(..));
-    if layer == Layer::Udp && got == 0 && v4 {
-        // RFC 768: the sender did not compute a checksum, which is legal over IPv4.
+    if layer == Layer::Udp && got == 0 && (v4 || tunnel) {
+        // RFC 768: the sender did not compute a checksum, which is legal over IPv4, and over IPv6
+        // for a tunnel's outer UDP (RFC 6935, RFC 6936: a tunnel may opt into zero checksums).
         return Ok(v);
     }
     // ICMPv4 has no pseudo-header (RFC 792); ICMPv6 does (RFC 4443 section 2.3).

@@ -2,7 +2,7 @@
 //! expectations of `tests/prog_test_run.rs` (the documented semantics, frame by frame), and against
 //! etherparse's own checksum functions on many generated frames.
 
-use checksum_common::{Kind, Layer, Status};
+use checksum_common::{Kind, Layer, Status, encap::EncapKind};
 use etherparse::{Ipv4Header, TcpSlice, UdpSlice};
 
 use super::{
@@ -285,7 +285,8 @@ fn agrees_with_etherparse_checksum_functions() {
     for i in 0..30_000 {
         let frame = generate(frame_seed(7, i)).bytes;
         let (o, t) = trace(&frame);
-        for v in &o.verdicts {
+        // The trace is the outer packet's (tunnels have tests of their own).
+        for v in o.verdicts.iter().filter(|v| !v.inner) {
             let (Some(got), Some(want)) = (v.got, v.want) else {
                 continue;
             };
@@ -356,4 +357,169 @@ fn check(ok: bool, got: u16, want: u16, calc: u16, udp: bool, frame: &[u8], v: &
     if !ok {
         assert_eq!(want, calc, "{v} frame {frame:02x?}");
     }
+}
+
+/// An Ethernet frame with an IPv4 or IPv6 UDP datagram in it, and its IP packet.
+fn inner_frame(v6: bool) -> Frame {
+    if v6 {
+        v6_frame(UDP, segment(UDP, 40))
+    } else {
+        v4_frame(&[], UDP, segment(UDP, 40), &[])
+    }
+}
+
+fn tunnel_of(kind: EncapKind, outer_v6: bool, ip_payload: bool, inner_v6: bool) -> Frame {
+    let inner = inner_frame(inner_v6);
+    let (payload, ethertype) = if ip_payload {
+        (
+            &inner.bytes[inner.l3_off..],
+            Some(if inner_v6 { 0x86dd } else { 0x0800 }),
+        )
+    } else {
+        (&inner.bytes[..], None)
+    };
+    let options = if kind == EncapKind::Geneve {
+        &[0xaa; 12][..]
+    } else {
+        &[]
+    };
+    let header = tunnel_header(kind, 0x12_3456, options, ethertype);
+    tunnel_frame(outer_v6, tunnel_port(kind), &header, payload)
+}
+
+#[test]
+fn tunnels_are_followed_one_level_with_their_kind_and_vni_on_every_verdict() {
+    for kind in [EncapKind::Vxlan, EncapKind::VxlanGpe, EncapKind::Geneve] {
+        for outer_v6 in [false, true] {
+            for inner_v6 in [false, true] {
+                for ip_payload in [false, kind != EncapKind::Vxlan] {
+                    let f = tunnel_of(kind, outer_v6, ip_payload, inner_v6);
+                    let o = judge(&f.bytes);
+                    let ctx = format!("{kind:?} outer v6 {outer_v6} inner v6 {inner_v6}");
+                    assert!(
+                        o.encapsulated && !o.inner_malformed && !o.malformed,
+                        "{ctx}"
+                    );
+                    let levels: Vec<(Layer, bool)> =
+                        o.verdicts.iter().map(|v| (v.layer, v.inner)).collect();
+                    let mut want = Vec::new();
+                    if !outer_v6 {
+                        want.push((Layer::Ipv4, false));
+                    }
+                    want.push((Layer::Udp, false));
+                    if !inner_v6 {
+                        want.push((Layer::Ipv4, true));
+                    }
+                    want.push((Layer::Udp, true));
+                    assert_eq!(levels, want, "{ctx}");
+                    for v in &o.verdicts {
+                        assert_eq!(v.status, Status::Ok, "{ctx}: {v}");
+                        let e = v.encap.expect("the tunnel");
+                        assert_eq!((e.kind, e.vni), (kind, 0x12_3456), "{ctx}");
+                    }
+                    // The inner flow is the inner packet's; the tunnel names the outer addresses.
+                    let inner = o.verdicts.last().unwrap();
+                    assert_eq!(inner.ports, Some((5353, 53)), "{ctx}");
+                    let outer = o.verdicts.iter().find(|v| !v.inner).unwrap();
+                    let e = inner.encap.unwrap();
+                    assert_eq!((e.outer_src, e.outer_dst), (outer.src, outer.dst), "{ctx}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_zero_outer_udp_checksum_is_none_over_both_families_but_not_inside() {
+    for outer_v6 in [false, true] {
+        let mut f = tunnel_of(EncapKind::Vxlan, outer_v6, false, true);
+        f.set_field(0);
+        let o = judge(&f.bytes);
+        let outer = o
+            .verdicts
+            .iter()
+            .find(|v| v.layer == Layer::Udp && !v.inner);
+        assert_eq!(outer.unwrap().status, Status::None);
+    }
+    // Inside, over IPv6, a zero is wrong as anywhere else (RFC 8200).
+    let inner = inner_frame(true);
+    let mut seg = inner.bytes.clone();
+    let field = inner.l4_off + 6;
+    seg[field..field + 2].copy_from_slice(&[0, 0]);
+    let header = tunnel_header(EncapKind::Vxlan, 1, &[], None);
+    let f = tunnel_frame(false, 4789, &header, &seg);
+    let o = judge(&f.bytes);
+    let v = l4(&o);
+    assert!(v.inner);
+    assert_eq!((v.status, v.kind), (Status::Bad, Some(Kind::Zero)));
+}
+
+#[test]
+fn headers_that_are_not_the_ports_tunnel_are_not_followed() {
+    let inner = inner_frame(false);
+    let not_tunnels = [
+        (4789, [0x00, 0, 0, 0, 0, 0, 1, 0]), // VXLAN without the I flag
+        (4790, [0x0c, 0, 0, 4, 0, 0, 1, 0]), // GPE carrying NSH
+        (6081, [0x40, 0, 0x65, 0x58, 0, 0, 1, 0]), // Geneve version 1
+        (6081, [0x00, 0, 0x88, 0x47, 0, 0, 1, 0]), // Geneve carrying MPLS
+        (53, [0x08, 0, 0, 0, 0, 0, 1, 0]),   // not a tunnel port
+    ];
+    for (port, header) in not_tunnels {
+        let f = tunnel_frame(false, port, &header, &inner.bytes);
+        let o = judge(&f.bytes);
+        assert!(!o.encapsulated, "{port} {header:?}");
+        assert!(o.verdicts.iter().all(|v| !v.inner && v.encap.is_none()));
+        assert_eq!(o.verdicts.len(), 2);
+    }
+}
+
+#[test]
+fn a_cut_inner_packet_is_inner_malformed_and_an_outer_fragment_is_not_followed() {
+    let f = tunnel_of(EncapKind::Geneve, true, false, false);
+    let payload = f.l4_off + 8 + 8 + 12;
+    for cut in [payload + 5, payload + 14 + 10] {
+        let o = judge(&f.bytes[..cut]);
+        assert!(
+            o.encapsulated && o.inner_malformed && !o.malformed,
+            "cut {cut}"
+        );
+        assert!(o.verdicts.iter().all(|v| !v.inner), "cut {cut}");
+        assert_eq!(l4(&o).status, Status::Unverifiable, "cut {cut}");
+    }
+    // A cut inside the tunnel header: no tunnel.
+    let o = judge(&f.bytes[..f.l4_off + 12]);
+    assert!(!o.encapsulated && !o.inner_malformed);
+    // An outer IPv4 fragment: its payload is not all there.
+    let mut f = tunnel_of(EncapKind::Vxlan, false, false, false);
+    f.bytes[f.l3_off + 6] = 0x20;
+    let o = judge(&f.bytes);
+    assert!(!o.encapsulated);
+}
+
+#[test]
+fn the_tunnel_and_its_packet_lie_within_the_outer_udp_length() {
+    let f = tunnel_of(EncapKind::Vxlan, true, false, false);
+    let udp_len = f.l4_off + 4;
+    // A UDP length of 8: the bytes after it are not the datagram's, so no tunnel header.
+    let mut short = f.clone();
+    short.bytes[udp_len..udp_len + 2].copy_from_slice(&8u16.to_be_bytes());
+    let o = judge(&short.bytes);
+    assert!(!o.encapsulated && o.verdicts.iter().all(|v| v.encap.is_none()));
+    // A UDP length longer than the IP payload: malformed, and no tunnel either.
+    let mut long = f.clone();
+    let n = u16::from_be_bytes([f.bytes[udp_len], f.bytes[udp_len + 1]]) + 1;
+    long.bytes[udp_len..udp_len + 2].copy_from_slice(&n.to_be_bytes());
+    let o = judge(&long.bytes);
+    assert!(o.malformed && !o.encapsulated);
+    // An inner packet longer than the datagram, padding after the outer packet: cut short.
+    let mut padded = f.clone();
+    let inner_ip_len = f.l4_off + 8 + 8 + 14 + 2;
+    let n = u16::from_be_bytes([f.bytes[inner_ip_len], f.bytes[inner_ip_len + 1]]) + 10;
+    padded.bytes[inner_ip_len..inner_ip_len + 2].copy_from_slice(&n.to_be_bytes());
+    padded.pad_to(padded.bytes.len() + 10, 0);
+    let o = judge(&padded.bytes);
+    assert!(o.encapsulated);
+    let v = l4(&o);
+    assert!(v.inner);
+    assert_eq!(v.status, Status::Unverifiable);
 }
