@@ -891,7 +891,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"checksum_audit_mismatch_events_total{iface="veth0",hook="tc-ingress",kind="corrupt",severity="problem",state="none"} 3"#),
+            text.contains(r#"checksum_audit_mismatch_events_total{iface="veth0",hook="tc-ingress",kind="corrupt",severity="problem",state="none",encap="none"} 3"#),
             "{text}"
         );
         assert!(
