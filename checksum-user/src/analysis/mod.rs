@@ -121,6 +121,29 @@ pub struct Analysis {
     skb_state: SkbStateUse,
     paths: Paths,
     tracking: Tracking,
+    endpoint_names: EndpointNames,
+}
+
+/// `namespace/pod` by pod IP: what a live cluster view says each flow end is. Replaced whole
+/// as pods come and go; bounded by the pods of one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointNames {
+    by_ip: std::collections::HashMap<std::net::IpAddr, String>,
+}
+
+impl EndpointNames {
+    pub fn new(by_ip: std::collections::HashMap<std::net::IpAddr, String>) -> Self {
+        Self { by_ip }
+    }
+
+    /// The pod at `ip`, as `namespace/pod`.
+    pub fn name(&self, ip: std::net::IpAddr) -> Option<&str> {
+        self.by_ip.get(&ip).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
 }
 
 /// The kernel's tracked flows (`checksum_common::track`), as user space last swept them.
@@ -152,7 +175,22 @@ impl Analysis {
             skb_state: SkbStateUse::Off,
             paths: Paths::default(),
             tracking: Tracking::default(),
+            endpoint_names: EndpointNames::default(),
         }
+    }
+
+    /// Replaces the NAT candidates (a live cluster's Services, with the file's, as they change).
+    pub fn set_nat_candidates(&mut self, candidates: &candidates::Candidates) {
+        self.diagnoser.set_candidates(candidates);
+    }
+
+    /// Who the addresses of flow ends are (pods of a live cluster), for the reports.
+    pub fn set_endpoint_names(&mut self, names: EndpointNames) {
+        self.endpoint_names = names;
+    }
+
+    pub fn endpoint_names(&self) -> &EndpointNames {
+        &self.endpoint_names
     }
 
     /// NAT candidates (`--nat-candidates`): evidence the diagnosis may name a rewrite on.
