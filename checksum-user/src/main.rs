@@ -9,7 +9,8 @@ fn main() -> ExitCode {
     // Not `Cli::parse()`: this also records which live-only options were given.
     let cli = Cli::parse_args();
     let filter = match cli.verbose {
-        0 => "warn,netlink_packet_route=error",
+        // kube's watcher logs each failed attempt; the agent says each episode once itself.
+        0 => "warn,netlink_packet_route=error,kube_runtime=off,kube_client=off",
         1 => "info,checksum_ebpf=debug,netlink_packet_route=error",
         _ => "debug",
     };
