@@ -258,6 +258,7 @@ pub fn event_json(w: &Write, node: &str) -> Value {
         return json!({
             "count": w.count,
             "lastTimestamp": w.last.seconds(),
+            "reason": w.report.reason,
             "message": message,
             "series": series,
         });

@@ -176,7 +176,11 @@ impl Cluster {
         };
         let state = lock(&self.shared);
         for d in analysis.diagnoses() {
-            if d.severity != Severity::Problem {
+            // A flow's diagnosis settles once it has enough packets (before, a rewrite still
+            // looks corrupt): an Event says what the run would say at its end.
+            if d.severity != Severity::Problem
+                || d.count < crate::analysis::diagnosis::MIN_PACKETS as u64
+            {
                 continue;
             }
             let Some(pod) = state.pod_by_ip(d.flow.dst) else {
@@ -184,17 +188,14 @@ impl Cluster {
             };
             let source = analysis.source(d.source);
             let hop = format!("{} at {}", source.name, source.hook.name());
-            let key = Report::key_of(&(
-                &pod.uid,
-                &hop,
-                d.layer.name(),
-                d.flow.to_string(),
-                d.diagnosis.name(),
-            ));
+            // Not the diagnosis: one Event per flow and hop, updated if its finding sharpens.
+            let key = Report::key_of(&(&pod.uid, &hop, d.layer.name(), d.flow.to_string()));
             let message = format!(
-                "{}: {}. Hop: {hop}. Next: {}",
+                "{}: {}. Flow: {} {}. Hop: {hop}. Next: {}",
                 d.diagnosis.name(),
                 output::diagnosis_sentence(analysis, &d),
+                d.layer.name(),
+                d.flow,
                 d.diagnosis.next_step()
             );
             let report = Report {
