@@ -195,6 +195,28 @@ fn one_flow_in_two_bursts(lab: &DnatLab) {
     });
 }
 
+/// A sleeping process in a namespace, killed on drop.
+struct Pause(Child);
+
+impl Pause {
+    fn start(ns: &NetNs) -> Self {
+        Self(
+            ns.exec()
+                .args(["sleep", "120"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("sleep in the namespace"),
+        )
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn metrics(ns: &NetNs) -> String {
     common::http_get(ns, "127.0.0.1:9465", "/metrics")
 }
@@ -210,6 +232,10 @@ fn the_agent_names_pods_and_the_service_and_posts_an_event_on_the_receiving_pod(
     let cp = ControlPlane::start(&lab.server, bins);
     cp.grant_agent_all();
     populate(&cp);
+    // The middle hop as a pod too, with a process in its namespace (as a pod's pause process
+    // is): the server's veth-s has its peer there, so the agent names veth-s by it.
+    cp.create_pod("default", "gateway", NODE, "10.199.2.1");
+    let _pause = Pause::start(&lab.middle);
     let agent = Agent::start(
         &lab.server,
         &cp.kubeconfig("agent"),
@@ -218,6 +244,7 @@ fn the_agent_names_pods_and_the_service_and_posts_an_event_on_the_receiving_pod(
     );
     agent.wait_ready();
     agent.wait_for("api-synced", 3, Duration::from_secs(30));
+    agent.wait_for("interface-pod", 1, Duration::from_secs(10));
     // The loop takes the cluster's changes once a second.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
@@ -246,6 +273,7 @@ fn the_agent_names_pods_and_the_service_and_posts_an_event_on_the_receiving_pod(
     assert_eq!(udp["service"], "default/web", "{udp}");
     assert_eq!(udp["dst_pod"], "default/web", "{udp}");
     assert_eq!(udp["src_pod"], "default/client", "{udp}");
+    assert_eq!(udp["iface_pod"], "default/gateway", "{udp}");
     let message = udp["message"].as_str().unwrap();
     assert!(
         message.starts_with("default/web (10.199.2.2) receives UDP from default/client (10.199.1.2) with checksums broken by the Service default/web rewrite"),
@@ -277,6 +305,13 @@ fn the_agent_names_pods_and_the_service_and_posts_an_event_on_the_receiving_pod(
         assert_eq!(e["reason"], "ChecksumBrokenByRewrite", "{e}");
         assert_eq!(e["type"], "Warning", "{e}");
         assert!(e["message"].as_str().unwrap().contains("Next: "), "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("Hop: veth-s (pod default/gateway) at tc-ingress"),
+            "{e}"
+        );
     }
     // The flow of two bursts: one Event, updated rather than repeated.
     let two_bursts: Vec<&&Value> = ours

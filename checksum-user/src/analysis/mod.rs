@@ -129,11 +129,28 @@ pub struct Analysis {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointNames {
     by_ip: std::collections::HashMap<std::net::IpAddr, String>,
+    /// The pod each audited interface (as sources name it) belongs to.
+    by_iface: std::collections::HashMap<String, String>,
 }
 
 impl EndpointNames {
     pub fn new(by_ip: std::collections::HashMap<std::net::IpAddr, String>) -> Self {
-        Self { by_ip }
+        Self {
+            by_ip,
+            by_iface: std::collections::HashMap::new(),
+        }
+    }
+
+    /// With the pods of the audited interfaces (interface name -> `namespace/pod`).
+    #[must_use]
+    pub fn with_interfaces(mut self, by_iface: std::collections::HashMap<String, String>) -> Self {
+        self.by_iface = by_iface;
+        self
+    }
+
+    /// The pod whose network namespace holds the other end of interface `iface`.
+    pub fn interface(&self, iface: &str) -> Option<&str> {
+        self.by_iface.get(iface).map(String::as_str)
     }
 
     /// The pod at `ip`, as `namespace/pod`.

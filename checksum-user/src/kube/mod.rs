@@ -20,6 +20,7 @@ mod client;
 pub mod convert;
 pub mod errors;
 pub mod events;
+pub mod netns;
 pub mod state;
 mod watch;
 
@@ -86,8 +87,11 @@ pub struct Cluster {
     pub node: String,
     events: Option<mpsc::Sender<Report>>,
     tasks: Vec<JoinHandle<()>>,
-    /// The state's generation the live loop last took.
+    /// The state's generation the live loop last took, and the interfaces it named then.
     taken: u64,
+    interfaces: Vec<(u32, String)>,
+    /// Interface -> pod, as last said.
+    named: std::collections::HashMap<String, String>,
 }
 
 impl Drop for Cluster {
@@ -153,19 +157,45 @@ impl Cluster {
             events,
             tasks,
             taken: 0,
+            interfaces: Vec::new(),
+            named: std::collections::HashMap::new(),
         })
     }
 
-    /// When the cluster changed since the last call: the NAT candidates (the file's, then the
+    /// When the cluster or the audited interfaces (`interfaces`: ifindex and name, in this
+    /// namespace) changed since the last call: the NAT candidates (the file's, then the
     /// Services') and the pod names to use from now on.
-    pub fn changed(&mut self, file: Option<&Candidates>) -> Option<(Candidates, EndpointNames)> {
-        let mut state = lock(&self.shared);
-        if state.generation == self.taken {
-            return None;
+    pub fn changed(
+        &mut self,
+        file: Option<&Candidates>,
+        interfaces: &[(u32, String)],
+    ) -> Option<(Candidates, EndpointNames)> {
+        let (candidates, names, pods) = {
+            let mut state = lock(&self.shared);
+            if state.generation == self.taken && interfaces == self.interfaces.as_slice() {
+                return None;
+            }
+            self.taken = state.generation;
+            (
+                state.merged_candidates(file),
+                state.endpoint_names(),
+                state.pods(),
+            )
+        };
+        self.interfaces = interfaces.to_vec();
+        let by_iface = netns::interface_pods(interfaces, &pods);
+        for (iface, pod) in &by_iface {
+            if self.named.get(iface) != Some(pod) {
+                notice::info(
+                    "interface-pod",
+                    &format!(
+                        "{iface} is the interface of pod {pod} (its peer is in the pod's network namespace)"
+                    ),
+                );
+            }
         }
-        self.taken = state.generation;
-        let candidates = state.merged_candidates(file);
-        Some((candidates, state.endpoint_names()))
+        self.named.clone_from(&by_iface);
+        Some((candidates, names.with_interfaces(by_iface)))
     }
 
     /// Hands the problem diagnoses of flows that a pod on this node receives to the Event
@@ -187,7 +217,10 @@ impl Cluster {
                 continue;
             };
             let source = analysis.source(d.source);
-            let hop = format!("{} at {}", source.name, source.hook.name());
+            let hop = match analysis.endpoint_names().interface(&source.name) {
+                Some(pod) => format!("{} (pod {pod}) at {}", source.name, source.hook.name()),
+                None => format!("{} at {}", source.name, source.hook.name()),
+            };
             // Not the diagnosis: one Event per flow and hop, updated if its finding sharpens.
             let key = Report::key_of(&(&pod.uid, &hop, d.layer.name(), d.flow.to_string()));
             let message = format!(
@@ -256,6 +289,7 @@ pub fn reason(d: &Diagnosis) -> &'static str {
 /// node" would silently be none), said once; the audit goes on.
 async fn check_node(api: Api<Node>, node: String) {
     let mut said_unreachable = false;
+    let mut said_forbidden = false;
     loop {
         match api.get_opt(&node).await {
             Ok(Some(_)) => return,
@@ -270,20 +304,24 @@ async fn check_node(api: Api<Node>, node: String) {
                 return;
             }
             Err(e) => match ApiFailure::of_client(&e) {
+                // Said once; RBAC is often granted after the agent starts, so ask again.
                 ApiFailure::Forbidden { message } => {
-                    notice::error(
-                        "rbac-forbidden",
-                        &format!(
-                            "{} ({message})",
-                            forbidden_line(
-                                "get",
-                                "nodes",
-                                "cluster-wide",
-                                "the node name is not checked"
-                            )
-                        ),
-                    );
-                    return;
+                    if !said_forbidden {
+                        said_forbidden = true;
+                        notice::error(
+                            "rbac-forbidden",
+                            &format!(
+                                "{} ({message})",
+                                forbidden_line(
+                                    "get",
+                                    "nodes",
+                                    "cluster-wide",
+                                    "the node name is not checked until it is granted"
+                                )
+                            ),
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(10)).await;
                 }
                 // The watches say it; keep trying quietly.
                 ApiFailure::Unreachable(_) | ApiFailure::Other(_) => {

@@ -117,6 +117,11 @@ impl ClusterState {
             .all(|r| self.watches.get(r).is_some_and(|w| w.synced))
     }
 
+    /// The pods on this node.
+    pub fn pods(&self) -> Vec<PodEntry> {
+        self.pods.values().cloned().collect()
+    }
+
     pub fn pod_count(&self) -> usize {
         self.pods.len()
     }

@@ -182,13 +182,23 @@ fn agent_stream(args: &LiveArgs) -> LiveArgs {
     args
 }
 
-/// The cluster's changes since the last look, into the analysis.
+/// The cluster's changes since the last look (and the interfaces of this namespace attached
+/// now, for their pods), into the analysis.
 fn take_cluster_changes(
     cluster: Option<&mut Cluster>,
     file: Option<&Candidates>,
+    run: &Run,
     printer: &mut Printer,
 ) {
-    if let Some((candidates, names)) = cluster.and_then(|c| c.changed(file)) {
+    let mut interfaces: Vec<(u32, String)> = run
+        .sources
+        .iter()
+        .filter(|s| s.attachment.is_some() && run.namespaces[s.ns].label.is_empty())
+        .map(|s| (s.ifindex, s.iface.clone()))
+        .collect();
+    interfaces.sort();
+    interfaces.dedup();
+    if let Some((candidates, names)) = cluster.and_then(|c| c.changed(file, &interfaces)) {
         printer.analysis.set_nat_candidates(&candidates);
         printer.analysis.set_endpoint_names(names);
     }
@@ -391,7 +401,7 @@ async fn audit<'a>(
                 }
             }
             _ = cluster_tick.tick(), if cluster.is_some() => {
-                take_cluster_changes(cluster.as_deref_mut(), candidates.as_ref(), &mut printer);
+                take_cluster_changes(cluster.as_deref_mut(), candidates.as_ref(), run, &mut printer);
             }
             _ = redraw.tick(), if printer.view.is_some() => {
                 run.refresh(&mut printer.analysis);

@@ -660,6 +660,7 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
         obj.extend([
             ("src_pod".into(), json!(names.name(d.flow.src))),
             ("dst_pod".into(), json!(names.name(d.flow.dst))),
+            ("iface_pod".into(), json!(names.interface(&source.name))),
             ("message".into(), json!(diagnosis_sentence(analysis, d))),
         ]);
     }

@@ -238,7 +238,7 @@ impl ControlPlane {
     }
 
     /// A v1.20 apiserver built with Go >= 1.18 from the vendored modern-go/reflect2 v1.0.1
-    /// panics decoding any JSON object with a map (labels, ConfigMap data, RBAC rules): every
+    /// panics decoding any JSON object with a map (labels, `ConfigMap` data, RBAC rules): every
     /// create fails with an empty reply. Say so once, plainly, instead of failing later.
     fn check_json_decoding(&self) {
         if self
