@@ -286,11 +286,23 @@ fn the_agent_names_pods_and_the_service_and_posts_an_event_on_the_receiving_pod(
         "{text}"
     );
     assert!(
+        text.contains(
+            r#"checksum_audit_interface_pod{iface="veth-s",namespace="default",pod="gateway"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
         text.contains(r#"checksum_audit_kube_watch_synced{resource="pods"} 1"#),
         "{text}"
     );
 
-    let events: Value = serde_json::from_str(&events).unwrap();
+    check_events(&events);
+}
+
+/// The Events on the receiving pod: ours, on default/web, of the rewrite, naming the hop and its
+/// pod, and the flow of two bursts aggregated into one.
+fn check_events(events: &str) {
+    let events: Value = serde_json::from_str(events).unwrap();
     let ours: Vec<&Value> = events["items"]
         .as_array()
         .unwrap()

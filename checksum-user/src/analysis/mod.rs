@@ -148,6 +148,11 @@ impl EndpointNames {
         self
     }
 
+    /// Every audited interface named by pod: (interface, `namespace/pod`).
+    pub fn interfaces(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_iface.iter().map(|(i, p)| (i.as_str(), p.as_str()))
+    }
+
     /// The pod whose network namespace holds the other end of interface `iface`.
     pub fn interface(&self, iface: &str) -> Option<&str> {
         self.by_iface.get(iface).map(String::as_str)

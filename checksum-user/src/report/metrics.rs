@@ -107,6 +107,8 @@ pub struct Snapshot {
     pub tracking: crate::analysis::Tracking,
     /// Problem flows by receiving pod (with a cluster view).
     pub pods: Vec<PodDiagnosisCount>,
+    /// Audited interfaces named by pod: (iface, namespace, pod), for joins on `iface`.
+    pub interface_pods: Vec<(String, String, String)>,
     /// With a cluster view: its watches and Events (filled by the live loop).
     pub cluster: Option<ClusterMetrics>,
     /// When the live loop took it; `None` before it was ready (every namespace scanned and
@@ -226,6 +228,18 @@ impl Snapshot {
             },
             broken_hops: broken_hops(analysis),
             pods: pod_diagnoses(analysis),
+            interface_pods: {
+                let mut v: Vec<_> = analysis
+                    .endpoint_names()
+                    .interfaces()
+                    .map(|(iface, pod)| {
+                        let (ns, name) = pod.split_once('/').unwrap_or(("", pod));
+                        (iface.to_owned(), ns.to_owned(), name.to_owned())
+                    })
+                    .collect();
+                v.sort();
+                v
+            },
             cluster: None,
             tracking: analysis.tracking(),
             taken_at: Some(std::time::Instant::now()),
@@ -326,6 +340,13 @@ struct PodLabels {
     namespace: String,
     pod: String,
     diagnosis: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfacePodLabels {
+    iface: String,
+    namespace: String,
+    pod: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -617,6 +638,26 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
+/// The join series naming audited interfaces by pod.
+fn render_interface_pods(s: &Snapshot, registry: &mut Registry) {
+    let interface_pods = Family::<InterfacePodLabels, Gauge>::default();
+    for (iface, namespace, pod) in &s.interface_pods {
+        interface_pods
+            .get_or_create(&InterfacePodLabels {
+                iface: iface.clone(),
+                namespace: namespace.clone(),
+                pod: pod.clone(),
+            })
+            .set(1);
+    }
+    registry.register(
+        "interface_pod",
+        "1 for each audited interface whose other end is in a pod's network namespace: join on \
+         iface to give any per-interface series its namespace and pod.",
+        interface_pods,
+    );
+}
+
 /// The series with pod labels, and the Kubernetes API's.
 fn render_pods_and_cluster(s: &Snapshot, registry: &mut Registry) {
     let mismatches = Family::<PodLabels, Counter>::default();
@@ -643,6 +684,7 @@ fn render_pods_and_cluster(s: &Snapshot, registry: &mut Registry) {
         "Problem flows, by the pod on this node that receives them and their diagnosis.",
         flows,
     );
+    render_interface_pods(s, registry);
     let Some(c) = &s.cluster else {
         return;
     };
@@ -950,6 +992,7 @@ mod tests {
                 expired: 6,
             },
             pods: Vec::new(),
+            interface_pods: Vec::new(),
             cluster: None,
             taken_at: None,
         }
@@ -966,6 +1009,7 @@ mod tests {
                 mismatches: 5,
                 flows: 1,
             }],
+            interface_pods: vec![("veth0".into(), "default".into(), "gw".into())],
             cluster: Some(ClusterMetrics {
                 synced: false,
                 watches: vec![("pods", false, 2, 7, 0)],
@@ -984,6 +1028,7 @@ mod tests {
             r#"checksum_audit_kube_watch_synced{resource="pods"} 0"#,
             r#"checksum_audit_kube_events_total{reason="created"} 1"#,
             "checksum_audit_kube_pods 3",
+            r#"checksum_audit_interface_pod{iface="veth0",namespace="default",pod="gw"} 1"#,
         ] {
             assert!(text.contains(want), "{want} not in\n{text}");
         }
