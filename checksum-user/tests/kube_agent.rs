@@ -385,6 +385,49 @@ fn without_create_events_the_agent_says_so_once_and_keeps_auditing() {
             .any(|l| l["type"] == "diagnosis" && l["service"] == "default/web"),
         "auditing stopped: {lines:#?}"
     );
+    cli_with_a_kubeconfig_names_pods_in_text(&lab, &cp);
+}
+
+/// The CLI with `--kubeconfig` (what an engineer on a node runs): text output whose diagnosis
+/// has a `who:` line naming the pods and the Service, and no Event is attempted.
+fn cli_with_a_kubeconfig_names_pods_in_text(lab: &DnatLab, cp: &ControlPlane) {
+    let child = lab
+        .server
+        .exec()
+        .arg(BIN)
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig("agent"))
+        .args([
+            "--node-name",
+            NODE,
+            "--iface",
+            SERVER_IF,
+            "--duration",
+            "7s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the CLI");
+    // Its watches sync and the loop takes them within a second or two.
+    std::thread::sleep(Duration::from_secs(3));
+    one_flow_in_two_bursts(lab);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "who: default/web (10.199.2.2) receives UDP from default/client (10.199.1.2) with checksums broken by the Service default/web rewrite"
+        ),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("RBAC"),
+        "the CLI posts no Events: {stderr}"
+    );
 }
 
 /// The API server down at start: the audit runs, pod names pending, readiness waits; once it
