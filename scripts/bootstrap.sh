@@ -52,4 +52,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# helm and kubernetes-validate for the chart test (tests/chart.rs), cached in /var/cache/checksum-audit.
+# The cluster binaries are built by the cluster test itself (scripts/k8s/build.sh, once, cached).
+scripts/k8s/build.sh tools
 log "ok"

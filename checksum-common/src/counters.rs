@@ -23,8 +23,16 @@ pub struct Counters {
     pub tracked_reports: u64,
     /// Broken flows that could not be tracked: the tracked-flow map was full.
     pub tracking_full: u64,
-    /// Checks by `[layer][status]`.
+    /// Frames whose UDP destination port and header make them a tunnel (`encap`): their inner
+    /// packet is audited too.
+    pub encapsulated: u64,
+    /// Tunnelled frames whose inner packet is inconsistent or cut short (not in `malformed`,
+    /// which is for the outer headers).
+    pub inner_malformed: u64,
+    /// Checks by `[layer][status]`, outer and inner alike.
     pub checks: [[u64; Status::COUNT]; Layer::COUNT],
+    /// The checks of inner packets among `checks`, by `[layer][status]`.
+    pub inner_checks: [[u64; Status::COUNT]; Layer::COUNT],
     /// Mismatches by `[layer][kind]` (`Kind::Match`, index 0, stays 0).
     pub mismatches: [[u64; Kind::COUNT]; Layer::COUNT],
 }
@@ -40,7 +48,14 @@ impl Counters {
         self.gso_aggregate += other.gso_aggregate;
         self.tracked_reports += other.tracked_reports;
         self.tracking_full += other.tracking_full;
-        for (mine, theirs) in self.checks.iter_mut().zip(other.checks.iter()) {
+        self.encapsulated += other.encapsulated;
+        self.inner_malformed += other.inner_malformed;
+        for (mine, theirs) in self
+            .checks
+            .iter_mut()
+            .chain(self.inner_checks.iter_mut())
+            .zip(other.checks.iter().chain(other.inner_checks.iter()))
+        {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
                 *m += t;
             }
@@ -66,7 +81,14 @@ impl Counters {
         d.gso_aggregate = d.gso_aggregate.saturating_sub(earlier.gso_aggregate);
         d.tracked_reports = d.tracked_reports.saturating_sub(earlier.tracked_reports);
         d.tracking_full = d.tracking_full.saturating_sub(earlier.tracking_full);
-        for (mine, theirs) in d.checks.iter_mut().zip(earlier.checks.iter()) {
+        d.encapsulated = d.encapsulated.saturating_sub(earlier.encapsulated);
+        d.inner_malformed = d.inner_malformed.saturating_sub(earlier.inner_malformed);
+        for (mine, theirs) in d
+            .checks
+            .iter_mut()
+            .chain(d.inner_checks.iter_mut())
+            .zip(earlier.checks.iter().chain(earlier.inner_checks.iter()))
+        {
             for (m, t) in mine.iter_mut().zip(theirs.iter()) {
                 *m = m.saturating_sub(*t);
             }
@@ -81,6 +103,11 @@ impl Counters {
 
     pub fn check(&self, layer: Layer, status: Status) -> u64 {
         self.checks[layer as usize][status as usize]
+    }
+
+    /// The checks of `layer` with `status` in tunnels' inner packets (a part of `check`).
+    pub fn inner_check(&self, layer: Layer, status: Status) -> u64 {
+        self.inner_checks[layer as usize][status as usize]
     }
 
     /// Mismatches of `kind` over all layers.

@@ -2,7 +2,7 @@
 //! the `REPORT_ALL` global is set, for every verdict; `replay --all` uses that): a
 //! [`ChecksumEvent`], or, for mismatches while capture is on (`CAPTURE_SNAPLEN` > 0), a
 //! [`CaptureRecord`] that also carries the first bytes of the frame. User space tells them apart
-//! by length: exactly 96 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
+//! by length: exactly 136 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
 
 /// Which checksum a verdict is about.
 #[repr(u8)]
@@ -321,6 +321,10 @@ pub struct ChecksumEvent {
     pub tcp_ack: u32,
     /// IPv6 flow label, 0 for IPv4.
     pub flow_label: u32,
+    /// The tunnel the packet came in, and whether this verdict is for its inner packet; all zero
+    /// when it is not encapsulated. For an inner verdict the flow fields above are the inner
+    /// packet's.
+    pub encap: crate::encap::Encap,
 }
 
 /// `ChecksumEvent::report`: sent as a mismatch, or because every verdict is (`replay --all`).
@@ -333,7 +337,7 @@ pub const REPORT_TRACKED: u8 = 1;
 // SAFETY: `ChecksumEvent` is `repr(C)`, `Copy`, has explicit padding and every bit pattern is valid.
 unsafe impl aya::Pod for ChecksumEvent {}
 
-const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<ChecksumEvent>() == 136);
 const _: () = assert!(core::mem::offset_of!(ChecksumEvent, ip_summed) == 77);
 const _: () = assert!(core::mem::offset_of!(ChecksumEvent, csum_start) == 78);
 const _: () = assert!(core::mem::offset_of!(ChecksumEvent, report) == 86);
@@ -374,6 +378,6 @@ pub const CAPTURE_HEADER_LEN: usize = core::mem::offset_of!(CaptureRecord, data)
 // valid.
 unsafe impl aya::Pod for CaptureRecord {}
 
-const _: () = assert!(CAPTURE_HEADER_LEN == 104);
+const _: () = assert!(CAPTURE_HEADER_LEN == 144);
 const _: () = assert!(core::mem::size_of::<CaptureRecord>() == CAPTURE_HEADER_LEN + MAX_SNAP);
 const _: () = assert!(MAX_SNAP.is_power_of_two() && MAX_SNAP <= u16::MAX as usize);

@@ -5,6 +5,7 @@
 pub mod counters;
 pub mod csum;
 pub mod drop;
+pub mod encap;
 pub mod event;
 pub mod signature;
 pub mod source;

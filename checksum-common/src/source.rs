@@ -63,12 +63,26 @@ pub struct SourceState {
     /// Scratch too: the TCP segment's acknowledgment number (host order), for its event. Here
     /// rather than on the programs' stack, which has no 8 bytes left.
     pub tcp_ack: u32,
+    /// Scratch too: where the inner packet of a tunnel starts, for the programs' second pass
+    /// (see checksum-ebpf/src/audit.rs), 0 when there is none.
+    pub inner_at: u32,
+    /// Scratch too: the tunnel around the packet being audited, for its events.
+    pub encap: crate::encap::Encap,
+    /// Scratch too: a tunnel's outer UDP datagram summed (folded, `OUTER_SUM_VALID` set) over
+    /// `[outer_from, outer_end)`, so that the inner pass takes its segment's sum from it instead of
+    /// summing the same bytes again.
+    pub outer_sum: u32,
+    pub outer_from: u32,
+    pub outer_end: u32,
     #[expect(
         clippy::pub_underscore_fields,
         reason = "explicit padding of a kernel-shared repr(C) struct, public for struct literals"
     )]
-    pub _pad: u32,
+    pub _pad1: u32,
 }
+
+/// `SourceState::outer_sum` holds a sum.
+pub const OUTER_SUM_VALID: u32 = 1 << 16;
 
 /// Send events for offload-pending mismatches at this source too. Off, they are only counted: on
 /// veth and at egress every locally generated TCP/UDP packet carries one. On where they are a
@@ -87,7 +101,7 @@ pub const UNATTRIBUTED_SLOT: u32 = 0;
 
 /// Slots of the `STATES` map (one per source, an interface at one hook, and the unattributed
 /// slot): the most one run audits at once. 300 pods at two hooks take 600. Each costs
-/// `size_of::<SourceState>()` (496 bytes) per CPU, allocated at load time.
+/// `size_of::<SourceState>()` (768 bytes) per CPU, allocated at load time.
 pub const MAX_SOURCES: u32 = 2048;
 
 /// ifindexes below this find their slots in a plain array (`SLOTS_BY_IFINDEX`, 12 bytes each, 768
@@ -95,8 +109,8 @@ pub const MAX_SOURCES: u32 = 2048;
 /// through the `SOURCES` hash. A node's ifindexes grow by one per interface ever created there.
 pub const DIRECT_IFINDEXES: u32 = 65536;
 
-/// Default size of the one ring buffer all sources share: at 104 bytes per record (a 96-byte
-/// event and the kernel's 8-byte header), about 10,000 events of headroom between two drains.
+/// Default size of the one ring buffer all sources share: at 144 bytes per record (a 136-byte
+/// event and the kernel's 8-byte header), about 7,000 events of headroom between two drains.
 pub const DEFAULT_RING_BYTES: u32 = 1024 * 1024;
 
 /// Flows (per source and kind) the `--events-per-flow` budget table tracks at once; the least
@@ -111,7 +125,7 @@ unsafe impl aya::Pod for SourceKey {}
 unsafe impl aya::Pod for SourceState {}
 
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
-const _: () = assert!(core::mem::size_of::<SourceState>() == 496);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 768);
 
 /// Bytes of `struct sk_buff` the TC programs read in one `bpf_probe_read_kernel` for the skb's
 /// checksum state (checksum-ebpf/src/skb.rs): `ip_summed`, `csum_level`, `encapsulation`, the

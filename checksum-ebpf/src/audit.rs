@@ -1,20 +1,26 @@
 //! The per-frame pipeline: parse, check every checksum the frame carries, count, report.
 
-use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use aya_ebpf::{
+    bindings::{__sk_buff, xdp_md},
+    helpers::generated::bpf_ktime_get_ns,
+    programs::{TcContext, XdpContext},
+};
 use aya_log_ebpf::debug;
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, SourceState, Status,
     csum::{
-        classify, expected_field, field_for, fold, pseudo_header_v4, pseudo_header_v6, verifies,
+        classify, expected_field, field_for, fold, ones_sub, pseudo_header_v4, pseudo_header_v6,
+        verifies,
     },
+    encap::{Encap, EncapKind, MAX_TUNNEL_PORTS, Payload, parse_tunnel, tunnel_kind},
     event::{FAMILY_IPV4, IP_SUMMED_UNKNOWN, REPORT_TRACKED, REPORT_VERDICT},
-    source::SOURCE_REPORT_OFFLOAD,
+    source::{OUTER_SUM_VALID, SOURCE_REPORT_OFFLOAD},
 };
 
 use crate::{
-    CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, PARTIAL_OK, REPORT_ALL, STATES,
-    capture,
-    packet::{Packet, be16, be32},
+    CAPTURE_BUF, CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, PARTIAL_OK, PENDING,
+    REPORT_ALL, STATES, TUNNEL_PORTS, capture,
+    packet::{OFFSET_MASK, Packet, TcPacket, XdpPacket, be16, be32, bounded},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     skb::{SkbState, partial_key},
     sum::{sum_header, sum_range},
@@ -22,6 +28,7 @@ use crate::{
 };
 
 /// One checksum's verdict and what a report about it needs.
+#[derive(Clone, Copy)]
 struct Verdict {
     layer: Layer,
     status: Status,
@@ -70,18 +77,28 @@ impl Verdict {
     }
 }
 
+/// `at` of the first pass: the frame from its start, through `Packet::link_layer`.
+const OUTER: u32 = 0;
+/// What lies at a second pass's `at` (offset | what << 16): an Ethernet frame, or an IP packet.
+const AT_ETHERNET: u32 = 0;
+const AT_IPV4: u32 = 1 << 16;
+const AT_IPV6: u32 = 2 << 16;
+
+/// The program: one pass over the frame's own headers and, when they turn out to be a tunnel,
+/// a second over the packet inside. Each pass is a global function (`csa_audit_level_*`), verified
+/// once on its own: inlined twice, the XDP program passed the verifier's million instructions
+/// ("BPF program is too large"). This frame stays small, since the pass's frame, the summing
+/// function's and its loop callback's must fit in the 512 bytes of stack with it.
 #[inline(always)]
 pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
     // The source's slot (an inlined array read in the common case, `packet::direct_slot`), then
     // one array lookup: the source's settings and this CPU's counters live in one value.
-    let Some(state) = STATES.get_ptr_mut(pkt.source_slot(hook)) else {
+    let slot = pkt.source_slot(hook);
+    let Some(state) = STATES.get_ptr_mut(slot) else {
         return;
     };
     // SAFETY: a per-CPU map value, only ever touched by this CPU.
     let state: &mut SourceState = unsafe { &mut *state };
-    // The value is carried down whole, settings and slot included: one live register instead of
-    // three. Carrying the slot and flag apart made LLVM spill more, past the verifier's limit for
-    // this frame and the summing function's ("combined stack size of 3 calls is 528. Too large").
     state.counters.packets += 1;
     if pkt.is_gso_aggregate() {
         // Checksums of a super-packet are completed (egress) or were verified (GRO) per segment;
@@ -89,40 +106,110 @@ pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
         state.counters.gso_aggregate += 1;
         return;
     }
-    if audit_ip(pkt, hook, state).is_err() {
-        state.counters.malformed += 1;
-        // Off unless `checksum-audit -v` (AYA_LOG_LEVEL), and only on this rare path.
-        debug!(pkt.context(), "malformed frame: {} bytes", pkt.len());
+    let inner = pkt.audit_level(hook, slot, OUTER);
+    if inner != OUTER {
+        pkt.audit_level(hook, slot, inner);
+    }
+}
+
+/// One pass (see `audit_frame`); returns where the inner packet is, or `OUTER` for none.
+#[inline(always)]
+fn audit_level<P: Packet>(pkt: &P, hook: Hook, slot: u32, at: u32) -> u32 {
+    let Some(state) = STATES.get_ptr_mut(slot) else {
+        return OUTER;
+    };
+    // SAFETY: a per-CPU map value, only ever touched by this CPU.
+    let state: &mut SourceState = unsafe { &mut *state };
+    // The value is carried down whole, settings and slot included: one live register instead of
+    // three. Carrying the slot and flag apart made LLVM spill more, past the verifier's limit for
+    // this frame and the summing function's ("combined stack size of 3 calls is 528. Too large").
+    // Which pass this is comes from the source's value from here on, not from `at`: a register
+    // kept alive to the end with 0 on one path and not on the other kept the verifier from
+    // pruning the outer pass's states against the inner pass's.
+    if audit_ip(pkt, hook, at, state).is_err() {
+        if state.encap.inner == 0 {
+            state.counters.malformed += 1;
+            // Off unless `checksum-audit -v` (AYA_LOG_LEVEL), and only on this rare path.
+            debug!(pkt.context(), "malformed frame: {} bytes", pkt.len());
+        } else {
+            state.counters.inner_malformed += 1;
+        }
+        return OUTER;
+    }
+    if state.encap.inner == 0 {
+        state.inner_at
+    } else {
+        OUTER
     }
 }
 
 #[inline(always)]
-fn audit_ip<P: Packet>(pkt: &P, hook: Hook, s: &mut SourceState) -> Result<(), ParseError> {
-    let Some((ethertype, l3_off)) = pkt.link_layer() else {
+fn audit_ip<P: Packet>(
+    pkt: &P,
+    hook: Hook,
+    at: u32,
+    s: &mut SourceState,
+) -> Result<(), ParseError> {
+    let outer = at == OUTER;
+    let link = if outer {
+        pkt.link_layer()
+    } else {
+        // Set first: `audit_level` counts a cut-short inner frame by it.
+        s.encap.inner = 1;
+        inner_link_layer(pkt, at)
+    };
+    let Some((ethertype, l3_off)) = link else {
+        if !outer {
+            return Err(ParseError::Truncated);
+        }
         s.counters.not_ip += 1;
         return Ok(());
     };
-    // The skb's checksum state is read at most once per packet, and only when needed: for a field
-    // that holds the pseudo-header sum (is the skb still to complete it?) and for a verdict that
-    // becomes an event. The read is one helper call, about 40 ns at TC: on every packet it made
-    // 64-byte frames 1.7 times slower. Until then `partial` holds the IP header's offset, which
-    // the read needs (see `skb_state`). Kept in the source's value, not in registers (see
-    // `SourceState::slot`).
-    s.skb = SKB_NOT_READ;
-    s.partial = l3_off;
+    // One bounded offset for every link layer (no tag, one or two VLAN tags, none at all behind
+    // generic XDP, a tunnel's): as constants, each made the verifier walk all that follows again.
+    let l3_off = bounded(l3_off, OFFSET_MASK);
+    if outer {
+        // The skb's checksum state is read at most once per packet, and only when needed: for a
+        // field that holds the pseudo-header sum (is the skb still to complete it?) and for a
+        // verdict that becomes an event. The read is one helper call, about 40 ns at TC: on every
+        // packet it made 64-byte frames 1.7 times slower. Until then `partial` holds the IP
+        // header's offset, which the read needs (see `skb_state`): the outer one, which the skb's
+        // `network_header` points at, for both passes. Kept in the source's value, not in
+        // registers (see `SourceState::slot`).
+        s.skb = SKB_NOT_READ;
+        s.partial = l3_off;
+        s.inner_at = OUTER;
+        s.encap.kind = EncapKind::None as u8;
+        s.encap.inner = 0;
+        s.outer_sum = 0;
+    }
     s.report = REPORT_VERDICT;
     s.tcp_ack = 0;
-    let segment = if parse::is_ipv4(ethertype) {
-        let ip = parse::ipv4(pkt, l3_off)?;
-        let header = check_ipv4_header(pkt, l3_off, &ip);
-        record(pkt, hook, &ip.segment, &header, s);
-        ip.segment
-    } else if parse::is_ipv6(ethertype) {
-        parse::ipv6(pkt, l3_off)?
-    } else {
-        s.counters.not_ip += 1;
+    let Some(pending) = PENDING.get_ptr_mut(0) else {
         return Ok(());
     };
+    // SAFETY: this CPU's PENDING value, used by no one else during this run. The segment is parsed
+    // into it in place: on the stack (and copied there for `emit`) it took 100 bytes more than the
+    // 512 the programs, the passes and the summing function share.
+    let segment = unsafe { &mut (*pending).seg };
+    if parse::is_ipv4(ethertype) {
+        let ip = parse::ipv4(pkt, l3_off, segment)?;
+        if s.encap.inner == 0 {
+            tunnel(pkt, segment, s);
+        }
+        let header = check_ipv4_header(pkt, l3_off, &ip);
+        record(pkt, hook, &header, s);
+    } else if parse::is_ipv6(ethertype) {
+        parse::ipv6(pkt, l3_off, segment)?;
+        if s.encap.inner == 0 {
+            tunnel(pkt, segment, s);
+        }
+    } else {
+        if s.encap.inner == 0 {
+            s.counters.not_ip += 1;
+        }
+        return Ok(());
+    }
     let layer = match (segment.protocol, segment.family) {
         (IPPROTO_TCP, _) => Layer::Tcp,
         (IPPROTO_UDP, _) => Layer::Udp,
@@ -130,9 +217,70 @@ fn audit_ip<P: Packet>(pkt: &P, hook: Hook, s: &mut SourceState) -> Result<(), P
         (IPPROTO_ICMPV6, fam) if fam != FAMILY_IPV4 => Layer::Icmpv6,
         _ => return Ok(()),
     };
-    let verdict = check_segment(pkt, &segment, layer, s)?;
-    record(pkt, hook, &segment, &verdict, s);
+    let verdict = check_segment(pkt, segment, layer, s)?;
+    record(pkt, hook, &verdict, s);
     Ok(())
+}
+
+/// The link layer of the inner packet at `at` (see `AT_ETHERNET`); `None` when it is cut short.
+#[inline(always)]
+fn inner_link_layer<P: Packet>(pkt: &P, at: u32) -> Option<(u16, u32)> {
+    let off = bounded(at, OFFSET_MASK);
+    match at & !0xffff {
+        AT_ETHERNET => parse::ethernet_at(pkt, off),
+        AT_IPV4 => Some((parse::ETH_P_IPV4, off)),
+        _ => Some((parse::ETH_P_IPV6, off)),
+    }
+}
+
+/// Whether an outer UDP datagram is a tunnel (its destination port in `TUNNEL_PORTS` and a header
+/// of that tunnel after it): if so, notes the tunnel in `s.encap` for the events and where its
+/// payload starts in `s.inner_at` for the second pass. Fragments are not followed (the payload
+/// is not all here).
+#[inline(always)]
+fn tunnel<P: Packet>(pkt: &P, seg: &Segment, s: &mut SourceState) {
+    if seg.protocol != IPPROTO_UDP || seg.partial {
+        return;
+    }
+    // The UDP header and the tunnel header's first 8 bytes.
+    let off = bounded(seg.off, OFFSET_MASK);
+    let Some(h) = pkt.load::<16>(off) else {
+        return;
+    };
+    let kind = tunnel_kind(tunnel_port, be16(&h, 2));
+    let header = [h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]];
+    let Some(t) = parse_tunnel(kind, &header) else {
+        return;
+    };
+    let what = match t.payload {
+        Payload::Ethernet => AT_ETHERNET,
+        Payload::Ip(parse::ETH_P_IPV4) => AT_IPV4,
+        Payload::Ip(_) => AT_IPV6,
+    };
+    let payload = off + 8 + t.header_len;
+    if payload > OFFSET_MASK {
+        return;
+    }
+    s.inner_at = payload | what;
+    s.encap.kind = kind as u8;
+    s.encap.vni = t.vni;
+    s.encap.outer_family = seg.family;
+    s.encap.outer_src = seg.src;
+    s.encap.outer_dst = seg.dst;
+    s.counters.encapsulated += 1;
+}
+
+/// Entry `i` of `TUNNEL_PORTS`, read on its own: the verifier sees the frozen constant.
+#[inline(always)]
+fn tunnel_port(i: usize) -> u32 {
+    // SAFETY: `Global` is a transparent wrapper of the array, and `i` < MAX_TUNNEL_PORTS.
+    unsafe {
+        core::ptr::read_volatile(
+            (&raw const TUNNEL_PORTS)
+                .cast::<u32>()
+                .add(i % MAX_TUNNEL_PORTS),
+        )
+    }
 }
 
 /// IPv4 header checksum (RFC 791): no pseudo-header, so never `offload-pending`.
@@ -171,24 +319,25 @@ fn check_segment<P: Packet>(
     layer: Layer,
     s: &mut SourceState,
 ) -> Result<Verdict, ParseError> {
+    let (off, seg_len) = (bounded(seg.off, OFFSET_MASK), bounded(seg.len, 0xffff));
     if seg.partial || seg.truncated {
-        return Ok(Verdict::unverifiable(layer, seg.len));
+        return Ok(Verdict::unverifiable(layer, seg_len));
     }
     let (field_off, min_len) = field_layout(layer);
-    if seg.len < min_len {
+    if seg_len < min_len {
         return Err(ParseError::Malformed);
     }
-    let mut len = seg.len;
+    let mut len = seg_len;
     let mut v = Verdict::unverifiable(layer, len);
     if layer == Layer::Tcp || layer == Layer::Udp {
         // The first 8 bytes hold the ports, the TCP sequence number, and the UDP length and
         // checksum. (Not for ICMP: a message may be only 4 bytes long.)
-        let head = pkt.load::<8>(seg.off).ok_or(ParseError::Truncated)?;
+        let head = pkt.load::<8>(off).ok_or(ParseError::Truncated)?;
         if layer == Layer::Udp {
             // The UDP length may be shorter than the IP payload (trailing bytes are not summed),
             // never longer.
             let udp_len = u32::from(be16(&head, 4));
-            if udp_len < 8 || udp_len > seg.len {
+            if udp_len < 8 || udp_len > seg_len {
                 return Err(ParseError::Malformed);
             }
             len = udp_len;
@@ -200,7 +349,7 @@ fn check_segment<P: Packet>(
             v.tcp_seq = be32(&head, 4);
             // Here, once per packet: loaded while writing an event it made the verifier walk
             // every path to an event twice (180,000 more instructions at XDP, 420,000 at TC).
-            s.tcp_ack = pkt.load::<4>(seg.off + 8).map_or(0, |a| be32(&a, 0));
+            s.tcp_ack = pkt.load::<4>(off + 8).map_or(0, |a| be32(&a, 0));
         }
         // Whether a tracked flow's packet is to be reported, decided (and a report taken) here,
         // once, for `record`.
@@ -209,17 +358,22 @@ fn check_segment<P: Packet>(
         }
     }
     let field = pkt
-        .load::<2>(seg.off + field_off)
+        .load::<2>(off + field_off)
         .ok_or(ParseError::Truncated)?;
     let got = u16::from_ne_bytes(field.0);
     v.got = got;
-    if layer == Layer::Udp && got == 0 && seg.family == FAMILY_IPV4 {
-        // RFC 768: a zero field over IPv4 means the sender did not compute a checksum.
+    if layer == Layer::Udp
+        && got == 0
+        && (seg.family == FAMILY_IPV4 || (s.encap.kind != 0 && s.encap.inner == 0))
+    {
+        // RFC 768: a zero field over IPv4 means the sender did not compute a checksum. Over IPv6
+        // a tunnel may have opted into zero checksums for its outer UDP (RFC 6935, 6936; Linux's
+        // `udp6zerocsumtx`), so there too it is `none`, and user space says so.
         v.status = Status::None;
         return Ok(v);
     }
     if layer == Layer::Icmp {
-        return Ok(check_icmpv4(pkt, seg, v));
+        return Ok(check_icmpv4(pkt, off, seg_len, v));
     }
     let pseudo = if seg.family == FAMILY_IPV4 {
         pseudo_header_v4(
@@ -241,17 +395,42 @@ fn check_segment<P: Packet>(
     if PARTIAL_OK.load() != 0
         && (layer == Layer::Tcp || layer == Layer::Udp)
         && got == folded_pseudo
-        && skb_state(pkt, s).1 == partial_key(seg.off, field_off)
+        && skb_state(pkt, s).1 == partial_key(off, field_off)
     {
         v.status = Status::PartialOk;
         v.want = got;
         v.pseudo = folded_pseudo;
         return Ok(v);
     }
-    let Some(sum) = sum_range(pkt, seg.off, len, pseudo) else {
+    // A tunnel's inner segment takes its sum from the outer datagram's, which covered the same
+    // bytes: summed twice, a VXLAN frame cost 1.9 times a plain frame of its size.
+    let reused = if s.encap.inner == 0 {
+        None
+    } else {
+        inner_from_outer_sum(pkt, off, len, s)
+    };
+    let Some(bytes) = reused.or_else(|| sum_range(pkt, off, len, 0)) else {
         return Ok(v);
     };
+    if layer == Layer::Udp && s.encap.kind != 0 && s.encap.inner == 0 {
+        s.outer_sum = u32::from(fold(bytes)) | OUTER_SUM_VALID;
+        s.outer_from = off;
+        s.outer_end = off + len;
+    }
+    let sum = bytes + pseudo;
     v.pseudo = folded_pseudo;
+    // Only once the datagram sums wrong, so that good packets never pay for the skb read.
+    if !verifies(sum)
+        && PARTIAL_OK.load() != 0
+        && layer == Layer::Udp
+        && s.encap.kind != 0
+        && s.encap.inner == 0
+        && outer_udp_by_lco(pkt, off, len, pseudo, s)
+    {
+        v.status = Status::PartialOk;
+        v.want = got;
+        return Ok(v);
+    }
     // RFC 8200 section 8.1: over IPv6 a zero UDP field is always wrong, even where the sum makes
     // 0x0000 and 0xffff equal.
     let udp6_zero = layer == Layer::Udp && got == 0;
@@ -264,16 +443,70 @@ fn check_segment<P: Packet>(
     Ok(v)
 }
 
+/// The sum of the inner segment `[off, off + len)` from the outer datagram's (`outer_sum`): less
+/// the bytes before the segment (the UDP, tunnel, inner Ethernet and IP headers, a few dozen
+/// bytes). Only when the segment ends where the datagram does and starts an even number of bytes
+/// in (an odd one would pair the bytes into other words); `None` otherwise, and the caller sums.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the folded sum is the low 16 bits"
+)]
+fn inner_from_outer_sum<P: Packet>(pkt: &P, off: u32, len: u32, s: &SourceState) -> Option<u64> {
+    if s.outer_sum & OUTER_SUM_VALID == 0 {
+        return None;
+    }
+    let from = bounded(s.outer_from, OFFSET_MASK);
+    if off <= from || off + len != s.outer_end || (off - from) % 2 != 0 {
+        return None;
+    }
+    let prefix = sum_range(pkt, from, off - from, 0)?;
+    Some(u64::from(ones_sub(s.outer_sum as u16, fold(prefix))))
+}
+
+/// A tunnel's outer UDP checksum computed by local checksum offload (LCO, the kernel's
+/// `lco_csum`) while the inner one is still to be completed: the skb is `CHECKSUM_PARTIAL` at the
+/// inner L4 header, and the outer field already holds the value it will be right for once the
+/// device fills in the inner field. Until then the whole datagram sums wrong, so it is checked as
+/// LCO computed it: the bytes up to `csum_start`, plus the complement of the pseudo-header sum the
+/// inner field holds (what the inner segment will sum to, completed). Only at TC, where the skb
+/// says so; false for anything else.
+#[inline(always)]
+fn outer_udp_by_lco<P: Packet>(
+    pkt: &P,
+    off: u32,
+    len: u32,
+    pseudo: u64,
+    s: &mut SourceState,
+) -> bool {
+    let key = skb_state(pkt, s).1;
+    if key == u32::MAX {
+        return false;
+    }
+    let start = bounded(key, OFFSET_MASK);
+    let field = bounded(key >> 16, 0xff);
+    if start <= off + 8 || start >= off + len {
+        return false;
+    }
+    let (Some(prefix), Some(inner_field)) = (
+        sum_range(pkt, off, start - off, pseudo),
+        pkt.load::<2>(start + field),
+    ) else {
+        return false;
+    };
+    verifies(prefix + u64::from(!u16::from_ne_bytes(inner_field.0)))
+}
+
 /// ICMPv4 has no pseudo-header, so its data can be all zero bytes; its field is then 0xffff, which
 /// a sum over the field cannot tell from 0x0000. Sum the message without its field instead.
 #[inline(always)]
-fn check_icmpv4<P: Packet>(pkt: &P, seg: &Segment, mut v: Verdict) -> Verdict {
+fn check_icmpv4<P: Packet>(pkt: &P, off: u32, len: u32, mut v: Verdict) -> Verdict {
     // Type and code: the word before the field.
-    let Some(head) = pkt.load::<2>(seg.off) else {
+    let Some(head) = pkt.load::<2>(off) else {
         return v;
     };
     let type_code = u64::from(u16::from_ne_bytes(head.0));
-    let Some(data) = sum_range(pkt, seg.off + 4, seg.len - 4, type_code) else {
+    let Some(data) = sum_range(pkt, off + 4, len - 4, type_code) else {
         return v;
     };
     let ok = verifies(data + u64::from(v.got));
@@ -281,14 +514,71 @@ fn check_icmpv4<P: Packet>(pkt: &P, seg: &Segment, mut v: Verdict) -> Verdict {
     v
 }
 
-/// Counts a verdict and, for a mismatch (or any verdict with `REPORT_ALL`), sends an event.
-/// Offload-pending mismatches only with the source's `SOURCE_REPORT_OFFLOAD`.
+/// Counts a verdict and, when it is to be reported (a mismatch, any verdict with `REPORT_ALL`, a
+/// partial-ok field where offload-pending ones are listed, a tracked flow's packet), hands it to
+/// `emit`. Only the count and that test run here, on every verdict.
 #[inline(always)]
-fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut SourceState) {
+fn record<P: Packet>(pkt: &P, hook: Hook, v: &Verdict, s: &mut SourceState) {
     s.counters.checks[v.layer as usize][v.status as usize] += 1;
+    if s.encap.inner != 0 {
+        s.counters.inner_checks[v.layer as usize][v.status as usize] += 1;
+    }
+    let report = v.status == Status::Bad
+        || REPORT_ALL.load() != 0
+        // Partial-ok fields are what offload-pending mismatches are without the fast path: listed
+        // where those would be.
+        || (v.status == Status::PartialOk && s.flags & SOURCE_REPORT_OFFLOAD != 0)
+        || (track::on() && v.layer != Layer::Ipv4 && s.report == REPORT_TRACKED);
+    if !report {
+        return;
+    }
+    let Some(pending) = PENDING.get_ptr_mut(0) else {
+        s.counters.events_lost += 1;
+        return;
+    };
+    // SAFETY: this CPU's PENDING value, used by no one else during this run; its segment is the
+    // verdict's already (`audit_ip`).
+    unsafe {
+        (*pending).verdict = *v;
+    }
+    pkt.emit(hook, s.slot);
+}
+
+/// A verdict on its way to `emit`: global functions take only scalars and the context, so it goes
+/// through this per-CPU value rather than the stack.
+pub struct Pending {
+    seg: Segment,
+    verdict: Verdict,
+}
+
+/// What `record` hands over: counts a mismatch, applies the per-source and per-flow limits, starts
+/// tracking a broken flow, and sends the event (with the frame's first bytes when capture is on).
+/// A global function of its own (`csa_emit_*`): its event, budget key and tracking keys are off
+/// the pass's stack, and it is verified once, not at every verdict of every path.
+#[inline(always)]
+fn emit<P: Packet>(pkt: &P, hook: Hook, slot: u32) {
+    let (Some(s), Some(pending)) = (STATES.get_ptr_mut(slot), PENDING.get_ptr(0)) else {
+        return;
+    };
+    // SAFETY: per-CPU map values, only ever touched by this CPU.
+    let (s, pending): (&mut SourceState, &Pending) = unsafe { (&mut *s, &*pending) };
+    let (seg, v) = (&pending.seg, &pending.verdict);
     let report_all = REPORT_ALL.load() != 0;
     if v.status == Status::Bad {
-        s.counters.mismatches[v.layer as usize][v.kind as usize] += 1;
+        // The verdict was read back from map memory: LLVM takes its enums to be in range and drops
+        // the bounds checks, the verifier does not ("invalid access to map value ... off=12720").
+        let (layer, kind) = (
+            bounded(v.layer as u32, 7) as usize,
+            bounded(v.kind as u32, 15) as usize,
+        );
+        if let Some(count) = s
+            .counters
+            .mismatches
+            .get_mut(layer)
+            .and_then(|row| row.get_mut(kind))
+        {
+            *count += 1;
+        }
         if v.kind == Kind::OffloadPending
             && s.flags & SOURCE_REPORT_OFFLOAD == 0
             && !report_all
@@ -304,39 +594,76 @@ fn record<P: Packet>(pkt: &P, hook: Hook, seg: &Segment, v: &Verdict, s: &mut So
             s.counters.events_sampled_out += 1;
             return;
         }
-    } else if !report_all
-        // Partial-ok fields are what offload-pending mismatches are without the fast path: listed
-        // where those would be.
-        && (v.status != Status::PartialOk || s.flags & SOURCE_REPORT_OFFLOAD == 0)
+    } else if !report_all && (v.status != Status::PartialOk || s.flags & SOURCE_REPORT_OFFLOAD == 0)
     {
-        if !track::on() || v.layer == Layer::Ipv4 || s.report != REPORT_TRACKED {
-            return;
-        }
         s.counters.tracked_reports += 1;
     }
-    let snaplen = CAPTURE_SNAPLEN.load();
-    if snaplen != 0 && v.status == Status::Bad {
-        // With capture off the verifier sees `snaplen` as the constant 0 (a frozen .rodata map)
-        // and prunes this branch: the plain path below is verified and runs as before.
-        let skb = skb_state(pkt, s).0;
-        let mut e = ChecksumEvent::default();
-        write_event(&mut e, pkt, hook, s.slot, seg, v, skb);
-        e.report = s.report;
-        e.tcp_ack = s.tcp_ack;
-        capture::send(pkt, snaplen, e, &mut s.counters);
-        return;
-    }
     let skb = skb_state(pkt, s).0;
-    let Some(mut entry) = EVENTS.reserve::<ChecksumEvent>(0) else {
+    // Built in the per-CPU capture buffer, whose record starts with the event: no room on the
+    // stack, and the same bytes serve a capture record.
+    let Some(rec) = CAPTURE_BUF.get_ptr_mut(0) else {
         s.counters.events_lost += 1;
         return;
     };
-    let mut e = ChecksumEvent::default();
-    write_event(&mut e, pkt, hook, s.slot, seg, v, skb);
+    // SAFETY: this CPU's CAPTURE_BUF value, used by no one else during this run.
+    let e = unsafe { &mut (*rec).event };
+    write_event(e, pkt, hook, s.slot, seg, v, skb);
     e.report = s.report;
     e.tcp_ack = s.tcp_ack;
-    entry.write(e);
-    entry.submit(0);
+    e.encap = if s.encap.kind == EncapKind::None as u8 {
+        Encap::default()
+    } else {
+        s.encap
+    };
+    let snaplen = CAPTURE_SNAPLEN.load();
+    if snaplen != 0 && v.status == Status::Bad {
+        // With capture off the verifier sees `snaplen` as the constant 0 (a frozen .rodata map)
+        // and prunes this branch.
+        capture::send(pkt, snaplen, rec, &mut s.counters);
+        return;
+    }
+    if EVENTS.output::<ChecksumEvent>(e, 0).is_err() {
+        s.counters.events_lost += 1;
+    }
+}
+
+/// The passes and `emit` as global functions (exported in build.rs), one per context type: the
+/// kernel verifies each once, with `ctx` as the program's context and the rest as any scalars.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_audit_level_xdp(ctx: *mut xdp_md, hook: u32, slot: u32, at: u32) -> u32 {
+    audit_level(&XdpPacket(XdpContext::new(ctx)), hook_from(hook), slot, at)
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_audit_level_tc(ctx: *mut __sk_buff, hook: u32, slot: u32, at: u32) -> u32 {
+    // SAFETY: the kernel passes a valid context.
+    let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
+    audit_level(&TcPacket(TcContext::new(skb)), hook_from(hook), slot, at)
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_emit_xdp(ctx: *mut xdp_md, hook: u32, slot: u32) -> u32 {
+    emit(&XdpPacket(XdpContext::new(ctx)), hook_from(hook), slot);
+    0
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_emit_tc(ctx: *mut __sk_buff, hook: u32, slot: u32) -> u32 {
+    // SAFETY: the kernel passes a valid context.
+    let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
+    emit(&TcPacket(TcContext::new(skb)), hook_from(hook), slot);
+    0
+}
+
+/// A hook passed to a global function as a scalar.
+#[inline(always)]
+#[expect(clippy::cast_possible_truncation, reason = "a `Hook` value")]
+fn hook_from(raw: u32) -> Hook {
+    Hook::from_u8(raw as u8).unwrap_or(Hook::Xdp)
 }
 
 /// An offload-pending field that nothing will complete: with the partial-ok fast path, the

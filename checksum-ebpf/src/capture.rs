@@ -2,7 +2,7 @@
 //! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it.
 //!
 //! Verifier notes (messages as Linux 6.18 prints them, each found by undoing the workaround): the
-//! record (96 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the stack (512 bytes,
+//! record (144 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the stack (512 bytes,
 //! over 450 of them already in use); on the stack it does not even reach the verifier, LLVM refuses
 //! it: "Looks like the BPF stack limit is exceeded. Please move large on stack variables into BPF
 //! per-cpu array map." The frame is copied with the hook's load-bytes helper (which also reads the
@@ -18,11 +18,11 @@
 use core::ptr::addr_of_mut;
 
 use checksum_common::{
-    ChecksumEvent, Counters,
-    event::{CAPTURE_HEADER_LEN, MAX_SNAP},
+    Counters,
+    event::{CAPTURE_HEADER_LEN, CaptureRecord, MAX_SNAP},
 };
 
-use crate::{CAPTURE_BUF, EVENTS, packet::Packet};
+use crate::{EVENTS, packet::Packet};
 
 #[expect(
     clippy::cast_possible_truncation,
@@ -30,18 +30,15 @@ use crate::{CAPTURE_BUF, EVENTS, packet::Packet};
 )]
 const MAX: u32 = MAX_SNAP as u32;
 
-/// Sends `event` with the first min(`snaplen`, frame length, `MAX_SNAP`) bytes of the frame. A
-/// record the ring buffer has no room for is counted in `events_lost`, like a plain event.
+/// Sends the event already written at the head of `rec` (this CPU's `CAPTURE_BUF` value) with the
+/// first min(`snaplen`, frame length, `MAX_SNAP`) bytes of the frame. A record the ring buffer has
+/// no room for is counted in `events_lost`, like a plain event.
 #[inline(always)]
 #[expect(
     clippy::cast_possible_truncation,
     reason = "cap_len <= MAX_SNAP, which fits in 16 bits; l3_off is at most a few VLAN tags in"
 )]
-pub fn send<P: Packet>(pkt: &P, snaplen: u32, event: ChecksumEvent, c: &mut Counters) {
-    let Some(rec) = CAPTURE_BUF.get_ptr_mut(0) else {
-        c.events_lost += 1;
-        return;
-    };
+pub fn send<P: Packet>(pkt: &P, snaplen: u32, rec: *mut CaptureRecord, c: &mut Counters) {
     let frame_len = pkt.len();
     let mut want = if snaplen < frame_len {
         snaplen
@@ -60,13 +57,12 @@ pub fn send<P: Packet>(pkt: &P, snaplen: u32, event: ChecksumEvent, c: &mut Coun
         pkt.load_raw(0, data, n)
     };
     let cap_len = if copied { n } else { 0 };
-    // Where the IP header starts, recomputed here rather than carried down from the parser so the
-    // path without capture keeps its registers and stack.
+    // Where the (outer) IP header starts, recomputed here rather than carried down from the
+    // parser so the path without capture keeps its registers and stack.
     let l3_off = pkt.link_layer().map_or(0, |(_, off)| off);
     // SAFETY: `rec` is this CPU's CAPTURE_BUF value, valid and used by no one else during this run;
     // the fields are written in place through raw pointers, no reference to it is formed.
     unsafe {
-        addr_of_mut!((*rec).event).write(event);
         addr_of_mut!((*rec).frame_len).write(frame_len);
         addr_of_mut!((*rec).cap_len).write(cap_len as u16);
         addr_of_mut!((*rec).l3_off).write(l3_off as u16);

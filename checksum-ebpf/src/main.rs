@@ -2,6 +2,8 @@
 //! `XDP_PASS`. Mismatches go to the `EVENTS` ring buffer; everything else is counted in `STATES`.
 #![no_std]
 #![no_main]
+// Inline asm on BPF, for `packet::bounded`'s optimisation barrier (the kernel's `barrier_var`).
+#![feature(asm_experimental_arch)]
 #![expect(
     clippy::inline_always,
     reason = "BPF code is inlined into the program that uses it: no calls but to helpers and the \
@@ -29,6 +31,7 @@ use aya_ebpf::{
 use checksum_common::{
     Hook, SourceKey, SourceState,
     drop::{DROP_RING_BYTES, MAX_DROP_REASONS, NO_REASON},
+    encap::{DEFAULT_TUNNEL_PORTS, MAX_TUNNEL_PORTS},
     event::CaptureRecord,
     source::{DEFAULT_RING_BYTES, DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES},
 };
@@ -75,6 +78,15 @@ static SCRATCH: PerCpuArray<[u8; sum::CHUNK as usize]> = PerCpuArray::with_max_e
 /// captured.
 #[map]
 static CAPTURE_BUF: PerCpuArray<CaptureRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU hand-over of a verdict from an audit pass to `emit` (see `audit::Pending`).
+#[map]
+static PENDING: PerCpuArray<audit::Pending> = PerCpuArray::with_max_entries(1, 0);
+
+/// UDP destination ports whose datagrams are tunnels, as `encap::tunnel_port` entries (the
+/// defaults, plus `--vxlan-port` and `--geneve-port`).
+#[unsafe(no_mangle)]
+static TUNNEL_PORTS: Global<[u32; MAX_TUNNEL_PORTS]> = Global::new(DEFAULT_TUNNEL_PORTS);
 
 // Run-wide settings are frozen globals (.rodata): the verifier sees their values as constants and
 // prunes the branches they turn off, so a feature that is off costs nothing on the hot path.

@@ -40,6 +40,12 @@ pub trait Packet: Sized {
     /// so attaching, several times slower.
     fn sum_large(&self, off: u32, len: u32) -> u64;
 
+    /// One audit pass over the packet at `at` (`audit::audit_level`), a global function.
+    fn audit_level(&self, hook: Hook, slot: u32, at: u32) -> u32;
+
+    /// Reports the verdict `record` left in `PENDING` (`audit::emit`), a global function.
+    fn emit(&self, hook: Hook, slot: u32);
+
     /// A GSO/GRO super-packet: its checksums are completed, or were verified, per segment.
     #[inline(always)]
     fn is_gso_aggregate(&self) -> bool {
@@ -167,6 +173,16 @@ impl Packet for XdpPacket {
     fn sum_large(&self, off: u32, len: u32) -> u64 {
         csa_sum_large_xdp(self.0.ctx, off, len)
     }
+
+    #[inline(always)]
+    fn audit_level(&self, hook: Hook, slot: u32, at: u32) -> u32 {
+        crate::audit::csa_audit_level_xdp(self.0.ctx, hook as u32, slot, at)
+    }
+
+    #[inline(always)]
+    fn emit(&self, hook: Hook, slot: u32) {
+        crate::audit::csa_emit_xdp(self.0.ctx, hook as u32, slot);
+    }
 }
 
 /// A socket buffer at a TC hook. `bpf_skb_load_bytes` reads non-linear skbs too, and a VLAN tag
@@ -232,6 +248,16 @@ impl Packet for TcPacket {
     #[inline(always)]
     fn sum_large(&self, off: u32, len: u32) -> u64 {
         csa_sum_large_tc(self.0.as_ptr().cast(), off, len)
+    }
+
+    #[inline(always)]
+    fn audit_level(&self, hook: Hook, slot: u32, at: u32) -> u32 {
+        crate::audit::csa_audit_level_tc(self.0.as_ptr().cast(), hook as u32, slot, at)
+    }
+
+    #[inline(always)]
+    fn emit(&self, hook: Hook, slot: u32) {
+        crate::audit::csa_emit_tc(self.0.as_ptr().cast(), hook as u32, slot);
     }
 
     #[inline(always)]
@@ -346,6 +372,24 @@ fn source_slot<P: Packet>(pkt: &P, hook: u32) -> u32 {
     // SAFETY: a map value, read once.
     unsafe { crate::SOURCES.get(&key) }.map_or(UNATTRIBUTED_SLOT, |&slot| slot)
 }
+
+/// A segment's offset or length as read back from map memory (the per-CPU segment, see
+/// `audit::Pending`), bounded for the verifier, which knows nothing of such a value: an offset
+/// that may pass 64 KiB makes every packet access through it fail ("invalid access to packet,
+/// off=0 size=4, R5(id=220,off=0,r=0)": a comparison with `data_end` proves nothing for it). The
+/// empty asm hides the value from LLVM, which would otherwise drop the mask wherever it can tell
+/// the value is already in range, while the verifier, checking a different copy, cannot. The
+/// parser keeps offsets under `OFFSET_MASK` and lengths are 16-bit, so the masks change nothing.
+#[inline(always)]
+pub fn bounded(value: u32, mask: u32) -> u32 {
+    let mut v = value;
+    // SAFETY: an empty instruction sequence: reads and writes only `v`'s register.
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) v, options(pure, nomem, nostack)) };
+    v & mask
+}
+
+/// The largest segment offset the parser hands on (see `bounded`).
+pub const OFFSET_MASK: u32 = 0x7fff;
 
 #[inline(always)]
 pub fn be16(b: &[u8], i: usize) -> u16 {

@@ -3,7 +3,7 @@
 
 use checksum_common::event::{FAMILY_IPV4, FAMILY_IPV6};
 
-use crate::packet::{Packet, be16, be32, mem16};
+use crate::packet::{OFFSET_MASK, Packet, be16, be32, mem16};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -26,9 +26,15 @@ const IPPROTO_DSTOPTS: u8 = 60;
 /// Returns the ethertype after any VLAN tags and the offset of the L3 header.
 #[inline(always)]
 pub fn ethernet<P: Packet>(pkt: &P) -> Option<(u16, u32)> {
-    let eth = pkt.load::<14>(0)?;
+    ethernet_at(pkt, 0)
+}
+
+/// `ethernet` for a frame that starts at `at`: a tunnel's inner frame.
+#[inline(always)]
+pub fn ethernet_at<P: Packet>(pkt: &P, at: u32) -> Option<(u16, u32)> {
+    let eth = pkt.load::<14>(at)?;
     let mut ethertype = be16(&eth, 12);
-    let mut off = 14u32;
+    let mut off = at + 14;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD && ethertype != ETH_P_QINQ_OLD {
             break;
@@ -49,6 +55,7 @@ pub fn is_ipv6(ethertype: u16) -> bool {
 }
 
 /// The L4 segment of an IP packet and what its checksum needs.
+#[derive(Clone, Copy)]
 pub struct Segment {
     pub family: u8,
     pub protocol: u8,
@@ -79,11 +86,12 @@ pub struct Ipv4Header {
     pub header_len: u32,
     /// The header checksum field, memory order.
     pub checksum: u16,
-    pub segment: Segment,
 }
 
+/// Parses an IPv4 header into `seg`, in place: the segment lives in a per-CPU value (see
+/// `audit::Pending`), and a segment returned by value took stack the programs do not have.
 #[inline(always)]
-pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
+pub fn ipv4<P: Packet>(pkt: &P, off: u32, seg: &mut Segment) -> Result<Ipv4Header, ParseError> {
     let h = pkt.load::<20>(off).ok_or(ParseError::Truncated)?;
     if h[0] >> 4 != 4 {
         return Err(ParseError::Malformed);
@@ -95,32 +103,27 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32) -> Result<Ipv4Header, ParseError> {
     }
     let frag = be16(&h, 6);
     let is_fragment = frag & 0x2000 != 0 || frag & 0x1fff != 0;
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src[..4].copy_from_slice(&h[12..16]);
-    dst[..4].copy_from_slice(&h[16..20]);
-    let seg_off = off + header_len;
-    let seg_len = total_len.saturating_sub(header_len);
+    seg.family = FAMILY_IPV4;
+    seg.protocol = h[9];
+    seg.src = [0; 16];
+    seg.dst = [0; 16];
+    seg.src[..4].copy_from_slice(&h[12..16]);
+    seg.dst[..4].copy_from_slice(&h[16..20]);
+    seg.ip_id = u32::from(be16(&h, 4));
+    seg.flow_label = 0;
+    seg.off = off + header_len;
+    seg.len = total_len.saturating_sub(header_len);
+    seg.partial = is_fragment || total_len == 0;
+    seg.truncated = !pkt.holds(off + total_len);
     Ok(Ipv4Header {
         header_len,
         checksum: mem16(&h, 10),
-        segment: Segment {
-            family: FAMILY_IPV4,
-            protocol: h[9],
-            src,
-            dst,
-            ip_id: u32::from(be16(&h, 4)),
-            flow_label: 0,
-            off: seg_off,
-            len: seg_len,
-            partial: is_fragment || total_len == 0,
-            truncated: !pkt.holds(off + total_len),
-        },
     })
 }
 
+/// Parses an IPv6 header and its extension headers into `seg`, in place (see `ipv4`).
 #[inline(always)]
-pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
+pub fn ipv6<P: Packet>(pkt: &P, off: u32, seg: &mut Segment) -> Result<(), ParseError> {
     let h = pkt.load::<40>(off).ok_or(ParseError::Truncated)?;
     if h[0] >> 4 != 6 {
         return Err(ParseError::Malformed);
@@ -128,10 +131,8 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
     let payload_len = u32::from(be16(&h, 4));
     let end = off + 40 + payload_len;
     let mut next = h[6];
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&h[8..24]);
-    dst.copy_from_slice(&h[24..40]);
+    seg.src.copy_from_slice(&h[8..24]);
+    seg.dst.copy_from_slice(&h[24..40]);
     let mut ip_id = 0;
     let mut is_fragment = false;
     let mut pos = off + 40;
@@ -158,7 +159,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
                 if next == IPPROTO_ROUTING && ext[3] != 0 {
                     // RFC 8200 section 8.1: the pseudo-header carries the final destination.
                     if let Some(final_dst) = routing_final_destination(pkt, pos, &ext) {
-                        dst = final_dst;
+                        seg.dst = final_dst;
                     }
                 }
                 (u32::from(ext[1]) + 1) << 3
@@ -167,22 +168,19 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32) -> Result<Segment, ParseError> {
         next = ext[0];
         pos += ext_len;
     }
-    if payload_len != 0 && pos > end {
+    if (payload_len != 0 && pos > end) || pos > OFFSET_MASK {
         return Err(ParseError::Malformed);
     }
-    Ok(Segment {
-        family: FAMILY_IPV6,
-        protocol: next,
-        src,
-        dst,
-        ip_id,
-        flow_label: be32(&h, 0) & 0x000f_ffff,
-        off: pos,
-        len: end.saturating_sub(pos),
-        // A payload length of 0 is a jumbogram or a GSO super-packet.
-        partial: is_fragment || payload_len == 0,
-        truncated: !pkt.holds(end),
-    })
+    seg.family = FAMILY_IPV6;
+    seg.protocol = next;
+    seg.ip_id = ip_id;
+    seg.flow_label = be32(&h, 0) & 0x000f_ffff;
+    seg.off = pos;
+    seg.len = end.saturating_sub(pos);
+    // A payload length of 0 is a jumbogram or a GSO super-packet.
+    seg.partial = is_fragment || payload_len == 0;
+    seg.truncated = !pkt.holds(end);
+    Ok(())
 }
 
 /// The last address a Routing header leads to, for the types that carry it in the clear.

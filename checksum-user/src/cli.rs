@@ -3,6 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use crate::kernel::attach::XdpAttachMode;
+use checksum_common::encap::{DEFAULT_TUNNEL_PORTS, EncapKind, MAX_TUNNEL_PORTS, tunnel_port};
 use clap::{
     ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
     parser::ValueSource,
@@ -120,7 +121,7 @@ pub struct LiveArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub interval: Duration,
     /// Size of the one ring buffer every audited interface shares, in bytes (a power of two, at
-    /// least 4096; 1 MiB holds about 10,000 events between two reads). Events that do not fit are
+    /// least 4096; 1 MiB holds about 7,000 events between two reads). Events that do not fit are
     /// counted as lost, never silently dropped.
     #[arg(long, default_value_t = crate::kernel::loader::DEFAULT_RING_BYTES)]
     pub ring_buffer_size: u32,
@@ -157,6 +158,8 @@ pub struct LiveArgs {
     /// (and its Service); without evidence a rewrite is not named.
     #[arg(long, value_name = "FILE")]
     pub nat_candidates: Option<PathBuf>,
+    #[command(flatten)]
+    pub tunnels: TunnelArgs,
     /// Talk to the cluster of this kubeconfig, to name pods (flow ends whose address
     /// is a pod's on this node, as namespace/pod) and Services (their addresses and ports are
     /// NAT candidates, as with --nat-candidates). `agent` uses the pod's service account
@@ -191,6 +194,56 @@ pub struct ReplayArgs {
     /// (and its Service); without evidence a rewrite is not named.
     #[arg(long, value_name = "FILE")]
     pub nat_candidates: Option<PathBuf>,
+    #[command(flatten)]
+    pub tunnels: TunnelArgs,
+}
+
+/// UDP ports whose datagrams are tunnels, audited inside too (one level: nested tunnels, GRE
+/// and IPIP are not followed).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TunnelArgs {
+    /// Another UDP port to audit as VXLAN, inner packet included (repeatable). 4789 and 8472
+    /// (Linux's and flannel's default) always are, and 4790 as VXLAN-GPE.
+    #[arg(long = "vxlan-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub vxlan_ports: Vec<u16>,
+    /// Another UDP port to audit as Geneve, inner packet included (repeatable). 6081 always is.
+    #[arg(long = "geneve-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub geneve_ports: Vec<u16>,
+}
+
+impl TunnelArgs {
+    /// The programs' `TUNNEL_PORTS` table: the ports given first (so that one may take a default
+    /// port for the other kind), then the defaults; an error past `MAX_TUNNEL_PORTS` in all.
+    pub fn table(&self) -> Result<[u32; MAX_TUNNEL_PORTS], String> {
+        let given = self
+            .vxlan_ports
+            .iter()
+            .map(|p| (*p, EncapKind::Vxlan))
+            .chain(self.geneve_ports.iter().map(|p| (*p, EncapKind::Geneve)));
+        let defaults = DEFAULT_TUNNEL_PORTS.iter().filter(|e| **e != 0).map(|e| {
+            let kind = EncapKind::from_u8(u8::try_from(e >> 16).unwrap_or(0));
+            (
+                u16::try_from(e & 0xffff).unwrap_or(0),
+                kind.unwrap_or(EncapKind::None),
+            )
+        });
+        let mut table = [0; MAX_TUNNEL_PORTS];
+        let mut used = 0;
+        for (port, kind) in given.chain(defaults) {
+            if table[..used].iter().any(|e| e & 0xffff == u32::from(port)) {
+                continue;
+            }
+            if used == MAX_TUNNEL_PORTS {
+                return Err(format!(
+                    "too many tunnel ports: at most {MAX_TUNNEL_PORTS} in all, the {} defaults (4789, 8472, 4790, 6081) included",
+                    DEFAULT_TUNNEL_PORTS.iter().filter(|e| **e != 0).count()
+                ));
+            }
+            table[used] = tunnel_port(port, kind);
+            used += 1;
+        }
+        Ok(table)
+    }
 }
 
 impl Cli {

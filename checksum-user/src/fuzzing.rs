@@ -329,6 +329,7 @@ fn verdict(input: &mut Input) -> Verdict {
         flow_label: 0,
         tracked: false,
         skb: None,
+        encap: None,
     }
 }
 

@@ -144,6 +144,7 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
     let mut auditor = FrameAuditor::with_options(&LoadOptions {
         report_all: true,
         kernel_log,
+        tunnel_ports: args.tunnels.table().map_err(anyhow::Error::msg)?,
         ..LoadOptions::default()
     })?;
     let mut stats = ReplayStats::default();

@@ -15,7 +15,8 @@
 //! the test: that would be a parser bug.
 //!
 //! # What counts as tcpdump's verdict for the OUTER packet
-//! Our program parses only the outer headers, so only verdicts about them are compared.
+//! Our program parses the outer headers and, for VXLAN and Geneve, the inner packet: those two
+//! levels are compared, the inner one as `inner-ipv4`, `inner-tcp`, ... (see "Tunnels" below).
 //! * Packets: a line that starts with the next packet number right-aligned in 5 columns and two
 //!   spaces (tcpdump's `-#` format, `%5u  `) starts a packet; every other line continues it. The
 //!   count must equal index.csv's `out_packets`.
@@ -46,6 +47,12 @@
 //!   unit tests below check the rule on real tcpdump output.)
 //! * Anything else tcpdump is silent about (UDP over IPv4 below -vv, transport of fragments or of
 //!   short captures) is not compared.
+//!
+//! # Tunnels
+//! When the outer text says `VXLAN, ` or `Geneve, ` (and no NSH), the next verbose IP header is
+//! the inner packet's: its text, up to the header after it, is read by the same rules as the
+//! outer packet's and compared with our verdicts whose `encap.level` is `inner`. Anything
+//! further in (a quoted datagram, a nested tunnel) is not compared.
 //!
 //! # Comparison
 //! For every (packet, layer) with a tcpdump verdict: `ok` must be our `ok`, `bad` our `bad` with
@@ -91,15 +98,26 @@ enum Layer {
     Udp,
     Icmp,
     Icmpv6,
+    /// The same checksums of a tunnel's inner packet (VXLAN, Geneve).
+    InnerIpv4,
+    InnerTcp,
+    InnerUdp,
+    InnerIcmp,
+    InnerIcmpv6,
 }
 
 impl Layer {
-    const ALL: [Layer; 5] = [
+    const ALL: [Layer; 10] = [
         Layer::Ipv4,
         Layer::Tcp,
         Layer::Udp,
         Layer::Icmp,
         Layer::Icmpv6,
+        Layer::InnerIpv4,
+        Layer::InnerTcp,
+        Layer::InnerUdp,
+        Layer::InnerIcmp,
+        Layer::InnerIcmpv6,
     ];
 
     fn name(self) -> &'static str {
@@ -109,6 +127,23 @@ impl Layer {
             Layer::Udp => "udp",
             Layer::Icmp => "icmp",
             Layer::Icmpv6 => "icmpv6",
+            Layer::InnerIpv4 => "inner-ipv4",
+            Layer::InnerTcp => "inner-tcp",
+            Layer::InnerUdp => "inner-udp",
+            Layer::InnerIcmp => "inner-icmp",
+            Layer::InnerIcmpv6 => "inner-icmpv6",
+        }
+    }
+
+    /// The same layer of a tunnel's inner packet.
+    fn inner(self) -> Layer {
+        match self {
+            Layer::Ipv4 => Layer::InnerIpv4,
+            Layer::Tcp => Layer::InnerTcp,
+            Layer::Udp => Layer::InnerUdp,
+            Layer::Icmp => Layer::InnerIcmp,
+            Layer::Icmpv6 => Layer::InnerIcmpv6,
+            inner => inner,
         }
     }
 
@@ -440,22 +475,48 @@ struct Ignored {
 
 /// tcpdump's verdicts about the outer headers of one packet's text.
 fn packet_verdicts(text: &str, whole: bool, ignored: &mut Ignored) -> Vec<(Layer, Verdict)> {
-    let mut out = Vec::new();
     let Some((open, family)) = find_ip_header(text, 0) else {
-        return out;
+        return Vec::new();
     };
     if !is_outermost(text, open) {
         ignored.not_ip += 1;
-        return out;
+        return Vec::new();
     }
-    let Some(close) = closing_paren(text, open) else {
-        return out;
+    let Some((mut out, region_end)) = level_verdicts(text, open, family, whole, ignored) else {
+        return Vec::new();
     };
+    // A VXLAN or Geneve datagram: its inner packet is the next verbose IP header, compared as the
+    // inner layers (our programs follow one level of these two, not NSH, GRE or IP-in-IP).
+    let outer = &text[..region_end];
+    let tunnel =
+        (outer.contains(" VXLAN, ") || outer.contains(" Geneve, ")) && !outer.contains("NSH");
+    let mut rest = region_end;
+    if tunnel
+        && let Some((inner_open, inner_family)) = find_ip_header(text, region_end)
+        && let Some((inner, end)) = level_verdicts(text, inner_open, inner_family, whole, ignored)
+    {
+        out.extend(inner.into_iter().map(|(l, v)| (l.inner(), v)));
+        rest = end;
+    }
+    let beyond = &text[rest..];
+    ignored.inner += transport_verdicts(beyond).len() + beyond.matches(", bad cksum ").count();
+    out
+}
+
+/// The verdicts of the IP header whose '(' is at `open` and of its transport, and where the text
+/// about them ends (the next verbose IP header, or the end).
+fn level_verdicts(
+    text: &str,
+    open: usize,
+    family: Family,
+    whole: bool,
+    ignored: &mut Ignored,
+) -> Option<(Vec<(Layer, Verdict)>, usize)> {
+    let mut out = Vec::new();
+    let close = closing_paren(text, open)?;
     let header = &text[open..=close];
     let region_end = find_ip_header(text, close).map_or(text.len(), |(i, _)| i);
     let region = &text[close..region_end];
-    let inner = &text[region_end..];
-    ignored.inner += transport_verdicts(inner).len() + inner.matches(", bad cksum ").count();
 
     let allowed: &[Layer] = match family {
         Family::V4 => {
@@ -499,20 +560,20 @@ fn packet_verdicts(text: &str, whole: bool, ignored: &mut Ignored) -> Vec<(Layer
         .split_once("flags [")
         .and_then(|(_, s)| s.split_once(']'))
         .is_some_and(|(flags, _)| flags.contains('+'));
-    let outer = &text[..region_end];
+    let upto = &text[..region_end];
     if allowed == [Layer::Icmp]
         && transport.is_none()
         && offset == Some(0)
         && !more_fragments
         && whole
         && region.contains(": ICMP ")
-        && !outer.contains("[|")
-        && !outer.contains("truncated")
+        && !upto.contains("[|")
+        && !upto.contains("truncated")
         && !text[..open].contains("(invalid)")
     {
         out.push((Layer::Icmp, Verdict::new(Status::Ok, None, None)));
     }
-    out
+    Some((out, region_end))
 }
 
 /// For every record of a capture: was it captured whole (captured length == wire length)?
@@ -610,10 +671,13 @@ fn our_verdicts(bin: &Path, pcap: &Path) -> Result<Replayed, String> {
                 let packet = v["packet"]
                     .as_u64()
                     .ok_or_else(|| format!("no packet in {line}"))?;
-                let layer = v["layer"]
+                let mut layer = v["layer"]
                     .as_str()
                     .and_then(Layer::parse)
                     .ok_or_else(|| format!("bad layer in {line}"))?;
+                if v["encap"]["level"] == "inner" {
+                    layer = layer.inner();
+                }
                 let status = match v["status"].as_str() {
                     Some("ok") => Status::Ok,
                     Some("bad") => Status::Bad,
@@ -992,7 +1056,15 @@ mod parser {
                     1,
                     v(&[(Layer::Ipv4, "bad->0xd8df"), (Layer::Tcp, "bad->0x9cf2")])
                 ),
-                (2, v(&[(Layer::Udp, "bad->0xb00c")])),
+                // A Geneve datagram: its inner packet's verdicts too.
+                (
+                    2,
+                    v(&[
+                        (Layer::Udp, "bad->0xb00c"),
+                        (Layer::InnerIpv4, "ok"),
+                        (Layer::InnerTcp, "bad->0x0e24")
+                    ])
+                ),
                 (3, vec![]),
                 (4, v(&[(Layer::Icmpv6, "ok")])),
                 (5, v(&[(Layer::Ipv4, "ok"), (Layer::Udp, "none")])),

@@ -506,7 +506,7 @@ fn max_bytes_stops_writing_and_counts_drops() {
 #[test]
 fn capture_header_layout() {
     // Not root: layout facts the decoder relies on.
-    assert_eq!(CAPTURE_HEADER_LEN, 104);
-    assert_eq!(capture_record_bytes(256), 8 + 104 + 256);
-    assert_eq!(capture_record_bytes(1), 8 + 104 + 8, "padded to 8 bytes");
+    assert_eq!(CAPTURE_HEADER_LEN, 144);
+    assert_eq!(capture_record_bytes(256), 8 + 144 + 256);
+    assert_eq!(capture_record_bytes(1), 8 + 144 + 8, "padded to 8 bytes");
 }

@@ -5,11 +5,11 @@
 use std::{fs, path::Path};
 
 use anyhow::{Context as _, Result};
-use checksum_common::Hook;
+use checksum_common::{Hook, encap::EncapKind};
 use checksum_user::{
     kernel::loader::{NOOP_TC, NOOP_XDP, SUM_FLOOR_XDP},
     kernel::testrun::{FrameAuditor, audit_program},
-    testkit::frames::{TCP, UDP, segment, v4_frame, v6_frame},
+    testkit::frames::{TCP, UDP, segment, tunnel_frame, tunnel_header, v4_frame, v6_frame},
 };
 use serde_json::{Value, json};
 
@@ -156,7 +156,13 @@ pub fn run(repeat: u32) -> Result<()> {
     )
     .context("writing bench/results.json")?;
     plot(&rows, &dir.join("ns_per_frame.svg"))?;
-    println!("wrote bench/results.json and bench/ns_per_frame.svg");
+    let tunnels = tunnel_rows(&mut auditor, repeat)?;
+    fs::write(
+        dir.join("tunnels.json"),
+        serde_json::to_string_pretty(&Value::Array(tunnels))? + "\n",
+    )
+    .context("writing bench/tunnels.json")?;
+    println!("wrote bench/results.json, bench/tunnels.json and bench/ns_per_frame.svg");
     Ok(())
 }
 
@@ -230,6 +236,54 @@ fn plot(rows: &[Row], path: &Path) -> Result<()> {
 
 /// A frame of exactly `size` bytes (Ethernet header included, FCS excluded), or the smallest
 /// possible when the headers alone are larger.
+/// VXLAN rows: a 1514-byte inner TCP frame in VXLAN over IPv4 (outer and inner both checked,
+/// two passes), against a plain UDP frame of the same outer size in the same run. Target: at
+/// most 1.3 times the plain frame's cost.
+fn tunnel_rows(auditor: &mut FrameAuditor, repeat: u32) -> Result<Vec<Value>> {
+    let inner = frame_of_size(false, TCP, 1514, true);
+    let header = tunnel_header(EncapKind::Vxlan, 42, &[], None);
+    let tunnelled = tunnel_frame(false, 4789, &header, &inner).bytes;
+    let plain = frame_of_size(false, UDP, tunnelled.len(), true);
+    let reps =
+        u32::try_from((repeat as usize * 64 / tunnelled.len()).max(2_000)).unwrap_or(u32::MAX);
+    println!(
+        "\n{:<10} {:>6} {:>12} {:>10} {:>7}",
+        "hook", "bytes", "vxlan ns", "plain ns", "ratio"
+    );
+    let mut out = Vec::new();
+    for hook in [Hook::Xdp, Hook::TcIngress] {
+        let (mut vxlan_ns, mut plain_ns) = (f64::MAX, f64::MAX);
+        for _ in 0..ROUNDS {
+            vxlan_ns = vxlan_ns.min(
+                auditor
+                    .time(audit_program(hook), &tunnelled, reps)?
+                    .as_nanos() as f64,
+            );
+            plain_ns =
+                plain_ns.min(auditor.time(audit_program(hook), &plain, reps)?.as_nanos() as f64);
+        }
+        let ratio = vxlan_ns / plain_ns.max(0.1);
+        println!(
+            "{:<10} {:>6} {:>12.1} {:>10.1} {:>7.2}",
+            hook.name(),
+            tunnelled.len(),
+            vxlan_ns,
+            plain_ns,
+            ratio
+        );
+        out.push(json!({
+            "hook": hook.name(),
+            "encap": "vxlan",
+            "inner_frame_bytes": inner.len(),
+            "frame_bytes": tunnelled.len(),
+            "ns_per_frame": vxlan_ns,
+            "plain_ns_per_frame": plain_ns,
+            "ratio_to_plain": ratio,
+        }));
+    }
+    Ok(out)
+}
+
 fn frame_of_size(v6: bool, proto: u8, size: usize, good: bool) -> Vec<u8> {
     let headers = 14 + if v6 { 40 } else { 20 } + if proto == TCP { 20 } else { 8 };
     let payload = size.saturating_sub(headers);

@@ -59,6 +59,7 @@ fn record(flow: u32, seq: u32) -> [u8; size_of::<ChecksumEvent>()] {
         _pad: 0,
         tcp_ack: 0,
         flow_label: 0,
+        encap: checksum_common::encap::Encap::default(),
     };
     // SAFETY: ChecksumEvent is plain old data of this size; this is exactly what the kernel writes.
     unsafe { std::mem::transmute::<ChecksumEvent, [u8; size_of::<ChecksumEvent>()]>(e) }

@@ -1,4 +1,4 @@
-//! `cargo xtask test|demo|bench|fuzz|fuzz-parsers|soak`: what cargo alone cannot do. Run through
+//! `cargo xtask test|demo|bench|fuzz|fuzz-parsers|soak|image|cluster|dist`: what cargo alone cannot do. Run through
 //! `./x`, which installs the pinned toolchains first (scripts/bootstrap.sh).
 #![expect(
     clippy::cast_precision_loss,
@@ -11,10 +11,13 @@ mod bench_attach;
 mod bench_iperf;
 mod bench_live;
 mod bench_userspace;
+mod cluster;
 mod demo;
+mod dist;
 mod flood;
 mod fuzz;
 mod fuzz_parsers;
+mod image;
 mod soak;
 mod soak_report;
 mod test;
@@ -36,8 +39,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// fmt, clippy and every test (unit, property, `BPF_PROG_TEST_RUN`, live, conformance).
+    /// fmt, clippy and every test (unit, property, `BPF_PROG_TEST_RUN`, live, conformance), a
+    /// one-minute soak and the cluster test.
     Test,
+    /// The container image FROM scratch (a static binary, labels), built with a dockerd of our own
+    /// and saved as target/image/checksum-audit-VERSION.tar for `docker load`.
+    Image,
+    /// Man pages and shell completions of checksum-audit, generated from its command line, in
+    /// target/dist (man/man1/, completions/).
+    Dist,
+    /// The cluster test alone: a single-node Kubernetes in a network namespace of its own, the
+    /// chart installed and rolled out, the agent's programs and metrics checked, all removed.
+    Cluster,
     /// Namespaces, a veth pair, ordinary traffic and corrupted frames, audited live.
     Demo,
     /// `BPF_PROG_TEST_RUN` cost per frame against a no-op XDP program, in one run.
@@ -121,6 +134,9 @@ enum Cmd {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Test => test::run_suite(),
+        Cmd::Image => image::build().map(|_| ()),
+        Cmd::Cluster => cluster::run(),
+        Cmd::Dist => dist::run().map(|_| ()),
         Cmd::Demo => demo::run(),
         Cmd::Bench {
             userspace: true, ..

@@ -70,18 +70,26 @@ pub fn run_suite() -> Result<()> {
         pps: 200_000,
         out: "target/soak".into(),
     });
+    // A real single-node cluster in a namespace of its own: the image, the chart rolled out, the
+    // agent's programs attached and gone with the DaemonSet (`cargo xtask cluster`).
+    let cluster = crate::cluster::run();
+    if let Err(e) = &cluster {
+        eprintln!("xtask: cluster test failed: {e:#}");
+    }
     let left = check_nothing_left_behind();
     let (passed, failed) = totals?;
+    let verdict = |r: &Result<()>| if r.is_ok() { "passed" } else { "failed" };
     // One closing line for the whole suite, whatever cargo printed last.
     println!(
-        "tests: {passed} passed, {failed} failed; soak (1 min): {}",
-        if soak.is_ok() { "passed" } else { "failed" }
+        "tests: {passed} passed, {failed} failed; soak (1 min): {}; cluster: {}",
+        verdict(&soak),
+        verdict(&cluster)
     );
     left?;
     if failed > 0 {
         bail!("{failed} tests failed");
     }
-    soak
+    soak.and(cluster)
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.

@@ -49,6 +49,9 @@ pub struct Entry {
     pub severity: Severity,
     /// The skb's checksum state of the row's first mismatch (`None` without one: XDP, replay).
     pub state: Option<IpSummed>,
+    /// The tunnel and level of the row's first mismatch, as the metrics label it
+    /// (`Tunnel::label`).
+    pub encap: &'static str,
 }
 
 /// A row and when it was last updated, in `Aggregator::seq` ticks (kernel timestamps are not
@@ -122,6 +125,7 @@ impl Aggregator {
             want: v.want,
             severity,
             state: v.skb.map(|skb| skb.ip_summed),
+            encap: crate::kernel::event::Tunnel::label(v.encap.as_ref()),
         };
         let seen = self.seq;
         self.entries.insert(key, Slot { entry, seen });
@@ -201,6 +205,7 @@ pub(crate) mod tests {
             flow_label: 0,
             tracked: false,
             skb: None,
+            encap: None,
         }
     }
 

@@ -297,7 +297,9 @@ impl Analysis {
     pub fn diagnoses(&self) -> Vec<FlowDiagnosis> {
         let mut out = self.diagnoser.diagnose(|source, d| match d {
             // A partial checksum is judged by place; every other finding is a problem.
-            Diagnosis::OffloadPending => self.severity(source, Kind::OffloadPending),
+            Diagnosis::OffloadPending | Diagnosis::TunnelOffloadPending => {
+                self.severity(source, Kind::OffloadPending)
+            }
             _ => Severity::Problem,
         });
         let paths = self.paths.broken();

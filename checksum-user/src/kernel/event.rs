@@ -8,6 +8,7 @@ use std::{
 use checksum_common::csum::{complete_l4_sum, verifies};
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, Status,
+    encap::EncapKind,
     event::{
         CAPTURE_HEADER_LEN, CaptureRecord, Direction, FAMILY_IPV4, IP_SUMMED_UNKNOWN, IpSummed,
         MAX_SNAP, REPORT_TRACKED, SKB_ENCAPSULATION,
@@ -71,6 +72,97 @@ pub struct Verdict {
     /// The socket buffer's checksum state when the TC program ran; `None` at XDP, in replay, and
     /// where the kernel's layout could not be resolved.
     pub skb: Option<SkbCsum>,
+    /// The tunnel the packet came in (VXLAN, Geneve), `None` when it is not encapsulated.
+    pub encap: Option<Tunnel>,
+}
+
+/// The tunnel around a verdict's packet (`checksum_common::encap::Encap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tunnel {
+    pub kind: EncapKind,
+    pub vni: u32,
+    /// The verdict is for the inner packet (its flow is the inner flow); else for the outer
+    /// headers.
+    pub inner: bool,
+    pub outer_src: IpAddr,
+    pub outer_dst: IpAddr,
+}
+
+impl Tunnel {
+    fn from_event(e: &ChecksumEvent) -> Result<Option<Self>, DecodeError> {
+        let kind = EncapKind::from_u8(e.encap.kind).ok_or(DecodeError("encap"))?;
+        if kind == EncapKind::None {
+            return Ok(None);
+        }
+        let (outer_src, outer_dst) =
+            addresses(e.encap.outer_family, e.encap.outer_src, e.encap.outer_dst);
+        Ok(Some(Self {
+            kind,
+            vni: e.encap.vni,
+            inner: e.encap.inner != 0,
+            outer_src,
+            outer_dst,
+        }))
+    }
+
+    /// The metrics' `encap` label: the kind and level (`vxlan-inner`), bounded to seven values.
+    pub fn label(tunnel: Option<&Tunnel>) -> &'static str {
+        match tunnel.map(|t| (t.kind, t.inner)) {
+            None | Some((EncapKind::None, _)) => "none",
+            Some((EncapKind::Vxlan, false)) => "vxlan-outer",
+            Some((EncapKind::Vxlan, true)) => "vxlan-inner",
+            Some((EncapKind::VxlanGpe, false)) => "vxlan-gpe-outer",
+            Some((EncapKind::VxlanGpe, true)) => "vxlan-gpe-inner",
+            Some((EncapKind::Geneve, false)) => "geneve-outer",
+            Some((EncapKind::Geneve, true)) => "geneve-inner",
+        }
+    }
+
+    /// `outer` or `inner`: which headers of the tunnelled packet a verdict is about.
+    pub fn level(&self) -> &'static str {
+        if self.inner { "inner" } else { "outer" }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "kind": self.kind.name(),
+            "vni": self.vni,
+            "level": self.level(),
+            "outer_src": self.outer_src.to_string(),
+            "outer_dst": self.outer_dst.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} vni {} {} (outer {} -> {})",
+            self.kind.name(),
+            self.vni,
+            self.level(),
+            self.outer_src,
+            self.outer_dst
+        )
+    }
+}
+
+/// An event's two addresses as IPv4 or IPv6 by its family byte.
+fn addresses(family: u8, src: [u8; 16], dst: [u8; 16]) -> (IpAddr, IpAddr) {
+    if family == FAMILY_IPV4 {
+        let [s0, s1, s2, s3, ..] = src;
+        let [d0, d1, d2, d3, ..] = dst;
+        (
+            IpAddr::V4(Ipv4Addr::new(s0, s1, s2, s3)),
+            IpAddr::V4(Ipv4Addr::new(d0, d1, d2, d3)),
+        )
+    } else {
+        (
+            IpAddr::V6(Ipv6Addr::from(src)),
+            IpAddr::V6(Ipv6Addr::from(dst)),
+        )
+    }
 }
 
 /// What a socket buffer said about its checksum at TC (see `ChecksumEvent::ip_summed`).
@@ -192,7 +284,7 @@ impl Verdict {
         Self::from_event(&e)
     }
 
-    /// Decodes a ring-buffer record of either kind: a plain event (exactly 96 bytes) gives no
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly 136 bytes) gives no
     /// capture, a capture record (104-byte header and `cap_len` frame bytes) gives the bytes too.
     /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
     /// error. (`decode` accepts both kinds too, and ignores the bytes.)
@@ -239,19 +331,7 @@ impl Verdict {
 
     pub fn from_event(e: &ChecksumEvent) -> Result<Self, DecodeError> {
         let layer = Layer::from_u8(e.layer).ok_or(DecodeError("layer"))?;
-        let (src, dst) = if e.family == FAMILY_IPV4 {
-            let [s0, s1, s2, s3, ..] = e.src_addr;
-            let [d0, d1, d2, d3, ..] = e.dst_addr;
-            (
-                IpAddr::V4(Ipv4Addr::new(s0, s1, s2, s3)),
-                IpAddr::V4(Ipv4Addr::new(d0, d1, d2, d3)),
-            )
-        } else {
-            (
-                IpAddr::V6(Ipv6Addr::from(e.src_addr)),
-                IpAddr::V6(Ipv6Addr::from(e.dst_addr)),
-            )
-        };
+        let (src, dst) = addresses(e.family, e.src_addr, e.dst_addr);
         let ports = matches!(layer, Layer::Tcp | Layer::Udp).then_some((e.src_port, e.dst_port));
         Ok(Self {
             timestamp_ns: e.timestamp_ns,
@@ -278,6 +358,7 @@ impl Verdict {
             flow_label: e.flow_label,
             tracked: e.report == REPORT_TRACKED,
             skb: SkbCsum::from_event(e)?,
+            encap: Tunnel::from_event(e)?,
         })
     }
 
@@ -354,7 +435,20 @@ impl Verdict {
             o.insert("device_sum_disagrees".into(), json!(d));
         }
         m.insert("skb".into(), skb);
+        m.insert(
+            "encap".into(),
+            self.encap.as_ref().map_or(Value::Null, Tunnel::json),
+        );
         m
+    }
+
+    /// A zero outer UDP checksum over IPv6 on a tunnel: legal where the tunnel opted in (RFC 6935,
+    /// 6936: Linux's `udp6zerocsumtx`/`udp6zerocsumrx`), so `none` rather than bad, and said.
+    pub fn zero_outer_udp6(&self) -> bool {
+        self.status == Status::None
+            && self.layer == Layer::Udp
+            && !self.flow.src.is_ipv4()
+            && self.encap.is_some_and(|t| !t.inner)
     }
 }
 

@@ -16,6 +16,7 @@ use aya::{
 use checksum_common::{
     Counters, Hook, SourceKey, SourceState,
     drop::{DROPS_LOST, DROPS_SEEN, MAX_DROP_REASONS, NO_REASON},
+    encap::{DEFAULT_TUNNEL_PORTS, MAX_TUNNEL_PORTS},
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
     source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
     track::{DEFAULT_TRACK_TTL_NS, TrackKey, Tracked},
@@ -92,6 +93,8 @@ pub struct LoadOptions {
     /// hook, every verdict already) has no use for it.
     pub track_reports: u32,
     pub track_ttl: std::time::Duration,
+    /// UDP ports audited as tunnels, inner packet included (`cli::TunnelArgs::table`).
+    pub tunnel_ports: [u32; MAX_TUNNEL_PORTS],
 }
 
 impl Default for LoadOptions {
@@ -109,6 +112,7 @@ impl Default for LoadOptions {
             partial_ok: true,
             track_reports: 0,
             track_ttl: std::time::Duration::from_nanos(DEFAULT_TRACK_TTL_NS),
+            tunnel_ports: DEFAULT_TUNNEL_PORTS,
         }
     }
 }
@@ -125,9 +129,9 @@ pub const fn effective_snaplen(requested: u32) -> u32 {
 }
 
 /// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
-/// header, the 96-byte capture header and the frame bytes, rounded up to 8. Size
-/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 96).
-#[expect(clippy::cast_possible_truncation, reason = "CAPTURE_HEADER_LEN is 96")]
+/// header, the 144-byte capture header and the frame bytes, rounded up to 8. Size
+/// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 136).
+#[expect(clippy::cast_possible_truncation, reason = "CAPTURE_HEADER_LEN is 144")]
 pub const fn capture_record_bytes(snaplen: u32) -> u32 {
     let len = 8 + CAPTURE_HEADER_LEN as u32 + effective_snaplen(snaplen);
     len.div_ceil(8) * 8
@@ -290,6 +294,7 @@ impl Loaded {
             .override_global("SKB_STATE", &skb_state, true)
             .override_global("PARTIAL_OK", &partial_ok, true)
             .override_global("TRACK_REPORTS", &opts.track_reports, true)
+            .override_global("TUNNEL_PORTS", &opts.tunnel_ports, true)
             .override_global("TRACK_TTL_NS", &track_ttl_ns, true)
             .override_global("OFF_SKB_WINDOW", &skb.window, true)
             .override_global("SKB_CSUM", &skb.csum, true)

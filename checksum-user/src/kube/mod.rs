@@ -281,7 +281,7 @@ pub fn reason(d: &Diagnosis) -> &'static str {
         Diagnosis::Zero => "ChecksumZero",
         Diagnosis::ByteSwapped => "ChecksumByteSwapped",
         Diagnosis::Corrupt => "ChecksumCorrupt",
-        Diagnosis::OffloadPending => "ChecksumMismatch",
+        Diagnosis::OffloadPending | Diagnosis::TunnelOffloadPending => "ChecksumMismatch",
     }
 }
 

@@ -2,7 +2,7 @@
 //! periodic and final summaries, and the metrics snapshot. Everything is read from the run's
 //! `Analysis`, which the registry brings up to date (`Run::refresh`) before each of them.
 
-use std::{io::Write, time::Instant};
+use std::{fmt::Write as _, io::Write, time::Instant};
 
 use anyhow::Result;
 use checksum_common::{Kind, Status};
@@ -118,7 +118,7 @@ impl<'a> Printer<'a> {
                 .analysis
                 .diagnosis_of(source, v)
                 .map_or("-", |d| d.name());
-            let comment = format!(
+            let mut comment = format!(
                 "layer={} got={} want={} kind={} severity={} diagnosis={diagnosis} iface={} hook={}",
                 v.layer.name(),
                 hex(v.got),
@@ -128,6 +128,16 @@ impl<'a> Printer<'a> {
                 facts.name,
                 facts.hook.name(),
             );
+            if let Some(t) = v.encap {
+                // Which packet of the frame the verdict is about: the capture holds the outer one.
+                let _ = write!(
+                    comment,
+                    " encap={} vni={} level={}",
+                    t.kind.name(),
+                    t.vni,
+                    t.level()
+                );
+            }
             capture.write(source, &self.clock, v.timestamp_ns, captured, &comment);
         }
         if self.view.is_some() || self.agent.is_some() {

@@ -56,6 +56,7 @@ pub(super) fn load_kernel(
         netns_by_device,
         kernel_drops: !args.no_kernel_drops,
         track_reports: DEFAULT_TRACK_REPORTS,
+        tunnel_ports: args.tunnels.table().map_err(anyhow::Error::msg)?,
         ..LoadOptions::default()
     })?;
     loaded.load_audit_programs(hooks)?;

@@ -45,6 +45,8 @@ pub struct EventCount {
     pub severity: &'static str,
     /// The skb's checksum state (`ip_summed`), or "unknown" where there is none (XDP).
     pub state: &'static str,
+    /// The tunnel and level (`vxlan-inner`), or "none" (`Tunnel::label`).
+    pub encap: &'static str,
     pub count: u64,
 }
 
@@ -154,11 +156,12 @@ impl Snapshot {
     /// diagnosis.
     pub fn of(analysis: &Analysis, lifecycle: &Lifecycle) -> Self {
         let present = |id: SourceId| analysis.status(id).gone.is_none();
-        let mut events: BTreeMap<(SourceId, Kind, &'static str), (u64, Severity)> = BTreeMap::new();
+        let mut events: BTreeMap<(SourceId, Kind, &'static str, &'static str), (u64, Severity)> =
+            BTreeMap::new();
         for (key, entry) in analysis.flows().rows() {
             let state = entry.state.map_or("unknown", IpSummed::name);
             events
-                .entry((key.source, key.kind, state))
+                .entry((key.source, key.kind, state, entry.encap))
                 .or_insert((0, entry.severity))
                 .0 += entry.count;
         }
@@ -190,8 +193,8 @@ impl Snapshot {
                 .collect(),
             events: events
                 .into_iter()
-                .filter(|((source, _, _), _)| present(*source))
-                .map(|((source, kind, state), (count, severity))| {
+                .filter(|((source, _, _, _), _)| present(*source))
+                .map(|((source, kind, state, encap), (count, severity))| {
                     let (iface, hook) = place(source);
                     EventCount {
                         iface,
@@ -199,6 +202,7 @@ impl Snapshot {
                         kind: kind.name(),
                         severity: severity.name(),
                         state,
+                        encap,
                         count,
                     }
                 })
@@ -325,6 +329,7 @@ struct EventLabels {
     kind: String,
     severity: String,
     state: String,
+    encap: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -432,6 +437,18 @@ pub fn render(s: &Snapshot) -> String {
         &|c| c.not_ip,
     );
     per_hook(
+        "encapsulated",
+        "Frames that are VXLAN, VXLAN-GPE or Geneve tunnels: their inner packet is audited too.",
+        &mut registry,
+        &|c| c.encapsulated,
+    );
+    per_hook(
+        "inner_malformed",
+        "Tunnelled frames whose inner packet is inconsistent or cut short (counted, never reported).",
+        &mut registry,
+        &|c| c.inner_malformed,
+    );
+    per_hook(
         "gso_aggregates",
         "GSO/GRO super-packets (checked per segment elsewhere).",
         &mut registry,
@@ -439,6 +456,7 @@ pub fn render(s: &Snapshot) -> String {
     );
 
     let checks = Family::<CheckLabels, Counter>::default();
+    let inner_checks = Family::<CheckLabels, Counter>::default();
     let mismatches = Family::<KindLabels, Counter>::default();
     for src in &s.sources {
         for layer in Layer::ALL {
@@ -449,6 +467,9 @@ pub fn render(s: &Snapshot) -> String {
                     layer: layer.name().into(),
                     verdict: status.name().into(),
                 };
+                inner_checks
+                    .get_or_create(&labels)
+                    .inc_by(src.counters.inner_check(layer, status));
                 checks
                     .get_or_create(&labels)
                     .inc_by(src.counters.check(layer, status));
@@ -472,6 +493,11 @@ pub fn render(s: &Snapshot) -> String {
         checks,
     );
     registry.register(
+        "inner_checks",
+        "The checks of tunnels' inner packets among checks, by layer and verdict.",
+        inner_checks,
+    );
+    registry.register(
         "mismatches",
         "Mismatching checksums counted in the kernel, by layer and kind.",
         mismatches,
@@ -485,13 +511,15 @@ pub fn render(s: &Snapshot) -> String {
             kind: e.kind.into(),
             severity: e.severity.into(),
             state: e.state.into(),
+            encap: e.encap.into(),
         };
         events.get_or_create(&labels).inc_by(e.count);
     }
     registry.register(
         "mismatch_events",
-        "Mismatch events received in user space, by kind, severity and the skb's checksum state \
-         (ip_summed; unknown at XDP).",
+        "Mismatch events received in user space, by kind, severity, the skb's checksum state \
+         (ip_summed; unknown at XDP) and tunnel (encap: none, or vxlan, vxlan-gpe or geneve with \
+         -outer or -inner).",
         events,
     );
     let diagnosed = Family::<DiagnosisLabels, Counter>::default();
@@ -962,6 +990,7 @@ mod tests {
                 kind: "corrupt",
                 severity: "problem",
                 state: "none",
+                encap: "none",
                 count: 3,
             }],
             diagnoses: vec![DiagnosisCount {

@@ -102,6 +102,12 @@ pub fn verdict_text(v: &Verdict) -> String {
         _ => {}
     }
     let _ = write!(s, " {} {}", v.family(), v.flow);
+    if let Some(t) = v.encap {
+        let _ = write!(s, "  [{t}]");
+    }
+    if v.zero_outer_udp6() {
+        s.push_str("  (zero outer UDP checksum over IPv6: allowed for tunnels, RFC 6935)");
+    }
     // The NIC verified it, so the stack will not look again: the packet changed after that, or
     // the NIC is wrong, and it is accepted anyway.
     if v.status == Status::Bad
@@ -150,11 +156,21 @@ impl<'a> Source<'a> {
 }
 
 fn checks_json(c: &Counters) -> Value {
+    checks_by_layer(|layer, status| c.check(layer, status))
+}
+
+/// `checks_json` of the tunnels' inner packets alone.
+fn inner_checks_json(c: &Counters) -> Value {
+    checks_by_layer(|layer, status| c.inner_check(layer, status))
+}
+
+/// `{layer: {status: count}}` for every layer and status.
+fn checks_by_layer(count: impl Fn(Layer, Status) -> u64) -> Value {
     let mut layers = serde_json::Map::new();
     for layer in Layer::ALL {
         let mut statuses = serde_json::Map::new();
         for status in Status::ALL {
-            statuses.insert(status.name().into(), json!(c.check(layer, status)));
+            statuses.insert(status.name().into(), json!(count(layer, status)));
         }
         layers.insert(layer.name().into(), Value::Object(statuses));
     }
@@ -186,6 +202,9 @@ pub fn source_json(s: &Source) -> Value {
         "severity_basis": s.basis.name(),
         "checks": checks_json(&s.counters),
         "mismatches": mismatches_json(&s.counters),
+        "encapsulated": s.counters.encapsulated,
+        "inner_malformed": s.counters.inner_malformed,
+        "inner_checks": inner_checks_json(&s.counters),
     })
 }
 

@@ -7,7 +7,7 @@ use std::{collections::HashMap, fmt::Write as _, io::Write, time::Instant};
 use checksum_common::{Kind, Layer};
 
 use crate::{
-    analysis::{Analysis, SourceId, severity::Severity},
+    analysis::{Analysis, SourceId, diagnosis::Diagnosis, severity::Severity},
     kernel::event::Flow,
     report::output::Clock,
 };
@@ -95,7 +95,12 @@ impl Header {
 pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize) -> Vec<Row> {
     // Last seen per flow, from the flow table (the diagnoser keeps no timestamps).
     let mut last_seen: HashMap<(SourceId, Layer, Flow), u64> = HashMap::new();
+    // And the tunnel a flow came in, for its row.
+    let mut encap: HashMap<(SourceId, Layer, Flow), &'static str> = HashMap::new();
     for (k, e) in analysis.flows().rows() {
+        if e.encap != "none" {
+            encap.insert((k.source, k.layer, k.flow), e.encap);
+        }
         let t = last_seen.entry((k.source, k.layer, k.flow)).or_default();
         *t = (*t).max(e.last_ns);
     }
@@ -105,7 +110,10 @@ pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize
         .filter(|d| {
             show_offload
                 || d.severity == Severity::Problem
-                || d.diagnosis.name() != "offload-pending"
+                || !matches!(
+                    d.diagnosis,
+                    Diagnosis::OffloadPending | Diagnosis::TunnelOffloadPending
+                )
         })
         .collect();
     diagnoses.sort_by_key(|d| (std::cmp::Reverse(d.severity), std::cmp::Reverse(d.count)));
@@ -121,7 +129,10 @@ pub fn rows(analysis: &Analysis, clock: &Clock, show_offload: bool, limit: usize
                 severity: d.severity.name(),
                 layer: d.layer.name(),
                 diagnosis: d.diagnosis.name().into(),
-                flow: d.flow.to_string(),
+                flow: match encap.get(&(d.source, d.layer, d.flow)) {
+                    Some(tunnel) => format!("{} [{tunnel}]", d.flow),
+                    None => d.flow.to_string(),
+                },
                 count: d.count,
                 last_seen: last_seen
                     .get(&(d.source, d.layer, d.flow))

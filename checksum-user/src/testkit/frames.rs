@@ -347,3 +347,51 @@ pub fn pcap_file(linktype: u32, packets: &[&[u8]]) -> Vec<u8> {
     }
     f
 }
+
+/// The 8-byte header (and Geneve's `options`, a multiple of 4 bytes) of a tunnel of `kind` with
+/// network identifier `vni`, carrying an Ethernet frame (`ethertype` `None`) or an IP packet.
+pub fn tunnel_header(kind: EncapKind, vni: u32, options: &[u8], ethertype: Option<u16>) -> Vec<u8> {
+    let [_, v0, v1, v2] = vni.to_be_bytes();
+    let mut h = match kind {
+        EncapKind::Vxlan => vec![0x08, 0, 0, 0, v0, v1, v2, 0],
+        EncapKind::VxlanGpe => {
+            let next = match ethertype {
+                None => 3,
+                Some(0x0800) => 1,
+                Some(_) => 2,
+            };
+            vec![0x0c, 0, 0, next, v0, v1, v2, 0]
+        }
+        EncapKind::Geneve => {
+            let [p0, p1] = ethertype.unwrap_or(0x6558).to_be_bytes();
+            vec![(options.len() / 4) as u8, 0, p0, p1, v0, v1, v2, 0]
+        }
+        EncapKind::None => Vec::new(),
+    };
+    h.extend_from_slice(options);
+    h
+}
+
+/// `inner` (an Ethernet frame, or an IP packet with `ethertype`) in a tunnel over UDP to `port`,
+/// over IPv4 or IPv6, with a correct outer UDP checksum. The frame's `l4_off` is the outer UDP's.
+pub fn tunnel_frame(outer_v6: bool, port: u16, header: &[u8], inner: &[u8]) -> Frame {
+    let mut payload = header.to_vec();
+    payload.extend_from_slice(inner);
+    let seg = udp_datagram(49_152, port, &payload);
+    if outer_v6 {
+        v6_frame(UDP, seg)
+    } else {
+        v4_frame(&[], UDP, seg, &[])
+    }
+}
+
+/// The IANA port of each tunnel kind.
+pub fn tunnel_port(kind: EncapKind) -> u16 {
+    match kind {
+        EncapKind::Vxlan | EncapKind::None => 4789,
+        EncapKind::VxlanGpe => 4790,
+        EncapKind::Geneve => 6081,
+    }
+}
+
+use checksum_common::encap::EncapKind;

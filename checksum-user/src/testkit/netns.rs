@@ -210,6 +210,17 @@ pub fn send_raw_frames(iface: &str, frames: &[Vec<u8>]) {
 /// A real TCP connection from `a` to `b` (`ADDR_B:port`) carrying `bytes` bytes each way, plus UDP
 /// datagrams and pings: the ordinary traffic an auditor must not call corrupt.
 pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
+    ordinary_traffic_between(pair, (ADDR_A, ADDR_B), port, bytes);
+}
+
+/// `ordinary_traffic` between other addresses of the pair's namespaces (`a`'s, `b`'s): through a
+/// tunnel device, say.
+pub fn ordinary_traffic_between(
+    pair: &VethPair,
+    (addr_a, addr_b): (&'static str, &'static str),
+    port: u16,
+    bytes: usize,
+) {
     use std::{
         io::{Read, Write},
         net::{TcpListener, TcpStream, UdpSocket},
@@ -217,13 +228,13 @@ pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     let server = pair.b.spawn(move || {
-        let listener = TcpListener::bind((ADDR_B, port)).expect("bind");
+        let listener = TcpListener::bind((addr_b, port)).expect("bind");
         ready_tx.send(()).unwrap();
         let (mut conn, _) = listener.accept().expect("accept");
         let mut got = vec![0u8; bytes];
         conn.read_exact(&mut got).expect("server read");
         conn.write_all(&got).expect("server write");
-        let udp = UdpSocket::bind((ADDR_B, port)).expect("udp bind");
+        let udp = UdpSocket::bind((addr_b, port)).expect("udp bind");
         udp.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
         let mut buf = [0u8; 2048];
@@ -235,16 +246,16 @@ pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
     });
     ready_rx.recv().expect("server ready");
     pair.a.run(move || {
-        let mut conn = TcpStream::connect((ADDR_B, port)).expect("connect");
+        let mut conn = TcpStream::connect((addr_b, port)).expect("connect");
         let data: Vec<u8> = (0..bytes).map(|i| u8::try_from(i % 251).unwrap()).collect();
         conn.write_all(&data).expect("client write");
         let mut back = vec![0u8; bytes];
         conn.read_exact(&mut back).expect("client read");
         assert_eq!(back, data);
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let udp = UdpSocket::bind((ADDR_A, 0)).expect("udp");
+        let udp = UdpSocket::bind((addr_a, 0)).expect("udp");
         for i in 0..20u8 {
-            udp.send_to(&vec![i; 100 + usize::from(i) * 37], (ADDR_B, port))
+            udp.send_to(&vec![i; 100 + usize::from(i) * 37], (addr_b, port))
                 .expect("udp send");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -254,7 +265,7 @@ pub fn ordinary_traffic(pair: &VethPair, port: u16, bytes: usize) {
     let ping = pair
         .a
         .exec()
-        .args(["ping", "-c", "3", "-i", "0.1", "-W", "1", ADDR_B])
+        .args(["ping", "-c", "3", "-i", "0.1", "-W", "1", addr_b])
         .output()
         .expect("ping");
     assert!(

@@ -187,6 +187,9 @@ pub enum Diagnosis {
     /// Boxed: the other variants carry nothing, and flows are mostly not rewritten.
     Rewrite(Box<RewriteFinding>),
     OffloadPending,
+    /// Offload-pending in a tunnel's inner packet: the overlay's checksum offload bug (flannel#1279,
+    /// calico#3145), with the tunnel's own next step.
+    TunnelOffloadPending,
     ByteSwapped,
     Zero,
     Corrupt,
@@ -197,6 +200,7 @@ impl Diagnosis {
         match self {
             Self::Rewrite(r) => r.signature.name(),
             Self::OffloadPending => "offload-pending",
+            Self::TunnelOffloadPending => "tunnel-offload-pending",
             Self::ByteSwapped => "byte-swapped",
             Self::Zero => "zero",
             Self::Corrupt => "corrupt",
@@ -226,6 +230,10 @@ impl Diagnosis {
             Self::OffloadPending => "The field holds only the pseudo-header sum: the checksum was \
                  left to TX offload (CHECKSUM_PARTIAL) and not completed before this point."
                 .into(),
+            Self::TunnelOffloadPending => "The tunnelled (inner) packet's checksum holds only the \
+                 pseudo-header sum: it was left to the tunnel device's TX checksum offload and the \
+                 encapsulated packet was sent without it being completed."
+                .into(),
             Self::ByteSwapped => {
                 "The field is the correct checksum with its two bytes swapped.".into()
             }
@@ -246,6 +254,12 @@ impl Diagnosis {
                  physical NIC, check TX checksum offload on the sender (ethtool -k, \
                  tx-checksumming) and any userspace dataplane or AF_PACKET path that forwarded the \
                  packet without completing it."
+                .into(),
+            Self::TunnelOffloadPending => "Normal at the sender's TC hooks and on veth; seen after \
+                 the wire, turn TX checksum offload off on the sending node's tunnel device (ethtool \
+                 -K flannel.1 tx-checksum-ip-generic off, or the VXLAN/Geneve device's name) or fix \
+                 the NIC's tunnel offload (tx-udp_tnl-csum-segmentation), as in flannel#1279 and \
+                 calico#3145."
                 .into(),
             Self::ByteSwapped => "Look for an endianness bug in whatever writes this checksum (a \
                  missing or extra htons in a userspace stack, NAT, tunnel or packet generator): \

@@ -263,6 +263,7 @@ impl Diagnoser {
     fn diagnose_flow(&self, key: &FlowKey, s: &FlowState) -> Diagnosis {
         let kind = s.most_frequent_kind();
         let per_kind = match kind {
+            Kind::OffloadPending if s.inner => Diagnosis::TunnelOffloadPending,
             Kind::OffloadPending => Diagnosis::OffloadPending,
             Kind::ByteSwapped => Diagnosis::ByteSwapped,
             Kind::Zero => Diagnosis::Zero,
@@ -495,6 +496,8 @@ struct FlowState {
     excess: Constant,
     /// Up to `MIN_PACKETS` distinct correct checksums: evidence that the payloads differ.
     wants: Vec<u16>,
+    /// The flow's packets are a tunnel's inner packets.
+    inner: bool,
 }
 
 impl FlowState {
@@ -506,6 +509,7 @@ impl FlowState {
             field: Constant::new(v.got),
             excess: Constant::new(ones_sub(v.got, v.pseudo)),
             wants: Vec::with_capacity(MIN_PACKETS),
+            inner: v.encap.is_some_and(|t| t.inner),
         };
         s.add(v);
         s
