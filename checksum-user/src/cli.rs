@@ -28,6 +28,22 @@ pub struct Cli {
 pub enum Command {
     /// Feed a pcap/pcapng file through the same kernel program with `BPF_PROG_TEST_RUN`.
     Replay(ReplayArgs),
+    /// Run as a Kubernetes node agent: pods and Services named, Events posted, JSON lines.
+    ///
+    /// As a `DaemonSet` pod: audit as the live options say, name pods and Services from the API
+    /// server (in-cluster service account, or --kubeconfig), post Kubernetes Events on pods that
+    /// receive broken checksums, and log one JSON object per line on stdout (diagnoses, kernel
+    /// drops, lifecycle).
+    ///
+    /// Example: `checksum-audit agent --iface 'veth*' --metrics-addr 0.0.0.0:9465` with
+    /// `NODE_NAME` from the downward API.
+    Agent(Box<AgentArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,7 +90,7 @@ impl HookArg {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LiveArgs {
     /// Interface to audit (repeatable): a name, or a pattern such as 'veth*' or 'eth[0-3]'.
     /// Interfaces that match later are attached as they appear; those that vanish are detached.
@@ -144,6 +160,20 @@ pub struct LiveArgs {
     pub nat_candidates: Option<PathBuf>,
     #[command(flatten)]
     pub tunnels: TunnelArgs,
+    /// Talk to the cluster of this kubeconfig, to name pods (flow ends whose address
+    /// is a pod's on this node, as namespace/pod) and Services (their addresses and ports are
+    /// NAT candidates, as with --nat-candidates). `agent` uses the pod's service account
+    /// without it.
+    #[arg(long, value_name = "FILE", help_heading = "Kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name, whose pods are followed; default: `NODE_NAME`, else the host
+    /// name. A name that matches no node is an error (said once; the audit goes on).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    pub node_name: Option<String>,
+    /// (agent) Write each Event (one per receiving pod, flow and finding) at most
+    /// this often; its count grows in between, and at most 10 writes a minute go out in all.
+    #[arg(long, value_parser = parse_duration, default_value = "60s", help_heading = "Kubernetes")]
+    pub event_interval: Duration,
     /// The options above that the command line gave, as `--name`: filled by `Cli::parse_args`
     /// from clap's value sources, since a value equal to the default may have been given too.
     #[arg(skip)]

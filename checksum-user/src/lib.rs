@@ -14,12 +14,14 @@ compile_error!(
 // One folder per concern; the tree reads as the architecture:
 // kernel (load, attach, read) -> net (which interfaces, in which namespaces) -> analysis
 // (aggregate, diagnose, judge) -> report (text, JSON, terminal, metrics), with pcap (read and
-// write capture files) beside; live and replay wire them up.
+// write capture files) and kube (the cluster's pods and Services, Events) beside; live and
+// replay wire them up.
 pub mod analysis;
 pub mod cli;
 #[cfg(feature = "testkit")]
 pub mod fuzzing;
 pub mod kernel;
+pub mod kube;
 pub mod lifecycle;
 pub mod live;
 pub mod net;

@@ -9,7 +9,8 @@ fn main() -> ExitCode {
     // Not `Cli::parse()`: this also records which live-only options were given.
     let cli = Cli::parse_args();
     let filter = match cli.verbose {
-        0 => "warn,netlink_packet_route=error",
+        // kube's watcher logs each failed attempt; the agent says each episode once itself.
+        0 => "warn,netlink_packet_route=error,kube_runtime=off,kube_client=off",
         1 => "info,checksum_ebpf=debug,netlink_packet_route=error",
         _ => "debug",
     };
@@ -33,11 +34,18 @@ fn main() -> ExitCode {
             }
             replay::replay(args, cli.verbose > 0, &mut std::io::stdout().lock()).map(|_| ())
         }
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(live::run(&cli.live, cli.verbose > 0))),
+        Some(Command::Agent(args)) => {
+            let given = cli.live.given();
+            if !given.is_empty() {
+                eprintln!(
+                    "checksum-audit: error: put the live options ({}) after `agent`",
+                    given.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+            run_live(&args.live, cli.verbose > 0, true)
+        }
+        None => run_live(&cli.live, cli.verbose > 0, false),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,4 +54,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A live run, as the CLI (`agent` false) or the node agent.
+fn run_live(
+    args: &checksum_user::cli::LiveArgs,
+    kernel_log: bool,
+    agent: bool,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(live::run(args, kernel_log, agent)))
 }

@@ -180,7 +180,9 @@ impl Candidates {
         Ok(Self::from_list(list))
     }
 
-    fn from_list(list: Vec<Candidate>) -> Self {
+    /// Candidates from a list, in its order, without duplicates (the live cluster view builds
+    /// one from its Services and any `--nat-candidates` file).
+    pub fn from_list(list: Vec<Candidate>) -> Self {
         let mut seen = HashSet::new();
         let list: Vec<Candidate> = list
             .into_iter()
@@ -312,6 +314,17 @@ fn parse_value(token: &str) -> Option<CandidateValue> {
 }
 
 // ---- kubectl get svc -A -o json ---------------------------------------------------------------
+
+/// The candidates of one Service object as the API serves it (the JSON of `kubectl get svc NAME
+/// -o json`), for the live cluster view: the same reading as a file's Services.
+pub fn of_service(service_json: &Value) -> Result<Vec<Candidate>, String> {
+    let Value::Object(obj) = service_json else {
+        return Err(format!("JSON that is not an object, not {SERVICE_LIST}"));
+    };
+    let mut list = Vec::new();
+    service(obj, None, &mut list)?;
+    Ok(list)
+}
 
 fn parse_json(text: &str) -> Result<Vec<Candidate>, String> {
     let doc: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;

@@ -121,6 +121,51 @@ pub struct Analysis {
     skb_state: SkbStateUse,
     paths: Paths,
     tracking: Tracking,
+    endpoint_names: EndpointNames,
+}
+
+/// `namespace/pod` by pod IP: what a live cluster view says each flow end is. Replaced whole
+/// as pods come and go; bounded by the pods of one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointNames {
+    by_ip: std::collections::HashMap<std::net::IpAddr, String>,
+    /// The pod each audited interface (as sources name it) belongs to.
+    by_iface: std::collections::HashMap<String, String>,
+}
+
+impl EndpointNames {
+    pub fn new(by_ip: std::collections::HashMap<std::net::IpAddr, String>) -> Self {
+        Self {
+            by_ip,
+            by_iface: std::collections::HashMap::new(),
+        }
+    }
+
+    /// With the pods of the audited interfaces (interface name -> `namespace/pod`).
+    #[must_use]
+    pub fn with_interfaces(mut self, by_iface: std::collections::HashMap<String, String>) -> Self {
+        self.by_iface = by_iface;
+        self
+    }
+
+    /// Every audited interface named by pod: (interface, `namespace/pod`).
+    pub fn interfaces(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_iface.iter().map(|(i, p)| (i.as_str(), p.as_str()))
+    }
+
+    /// The pod whose network namespace holds the other end of interface `iface`.
+    pub fn interface(&self, iface: &str) -> Option<&str> {
+        self.by_iface.get(iface).map(String::as_str)
+    }
+
+    /// The pod at `ip`, as `namespace/pod`.
+    pub fn name(&self, ip: std::net::IpAddr) -> Option<&str> {
+        self.by_ip.get(&ip).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
 }
 
 /// The kernel's tracked flows (`checksum_common::track`), as user space last swept them.
@@ -152,7 +197,22 @@ impl Analysis {
             skb_state: SkbStateUse::Off,
             paths: Paths::default(),
             tracking: Tracking::default(),
+            endpoint_names: EndpointNames::default(),
         }
+    }
+
+    /// Replaces the NAT candidates (a live cluster's Services, with the file's, as they change).
+    pub fn set_nat_candidates(&mut self, candidates: &candidates::Candidates) {
+        self.diagnoser.set_candidates(candidates);
+    }
+
+    /// Who the addresses of flow ends are (pods of a live cluster), for the reports.
+    pub fn set_endpoint_names(&mut self, names: EndpointNames) {
+        self.endpoint_names = names;
+    }
+
+    pub fn endpoint_names(&self) -> &EndpointNames {
+        &self.endpoint_names
     }
 
     /// NAT candidates (`--nat-candidates`): evidence the diagnosis may name a rewrite on.

@@ -37,6 +37,7 @@ mod printer;
 mod setup;
 mod sources;
 
+use crate::kube::Cluster;
 use printer::Printer;
 use setup::{Kernel, StopSignals, check_privileges, load_kernel, open_outputs, targets};
 use sources::{DropNaming, Raw, Run};
@@ -44,10 +45,17 @@ use sources::{DropNaming, Raw, Run};
 /// A verdict with the source it was seen at.
 type Received = (SourceId, Verdict, Option<Captured>);
 
-pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
+/// A live run; `agent`: as the node agent (JSON lines, Kubernetes in-cluster, Events).
+pub async fn run(args: &LiveArgs, kernel_log: bool, agent: bool) -> Result<()> {
+    let agent_args = agent.then(|| agent_stream(args));
+    let args = agent_args.as_ref().unwrap_or(args);
     let (namespaces, hooks) = targets(args)?;
     check_privileges(!args.netns.is_empty())?;
     let (capture, metrics, candidates) = open_outputs(args).await?;
+    let mut cluster = match setup::cluster_options(args, agent)? {
+        Some(opts) => Some(Cluster::start(&opts).await?),
+        None => None,
+    };
     // Signals first: a SIGTERM while loading or attaching must still run the cleanup below.
     let mut stop = StopSignals {
         int: signal(SignalKind::interrupt())?,
@@ -113,9 +121,14 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         &mut stop,
         metrics.as_ref().map(|(shared, _)| shared.clone()),
         capture,
-        candidates,
+        Nat {
+            file: candidates,
+            cluster: cluster.as_mut(),
+            agent,
+        },
     )
     .await;
+    drop(cluster);
     if let Some((_, server)) = metrics {
         server.abort();
     }
@@ -136,6 +149,16 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
         s.detach();
     }
     let _ = stop_reader.send(true);
+    join_readers(reader, drop_reader, logger).await;
+    print_the_rest(result?, &mut run, &mut events_rx, &mut drops_rx)
+}
+
+/// Waits for the ring readers to drain and end (they were told to stop).
+async fn join_readers(
+    reader: tokio::task::JoinHandle<Result<()>>,
+    drop_reader: Option<tokio::task::JoinHandle<Result<()>>>,
+    logger: Option<tokio::task::JoinHandle<()>>,
+) {
     match reader.await {
         Ok(Err(e)) => log::warn!("event reader: {e:#}"),
         Err(e) => log::warn!("event reader: {e}"),
@@ -149,7 +172,36 @@ pub async fn run(args: &LiveArgs, kernel_log: bool) -> Result<()> {
     if let Some(logger) = logger {
         logger.abort();
     }
-    print_the_rest(result?, &mut run, &mut events_rx, &mut drops_rx)
+}
+
+/// The agent's stream is for log shippers: JSON lines whatever `--format` says, lifecycle too.
+fn agent_stream(args: &LiveArgs) -> LiveArgs {
+    crate::report::notice::set_json_lines(true);
+    let mut args = args.clone();
+    args.format = Format::Json;
+    args
+}
+
+/// The cluster's changes since the last look (and the interfaces of this namespace attached
+/// now, for their pods), into the analysis.
+fn take_cluster_changes(
+    cluster: Option<&mut Cluster>,
+    file: Option<&Candidates>,
+    run: &Run,
+    printer: &mut Printer,
+) {
+    let mut interfaces: Vec<(u32, String)> = run
+        .sources
+        .iter()
+        .filter(|s| s.attachment.is_some() && run.namespaces[s.ns].label.is_empty())
+        .map(|s| (s.ifindex, s.iface.clone()))
+        .collect();
+    interfaces.sort();
+    interfaces.dedup();
+    if let Some((candidates, names)) = cluster.and_then(|c| c.changed(file, &interfaces)) {
+        printer.analysis.set_nat_candidates(&candidates);
+        printer.analysis.set_endpoint_names(names);
+    }
 }
 
 /// After the stop: what was still in flight, then the final summary.
@@ -186,6 +238,21 @@ fn print_the_rest(
     Ok(())
 }
 
+/// Where NAT candidates and pod names come from: `--nat-candidates`, and the cluster when one
+/// is followed.
+struct Nat<'c> {
+    file: Option<Candidates>,
+    cluster: Option<&'c mut Cluster>,
+    agent: bool,
+}
+
+/// The metrics snapshot now, with the cluster's part.
+fn snapshot(printer: &Printer, run: &Run, cluster: Option<&Cluster>) -> metrics::Snapshot {
+    let mut snapshot = printer.metrics_snapshot(&run.lifecycle);
+    snapshot.cluster = cluster.map(Cluster::metrics);
+    snapshot
+}
+
 /// What the event loop listens to besides signals and timers.
 struct Inputs<'r> {
     events: &'r mut mpsc::Receiver<Raw>,
@@ -200,6 +267,7 @@ fn become_ready(
     run: &mut Run,
     printer: &mut Printer,
     metrics: Option<&metrics::Shared>,
+    cluster: Option<&Cluster>,
 ) -> Result<()> {
     // A name without wildcards is a promise that the interface exists (in some namespace).
     for literal in args.ifaces.iter().filter(|p| !is_pattern(p)) {
@@ -214,7 +282,10 @@ fn become_ready(
         }
     }
     if run.sources.is_empty() {
-        eprintln!("checksum-audit: no interface matches yet; waiting for one to appear");
+        crate::report::notice::info(
+            "waiting",
+            "no interface matches yet; waiting for one to appear",
+        );
     }
     if let Some(path) = &args.ready_file {
         std::fs::write(path, b"ready\n")
@@ -224,8 +295,9 @@ fn become_ready(
         && let Ok(mut snapshot) = shared.lock()
     {
         run.refresh(&mut printer.analysis);
-        *snapshot = printer.metrics_snapshot(&run.lifecycle);
+        *snapshot = self::snapshot(printer, run, cluster);
     }
+    crate::report::notice::info("ready", "every program of the first scan is attached");
     Ok(())
 }
 
@@ -241,10 +313,17 @@ async fn audit<'a>(
     stop: &mut StopSignals,
     metrics: Option<metrics::Shared>,
     capture: Option<CaptureSink>,
-    candidates: Option<Candidates>,
+    Nat {
+        file: candidates,
+        mut cluster,
+        agent,
+    }: Nat<'_>,
 ) -> Result<Printer<'a>> {
     let view = (args.format == Format::Text && view::stdout_is_terminal()).then(LiveView::new);
     let mut printer = Printer::new(args, view, capture, run.skb_state.clone());
+    if agent {
+        printer.agent_mode();
+    }
     if let Some(c) = &candidates {
         printer.analysis.add_nat_candidates(c);
     }
@@ -270,7 +349,13 @@ async fn audit<'a>(
             () = stop.recv() => return Ok(printer),
         }
     }
-    become_ready(args, run, &mut printer, metrics.as_ref())?;
+    become_ready(
+        args,
+        run,
+        &mut printer,
+        metrics.as_ref(),
+        cluster.as_deref(),
+    )?;
     // Phase 2: steady state.
     let deadline = tokio::time::sleep(args.duration.unwrap_or(crate::cli::MAX_DURATION));
     tokio::pin!(deadline);
@@ -279,6 +364,8 @@ async fn audit<'a>(
     let mut redraw = tokio::time::interval(Duration::from_secs(1));
     // Metrics are refreshed once a second: kernel counters are read then, not per scrape.
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    // The cluster's changes (pods, Services) are taken at most once a second.
+    let mut cluster_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             Some(raw) = events_rx.recv() => {
@@ -309,6 +396,12 @@ async fn audit<'a>(
             _ = ticker.tick(), if printer.view.is_none() => {
                 run.refresh(&mut printer.analysis);
                 printer.summary(&run.lifecycle, false, &mut stdout)?;
+                if let Some(cluster) = cluster.as_deref() {
+                    cluster.report(&printer.analysis);
+                }
+            }
+            _ = cluster_tick.tick(), if cluster.is_some() => {
+                take_cluster_changes(cluster.as_deref_mut(), candidates.as_ref(), run, &mut printer);
             }
             _ = redraw.tick(), if printer.view.is_some() => {
                 run.refresh(&mut printer.analysis);
@@ -317,7 +410,7 @@ async fn audit<'a>(
             _ = refresh.tick(), if metrics.is_some() => {
                 run.refresh(&mut printer.analysis);
                 if let Some(shared) = &metrics && let Ok(mut snapshot) = shared.lock() {
-                    *snapshot = printer.metrics_snapshot(&run.lifecycle);
+                    *snapshot = self::snapshot(&printer, run, cluster.as_deref());
                 }
             }
             () = stop.recv() => break,

@@ -45,7 +45,17 @@ pub(super) struct Printer<'a> {
     /// Text lines printed per flow of `partial-ok` verdicts (listed with --show-offload, as
     /// offload-pending ones were, the first few per flow); bounded, past it they are only counted.
     partial_ok_lines: std::collections::HashMap<(SourceId, checksum_common::Layer, Flow), u64>,
+    /// Agent mode: no line per verdict, and a diagnosis line only when it is new or changed
+    /// (its mismatch count when last printed, by flow; bounded like the diagnoser).
+    agent: Option<Printed>,
 }
+
+/// What the agent last printed of each flow's diagnosis: its mismatches and name.
+type Printed =
+    std::collections::HashMap<(SourceId, checksum_common::Layer, Flow), (u64, &'static str)>;
+
+/// Most flows whose diagnosis lines the agent remembers having printed.
+const AGENT_PRINTED_FLOWS: usize = 100_000;
 
 /// Most flows whose `partial-ok` text lines are counted for `TEXT_LINES_PER_FLOW`.
 const PARTIAL_OK_FLOWS: usize = 10_000;
@@ -68,7 +78,13 @@ impl<'a> Printer<'a> {
             view,
             capture,
             partial_ok_lines: std::collections::HashMap::new(),
+            agent: None,
         }
+    }
+
+    /// The node agent's stream: diagnoses as they appear or change, kernel drops, lifecycle.
+    pub(super) fn agent_mode(&mut self) {
+        self.agent = Some(std::collections::HashMap::new());
     }
 
     /// Registers every new source with the analysis and, with `--pcap-out`, gives it its pcapng
@@ -124,8 +140,8 @@ impl<'a> Printer<'a> {
             }
             capture.write(source, &self.clock, v.timestamp_ns, captured, &comment);
         }
-        if self.view.is_some() {
-            return Ok(()); // the table shows it
+        if self.view.is_some() || self.agent.is_some() {
+            return Ok(()); // the table shows it; the agent logs diagnoses, not packets
         }
         // Partial checksums where they are normal are counted, and listed only on request.
         if v.kind == Kind::OffloadPending && sev == Severity::Expected && !self.args.show_offload {
@@ -236,7 +252,42 @@ impl<'a> Printer<'a> {
         metrics::Snapshot::of(&self.analysis, lifecycle)
     }
 
+    /// Agent mode: a diagnosis line for each flow whose diagnosis is new or changed.
+    fn agent_diagnoses(&mut self, out: &mut impl Write) -> Result<()> {
+        let Some(printed) = &mut self.agent else {
+            return Ok(());
+        };
+        for d in &self.analysis.diagnoses() {
+            let key = (d.source, d.layer, d.flow);
+            let now = (d.count, d.diagnosis.name());
+            let known = printed.contains_key(&key) || printed.len() < AGENT_PRINTED_FLOWS;
+            if known && printed.get(&key) != Some(&now) {
+                printed.insert(key, now);
+                writeln!(out, "{}", output::diagnosis_json(&self.analysis, d))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The periodic (`last` false) or final summary; the agent prints what changed of the
+    /// diagnoses instead of a periodic summary.
     pub(super) fn summary(
+        &mut self,
+        lifecycle: &Lifecycle,
+        last: bool,
+        out: &mut impl Write,
+    ) -> Result<()> {
+        if self.agent.is_some() {
+            self.agent_diagnoses(out)?;
+            if !last {
+                out.flush()?;
+                return Ok(());
+            }
+        }
+        self.full_summary(lifecycle, last, out)
+    }
+
+    fn full_summary(
         &mut self,
         lifecycle: &Lifecycle,
         last: bool,
@@ -254,7 +305,11 @@ impl<'a> Printer<'a> {
         let unlisted = gone.saturating_sub(LISTED_GONE);
         match self.args.format {
             Format::Json => {
-                let diagnoses = analysis.diagnoses();
+                let diagnoses = if self.agent.is_some() {
+                    Vec::new() // printed above as they changed
+                } else {
+                    analysis.diagnoses()
+                };
                 for d in &diagnoses {
                     writeln!(out, "{}", output::diagnosis_json(analysis, d))?;
                 }

@@ -228,3 +228,24 @@ pub(super) async fn open_outputs(
     };
     Ok((capture, metrics, candidates))
 }
+
+/// What to follow of a Kubernetes cluster: with `--kubeconfig`, or always in agent mode
+/// (in-cluster without it); Events only in agent mode.
+pub(super) fn cluster_options(
+    args: &LiveArgs,
+    agent: bool,
+) -> Result<Option<crate::kube::Options>> {
+    if !agent && args.kubeconfig.is_none() {
+        return Ok(None);
+    }
+    let Some(node) = crate::kube::Options::node_name(args.node_name.as_deref()) else {
+        anyhow::bail!(
+            "no node name: pass --node-name NAME or set NODE_NAME (the downward API's spec.nodeName)"
+        );
+    };
+    Ok(Some(crate::kube::Options {
+        kubeconfig: args.kubeconfig.clone(),
+        node,
+        events: agent.then_some(args.event_interval),
+    }))
+}

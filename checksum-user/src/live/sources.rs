@@ -21,6 +21,7 @@ use crate::{
         follow::Namespace,
         snmp::{CsumErrors, SnmpFiles},
     },
+    report::notice,
 };
 
 use super::Received;
@@ -222,12 +223,15 @@ impl Run {
     pub(super) fn add(&mut self, ns: usize, att: Attachment) {
         let id = source_id(self.sources.len());
         let name = self.namespaces[ns].display(&att.iface);
-        eprintln!(
-            "checksum-audit: auditing {name} (ifindex {}, {}) at {} ({})",
-            att.ifindex,
-            att.class.name(),
-            att.hook.name(),
-            att.mode
+        notice::info(
+            "attached",
+            &format!(
+                "auditing {name} (ifindex {}, {}) at {} ({})",
+                att.ifindex,
+                att.class.name(),
+                att.hook.name(),
+                att.mode
+            ),
         );
         self.lifecycle.attached += 1;
         self.by_slot.insert(att.slot, id);
@@ -290,9 +294,12 @@ impl Run {
             return; // it went away before anything was attached to it
         }
         self.lifecycle.detached_interface_gone += n;
-        eprintln!(
-            "checksum-audit: {} disappeared; detached (its counters stay in the summary)",
-            self.namespaces[ns].display(iface)
+        notice::info(
+            "detached",
+            &format!(
+                "{} disappeared; detached (its counters stay in the summary)",
+                self.namespaces[ns].display(iface)
+            ),
         );
     }
 
@@ -304,9 +311,12 @@ impl Run {
         let n = self.detach_in(ns, None);
         self.lifecycle.detached_namespace_gone += n;
         self.lifecycle.namespaces_gone += 1;
-        eprintln!(
-            "checksum-audit: network namespace {} was deleted; detached its {n} programs (their counters stay in the summary)",
-            self.namespaces[ns].label
+        notice::info(
+            "namespace-deleted",
+            &format!(
+                "network namespace {} was deleted; detached its {n} programs (their counters stay in the summary)",
+                self.namespaces[ns].label
+            ),
         );
     }
 
@@ -320,9 +330,6 @@ impl Run {
 
     /// A warning from namespace `ns`, prefixed with its name unless it is the current one.
     pub(super) fn warn(&self, ns: usize, error: anyhow::Error) {
-        eprintln!(
-            "checksum-audit: warning: {:#}",
-            self.in_namespace(ns, error)
-        );
+        notice::warning("warning", &format!("{:#}", self.in_namespace(ns, error)));
     }
 }

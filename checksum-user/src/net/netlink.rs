@@ -48,10 +48,11 @@ const NLMSG_HDRLEN: usize = 16;
 /// Link attributes kept for decoding (`linux/if_link.h`), each with the one nested attribute kept
 /// of it if it is a nest: all that `link_name`, `link_kind` and `xdp_slot.rs` read (`is_loopback`
 /// reads the fixed header).
-const KEPT_LINK_ATTRIBUTES: [(u16, Option<u16>); 3] = [
+const KEPT_LINK_ATTRIBUTES: [(u16, Option<u16>); 4] = [
     (3, None),     // IFLA_IFNAME
     (18, Some(1)), // IFLA_LINKINFO: IFLA_INFO_KIND
     (43, Some(4)), // IFLA_XDP: IFLA_XDP_PROG_ID
+    (37, None),    // IFLA_LINK_NETNSID: where a veth's peer is (pod identity)
 ];
 /// struct ifinfomsg, after the netlink header of a link message.
 const IFINFOMSG_LEN: usize = 16;
@@ -184,6 +185,59 @@ fn collect_links(socket: &Socket, multipart: bool) -> io::Result<Vec<LinkMessage
         if done || !multipart {
             return Ok(links);
         }
+    }
+}
+
+/// The id, in this namespace's numbering, of the namespace a link's peer lives in (a veth whose
+/// other end was moved into a pod's namespace); `None` for a link without one.
+pub fn link_netnsid(link: &LinkMessage) -> Option<i32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkNetNsId(id) if *id >= 0 => Some(*id),
+        _ => None,
+    })
+}
+
+/// The id this namespace gives the namespace `fd` refers to (`RTM_GETNSID` with
+/// `NETNSA_FD`), or `None` when it has none. Built by hand: the decoder is kept to link messages.
+pub fn nsid_of(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    use std::os::fd::AsRawFd as _;
+    const RTM_GETNSID: u16 = 90;
+    const RTM_NEWNSID: u16 = 88;
+    const NLMSG_ERROR: u16 = 2;
+    const NETNSA_NSID: u16 = 1;
+    const NETNSA_FD: u16 = 3;
+    let socket = connect()?;
+    let raw = u32::try_from(fd.as_raw_fd()).map_err(invalid)?;
+    // nlmsghdr (16), rtgenmsg padded (4), NETNSA_FD (8).
+    let mut msg = Vec::with_capacity(28);
+    msg.extend_from_slice(&28u32.to_ne_bytes());
+    msg.extend_from_slice(&RTM_GETNSID.to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[0; 4]);
+    msg.extend_from_slice(&8u16.to_ne_bytes());
+    msg.extend_from_slice(&NETNSA_FD.to_ne_bytes());
+    msg.extend_from_slice(&raw.to_ne_bytes());
+    socket.send(&msg, 0)?;
+    let (buf, _) = socket.recv_from_full()?;
+    let kind = buf
+        .get(4..6)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        .ok_or_else(|| invalid("short netlink reply"))?;
+    match kind {
+        NLMSG_ERROR => {
+            let code = buf
+                .get(16..20)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| invalid("short netlink error"))?;
+            Err(errno(code))
+        }
+        RTM_NEWNSID => Ok(attributes(buf.get(NLMSG_HDRLEN + 4..).unwrap_or_default())
+            .find(|a| attr_type(a) == NETNSA_NSID && a.len() >= 8)
+            .map(|a| i32::from_ne_bytes([a[4], a[5], a[6], a[7]]))
+            .filter(|id| *id >= 0)),
+        other => Err(invalid(format!("unexpected netlink reply type {other}"))),
     }
 }
 

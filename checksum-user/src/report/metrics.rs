@@ -61,6 +61,32 @@ pub struct DiagnosisCount {
     pub flows: u64,
 }
 
+/// Problem flows received by one pod, by diagnosis (the series with `namespace` and `pod`):
+/// bounded by the pods of the node times the diagnoses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDiagnosisCount {
+    pub namespace: String,
+    pub pod: String,
+    pub diagnosis: &'static str,
+    pub mismatches: u64,
+    pub flows: u64,
+}
+
+/// The Kubernetes API side (`--kubeconfig` or agent mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterMetrics {
+    /// Every watch has its first list: part of `/readyz`.
+    pub synced: bool,
+    /// Per resource: synced, gaps, errors, objects over the bound.
+    pub watches: Vec<(&'static str, bool, u64, u64, u64)>,
+    pub pods: u64,
+    pub services: u64,
+    pub events_created: u64,
+    pub events_updated: u64,
+    pub events_failed: u64,
+    pub events_deferred: u64,
+}
+
 /// Everything a scrape reports.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -81,6 +107,12 @@ pub struct Snapshot {
     pub broken_hops: BTreeMap<(String, String), u64>,
     /// Tracked flow halves now, and those expired over the run.
     pub tracking: crate::analysis::Tracking,
+    /// Problem flows by receiving pod (with a cluster view).
+    pub pods: Vec<PodDiagnosisCount>,
+    /// Audited interfaces named by pod: (iface, namespace, pod), for joins on `iface`.
+    pub interface_pods: Vec<(String, String, String)>,
+    /// With a cluster view: its watches and Events (filled by the live loop).
+    pub cluster: Option<ClusterMetrics>,
     /// When the live loop took it; `None` before it was ready (every namespace scanned and
     /// what matched attached), which is what `/readyz` answers.
     pub taken_at: Option<std::time::Instant>,
@@ -96,6 +128,11 @@ pub fn probe(path: &str, snapshot: &Snapshot) -> Option<(&'static str, String)> 
     let age = snapshot.taken_at.map(|t| t.elapsed());
     match path {
         "/readyz" => Some(match age {
+            Some(_) if snapshot.cluster.as_ref().is_some_and(|c| !c.synced) => (
+                "503 Service Unavailable",
+                "not ready: programs attached; waiting for the Kubernetes API watches to sync\n"
+                    .to_owned(),
+            ),
             Some(_) => ("200 OK", "ready\n".to_owned()),
             None => (
                 "503 Service Unavailable",
@@ -194,10 +231,55 @@ impl Snapshot {
                 _ => None,
             },
             broken_hops: broken_hops(analysis),
+            pods: pod_diagnoses(analysis),
+            interface_pods: {
+                let mut v: Vec<_> = analysis
+                    .endpoint_names()
+                    .interfaces()
+                    .map(|(iface, pod)| {
+                        let (ns, name) = pod.split_once('/').unwrap_or(("", pod));
+                        (iface.to_owned(), ns.to_owned(), name.to_owned())
+                    })
+                    .collect();
+                v.sort();
+                v
+            },
+            cluster: None,
             tracking: analysis.tracking(),
             taken_at: Some(std::time::Instant::now()),
         }
     }
+}
+
+/// Problem diagnoses by the pod that receives the flow (its destination's name).
+fn pod_diagnoses(analysis: &Analysis) -> Vec<PodDiagnosisCount> {
+    let names = analysis.endpoint_names();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut by: BTreeMap<(String, &'static str), (u64, u64)> = BTreeMap::new();
+    for d in analysis.diagnoses() {
+        if d.severity != Severity::Problem {
+            continue;
+        }
+        if let Some(pod) = names.name(d.flow.dst) {
+            let e = by.entry((pod.to_owned(), d.diagnosis.name())).or_default();
+            e.0 += d.count;
+            e.1 += 1;
+        }
+    }
+    by.into_iter()
+        .map(|((pod, diagnosis), (mismatches, flows))| {
+            let (namespace, pod) = pod.split_once('/').unwrap_or(("", &pod));
+            PodDiagnosisCount {
+                namespace: namespace.to_owned(),
+                pod: pod.to_owned(),
+                diagnosis,
+                mismatches,
+                flows,
+            }
+        })
+        .collect()
 }
 
 fn broken_hops(analysis: &Analysis) -> BTreeMap<(String, String), u64> {
@@ -256,6 +338,25 @@ struct DiagnosisLabels {
     hook: String,
     diagnosis: String,
     severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodLabels {
+    namespace: String,
+    pod: String,
+    diagnosis: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfacePodLabels {
+    iface: String,
+    namespace: String,
+    pod: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -558,9 +659,123 @@ pub fn render(s: &Snapshot) -> String {
         namespaces_gone,
     );
 
+    render_pods_and_cluster(s, &mut registry);
+
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
+}
+
+/// The join series naming audited interfaces by pod.
+fn render_interface_pods(s: &Snapshot, registry: &mut Registry) {
+    let interface_pods = Family::<InterfacePodLabels, Gauge>::default();
+    for (iface, namespace, pod) in &s.interface_pods {
+        interface_pods
+            .get_or_create(&InterfacePodLabels {
+                iface: iface.clone(),
+                namespace: namespace.clone(),
+                pod: pod.clone(),
+            })
+            .set(1);
+    }
+    registry.register(
+        "interface_pod",
+        "1 for each audited interface whose other end is in a pod's network namespace: join on \
+         iface to give any per-interface series its namespace and pod.",
+        interface_pods,
+    );
+}
+
+/// The series with pod labels, and the Kubernetes API's.
+fn render_pods_and_cluster(s: &Snapshot, registry: &mut Registry) {
+    let mismatches = Family::<PodLabels, Counter>::default();
+    let flows = Family::<PodLabels, Gauge>::default();
+    for p in &s.pods {
+        let labels = PodLabels {
+            namespace: p.namespace.clone(),
+            pod: p.pod.clone(),
+            diagnosis: p.diagnosis.into(),
+        };
+        mismatches.get_or_create(&labels).inc_by(p.mismatches);
+        flows
+            .get_or_create(&labels)
+            .set(i64::try_from(p.flows).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "pod_problem_mismatches",
+        "Mismatching packets of problem flows, by the pod on this node that receives them and \
+         their diagnosis.",
+        mismatches,
+    );
+    registry.register(
+        "pod_problem_flows",
+        "Problem flows, by the pod on this node that receives them and their diagnosis.",
+        flows,
+    );
+    render_interface_pods(s, registry);
+    let Some(c) = &s.cluster else {
+        return;
+    };
+    let synced = Family::<ResourceLabels, Gauge>::default();
+    let gaps = Family::<ResourceLabels, Counter>::default();
+    let errors = Family::<ResourceLabels, Counter>::default();
+    let overflow = Family::<ResourceLabels, Counter>::default();
+    for &(resource, is_synced, n_gaps, n_errors, n_overflow) in &c.watches {
+        let labels = ResourceLabels {
+            resource: resource.into(),
+        };
+        synced.get_or_create(&labels).set(i64::from(is_synced));
+        gaps.get_or_create(&labels).inc_by(n_gaps);
+        errors.get_or_create(&labels).inc_by(n_errors);
+        overflow.get_or_create(&labels).inc_by(n_overflow);
+    }
+    registry.register(
+        "kube_watch_synced",
+        "1 once the list+watch of this resource has its first full list.",
+        synced,
+    );
+    registry.register(
+        "kube_watch_gaps",
+        "Times the watch of this resource broke after working (disconnect, API server restart, \
+         expired resource version); it resumes by itself.",
+        gaps,
+    );
+    registry.register(
+        "kube_watch_errors",
+        "Failed list or watch attempts of this resource (retried with backoff).",
+        errors,
+    );
+    registry.register(
+        "kube_objects_over_bound",
+        "Objects of this resource not kept: its table was full.",
+        overflow,
+    );
+    let gauge = |v: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        g
+    };
+    registry.register("kube_pods", "Pods on this node known now.", gauge(c.pods));
+    registry.register("kube_services", "Services known now.", gauge(c.services));
+    let events = Family::<ReasonLabels, Counter>::default();
+    for (what, n) in [
+        ("created", c.events_created),
+        ("updated", c.events_updated),
+        ("failed", c.events_failed),
+        ("deferred", c.events_deferred),
+    ] {
+        events
+            .get_or_create(&ReasonLabels {
+                reason: what.into(),
+            })
+            .inc_by(n);
+    }
+    registry.register(
+        "kube_events",
+        "Kubernetes Event writes: created, updated (count grown), failed, and deferred by the \
+         rate limits (reason).",
+        events,
+    );
 }
 
 /// `PORT` or `:PORT` binds to loopback (the default, so metrics are not exposed by accident);
@@ -805,8 +1020,52 @@ mod tests {
                 live: 4,
                 expired: 6,
             },
+            pods: Vec::new(),
+            interface_pods: Vec::new(),
+            cluster: None,
             taken_at: None,
         }
+    }
+
+    #[test]
+    fn pod_series_carry_namespace_and_pod_and_readiness_waits_for_the_watches() {
+        let mut s = Snapshot {
+            taken_at: Some(std::time::Instant::now()),
+            pods: vec![PodDiagnosisCount {
+                namespace: "default".into(),
+                pod: "web-1".into(),
+                diagnosis: "stale-after-rewrite",
+                mismatches: 5,
+                flows: 1,
+            }],
+            interface_pods: vec![("veth0".into(), "default".into(), "gw".into())],
+            cluster: Some(ClusterMetrics {
+                synced: false,
+                watches: vec![("pods", false, 2, 7, 0)],
+                pods: 3,
+                services: 4,
+                events_created: 1,
+                ..ClusterMetrics::default()
+            }),
+            ..sample()
+        };
+        let text = render(&s);
+        for want in [
+            r#"checksum_audit_pod_problem_mismatches_total{namespace="default",pod="web-1",diagnosis="stale-after-rewrite"} 5"#,
+            r#"checksum_audit_pod_problem_flows{namespace="default",pod="web-1",diagnosis="stale-after-rewrite"} 1"#,
+            r#"checksum_audit_kube_watch_gaps_total{resource="pods"} 2"#,
+            r#"checksum_audit_kube_watch_synced{resource="pods"} 0"#,
+            r#"checksum_audit_kube_events_total{reason="created"} 1"#,
+            "checksum_audit_kube_pods 3",
+            r#"checksum_audit_interface_pod{iface="veth0",namespace="default",pod="gw"} 1"#,
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+        let (status, body) = probe("/readyz", &s).unwrap();
+        assert_eq!(status, "503 Service Unavailable");
+        assert!(body.contains("Kubernetes API"), "{body}");
+        s.cluster.as_mut().unwrap().synced = true;
+        assert_eq!(probe("/readyz", &s).unwrap().0, "200 OK");
     }
 
     #[test]

@@ -421,6 +421,9 @@ pub fn diagnoses_text(
             d.count,
             d.severity.name(),
         );
+        if !analysis.endpoint_names().is_empty() {
+            let _ = writeln!(out, "      who: {}", diagnosis_sentence(analysis, d));
+        }
         let _ = writeln!(out, "      why: {}", d.diagnosis.explanation());
         let _ = writeln!(out, "      next: {}", d.diagnosis.next_step());
         if let Some(kernel) = confirmation_text(d, analysis.drops_of(d)) {
@@ -671,7 +674,57 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
         ("next_step".into(), json!(d.diagnosis.next_step())),
         ("kernel_drops".into(), drops_json(analysis.drops_of(d))),
     ]);
+    let names = analysis.endpoint_names();
+    if !names.is_empty() {
+        obj.extend([
+            ("src_pod".into(), json!(names.name(d.flow.src))),
+            ("dst_pod".into(), json!(names.name(d.flow.dst))),
+            ("iface_pod".into(), json!(names.interface(&source.name))),
+            ("message".into(), json!(diagnosis_sentence(analysis, d))),
+        ]);
+    }
     Value::Object(obj)
+}
+
+/// A flow end as a sentence names it: `namespace/pod (address)` when a pod has the address.
+fn endpoint_text(analysis: &Analysis, ip: std::net::IpAddr) -> String {
+    match analysis.endpoint_names().name(ip) {
+        Some(pod) => format!("{pod} ({ip})"),
+        None => ip.to_string(),
+    }
+}
+
+/// One sentence with who and what: "default/web-7d9f (10.244.0.5) receives TCP from
+/// default/client (10.244.0.6) with checksums broken by the Service default/web rewrite
+/// (destination address:port 10.96.0.10:80 -> 10.244.0.5:8080); the kernel dropped 5 of 5
+/// (`TCP_CSUM` at `tcp_v4_rcv+0x1a0`)". The JSON `message`, and the Kubernetes Event's.
+pub fn diagnosis_sentence(analysis: &Analysis, d: &FlowDiagnosis) -> String {
+    let what = match d.diagnosis.likely_original() {
+        Some(r) => match r.evidence.service() {
+            Some(service) => format!(
+                "checksums broken by the Service {service} rewrite ({})",
+                r.describe()
+            ),
+            None => format!("checksums broken by a rewrite ({})", r.describe()),
+        },
+        None => format!("{} checksums", d.diagnosis.name()),
+    };
+    let kernel = match analysis.drops_of(d) {
+        KernelSays::NotTraced => String::new(),
+        KernelSays::NoDrop => "; no kernel drop of it seen".to_owned(),
+        KernelSays::Dropped(k) => format!(
+            "; the kernel dropped {} of {} ({})",
+            k.count,
+            d.count,
+            k.places_text()
+        ),
+    };
+    format!(
+        "{} receives {} from {} with {what}{kernel}",
+        endpoint_text(analysis, d.flow.dst),
+        d.layer.name().to_uppercase(),
+        endpoint_text(analysis, d.flow.src),
+    )
 }
 
 #[cfg(test)]

@@ -124,6 +124,14 @@ impl Diagnoser {
         }
     }
 
+    /// Replaces every NAT candidate with `candidates` (the live cluster view's Services change).
+    pub fn set_candidates(&mut self, candidates: &Candidates) {
+        self.supplied.clear();
+        self.supplied_per_shape.clear();
+        self.candidates.clear();
+        self.add_candidates(candidates);
+    }
+
     /// Adds NAT candidates (`--nat-candidates`): evidence for a rewrite whose original is one.
     pub fn add_candidates(&mut self, candidates: &Candidates) {
         for c in candidates.iter() {
