@@ -198,19 +198,24 @@ fn audit_ip<P: Packet>(
     let segment = unsafe { &mut (*pending).seg };
     if parse::is_ipv4(ethertype) {
         let ip = parse::ipv4(pkt, l3_off, segment)?;
-        if s.encap.inner == 0 {
+        let header_whole = if s.encap.inner == 0 {
             tunnel(pkt, segment, s);
+            true
         } else {
-            within_datagram(segment, s)?;
-        }
-        let header = check_ipv4_header(pkt, l3_off, &ip);
+            within_datagram(segment, s, l3_off, 20)?
+        };
+        let header = if header_whole {
+            check_ipv4_header(pkt, l3_off, &ip)
+        } else {
+            Verdict::unverifiable(Layer::Ipv4, ip.header_len)
+        };
         record(pkt, hook, &header, s);
     } else if parse::is_ipv6(ethertype) {
         parse::ipv6(pkt, l3_off, segment)?;
         if s.encap.inner == 0 {
             tunnel(pkt, segment, s);
         } else {
-            within_datagram(segment, s)?;
+            within_datagram(segment, s, l3_off, 40)?;
         }
     } else {
         if s.encap.inner == 0 {
@@ -286,19 +291,25 @@ fn tunnel<P: Packet>(pkt: &P, seg: &Segment, s: &mut SourceState) {
 }
 
 /// An inner packet lies within its outer UDP datagram (RFC 768: the datagram is its UDP length,
-/// whatever follows in the frame): headers that run past it are cut short, and a segment that
-/// does is not all here.
+/// whatever follows in the frame), and is read as if the frame ended there, as the outer packet is
+/// at the frame's end: a fixed IP header (`base` bytes) past it is cut short, a segment past it is
+/// not all here. Returns whether the IP headers (options, extension headers) all lie within it.
 #[inline(always)]
-fn within_datagram(seg: &mut Segment, s: &SourceState) -> Result<(), ParseError> {
+fn within_datagram(
+    seg: &mut Segment,
+    s: &SourceState,
+    l3_off: u32,
+    base: u32,
+) -> Result<bool, ParseError> {
     let end = bounded(s.inner_end, 0xffff);
-    let off = bounded(seg.off, OFFSET_MASK);
-    if off > end {
+    if l3_off + base > end {
         return Err(ParseError::Truncated);
     }
+    let off = bounded(seg.off, OFFSET_MASK);
     if off + bounded(seg.len, 0xffff) > end {
         seg.truncated = true;
     }
-    Ok(())
+    Ok(off <= end)
 }
 
 /// Entry `i` of `TUNNEL_PORTS`, read on its own: the verifier sees the frozen constant.

