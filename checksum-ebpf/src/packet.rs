@@ -377,13 +377,15 @@ fn source_slot<P: Packet>(pkt: &P, hook: u32) -> u32 {
 /// `audit::Pending`), bounded for the verifier, which knows nothing of such a value: an offset
 /// that may pass 64 KiB makes every packet access through it fail ("invalid access to packet,
 /// off=0 size=4, R5(id=220,off=0,r=0)": a comparison with `data_end` proves nothing for it). The
-/// empty asm hides the value from LLVM, which would otherwise drop the mask wherever it can tell
-/// the value is already in range, while the verifier, checking a different copy, cannot. The
-/// parser keeps offsets under `OFFSET_MASK` and lengths are 16-bit, so the masks change nothing.
+/// asm (one register move to itself) hides the value from LLVM, which would otherwise drop the
+/// mask wherever it can tell the value is already in range, while the verifier, checking a
+/// different copy, cannot. (An empty asm string gave the instruction no line of its own and the
+/// kernel refused the object: "Invalid line_info[371].insn_off:900 (prev_offset:900".) The parser
+/// keeps offsets under `OFFSET_MASK` and lengths are 16-bit, so the masks change nothing.
 #[inline(always)]
 pub fn bounded(value: u32, mask: u32) -> u32 {
     let mut v = value;
-    // SAFETY: an empty instruction sequence: reads and writes only `v`'s register.
+    // SAFETY: one move of `v`'s register to itself: it reads and writes nothing else.
     unsafe { core::arch::asm!("{0} = {0}", inout(reg) v, options(pure, nomem, nostack)) };
     v & mask
 }
