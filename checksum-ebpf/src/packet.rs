@@ -380,7 +380,7 @@ fn source_slot<P: Packet>(pkt: &P, hook: u32) -> u32 {
 /// asm (one register move to itself) hides the value from LLVM, which would otherwise drop the
 /// mask wherever it can tell the value is already in range, while the verifier, checking a
 /// different copy, cannot. (An empty asm string gave the instruction no line of its own and the
-/// kernel refused the object: "Invalid line_info[371].insn_off:900 (prev_offset:900".) The parser
+/// kernel refused the object: `Invalid line_info[371].insn_off:900 (prev_offset:900`.) The parser
 /// keeps offsets under `OFFSET_MASK` and lengths are 16-bit, so the masks change nothing.
 #[inline(always)]
 pub fn bounded(value: u32, mask: u32) -> u32 {
