@@ -655,7 +655,7 @@ pub fn diagnosis_json(analysis: &Analysis, d: &FlowDiagnosis) -> Value {
             json!(
                 d.diagnosis
                     .likely_original()
-                    .and_then(|r| r.evidence.service())
+                    .and_then(|r| r.service.as_deref())
             ),
         ),
         (
@@ -700,7 +700,7 @@ fn endpoint_text(analysis: &Analysis, ip: std::net::IpAddr) -> String {
 /// (`TCP_CSUM` at `tcp_v4_rcv+0x1a0`)". The JSON `message`, and the Kubernetes Event's.
 pub fn diagnosis_sentence(analysis: &Analysis, d: &FlowDiagnosis) -> String {
     let what = match d.diagnosis.likely_original() {
-        Some(r) => match r.evidence.service() {
+        Some(r) => match r.service.as_deref() {
             Some(service) => format!(
                 "checksums broken by the Service {service} rewrite ({})",
                 r.describe()

@@ -132,6 +132,9 @@ pub struct Rewrite {
     /// With `Evidence::Seen`: the hook that saw this very packet before the rewrite, where its
     /// path shows it (`Analysis::diagnoses`).
     pub seen_at: Option<String>,
+    /// The Service (or candidate label) whose address the original is, whatever evidence named
+    /// the rewrite: a rewrite seen hop by hop from a Service address is still that Service's.
+    pub service: Option<String>,
 }
 
 impl Rewrite {

@@ -429,6 +429,16 @@ fn best(mut found: Vec<Found>) -> Option<(Rewrite, Signature)> {
             b.original,
         ))
     });
+    // The Service of the best value, from its candidate entry, before dedup keeps only the
+    // entry with the strongest evidence (which may be `Seen`).
+    let service = found.first().and_then(|first| {
+        found
+            .iter()
+            .filter(|f| {
+                (f.signature, f.field, f.original) == (first.signature, first.field, first.original)
+            })
+            .find_map(|f| f.evidence.service().map(str::to_owned))
+    });
     found.dedup_by_key(|f| (f.signature, f.field, f.original));
     let first = found.first()?;
     let alternatives = found
@@ -443,6 +453,7 @@ fn best(mut found: Vec<Found>) -> Option<(Rewrite, Signature)> {
         evidence: first.evidence.clone(),
         alternatives,
         seen_at: None,
+        service,
     };
     Some((rewrite, first.signature))
 }

@@ -694,6 +694,7 @@ fn partial_updated_as_complete_then_completed_is_named_with_a_candidate() {
         ("10.96.0.10:80", "10.244.1.7:8080")
     );
     assert_eq!(r.evidence.service(), Some("default/web"));
+    assert_eq!(r.service.as_deref(), Some("default/web"));
     assert!(f.diagnosis.explanation().contains("counts twice"), "{f:#?}");
     assert!(
         f.diagnosis
@@ -722,6 +723,42 @@ fn partial_updated_as_complete_then_completed_is_named_when_the_original_is_seen
         f.diagnosis.likely_original().unwrap().evidence,
         Evidence::Seen
     );
+}
+
+/// Seen hop by hop and a Service's address too: the stronger evidence (seen) names the rewrite,
+/// and the Service is still named (the cluster test's case: the agent audits the client's veth).
+#[test]
+fn a_rewrite_seen_from_a_service_address_names_the_service() {
+    let mut d = Diagnoser::default();
+    d.add_candidates(&web_service(8080));
+    let pod = (v4("10.244.2.5"), 41895u16);
+    let before = Packet::new(TCP, pod, (v4(VIP), 80), payload(0));
+    d.observe(1, &before.verdict(before.pseudo()));
+    ovs_service_case(&mut d, 4);
+    let r = at_source(&d, 2)
+        .diagnosis
+        .likely_original()
+        .unwrap()
+        .clone();
+    assert_eq!(r.evidence, Evidence::Seen);
+    assert_eq!(r.service.as_deref(), Some("default/web"));
+}
+
+/// Seen, with no Service at that address: no Service is named.
+#[test]
+fn a_rewrite_seen_from_no_service_names_none() {
+    let mut d = Diagnoser::default();
+    let pod = (v4("10.244.2.5"), 41895u16);
+    let before = Packet::new(TCP, pod, (v4(VIP), 80), payload(0));
+    d.observe(1, &before.verdict(before.pseudo()));
+    ovs_service_case(&mut d, 4);
+    let r = at_source(&d, 2)
+        .diagnosis
+        .likely_original()
+        .unwrap()
+        .clone();
+    assert_eq!(r.evidence, Evidence::Seen);
+    assert_eq!(r.service, None);
 }
 
 #[test]
