@@ -17,7 +17,7 @@ use std::{
 
 use checksum_user::testkit::{
     dnat::{DnatLab, SERVER_IF, SERVICE_TCP_PORT, SERVICE_UDP_PORT},
-    kube::{Binaries, ControlPlane},
+    kube::{Binaries, ControlPlane, Pause},
     netns::NetNs,
 };
 use serde_json::{Value, json};
@@ -150,10 +150,7 @@ impl Agent {
 /// The cluster of the DNAT lab: the server is pod default/web, the client default/client, and
 /// the lab's service address is the Service default/web, whose UDP port names its target.
 fn populate(cp: &ControlPlane) {
-    cp.create(
-        "/api/v1/nodes",
-        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}),
-    );
+    cp.create_node(NODE);
     cp.create_pod("default", "web", NODE, "10.199.2.2");
     cp.create_pod("default", "client", NODE, "10.199.1.2");
     cp.create(
@@ -195,28 +192,6 @@ fn one_flow_in_two_bursts(lab: &DnatLab) {
     });
 }
 
-/// A sleeping process in a namespace, killed on drop.
-struct Pause(Child);
-
-impl Pause {
-    fn start(ns: &NetNs) -> Self {
-        Self(
-            ns.exec()
-                .args(["sleep", "120"])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("sleep in the namespace"),
-        )
-    }
-}
-
-impl Drop for Pause {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn metrics(ns: &NetNs) -> String {
     common::http_get(ns, "127.0.0.1:9465", "/metrics")
 }
@@ -235,7 +210,7 @@ fn the_agent_names_pods_and_the_service_and_posts_an_event_on_the_receiving_pod(
     // The middle hop as a pod too, with a process in its namespace (as a pod's pause process
     // is): the server's veth-s has its peer there, so the agent names veth-s by it.
     cp.create_pod("default", "gateway", NODE, "10.199.2.1");
-    let _pause = Pause::start(&lab.middle);
+    let _pause = Pause::start(&lab.middle, Duration::from_secs(120));
     let agent = Agent::start(
         &lab.server,
         &cp.kubeconfig("agent"),

@@ -3,7 +3,8 @@
 //! at TC ingress and egress. Measured: seconds until it is ready, seconds until an interface
 //! created afterwards is audited, and its memory (user RSS plus the kernel memory of its BPF maps
 //! and programs). Prints a table against the targets and writes bench/attach.json. A benchmark
-//! reports: a missed target is shown, not failed on.
+//! reports: a missed target is shown, not failed on. Then, unless `--pods 0`, the agent case
+//! (`bench_pods`), which shares this module's auditor guard and memory accounting.
 
 use std::{
     collections::BTreeMap,
@@ -24,7 +25,7 @@ use checksum_user::{
 use serde_json::{Value, json};
 
 use crate::{
-    release_binary, require_root,
+    bench_pods, release_binary, require_root,
     soak::{ip, rss_kib, wait_timeout},
     workspace_root,
 };
@@ -32,27 +33,29 @@ use crate::{
 pub struct Options {
     /// Interface counts (veth pairs) to measure, in order.
     pub sizes: Vec<u32>,
-    /// How long the auditor may take to be ready at one size.
+    /// How long the auditor may take to be ready at one size (and the agent with its pods).
     pub max_wait: Duration,
+    /// Pods on the node of the agent case; 0 skips it.
+    pub pods: u32,
 }
 
 /// How often readiness and new attachments are checked.
-const POLL: Duration = Duration::from_millis(5);
+pub(crate) const POLL: Duration = Duration::from_millis(5);
 /// Interfaces created once the auditor is ready, one after another.
 const NEW_IFACES: usize = 3;
 const NEW_IFACE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Stopping detaches every link and frees every object: generous, for N=500 on a busy machine.
 const STOP_TIMEOUT: Duration = Duration::from_secs(300);
 /// While waiting for ready, how often to say how far the auditor got.
-const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// Matches one end of every pair (`ba0`, `ba-new0`), never a peer (`bb0`).
 const PATTERN: &str = "ba*";
 /// The targets each row is reported against.
 const TARGET_N: u32 = 500;
-const TARGET_READY_S: f64 = 5.0;
+pub(crate) const TARGET_READY_S: f64 = 5.0;
 const TARGET_NEW_IFACE_S: f64 = 1.0;
-const TARGET_TOTAL_MIB: f64 = 64.0;
-const MIB: f64 = 1024.0 * 1024.0;
+pub(crate) const TARGET_TOTAL_MIB: f64 = 64.0;
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(opts: &Options) -> Result<()> {
     require_root("bench --attach")?;
@@ -78,6 +81,10 @@ pub fn run(opts: &Options) -> Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
+    let pods = match opts.pods {
+        0 => Ok(()),
+        n => bench_pods::run(&bin, n, opts.max_wait),
+    };
     let unclean: Vec<String> = rows
         .iter()
         .filter(|r| !r.clean_exit)
@@ -89,7 +96,7 @@ pub fn run(opts: &Options) -> Result<()> {
             unclean.join("; ")
         );
     }
-    Ok(())
+    pods
 }
 
 /// One size, from an empty namespace to a deleted one (the guards clean up on every path out).
@@ -147,6 +154,11 @@ fn add_pairs(ns: &NetNs, n: u32) -> Result<()> {
         );
         script
     });
+    ip_batch(ns, &script).with_context(|| format!("creating {n} veth pairs"))
+}
+
+/// `ip -n NS -batch -` with `script` (one `ip` command a line) on its stdin.
+pub(crate) fn ip_batch(ns: &NetNs, script: &str) -> Result<()> {
     let mut batch = Command::new("ip")
         .args(["-n", &ns.name, "-batch", "-"])
         .stdin(Stdio::piped())
@@ -162,19 +174,19 @@ fn add_pairs(ns: &NetNs, n: u32) -> Result<()> {
         .write_all(script.as_bytes())?;
     let out = batch.wait_with_output()?;
     if !out.status.success() {
-        bail!(
-            "creating {n} veth pairs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("ip -batch: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
 
 /// The auditor under test and its files. Dropping it kills a still-running auditor, so no
 /// program stays attached when the bench fails.
-struct Auditor {
+pub(crate) struct Auditor {
     child: Child,
     started: Instant,
+    /// What the progress messages call this run (`N=100`, `100 pods`).
+    label: String,
+    /// Interfaces it is to audit, at two hooks each.
     n: u32,
     ready: PathBuf,
     stdout: PathBuf,
@@ -184,24 +196,30 @@ struct Auditor {
 
 impl Auditor {
     fn start(bin: &Path, ns: &NetNs, n: u32) -> Result<Self> {
-        let base = std::env::temp_dir().join(format!("bench-attach-{}-{n}", std::process::id()));
+        let mut cmd = Command::new(bin);
+        cmd.args(["--netns", &ns.name, "--iface", PATTERN]).args([
+            "--hook",
+            "tc-ingress",
+            "--hook",
+            "tc-egress",
+            "--format",
+            "json",
+        ]);
+        Self::spawn(cmd, format!("N={n}"), n, &format!("bench-attach-{n}"))
+    }
+
+    /// Runs `cmd` (checksum-audit, directly or through `ip netns exec`, which execs it: the child
+    /// is the auditor) with `--ready-file` added, stdout and stderr to files named after `name`
+    /// in the temporary directory. `n`: the interfaces it is to audit.
+    pub(crate) fn spawn(mut cmd: Command, label: String, n: u32, name: &str) -> Result<Self> {
+        let base = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         let (ready, stdout, stderr) = (
             base.with_extension("ready"),
             base.with_extension("stdout"),
             base.with_extension("stderr"),
         );
         let _ = fs::remove_file(&ready);
-        let mut cmd = Command::new(bin);
-        cmd.args(["--netns", &ns.name, "--iface", PATTERN])
-            .args([
-                "--hook",
-                "tc-ingress",
-                "--hook",
-                "tc-egress",
-                "--format",
-                "json",
-            ])
-            .arg("--ready-file")
+        cmd.arg("--ready-file")
             .arg(&ready)
             .stdin(Stdio::null())
             .stdout(File::create(&stdout)?)
@@ -211,6 +229,7 @@ impl Auditor {
         Ok(Self {
             child,
             started,
+            label,
             n,
             ready,
             stdout,
@@ -219,12 +238,12 @@ impl Auditor {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Seconds from spawn until the ready file exists, or None when `max_wait` passed first.
-    fn wait_ready(&mut self, max_wait: Duration) -> Result<Option<f64>> {
+    pub(crate) fn wait_ready(&mut self, max_wait: Duration) -> Result<Option<f64>> {
         let mut next_progress = PROGRESS_EVERY;
         loop {
             if self.ready.exists() {
@@ -234,9 +253,9 @@ impl Auditor {
             let waited = self.started.elapsed();
             if waited >= max_wait {
                 eprintln!(
-                    "bench --attach: N={}: checksum-audit was not ready within --max-wait {} s \
+                    "bench --attach: {}: checksum-audit was not ready within --max-wait {} s \
                      ({} of {} attachments made); recording that and stopping it",
-                    self.n,
+                    self.label,
                     max_wait.as_secs(),
                     self.links(),
                     2 * self.n
@@ -245,8 +264,8 @@ impl Auditor {
             }
             if waited >= next_progress {
                 eprintln!(
-                    "bench --attach: N={}: not ready after {} s ({} of {} attachments made)",
-                    self.n,
+                    "bench --attach: {}: not ready after {} s ({} of {} attachments made)",
+                    self.label,
                     waited.as_secs(),
                     self.links(),
                     2 * self.n
@@ -264,7 +283,7 @@ impl Auditor {
     }
 
     /// Fails, with the end of its stderr, when the auditor has exited.
-    fn check_running(&mut self) -> Result<()> {
+    pub(crate) fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             let stderr = fs::read_to_string(&self.stderr).unwrap_or_default();
             let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
@@ -278,14 +297,24 @@ impl Auditor {
     }
 
     /// SIGTERM, as a service manager stops it, and its exit status.
-    fn stop(&mut self) -> Result<ExitStatus> {
+    pub(crate) fn stop(&mut self) -> Result<ExitStatus> {
         // SAFETY: plain syscall; no memory is passed.
         unsafe { libc::kill(self.pid().cast_signed(), libc::SIGTERM) };
         wait_timeout(&mut self.child, STOP_TIMEOUT)
     }
 
-    fn keep_logs(&mut self, keep: bool) {
+    pub(crate) fn keep_logs(&mut self, keep: bool) {
         self.keep_logs = keep;
+    }
+
+    /// When it was spawned, by the wall clock (what its lines' `ts` count).
+    pub(crate) fn spawned_at(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() - self.started.elapsed()
+    }
+
+    /// The file its stdout goes to.
+    pub(crate) fn stdout(&self) -> &Path {
+        &self.stdout
     }
 }
 
@@ -298,8 +327,8 @@ impl Drop for Auditor {
         let _ = fs::remove_file(&self.ready);
         if self.keep_logs {
             eprintln!(
-                "bench --attach: N={}: the auditor's output is in {} and {}",
-                self.n,
+                "bench --attach: {}: the auditor's output is in {} and {}",
+                self.label,
                 self.stdout.display(),
                 self.stderr.display()
             );
@@ -339,8 +368,8 @@ fn new_iface_latency(ns: &NetNs, auditor: &mut Auditor, k: usize) -> Result<Opti
         std::thread::sleep(POLL);
     }
     eprintln!(
-        "bench --attach: N={}: {iface} was not audited within {} s",
-        auditor.n,
+        "bench --attach: {}: {iface} was not audited within {} s",
+        auditor.label,
         NEW_IFACE_TIMEOUT.as_secs()
     );
     Ok(None)
@@ -349,7 +378,7 @@ fn new_iface_latency(ns: &NetNs, auditor: &mut Auditor, k: usize) -> Result<Opti
 /// Whether our programs are on `iface`'s TCX ingress and egress. Asked with `BPF_PROG_QUERY` from
 /// a thread in the namespace rather than bpftool: forking every 5 ms would take CPU from the
 /// auditor being timed, and bpftool 7.1 does not list TCX attachments.
-fn audited(ns: &NetNs, iface: &str) -> bool {
+pub(crate) fn audited(ns: &NetNs, iface: &str) -> bool {
     let progs = ns.tcx_programs(iface);
     progs.contains(&format!("ingress:{AUDIT_TC_INGRESS}"))
         && progs.contains(&format!("egress:{AUDIT_TC_EGRESS}"))
@@ -357,15 +386,15 @@ fn audited(ns: &NetNs, iface: &str) -> bool {
 
 /// The auditor's BPF objects by kernel id, with their `memlock` bytes (None while unknown).
 #[derive(Default)]
-struct BpfObjects {
-    progs: BTreeMap<u64, Option<u64>>,
-    maps: BTreeMap<u64, Option<u64>>,
-    links: usize,
+pub(crate) struct BpfObjects {
+    pub(crate) progs: BTreeMap<u64, Option<u64>>,
+    pub(crate) maps: BTreeMap<u64, Option<u64>>,
+    pub(crate) links: usize,
 }
 
 impl BpfObjects {
     /// Everything the process holds, completed with what only bpftool knows.
-    fn held_by(pid: u32) -> Result<Self> {
+    pub(crate) fn held_by(pid: u32) -> Result<Self> {
         let mut objects = Self::scan(pid)?;
         objects.complete()?;
         Ok(objects)
@@ -438,11 +467,11 @@ impl BpfObjects {
         Ok(())
     }
 
-    fn prog_bytes(&self) -> u64 {
+    pub(crate) fn prog_bytes(&self) -> u64 {
         self.progs.values().flatten().sum()
     }
 
-    fn map_bytes(&self) -> u64 {
+    pub(crate) fn map_bytes(&self) -> u64 {
         self.maps.values().flatten().sum()
     }
 }
@@ -551,7 +580,7 @@ impl Row {
     }
 }
 
-fn verdict(value: f64, target: f64) -> &'static str {
+pub(crate) fn verdict(value: f64, target: f64) -> &'static str {
     if value <= target { "PASS" } else { "over" }
 }
 
@@ -657,7 +686,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-fn catch_interrupts() {
+pub(crate) fn catch_interrupts() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: `on_interrupt` is an extern "C" fn(c_int) that only stores to an atomic, which is
         // async-signal-safe.
@@ -665,8 +694,12 @@ fn catch_interrupts() {
     }
 }
 
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+pub(crate) fn check_interrupted() -> Result<()> {
+    if interrupted() {
         bail!("interrupted");
     }
     Ok(())

@@ -10,6 +10,7 @@ mod bench;
 mod bench_attach;
 mod bench_iperf;
 mod bench_live;
+mod bench_pods;
 mod bench_userspace;
 mod cluster;
 mod demo;
@@ -70,6 +71,7 @@ enum Cmd {
         /// Attaching at scale: for each of --sizes, that many veth pairs in a namespace of its
         /// own, audited at TC ingress and egress by the release binary. Seconds until ready and
         /// until a new interface is audited, user RSS and BPF kernel memory; bench/attach.json.
+        /// Then the node agent with --pods pods against a real API server; bench/pods.json.
         #[arg(long, conflicts_with_all = ["userspace", "live"])]
         attach: bool,
         /// Interface counts to measure, comma-separated (with --attach).
@@ -91,6 +93,16 @@ enum Cmd {
             value_parser = clap::value_parser!(u64).range(1..)
         )]
         max_wait: u64,
+        /// Pods on the node of the agent case, after the sizes (with --attach): that many pod
+        /// namespaces and Pod objects, the agent naming each one's veth; 0 skips it. Needs the
+        /// control-plane binaries of scripts/k8s/build.sh.
+        #[arg(
+            long,
+            default_value_t = 100,
+            requires = "attach",
+            value_parser = clap::value_parser!(u32).range(0..=10_000)
+        )]
+        pods: u32,
     },
     /// Differential test: generated and mutated frames through the kernel program, compared with
     /// the reference verifier; disagreements are printed with a replayable seed and saved as pcap.
@@ -146,10 +158,12 @@ fn main() -> ExitCode {
             attach: true,
             sizes,
             max_wait,
+            pods,
             ..
         } => bench_attach::run(&bench_attach::Options {
             sizes,
             max_wait: Duration::from_secs(max_wait),
+            pods,
         }),
         Cmd::Bench { repeat, .. } => bench::run(repeat),
         Cmd::Fuzz {

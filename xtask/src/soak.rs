@@ -267,7 +267,7 @@ fn soak(bin: &Path, pair: &VethPair, opts: &Options) -> Result<Outcome> {
 
 /// A sample, and the metrics text it came from.
 fn sample(t0: Instant, pid: u32, ns: &NetNs) -> Result<(Sample, String)> {
-    let metrics = scrape(ns)?;
+    let metrics = scrape(ns, METRICS_PORT)?;
     let sum = |name: &str| metric_sum(&metrics, name);
     let sample = Sample {
         t: t0.elapsed().as_secs_f64(),
@@ -282,19 +282,24 @@ fn sample(t0: Instant, pid: u32, ns: &NetNs) -> Result<(Sample, String)> {
 }
 
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A `NAME:  N kB` field of /proc/PID/status (`VmRSS`, `VmHWM`: the peak RSS).
+pub fn status_kib(pid: u32, name: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
+        .with_context(|| format!("no {name} in /proc/{pid}/status"))
 }
 
-/// GET /metrics from inside `ns`, where the auditor's loopback is.
-fn scrape(ns: &NetNs) -> Result<String> {
+/// GET /metrics from 127.0.0.1:`port` inside `ns`, where the auditor's loopback is.
+pub fn scrape(ns: &NetNs, port: u16) -> Result<String> {
     use std::io::{Read, Write};
-    ns.run(|| -> std::io::Result<String> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
+    ns.run(move || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         write!(s, "GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n")?;
         let mut response = String::new();

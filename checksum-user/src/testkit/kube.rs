@@ -382,6 +382,14 @@ impl ControlPlane {
         self.send("POST", collection, "application/json", object)
     }
 
+    /// Creates the Node object `name` (no kubelet registers one).
+    pub fn create_node(&self, name: &str) {
+        self.create(
+            "/api/v1/nodes",
+            &serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}),
+        );
+    }
+
     /// Creates a Pod on `node` and sets its IP through the status subresource, as a kubelet
     /// would.
     pub fn create_pod(&self, namespace: &str, name: &str, node: &str, ip: &str) {
@@ -430,6 +438,31 @@ impl ControlPlane {
             ),
             (&["events"], &["create", "patch"]),
         ]);
+    }
+}
+
+/// A pod's pause process, as the agent finds pods (`/proc/*/ns/net` with hostPID): a `sleep` in
+/// the pod's namespace, killed on drop. It ends by itself after `lifetime`, so that a run killed
+/// before it could clean up leaves nothing behind for long.
+pub struct Pause(Child);
+
+impl Pause {
+    pub fn start(ns: &NetNs, lifetime: Duration) -> Self {
+        Self(
+            ns.exec()
+                .args(["sleep", &lifetime.as_secs().max(1).to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("sleep in the namespace"),
+        )
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
