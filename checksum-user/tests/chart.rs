@@ -80,8 +80,8 @@ fn render(helm: &Path, extra: &[&str]) -> String {
     )
 }
 
-/// The value sets the tests render: defaults, the cluster test's override, the future agent
-/// mode, and explicit interface patterns with XDP.
+/// The value sets the tests render: defaults (agent mode), the cluster test's override, the plain
+/// live auditor, and explicit interface patterns with XDP.
 fn variants() -> Vec<(&'static str, Vec<String>)> {
     let ci = chart().join("ci/docker-20.10-values.yaml");
     let cluster = chart().join("ci/test-cluster-values.yaml");
@@ -101,8 +101,8 @@ fn variants() -> Vec<(&'static str, Vec<String>)> {
             ],
         ),
         (
-            "agent mode",
-            vec!["--set".into(), "agent.enabled=true".into()],
+            "plain auditor",
+            vec!["--set".into(), "agent.enabled=false".into()],
         ),
         (
             "patterns and xdp",
@@ -263,8 +263,6 @@ fn production_values_are_least_privilege_and_the_override_swaps_only_bpf_and_per
             .join("\n")
     };
     assert_eq!(strip(&defaults), strip(&overridden));
-    assert!(!render(&helm, &[]).contains("- agent\n"));
-    assert!(
-        render(&helm, &["--set", "agent.enabled=true"]).contains("args:\n            - agent\n")
-    );
+    assert!(render(&helm, &[]).contains("args:\n            - agent\n"));
+    assert!(!render(&helm, &["--set", "agent.enabled=false"]).contains("- agent\n"));
 }

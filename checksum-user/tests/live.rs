@@ -71,13 +71,7 @@ fn bad_frames_from_the_peer_arrive_as_events_on_every_ingress_hook() {
     pair.a.run(move || send_raw_frames(VETH_A, &raw));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let done = run.stop(libc::SIGTERM);
-    assert!(
-        done.status.success(),
-        "exit {}: {}",
-        done.status,
-        done.stderr
-    );
-    common::assert_matches_schema(&done.lines);
+    done.assert_clean();
     let verdicts = done.verdicts();
     for hook in ["xdp", "tc-ingress"] {
         for (_, layer, kind, got, want) in &frames {
@@ -842,8 +836,7 @@ fn a_stale_dnat_is_diagnosed_on_the_hops_naming_the_service_address() {
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let done = run.stop(libc::SIGTERM);
-    assert!(done.status.success(), "{}", done.stderr);
-    common::assert_matches_schema(&done.lines);
+    done.assert_clean();
     let server_if = format!("{}/{SERVER_IF}", lab.server.name);
     let diagnoses: Vec<_> = done
         .lines
@@ -1081,8 +1074,7 @@ fn a_nat_that_breaks_a_partial_checksum_is_a_problem_at_its_own_hop() {
         assert!(!lab.traffic(), "{l4:?}: the service answered");
         std::thread::sleep(std::time::Duration::from_millis(300));
         let done = run.stop(libc::SIGTERM);
-        assert!(done.status.success(), "{}", done.stderr);
-        common::assert_matches_schema(&done.lines);
+        done.assert_clean();
         let verdicts = done.verdicts();
         for (layer, port) in [("udp", SERVICE_UDP_PORT), ("tcp", SERVICE_TCP_PORT)] {
             let broken: Vec<_> = verdicts

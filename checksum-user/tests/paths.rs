@@ -37,8 +37,7 @@ fn audit(lab: &DnatLab) -> (Vec<Value>, String) {
         body
     };
     let done = run.stop(libc::SIGTERM);
-    assert!(done.status.success(), "{}", done.stderr);
-    common::assert_matches_schema(&done.lines);
+    done.assert_clean();
     (done.lines, scrape)
 }
 

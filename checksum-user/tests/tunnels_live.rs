@@ -69,13 +69,7 @@ fn real_traffic_through_a_tunnel_has_no_problems(tx: &str, port: u16) {
         (server.stop(libc::SIGINT), VETH_B),
         (client.stop(libc::SIGTERM), VETH_A),
     ] {
-        assert!(
-            done.status.success(),
-            "exit {}: {}",
-            done.status,
-            done.stderr
-        );
-        common::assert_matches_schema(&done.lines);
+        done.assert_clean();
         let verdicts = done.verdicts();
         let problems = problems(&verdicts);
         assert!(
@@ -173,13 +167,7 @@ fn broken_tunnelled_frames_are_problems_with_the_inner_flow_and_vni() {
     pair.a.run(move || send_raw_frames(VETH_A, &frames));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let done = run.stop(libc::SIGTERM);
-    assert!(
-        done.status.success(),
-        "exit {}: {}",
-        done.status,
-        done.stderr
-    );
-    common::assert_matches_schema(&done.lines);
+    done.assert_clean();
     let verdicts = done.verdicts();
     let find = |layer: &str, level: &str, kind: &str| {
         verdicts

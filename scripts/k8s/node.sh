@@ -129,11 +129,12 @@ printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$pause/Docke
 DOCKER_BUILDKIT=0 docker_ build -q -t csa-pause:1 "$pause" >/dev/null
 
 # Pod networking for pods without hostNetwork: Debian's CNI plugins, a bridge inside this network
-# namespace (created by the plugin here, never on the host) and addresses from a test subnet.
+# namespace (created by the plugin here, never on the host) and addresses from a test subnet. Pods
+# route everything through the bridge (isDefaultGateway), so Service addresses reach the node.
 mkdir -p "$DIR/cni/net.d" "$DIR/cni/cache"
 cat >"$DIR/cni/net.d/10-csa.conflist" <<CNI
 {"cniVersion": "0.4.0", "name": "csa-pods", "plugins": [
-  {"type": "bridge", "bridge": "csa-br0", "isGateway": true, "ipMasq": false,
+  {"type": "bridge", "bridge": "csa-br0", "isGateway": true, "isDefaultGateway": true, "ipMasq": false,
    "ipam": {"type": "host-local", "dataDir": "$DIR/cni/ipam",
             "ranges": [[{"subnet": "${POD_SUBNET:-10.199.10.0/24}"}]]}}]}
 CNI

@@ -1,14 +1,23 @@
 //! The cluster test (`cargo xtask cluster`, and a step of `./x test`): a real single-node
 //! Kubernetes v1.20.2 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, dockerd and
-//! the kubelet; scripts/k8s/node.sh) inside a network namespace of its own with only `lo` and two
-//! test-made veths up, and no route out. It loads the image, checks the plain manifest with
-//! `kubectl apply --dry-run=server`, installs the chart, waits for `rollout status`, asserts the
-//! agent pod is Running with exactly the capabilities asked for, its programs attached to the
-//! veths, its metrics served, and bad UDP checksums sent between the veths counted there and logged
-//! as JSON in the pod's log; that a pod with its own network (a CNI bridge in the namespace) is
-//! audited on its veth as it comes and detached as it goes; then deletes the `DaemonSet` and asserts nothing stays attached,
-//! and tears the cluster down: no process left in the namespace, the namespace, its cgroups and
-//! every mount gone. Everything is removed on failure too.
+//! the kubelet; scripts/k8s/node.sh) inside a network namespace of its own with only `lo`, two
+//! test-made veths and a CNI bridge for pods up, and no route out. It loads the image, checks the
+//! plain manifest with `kubectl apply --dry-run=server`, installs the chart (the agent,
+//! in-cluster through its service account), waits for `rollout status`, and asserts:
+//! - the agent pod Running with exactly the capabilities asked for, its token granted what the
+//!   `ClusterRole` says and no more, its programs attached, `/readyz` and `/metrics` served, bad
+//!   UDP checksums between the veths counted and logged as JSON in the pod's log;
+//! - a new pod's veth audited within 2 s of its appearance, and detached when the pod goes;
+//! - two pods, a `ClusterIP` Service and a faulty DNAT of the Service address (the fault
+//!   injector): the agent's JSON log names both pods and the Service in a rewrite diagnosis and
+//!   the receiving pod's kernel drop, `kubectl get events` shows the Event on that pod, the
+//!   metrics carry its `namespace`/`pod` labels;
+//! - with `create events` taken from its `ClusterRole`, the agent goes on diagnosing and says the
+//!   missing permission once;
+//! - deleting the `DaemonSet` leaves nothing attached.
+//!
+//! Then it tears the cluster down: no process left in the namespace, the namespace, its cgroups
+//! and every mount gone. Everything is removed on failure too.
 //!
 //! The node runs Docker 20.10, which does not know `CAP_BPF` or `CAP_PERFMON`: the chart is
 //! installed with deploy/helm/checksum-audit/ci/docker-20.10-values.yaml, which swaps those two
@@ -18,11 +27,15 @@ use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::testkit::netns::NetNs;
+use checksum_user::testkit::{
+    dnat::{Injector, L4Update, StaleDnat, TcAttachType, attach_stale_dnat},
+    netns::{NetNs, spawn_in},
+};
 
 use crate::{image::remove_tree, workspace_root};
 
@@ -288,6 +301,13 @@ impl Cluster {
         self.check_metrics()?;
         self.check_audit()?;
         self.check_pod_network()?;
+        let lab = self.start_service_lab()?;
+        self.check_service_rewrite(&lab)?;
+        self.check_rbac_reduced(&lab)?;
+        drop(lab);
+        for pod in ["web", "client"] {
+            self.kubectl(&["delete", "pod", pod, "-n", "default", "--grace-period=1"])?;
+        }
 
         // Deleting the `DaemonSet` stops the agent, and with it every program it attached.
         self.kubectl(&["delete", "daemonset", "checksum-audit", "-n", NAMESPACE])?;
@@ -325,6 +345,35 @@ impl Cluster {
             "xtask: kubelet log (last lines):\n{}",
             self.tail("logs/kubelet.log")
         );
+        let objects = self.pod_log_objects();
+        let last: Vec<String> = objects[objects.len().saturating_sub(15)..]
+            .iter()
+            .map(|o| o.to_string().chars().take(400).collect())
+            .collect();
+        eprintln!(
+            "xtask: the agent's log (last objects):\n{}",
+            last.join("\n")
+        );
+        if let Ok(metrics) = self.scrape("/metrics") {
+            // Series with a value, of interfaces and pods (not the many zeros).
+            let counted: Vec<&str> = metrics
+                .lines()
+                .filter(|l| {
+                    (l.contains("iface=\"") || l.contains("pod=\""))
+                        && !l.ends_with(" 0")
+                        && !l.starts_with("checksum_audit_attached")
+                })
+                .collect();
+            eprintln!("xtask: /metrics (non-zero):\n{}", counted.join("\n"));
+        }
+        for args in [&["route"][..], &["-s", "link"][..]] {
+            let mut c = Command::new("ip");
+            c.args(["-n", &self.name]).args(args);
+            match Self::output(c) {
+                Ok(out) => eprintln!("xtask: ip {}:\n{out}", args.join(" ")),
+                Err(e) => eprintln!("xtask: ip {}: {e:#}", args.join(" ")),
+            }
+        }
     }
 
     /// Processes named checksum-audit in the node namespace (the agent's container).
@@ -469,17 +518,24 @@ impl Cluster {
     }
 
     /// Bad UDP checksums sent from one veth to the other are counted at the receiver's ingress
-    /// (metrics) and logged as JSON on the pod's stdout (the kubelet's pod log).
+    /// (metrics) and diagnosed in the agent's JSON log on the pod's stdout (the kubelet's pod log).
     fn check_audit(&self) -> Result<()> {
         use checksum_user::testkit::{
             frames::{UDP, segment, v4_frame},
             netns::send_raw_frames,
         };
         const SENT: u64 = 3;
-        let mut frame = v4_frame(&[], UDP, segment(UDP, 64), &[]);
-        let want = frame.checksum;
-        frame.set_field(want ^ 0x1111);
-        let frames = vec![frame.bytes; usize::try_from(SENT).expect("small")];
+        // Payloads of different sizes: a diagnosis needs mismatches that are not one packet
+        // repeated.
+        let frames: Vec<Vec<u8>> = (0..SENT)
+            .map(|i| {
+                let len = 64 + 7 * usize::try_from(i).expect("small");
+                let mut frame = v4_frame(&[], UDP, segment(UDP, len), &[]);
+                let want = frame.checksum;
+                frame.set_field(want ^ 0x1111);
+                frame.bytes
+            })
+            .collect();
         self.ns().run(move || send_raw_frames(VETHS[0], &frames));
         let prefix = format!(
             "checksum_audit_mismatches_total{{iface=\"{}\",hook=\"tc-ingress\",layer=\"udp\",kind=\"corrupt\"}} ",
@@ -508,88 +564,73 @@ impl Cluster {
             "xtask: after {SENT} bad UDP checksums {} -> {}: {seen}",
             VETHS[0], VETHS[1]
         );
-        let mut line = String::new();
-        self.poll(
-            "the mismatch in the pod's JSON log",
-            Duration::from_secs(10),
-            || {
-                line = self
-                    .pod_log_objects()
-                    .into_iter()
-                    .find(|o| {
-                        o["iface"] == VETHS[1] && o["layer"] == "udp" && o["kind"] == "corrupt"
-                    })
-                    .map(|o| o.to_string())
-                    .unwrap_or_default();
-                Ok(!line.is_empty())
-            },
-        )?;
+        let line = self.wait_log("the diagnosis in the pod's JSON log", |o| {
+            o["type"] == "diagnosis" && o["iface"] == VETHS[1] && o["layer"] == "udp"
+        })?;
         eprintln!("xtask: pod log: {line}");
         Ok(())
     }
 
     /// A pod with a network of its own (CNI bridge): it gets an address of the pod subnet, the agent
-    /// attaches to its host-side veth as it appears, and detaches when the pod is deleted.
+    /// attaches to its host-side veth within 2 s of the veth's appearance, and detaches when the
+    /// pod is deleted.
     fn check_pod_network(&self) -> Result<()> {
-        let pod = ["--namespace", "default", "csa-pod"];
         self.kubectl(&[
             "run",
-            pod[2],
-            pod[0],
-            pod[1],
+            "csa-pod",
+            "--namespace=default",
             "--image=csa-pause:1",
             "--image-pull-policy=Never",
             "--restart=Never",
         ])?;
         let created = Instant::now();
-        let mut ip = String::new();
-        self.poll("the pod Running", Duration::from_secs(60), || {
-            let out = self.kubectl(&[
-                "get",
-                "pod",
-                pod[2],
-                pod[0],
-                pod[1],
-                "-o",
-                "jsonpath={.status.phase} {.status.podIP}",
-            ])?;
-            out.strip_prefix("Running ")
-                .unwrap_or_default()
-                .clone_into(&mut ip);
-            Ok(!ip.is_empty())
-        })?;
-        if !ip.starts_with(POD_PREFIX) {
-            bail!("pod IP {ip} is not in {POD_PREFIX}0/24");
-        }
-        let veths = Self::output({
-            let mut c = Command::new("ip");
-            c.args(["-n", &self.name, "-o", "link", "show", "master", BRIDGE]);
-            c
-        })?;
-        let Some(veth) = veths
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|name| name.split('@').next().unwrap_or(name).to_owned())
-            .next()
-        else {
-            bail!("no veth on {BRIDGE}: {veths:?}");
-        };
+        let mut veth = String::new();
+        let mut appeared = created;
+        self.poll(
+            "the pod's veth on the bridge",
+            Duration::from_secs(60),
+            || {
+                // The CNI plugin makes the bridge with the first pod: until then, no veth.
+                let out = Self::output({
+                    let mut c = Command::new("ip");
+                    c.args(["-n", &self.name, "-o", "link", "show", "master", BRIDGE]);
+                    c
+                })
+                .unwrap_or_default();
+                out.lines()
+                    .filter_map(|l| l.split(": ").nth(1))
+                    .map(|name| name.split('@').next().unwrap_or(name))
+                    .next()
+                    .unwrap_or_default()
+                    .clone_into(&mut veth);
+                appeared = Instant::now();
+                Ok(!veth.is_empty())
+            },
+        )?;
         let series = |hook: &str| {
             format!("checksum_audit_attached{{iface=\"{veth}\",hook=\"{hook}\",mode=\"tcx\"}} 1")
         };
-        let running = created.elapsed();
-        self.poll("the pod's veth audited", Duration::from_secs(10), || {
+        self.poll("the new pod's veth audited", Duration::from_secs(2), || {
             let metrics = self.scrape("/metrics")?;
             Ok(metrics.contains(&series("tc-ingress")) && metrics.contains(&series("tc-egress")))
         })?;
+        let audited = appeared.elapsed();
+        let ip = self.pod_ip("csa-pod")?;
         eprintln!(
-            "xtask: pod default/csa-pod ({ip}) Running after {:.1} s; its veth {veth} audited at \
-             both hooks {:.1} s later",
-            running.as_secs_f64(),
-            (created.elapsed().as_secs_f64() - running.as_secs_f64())
+            "xtask: pod default/csa-pod ({ip}): its veth {veth} on {BRIDGE} {:.1} s after \
+             `kubectl run`, audited at both hooks {:.2} s after that",
+            (appeared - created).as_secs_f64(),
+            audited.as_secs_f64()
         );
         let deleted = Instant::now();
-        self.kubectl(&["delete", "pod", pod[2], pod[0], pod[1], "--grace-period=1"])?;
+        self.kubectl(&[
+            "delete",
+            "pod",
+            "csa-pod",
+            "-n",
+            "default",
+            "--grace-period=1",
+        ])?;
         self.poll("the pod's veth detached", Duration::from_secs(60), || {
             let metrics = self.scrape("/metrics")?;
             Ok(!metrics.contains(&format!("iface=\"{veth}\"")))
@@ -600,6 +641,297 @@ impl Cluster {
             deleted.elapsed().as_secs_f64()
         );
         Ok(())
+    }
+
+    /// The case this project was started for, in a real cluster: a client pod reaches the
+    /// `ClusterIP` Service `default/web` (80 -> 8080) in front of the pod `default/web`, through a
+    /// faulty DNAT (the fault injector, after the agent at the client's host-side veth ingress)
+    /// that rewrites the Service address and port but leaves the TCP checksum stale. The web
+    /// pod's kernel drops the SYNs (`TCP_CSUM`). This sets it up; the checks follow. The injector
+    /// stays attached until the lab is dropped.
+    fn start_service_lab(&self) -> Result<ServiceLab> {
+        self.kubectl(&[
+            "create",
+            "service",
+            "clusterip",
+            "web",
+            "-n",
+            "default",
+            "--tcp=80:8080",
+        ])?;
+        for (pod, labels) in [("web", "app=web"), ("client", "app=client")] {
+            self.kubectl(&[
+                "run",
+                pod,
+                "--namespace=default",
+                "--image=csa-pause:1",
+                "--image-pull-policy=Never",
+                "--restart=Never",
+                &format!("--labels={labels}"),
+            ])?;
+        }
+        let web_ip = self.pod_ip("web")?;
+        let client_ip = self.pod_ip("client")?;
+        let cluster_ip = self.kubectl(&[
+            "get",
+            "service",
+            "web",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])?;
+        // The agent names both host-side veths by pod and knows the Service before traffic.
+        let mut ifaces = (String::new(), String::new());
+        self.poll(
+            "both pods' veths named and the Service known",
+            Duration::from_secs(30),
+            || {
+                let metrics = self.scrape("/metrics")?;
+                ifaces = (
+                    interface_of(&metrics, "client").unwrap_or_default(),
+                    interface_of(&metrics, "web").unwrap_or_default(),
+                );
+                Ok(!ifaces.0.is_empty()
+                    && !ifaces.1.is_empty()
+                    && metrics.lines().any(|l| {
+                        l.strip_prefix("checksum_audit_kube_services ")
+                            .and_then(|v| v.trim().parse::<f64>().ok())
+                            .is_some_and(|v| v >= 2.0)
+                    }))
+            },
+        )?;
+        let (client_veth, web_veth) = ifaces;
+        eprintln!(
+            "xtask: pods default/client ({client_ip}, host veth {client_veth}) and default/web \
+             ({web_ip}, host veth {web_veth}); Service default/web {cluster_ip}:80 -> 8080"
+        );
+        let client_ns = format!("/proc/{}/ns/net", self.sandbox_pid("client")?);
+        // Complete checksums from the client (no TX offload), so that the stale one the NAT
+        // leaves is what the web pod's kernel checks.
+        Self::output({
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={client_ns}"))
+                .args(["ethtool", "-K", "eth0", "tx", "off"]);
+            c
+        })?;
+        let addr = |s: &str| -> Result<[u8; 4]> {
+            Ok(s.parse::<std::net::Ipv4Addr>()
+                .with_context(|| format!("address {s:?}"))?
+                .octets())
+        };
+        let injector = attach_stale_dnat(
+            self.ns(),
+            &client_veth,
+            TcAttachType::Ingress,
+            StaleDnat {
+                from: addr(&cluster_ip)?,
+                to: addr(&web_ip)?,
+                port: Some((80, 8080)),
+                l4: L4Update::LeftAlone,
+                first: false,
+            },
+        );
+        Ok(ServiceLab {
+            client_ns,
+            cluster_ip,
+            _injector: injector,
+        })
+    }
+
+    /// The agent says one broken flow in Kubernetes terms: a rewrite diagnosis naming both pods
+    /// and the Service in its JSON log, the web pod's kernel drop, an Event on the receiving pod,
+    /// and pod-labelled metrics.
+    fn check_service_rewrite(&self, lab: &ServiceLab) -> Result<()> {
+        let sport = lab.connect();
+        // Until the flow has enough packets its diagnosis is still `corrupt`: wait for the
+        // settled one, and say what was seen instead if it never comes.
+        let ours = |o: &serde_json::Value| o["type"] == "diagnosis" && o["sport"] == sport;
+        let diagnosis = self
+            .wait_log("the rewrite diagnosis in the agent's log", |o| {
+                ours(o) && o["diagnosis"] == "stale-after-rewrite"
+            })
+            .map_err(|e| {
+                let seen: Vec<String> = self
+                    .pod_log_objects()
+                    .iter()
+                    .filter(|o| ours(o))
+                    .map(ToString::to_string)
+                    .collect();
+                e.context(format!("diagnoses of the flow: {seen:?}"))
+            })?;
+        eprintln!("xtask: agent log: {diagnosis}");
+        for (field, want) in [
+            ("service", "default/web"),
+            ("src_pod", "default/client"),
+            ("dst_pod", "default/web"),
+        ] {
+            if diagnosis[field] != want {
+                bail!(
+                    "the diagnosis has {field} {}, expected {want:?}: {diagnosis}",
+                    diagnosis[field]
+                );
+            }
+        }
+        let drop = self.wait_log("the web pod's kernel drop in the agent's log", |o| {
+            o["type"] == "kernel_drop" && o["sport"] == sport
+        })?;
+        eprintln!("xtask: agent log: {drop}");
+        if drop["reason"] != "TCP_CSUM" {
+            bail!(
+                "the kernel dropped for {}, expected TCP_CSUM",
+                drop["reason"]
+            );
+        }
+        let mut event = String::new();
+        self.poll("the Event on default/web", Duration::from_secs(20), || {
+            let events = self.kubectl(&[
+                "get",
+                "events",
+                "-n",
+                "default",
+                "--field-selector=involvedObject.kind=Pod,involvedObject.name=web",
+            ])?;
+            event = events
+                .lines()
+                .filter(|l| l.starts_with("LAST SEEN") || l.contains("ChecksumBrokenByRewrite"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(event.lines().count() > 1)
+        })?;
+        eprintln!("xtask: kubectl get events -n default:\n{event}");
+        let metrics = self.scrape("/metrics")?;
+        let pod_series: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.contains(r#"namespace="default",pod="#) && !l.starts_with('#'))
+            .collect();
+        eprintln!("xtask: pod-labelled series:\n{}", pod_series.join("\n"));
+        let problem = r#"checksum_audit_pod_problem_flows{namespace="default",pod="web",diagnosis="stale-after-rewrite"}"#;
+        if !pod_series.iter().any(|l| l.starts_with(problem)) {
+            bail!("{problem} missing from /metrics");
+        }
+        Ok(())
+    }
+
+    /// With `create events` taken out of the agent's `ClusterRole`, the agent goes on auditing
+    /// (a new broken flow is diagnosed) and says once which permission it lacks.
+    fn check_rbac_reduced(&self, lab: &ServiceLab) -> Result<()> {
+        let role = self.kubectl(&["get", "clusterrole", "checksum-audit", "-o", "json"])?;
+        let mut role: serde_json::Value = serde_json::from_str(&role)?;
+        let Some(rules) = role["rules"].as_array_mut() else {
+            bail!("the ClusterRole has no rules: {role}");
+        };
+        let before = rules.len();
+        rules.retain(|r| !r["resources"].to_string().contains("\"events\""));
+        if rules.len() == before {
+            bail!("the ClusterRole grants nothing on events: {role}");
+        }
+        let file = self.dir.join("clusterrole-no-events.json");
+        std::fs::write(&file, role.to_string())?;
+        self.kubectl(&["replace", "-f", file.to_str().expect("UTF-8 path")])?;
+        let user = format!("--as=system:serviceaccount:{NAMESPACE}:checksum-audit");
+        self.poll("create events revoked", Duration::from_secs(10), || {
+            let mut cmd = self.in_ns(&format!("{BIN}/kubectl"));
+            cmd.arg("--kubeconfig")
+                .arg(self.dir.join("admin.kubeconfig"))
+                .args(["auth", "can-i", "create", "events", &user]);
+            Ok(String::from_utf8_lossy(&cmd.output()?.stdout).trim() == "no")
+        })?;
+        let forbidden = |o: &serde_json::Value| o["event"] == "rbac-forbidden";
+        let mut sports = Vec::new();
+        for _ in 0..2 {
+            let sport = lab.connect();
+            sports.push(sport);
+            self.wait_log("a diagnosis with events forbidden", |o| {
+                o["type"] == "diagnosis"
+                    && o["sport"] == sport
+                    && o["diagnosis"] == "stale-after-rewrite"
+            })?;
+        }
+        let line = self.wait_log("the missing permission in the agent's log", forbidden)?;
+        eprintln!("xtask: agent log: {line}");
+        let message = line["message"].as_str().unwrap_or_default();
+        if !(message.contains("create") && message.contains("events")) {
+            bail!("the forbidden line does not name create events: {line}");
+        }
+        let said = self
+            .pod_log_objects()
+            .iter()
+            .filter(|o| forbidden(o))
+            .count();
+        if said != 1 {
+            bail!("the missing permission was said {said} times, expected once");
+        }
+        eprintln!(
+            "xtask: without create events: flows from ports {sports:?} still diagnosed, the \
+             missing permission said once"
+        );
+        Ok(())
+    }
+
+    /// The first JSON object of the agent's log that `matches`, waited for.
+    fn wait_log(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let mut found = None;
+        self.poll(what, Duration::from_secs(20), || {
+            found = self.pod_log_objects().into_iter().find(|o| matches(o));
+            Ok(found.is_some())
+        })?;
+        Ok(found.expect("polled until found"))
+    }
+
+    /// The IP of pod `default/NAME` once it is Running.
+    fn pod_ip(&self, name: &str) -> Result<String> {
+        let mut ip = String::new();
+        self.poll(
+            &format!("pod default/{name} Running"),
+            Duration::from_secs(60),
+            || {
+                let out = self.kubectl(&[
+                    "get",
+                    "pod",
+                    name,
+                    "-n",
+                    "default",
+                    "-o",
+                    "jsonpath={.status.phase} {.status.podIP}",
+                ])?;
+                out.strip_prefix("Running ")
+                    .unwrap_or_default()
+                    .clone_into(&mut ip);
+                Ok(!ip.is_empty())
+            },
+        )?;
+        if !ip.starts_with(POD_PREFIX) {
+            bail!("pod IP {ip} is not in {POD_PREFIX}0/24");
+        }
+        Ok(ip)
+    }
+
+    /// The pid of pod `default/NAME`'s sandbox (pause) process, which holds its network namespace.
+    fn sandbox_pid(&self, name: &str) -> Result<u32> {
+        let docker = |args: &[&str]| {
+            let mut c = Command::new("docker");
+            c.args(["-H", &format!("unix://{}/docker.sock", self.dir.display())])
+                .args(args);
+            Self::output(c)
+        };
+        let id = docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.kubernetes.pod.name={name}"),
+            "--filter",
+            "label=io.kubernetes.pod.namespace=default",
+            "--filter",
+            "label=io.kubernetes.docker.type=podsandbox",
+        ])?;
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", id.trim()])?;
+        pid.parse()
+            .with_context(|| format!("the sandbox pid of {name}: {pid:?}"))
     }
 
     /// The JSON objects the agent wrote to stdout, from the kubelet's pod logs (docker's
@@ -679,6 +1011,72 @@ impl Cluster {
         );
         Ok(())
     }
+}
+
+/// The client end of the Service scenario: the client pod's network namespace, the Service
+/// address, and the faulty DNAT, attached while this lives.
+struct ServiceLab {
+    client_ns: String,
+    cluster_ip: String,
+    _injector: Injector,
+}
+
+impl ServiceLab {
+    /// One TCP connection attempt from the client pod to the Service, from a port of its own (a
+    /// flow of its own): its SYN and the two retransmissions (at 1 and 3 s; their timestamps
+    /// differ) are broken by the NAT and dropped. Returns the source port.
+    fn connect(&self) -> u16 {
+        static NEXT: AtomicU16 = AtomicU16::new(41000);
+        let sport = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dst: std::net::Ipv4Addr = self.cluster_ip.parse().expect("the ClusterIP");
+        spawn_in(self.client_ns.clone(), move || {
+            syn_for(sport, dst, 80, Duration::from_millis(3500));
+        })
+        .join()
+        .expect("the client thread");
+        sport
+    }
+}
+
+/// Sends SYNs from `sport` to `dst:dport` for `lasting` (a non-blocking connect, then close).
+fn syn_for(sport: u16, dst: std::net::Ipv4Addr, dport: u16, lasting: Duration) {
+    let sin = |addr: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).expect("AF_INET fits"),
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).expect("fits");
+    // SAFETY: plain socket calls on a descriptor this function owns and closes; the addresses
+    // passed are local values of the size given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let local = sin(std::net::Ipv4Addr::UNSPECIFIED, sport);
+        let rc = libc::bind(fd, std::ptr::from_ref(&local).cast(), len);
+        assert_eq!(rc, 0, "bind :{sport}: {}", std::io::Error::last_os_error());
+        let remote = sin(dst, dport);
+        let rc = libc::connect(fd, std::ptr::from_ref(&remote).cast(), len);
+        let error = std::io::Error::last_os_error();
+        assert!(
+            rc == 0 || error.raw_os_error() == Some(libc::EINPROGRESS),
+            "connect {dst}:{dport}: {error}"
+        );
+        std::thread::sleep(lasting);
+        libc::close(fd);
+    }
+}
+
+/// The host-side interface the agent names as pod `default/POD`, from its metrics.
+fn interface_of(metrics: &str, pod: &str) -> Option<String> {
+    let tail = format!("\",namespace=\"default\",pod=\"{pod}\"}} 1");
+    metrics.lines().find_map(|l| {
+        l.strip_prefix("checksum_audit_interface_pod{iface=\"")?
+            .strip_suffix(&tail)
+            .map(str::to_owned)
+    })
 }
 
 impl Drop for Cluster {

@@ -11,12 +11,11 @@
 //! the stale partial checksum is completed in software on the way to the server, which drops the
 //! packets: the field-report situation, reproduced inside namespaces this lab owns.
 
+/// The hook `attach_stale_dnat` takes, for callers without aya of their own (xtask).
+pub use aya::programs::tc::TcAttachType;
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{
-        LinkOrder, SchedClassifier,
-        tc::{TcAttach, TcAttachType},
-    },
+    programs::{LinkOrder, SchedClassifier, tc::TcAttach},
 };
 
 use super::netns::NetNs;
@@ -79,7 +78,7 @@ pub struct DnatLab {
     pub middle: NetNs,
     pub server: NetNs,
     /// Keeps the faulty DNAT attached while the lab lives.
-    _injector: Ebpf,
+    _injector: Injector,
 }
 
 fn ethtool(ns: &NetNs, args: &[&str]) {
@@ -156,7 +155,18 @@ impl DnatLab {
             Place::MiddleIngress => (&middle, MIDDLE_IN, TcAttachType::Ingress),
             Place::ClientEgress => (&client, CLIENT_IF, TcAttachType::Egress),
         };
-        let injector = attach_fault_injector(ns, iface, attach_type, fault);
+        let injector = attach_stale_dnat(
+            ns,
+            iface,
+            attach_type,
+            StaleDnat {
+                from: SERVICE,
+                to: SERVER,
+                port: fault.port,
+                l4: fault.l4,
+                first: true,
+            },
+        );
         Self {
             client,
             middle,
@@ -233,31 +243,53 @@ impl DnatLab {
     }
 }
 
-fn attach_fault_injector(ns: &NetNs, iface: &str, attach_type: TcAttachType, fault: Fault) -> Ebpf {
+/// A faulty DNAT to attach anywhere: destination `from` (and port `port.0`) rewritten to `to`
+/// (and `port.1`), the L4 checksum treated as `l4` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleDnat {
+    pub from: [u8; 4],
+    pub to: [u8; 4],
+    pub port: Option<(u16, u16)>,
+    pub l4: L4Update,
+    /// First in the TCX chain (auditors at this hook see the packet as the NAT left it), or last
+    /// (they see it as it came, and the rewrite shows at the next hop).
+    pub first: bool,
+}
+
+/// An attached fault injector: detached when dropped.
+pub struct Injector {
+    _ebpf: Ebpf,
+}
+
+/// Loads the fault injector in `ns` and attaches it at `iface`'s TC hook.
+pub fn attach_stale_dnat(
+    ns: &NetNs,
+    iface: &str,
+    attach_type: TcAttachType,
+    nat: StaleDnat,
+) -> Injector {
     let ifindex = ns.ifindex(iface);
-    let (from_port, to_port) = fault.port.unwrap_or((0, 0));
+    let (from_port, to_port) = nat.port.unwrap_or((0, 0));
     ns.run(move || {
         let mut ebpf = EbpfLoader::new()
-            .override_global("FROM_ADDR", &u32::from_ne_bytes(SERVICE), true)
-            .override_global("TO_ADDR", &u32::from_ne_bytes(SERVER), true)
+            .override_global("FROM_ADDR", &u32::from_ne_bytes(nat.from), true)
+            .override_global("TO_ADDR", &u32::from_ne_bytes(nat.to), true)
             .override_global("FROM_PORT", &from_port.to_be(), true)
             .override_global("TO_PORT", &to_port.to_be(), true)
-            .override_global("L4_UPDATE", &(fault.l4 as u8), true)
+            .override_global("L4_UPDATE", &(nat.l4 as u8), true)
             .load(FAULT_INJECTOR)
             .expect("load the fault injector");
         let prog: &mut SchedClassifier =
             ebpf.program_mut("stale_dnat").unwrap().try_into().unwrap();
         prog.load().expect("verify the fault injector");
-        // First in the chain, so that auditors at this hook see the packet as the NAT left it.
-        prog.attach(
-            ifindex,
-            TcAttach::Tcx {
-                attach_type,
-                order: LinkOrder::first(),
-            },
-        )
-        .expect("attach the fault injector");
-        ebpf
+        let order = if nat.first {
+            LinkOrder::first()
+        } else {
+            LinkOrder::last()
+        };
+        prog.attach(ifindex, TcAttach::Tcx { attach_type, order })
+            .expect("attach the fault injector");
+        Injector { _ebpf: ebpf }
     })
 }
 

@@ -20,6 +20,22 @@ pub fn sh(args: &[&str]) {
     );
 }
 
+/// Runs `f` on a thread that has joined the network namespace at `path` (`/run/netns/NAME`, or a
+/// pod's `/proc/PID/ns/net`), without waiting.
+pub fn spawn_in<T: Send + 'static>(
+    path: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        let ns = File::open(&path).expect("open netns");
+        // SAFETY: plain syscall on a descriptor we own (open across the call); no memory is
+        // passed. It moves only this freshly spawned thread into the namespace.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
+
 pub struct NetNs {
     pub name: String,
 }
@@ -62,15 +78,7 @@ impl NetNs {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).expect("open netns");
-            // SAFETY: plain syscall on a descriptor we own (open across the call); no memory is
-            // passed. It moves only this freshly spawned thread into the namespace.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
+        spawn_in(format!("/run/netns/{}", self.name), f)
     }
 
     /// Programs on `iface`'s TCX hooks, as `ingress:name` / `egress:name`.

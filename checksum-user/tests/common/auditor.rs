@@ -39,6 +39,17 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// The run exited 0 and every line it wrote matches the JSON schema.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.status.success(),
+            "exit {}: {}",
+            self.status,
+            self.stderr
+        );
+        super::assert_matches_schema(&self.lines);
+    }
+
     pub fn verdicts(&self) -> Vec<&Value> {
         self.lines
             .iter()
