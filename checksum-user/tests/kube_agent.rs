@@ -296,7 +296,7 @@ fn check_events(events: &str) {
             e["message"]
                 .as_str()
                 .unwrap()
-                .contains("Hop: veth-s (pod default/gateway) at tc-ingress"),
+                .contains("Seen broken at: veth-s (pod default/gateway) at tc-ingress"),
             "{e}"
         );
     }

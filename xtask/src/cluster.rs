@@ -799,6 +799,16 @@ impl Cluster {
                 .join("\n");
             Ok(event.lines().count() > 1)
         })?;
+        // One broken packet crosses three audited hops: one Event names them all.
+        let ours = event.lines().skip(1).count();
+        let hops = [
+            "Seen broken at: ",
+            "csa-br0 at tc-ingress",
+            "(pod default/web) at tc-egress",
+        ];
+        if ours != 1 || !hops.iter().all(|h| event.contains(h)) {
+            bail!("expected one Event for the flow, naming its hops:\n{event}");
+        }
         eprintln!("xtask: kubectl get events -n default:\n{event}");
         let metrics = self.scrape("/metrics")?;
         let pod_series: Vec<&str> = metrics

@@ -166,10 +166,15 @@ impl KernelDrops {
             .or_default() += 1;
     }
 
-    /// The drops in namespace `namespace` of the audited flow `flow` at `layer`, if any.
+    /// The drops of the audited flow `flow` at `layer`: in its own namespace `namespace`, else in
+    /// a namespace the run does not audit. The second is the node agent's case: a pod's host-side
+    /// veth is audited in the node's namespace, and the pod's own kernel, in the pod's, drops
+    /// the flow's packets at delivery. The flow's addresses and ports make them the same packets.
     pub fn of(&self, namespace: usize, layer: Layer, flow: &Flow) -> Option<&FlowDrops> {
+        let flow = DropFlow::of(layer, flow);
         self.by_flow
-            .get(&(Some(namespace), DropFlow::of(layer, flow)))
+            .get(&(Some(namespace), flow))
+            .or_else(|| self.by_flow.get(&(None, flow)))
     }
 
     /// The drops so far of `d`'s namespace and flow.
@@ -228,7 +233,10 @@ mod tests {
         k.add(&drop(0, "IP_CSUM", 0));
         let tcp = drop(1, "TCP_CSUM", 6).flow.unwrap();
         let found = k.of(0, Layer::Tcp, &tcp).expect("tcp drops");
-        assert!(k.of(1, Layer::Tcp, &tcp).is_none(), "another namespace");
+        assert!(
+            k.of(1, Layer::Tcp, &tcp).is_none(),
+            "another audited namespace"
+        );
         assert_eq!(found.count, 2);
         assert_eq!(found.places_text(), "TCP_CSUM at tcp_v4_rcv+0x10");
         // An ipv4-layer verdict names the IP protocol and no ports; the drop has neither.
@@ -260,5 +268,21 @@ mod tests {
         assert_eq!(k.flows(), 2);
         assert_eq!((k.total, k.untracked, k.unreadable), (6, 3, 1));
         assert_eq!(k.by_reason["UDP_CSUM"], 6, "every drop counted by reason");
+    }
+
+    /// A pod's kernel drops, in a namespace the run does not audit, confirm the flow audited on
+    /// the pod's host-side veth; drops in another audited namespace do not.
+    #[test]
+    fn drops_in_a_namespace_not_audited_confirm_the_flow() {
+        let mut k = KernelDrops::default();
+        let mut d = drop(7, "TCP_CSUM", 6);
+        d.namespace = None;
+        k.add(&d);
+        let tcp = d.flow.unwrap();
+        assert_eq!(k.of(0, Layer::Tcp, &tcp).map(|f| f.count), Some(1));
+        assert_eq!(k.of(3, Layer::Tcp, &tcp).map(|f| f.count), Some(1));
+        let mut other = tcp;
+        other.ports = Some((8, 80));
+        assert!(k.of(0, Layer::Tcp, &other).is_none(), "another flow");
     }
 }

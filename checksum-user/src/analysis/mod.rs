@@ -433,7 +433,10 @@ impl Analysis {
                 )
             })
             .collect();
-        self.kernel_drops.unexplained(|f| diagnosed.contains(f))
+        // A drop in a namespace not audited is explained by the flow audited anywhere (`of`).
+        let flows: std::collections::HashSet<DropFlow> = diagnosed.iter().map(|k| k.1).collect();
+        self.kernel_drops
+            .unexplained(|f| diagnosed.contains(f) || (f.0.is_none() && flows.contains(&f.1)))
     }
 
     pub fn set_in_csum_errors(&mut self, counters: Vec<NamespaceCsumErrors>) {

@@ -199,12 +199,16 @@ impl Cluster {
     }
 
     /// Hands the problem diagnoses of flows that a pod on this node receives to the Event
-    /// poster (agent mode; a no-op otherwise).
+    /// poster (agent mode; a no-op otherwise): one Event per receiving pod, flow and finding,
+    /// naming every hop where the agent saw it broken (one broken packet crosses several).
     pub fn report(&self, analysis: &Analysis) {
         let Some(tx) = &self.events else {
             return;
         };
         let state = lock(&self.shared);
+        // One per Event, in the order of the diagnoses, so the first hop stays first. The
+        // message is made once every hop is known.
+        let mut reports: Vec<(Report, String, Vec<String>, String)> = Vec::new();
         for d in analysis.diagnoses() {
             // A flow's diagnosis settles once it has enough packets (before, a rewrite still
             // looks corrupt): an Event says what the run would say at its end.
@@ -221,15 +225,23 @@ impl Cluster {
                 Some(pod) => format!("{} (pod {pod}) at {}", source.name, source.hook.name()),
                 None => format!("{} at {}", source.name, source.hook.name()),
             };
-            // Not the diagnosis: one Event per flow and hop, updated if its finding sharpens.
-            let key = Report::key_of(&(&pod.uid, &hop, d.layer.name(), d.flow.to_string()));
-            let message = format!(
-                "{}: {}. Flow: {} {}. Hop: {hop}. Next: {}",
+            let key = Report::key_of(&(
+                &pod.uid,
+                d.layer.name(),
+                d.flow.to_string(),
+                d.diagnosis.name(),
+            ));
+            if let Some((report, _, hops, _)) = reports.iter_mut().find(|(r, ..)| r.key == key) {
+                report.mismatches = report.mismatches.max(d.count);
+                hops.push(hop);
+                continue;
+            }
+            let finding = format!(
+                "{}: {}. Flow: {} {}",
                 d.diagnosis.name(),
                 output::diagnosis_sentence(analysis, &d),
                 d.layer.name(),
                 d.flow,
-                d.diagnosis.next_step()
             );
             let report = Report {
                 pod: PodRef {
@@ -239,9 +251,17 @@ impl Cluster {
                 },
                 key,
                 reason: reason(&d.diagnosis),
-                message,
+                message: String::new(),
                 mismatches: d.count,
             };
+            reports.push((report, finding, vec![hop], d.diagnosis.next_step()));
+        }
+        drop(state);
+        for (mut report, finding, hops, next) in reports {
+            report.message = format!(
+                "{finding}. Seen broken at: {}. Next: {next}",
+                hops.join(", ")
+            );
             // Full: the poster is behind; this report comes again at the next summary.
             let _ = tx.try_send(report);
         }
