@@ -467,6 +467,16 @@ impl BpfObjects {
         Ok(())
     }
 
+    /// Kernel memory of the maps and programs, MiB.
+    pub(crate) fn mib(&self) -> f64 {
+        (self.map_bytes() + self.prog_bytes()) as f64 / MIB
+    }
+
+    /// With the process's resident `rss` bytes: all it costs, MiB.
+    pub(crate) fn total_mib(&self, rss: u64) -> f64 {
+        rss as f64 / MIB + self.mib()
+    }
+
     pub(crate) fn prog_bytes(&self) -> u64 {
         self.progs.values().flatten().sum()
     }
@@ -514,12 +524,8 @@ struct Row {
 }
 
 impl Row {
-    fn bpf_mib(&self) -> f64 {
-        (self.bpf.map_bytes() + self.bpf.prog_bytes()) as f64 / MIB
-    }
-
     fn total_mib(&self) -> f64 {
-        self.rss as f64 / MIB + self.bpf_mib()
+        self.bpf.total_mib(self.rss)
     }
 
     /// Median and maximum seconds of the new interfaces, a timeout counting as infinite.
@@ -562,7 +568,7 @@ impl Row {
             "user_rss_mib": self.rss as f64 / MIB,
             "bpf_maps_mib": self.bpf.map_bytes() as f64 / MIB,
             "bpf_progs_mib": self.bpf.prog_bytes() as f64 / MIB,
-            "bpf_mib": self.bpf_mib(),
+            "bpf_mib": self.bpf.mib(),
             "total_mib": self.total_mib(),
             "programs": self.bpf.progs.len(),
             "maps": self.bpf.maps.len(),
@@ -613,7 +619,7 @@ fn print_table(rows: &[Row]) {
         let partial = if r.ready.is_some() { "" } else { "*" };
         let bpf = format!(
             "{:.1} ({:.1}+{:.1}){partial}",
-            r.bpf_mib(),
+            r.bpf.mib(),
             r.bpf.map_bytes() as f64 / MIB,
             r.bpf.prog_bytes() as f64 / MIB
         );

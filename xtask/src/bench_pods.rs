@@ -444,12 +444,8 @@ struct Row {
 }
 
 impl Row {
-    fn bpf_mib(&self) -> f64 {
-        (self.bpf.map_bytes() + self.bpf.prog_bytes()) as f64 / MIB
-    }
-
     fn total_mib(&self) -> f64 {
-        self.rss as f64 / MIB + self.bpf_mib()
+        self.bpf.total_mib(self.rss)
     }
 
     /// Seconds from ready until every interface was named.
@@ -490,7 +486,7 @@ impl Row {
             "user_rss_peak_mib": self.rss_peak as f64 / MIB,
             "bpf_maps_mib": self.bpf.map_bytes() as f64 / MIB,
             "bpf_progs_mib": self.bpf.prog_bytes() as f64 / MIB,
-            "bpf_mib": self.bpf_mib(),
+            "bpf_mib": self.bpf.mib(),
             "total_mib": self.total_mib(),
             "programs": self.bpf.progs.len(),
             "maps": self.bpf.maps.len(),
@@ -554,7 +550,7 @@ fn print_table(r: &Row) {
                 r.rss as f64 / MIB,
                 r.rss_peak as f64 / MIB
             ),
-            &format!("{:.1}{partial}", r.bpf_mib()),
+            &format!("{:.1}{partial}", r.bpf.mib()),
             &format!("{:.1}{partial}", r.total_mib()),
             &format!("{}/{}", r.attached, r.n),
             &format!("{}/{}", r.named_right, r.n),

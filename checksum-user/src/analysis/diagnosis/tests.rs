@@ -725,21 +725,29 @@ fn partial_updated_as_complete_then_completed_is_named_when_the_original_is_seen
     );
 }
 
-/// Seen hop by hop and a Service's address too: the stronger evidence (seen) names the rewrite,
-/// and the Service is still named (the cluster test's case: the agent audits the client's veth).
-#[test]
-fn a_rewrite_seen_from_a_service_address_names_the_service() {
+/// The OVS Service case with its original seen at the pod's own port, and `candidates` known:
+/// the rewrite named at the receiving hop.
+fn seen_service_case(candidates: Option<&Candidates>) -> Rewrite {
     let mut d = Diagnoser::default();
-    d.add_candidates(&web_service(8080));
+    if let Some(c) = candidates {
+        d.add_candidates(c);
+    }
     let pod = (v4("10.244.2.5"), 41895u16);
     let before = Packet::new(TCP, pod, (v4(VIP), 80), payload(0));
     d.observe(1, &before.verdict(before.pseudo()));
     ovs_service_case(&mut d, 4);
-    let r = at_source(&d, 2)
+    at_source(&d, 2)
         .diagnosis
         .likely_original()
         .unwrap()
-        .clone();
+        .clone()
+}
+
+/// Seen hop by hop and a Service's address too: the stronger evidence (seen) names the rewrite,
+/// and the Service is still named (the cluster test's case: the agent audits the client's veth).
+#[test]
+fn a_rewrite_seen_from_a_service_address_names_the_service() {
+    let r = seen_service_case(Some(&web_service(8080)));
     assert_eq!(r.evidence, Evidence::Seen);
     assert_eq!(r.service.as_deref(), Some("default/web"));
 }
@@ -747,16 +755,7 @@ fn a_rewrite_seen_from_a_service_address_names_the_service() {
 /// Seen, with no Service at that address: no Service is named.
 #[test]
 fn a_rewrite_seen_from_no_service_names_none() {
-    let mut d = Diagnoser::default();
-    let pod = (v4("10.244.2.5"), 41895u16);
-    let before = Packet::new(TCP, pod, (v4(VIP), 80), payload(0));
-    d.observe(1, &before.verdict(before.pseudo()));
-    ovs_service_case(&mut d, 4);
-    let r = at_source(&d, 2)
-        .diagnosis
-        .likely_original()
-        .unwrap()
-        .clone();
+    let r = seen_service_case(None);
     assert_eq!(r.evidence, Evidence::Seen);
     assert_eq!(r.service, None);
 }
