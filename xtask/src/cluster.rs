@@ -816,8 +816,9 @@ impl Cluster {
             .filter(|l| l.contains(r#"namespace="default",pod="#) && !l.starts_with('#'))
             .collect();
         eprintln!("xtask: pod-labelled series:\n{}", pod_series.join("\n"));
-        let problem = r#"checksum_audit_pod_problem_flows{namespace="default",pod="web",diagnosis="stale-after-rewrite"}"#;
-        if !pod_series.iter().any(|l| l.starts_with(problem)) {
+        // One flow so far, however many hops saw it.
+        let problem = r#"checksum_audit_pod_problem_flows{namespace="default",pod="web",diagnosis="stale-after-rewrite"} 1"#;
+        if !pod_series.contains(&problem) {
             bail!("{problem} missing from /metrics");
         }
         Ok(())

@@ -252,31 +252,39 @@ impl Snapshot {
 }
 
 /// Problem diagnoses by the pod that receives the flow (its destination's name).
+/// A pod's problem flows of one diagnosis: (layer, flow) -> the most mismatches a hop saw.
+type PodFlows = BTreeMap<(&'static str, String), u64>;
+
+/// Problem flows and their mismatching packets by receiving pod and diagnosis. A flow counts
+/// once, however many audited hops saw it broken (one broken packet crosses the bridge and the
+/// pod's veth), with the most mismatches any of them saw.
 fn pod_diagnoses(analysis: &Analysis) -> Vec<PodDiagnosisCount> {
     let names = analysis.endpoint_names();
     if names.is_empty() {
         return Vec::new();
     }
-    let mut by: BTreeMap<(String, &'static str), (u64, u64)> = BTreeMap::new();
+    let mut by: BTreeMap<(String, &'static str), PodFlows> = BTreeMap::new();
     for d in analysis.diagnoses() {
         if d.severity != Severity::Problem {
             continue;
         }
         if let Some(pod) = names.name(d.flow.dst) {
-            let e = by.entry((pod.to_owned(), d.diagnosis.name())).or_default();
-            e.0 += d.count;
-            e.1 += 1;
+            let flows = by.entry((pod.to_owned(), d.diagnosis.name())).or_default();
+            let seen = flows
+                .entry((d.layer.name(), d.flow.to_string()))
+                .or_default();
+            *seen = (*seen).max(d.count);
         }
     }
     by.into_iter()
-        .map(|((pod, diagnosis), (mismatches, flows))| {
+        .map(|((pod, diagnosis), flows)| {
             let (namespace, pod) = pod.split_once('/').unwrap_or(("", &pod));
             PodDiagnosisCount {
                 namespace: namespace.to_owned(),
                 pod: pod.to_owned(),
                 diagnosis,
-                mismatches,
-                flows,
+                mismatches: flows.values().sum(),
+                flows: flows.len() as u64,
             }
         })
         .collect()
@@ -704,12 +712,13 @@ fn render_pods_and_cluster(s: &Snapshot, registry: &mut Registry) {
     registry.register(
         "pod_problem_mismatches",
         "Mismatching packets of problem flows, by the pod on this node that receives them and \
-         their diagnosis.",
+         their diagnosis; a packet counts once however many hops saw it.",
         mismatches,
     );
     registry.register(
         "pod_problem_flows",
-        "Problem flows, by the pod on this node that receives them and their diagnosis.",
+        "Problem flows, by the pod on this node that receives them and their diagnosis (a flow \
+         counts once however many hops saw it).",
         flows,
     );
     render_interface_pods(s, registry);
