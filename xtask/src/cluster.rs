@@ -201,6 +201,29 @@ impl Cluster {
         Self::output(cmd)
     }
 
+    /// The node's dockerd (its socket in the state directory), from the host.
+    fn docker(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new("docker");
+        cmd.args(["-H", &format!("unix://{}/docker.sock", self.dir.display())])
+            .args(args);
+        Self::output(cmd)
+    }
+
+    /// `kubectl auth can-i VERB RESOURCE` for the agent's service account: "yes" or "no".
+    fn agent_can_i(&self, verb: &str, resource: &str) -> Result<String> {
+        // `auth can-i` exits 1 for "no"; its answer is on stdout either way.
+        let mut cmd = self.in_ns(&format!("{BIN}/kubectl"));
+        cmd.arg("--kubeconfig")
+            .arg(self.dir.join("admin.kubeconfig"))
+            .args(["auth", "can-i", verb, resource])
+            .arg(format!(
+                "--as=system:serviceaccount:{NAMESPACE}:checksum-audit"
+            ));
+        Ok(String::from_utf8_lossy(&cmd.output()?.stdout)
+            .trim()
+            .to_owned())
+    }
+
     fn helm(&self, args: &[&str]) -> Result<String> {
         let mut cmd = self.in_ns(HELM);
         cmd.arg("--kubeconfig")
@@ -234,12 +257,7 @@ impl Cluster {
     fn exercise(&self, archive: &Path) -> Result<()> {
         let root = workspace_root();
         let chart = root.join("deploy/helm/checksum-audit");
-        let socket = format!("unix://{}/docker.sock", self.dir.display());
-        Self::output({
-            let mut c = Command::new("docker");
-            c.args(["-H", &socket, "load", "-i"]).arg(archive);
-            c
-        })?;
+        self.docker(&["load", "-i", archive.to_str().expect("UTF-8 path")])?;
         let manifest = root.join("deploy/checksum-audit.yaml");
         let dry_run = self.kubectl(&[
             "apply",
@@ -456,7 +474,6 @@ impl Cluster {
         if whoami.is_empty() {
             bail!("the agent's token lists no agent pod");
         }
-        let user = format!("--as=system:serviceaccount:{NAMESPACE}:checksum-audit");
         let mut allowed = Vec::new();
         for (verb, resource, want) in [
             ("list", "pods", "yes"),
@@ -470,13 +487,7 @@ impl Cluster {
             ("get", "secrets", "no"),
             ("update", "nodes", "no"),
         ] {
-            // `auth can-i` exits 1 for "no"; its answer is on stdout either way.
-            let mut cmd = self.in_ns(&format!("{BIN}/kubectl"));
-            cmd.arg("--kubeconfig")
-                .arg(self.dir.join("admin.kubeconfig"))
-                .args(["auth", "can-i", verb, resource, &user]);
-            let out = cmd.output()?;
-            let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let answer = self.agent_can_i(verb, resource)?;
             if answer != want {
                 bail!("the agent may {verb} {resource}: {answer:?}, expected {want:?}");
             }
@@ -840,13 +851,8 @@ impl Cluster {
         let file = self.dir.join("clusterrole-no-events.json");
         std::fs::write(&file, role.to_string())?;
         self.kubectl(&["replace", "-f", file.to_str().expect("UTF-8 path")])?;
-        let user = format!("--as=system:serviceaccount:{NAMESPACE}:checksum-audit");
         self.poll("create events revoked", Duration::from_secs(10), || {
-            let mut cmd = self.in_ns(&format!("{BIN}/kubectl"));
-            cmd.arg("--kubeconfig")
-                .arg(self.dir.join("admin.kubeconfig"))
-                .args(["auth", "can-i", "create", "events", &user]);
-            Ok(String::from_utf8_lossy(&cmd.output()?.stdout).trim() == "no")
+            Ok(self.agent_can_i("create", "events")? == "no")
         })?;
         let forbidden = |o: &serde_json::Value| o["event"] == "rbac-forbidden";
         let mut sports = Vec::new();
@@ -924,13 +930,7 @@ impl Cluster {
 
     /// The pid of pod `default/NAME`'s sandbox (pause) process, which holds its network namespace.
     fn sandbox_pid(&self, name: &str) -> Result<u32> {
-        let docker = |args: &[&str]| {
-            let mut c = Command::new("docker");
-            c.args(["-H", &format!("unix://{}/docker.sock", self.dir.display())])
-                .args(args);
-            Self::output(c)
-        };
-        let id = docker(&[
+        let id = self.docker(&[
             "ps",
             "-q",
             "--filter",
@@ -940,7 +940,7 @@ impl Cluster {
             "--filter",
             "label=io.kubernetes.docker.type=podsandbox",
         ])?;
-        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", id.trim()])?;
+        let pid = self.docker(&["inspect", "-f", "{{.State.Pid}}", id.trim()])?;
         pid.parse()
             .with_context(|| format!("the sandbox pid of {name}: {pid:?}"))
     }

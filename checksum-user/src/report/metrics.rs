@@ -251,7 +251,6 @@ impl Snapshot {
     }
 }
 
-/// Problem diagnoses by the pod that receives the flow (its destination's name).
 /// A pod's problem flows of one diagnosis: (layer, flow) -> the most mismatches a hop saw.
 type PodFlows = BTreeMap<(&'static str, String), u64>;
 
