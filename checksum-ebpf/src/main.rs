@@ -246,13 +246,6 @@ pub fn sum_floor_xdp(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // SAFETY: the verifier rejects infinite loops, and no panic path is reachable in verified code.
-    unsafe { core::hint::unreachable_unchecked() }
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+// The panic handler comes with this crate; the licence section is defined here.
+use checksum_ebpf_runtime as _;
+checksum_ebpf_runtime::license!();

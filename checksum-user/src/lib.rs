@@ -1,15 +1,5 @@
 //! checksum-audit's user side as a library, so the tests drive exactly what the binary runs.
-//!
-//! `testkit` and `fuzzing` exist only with the `testkit` feature (tests, xtask, fuzz/): the binary
-//! does not use them and a release build does not compile them (see Cargo.toml).
-
-// The unit tests use the test kit (analysis/diagnosis/tests.rs, testkit/). Cargo.toml's dev-dependency on this
-// crate turns the feature on for every test build; should that go, fail here rather than quietly
-// compiling fewer tests.
-#[cfg(all(test, not(feature = "testkit")))]
-compile_error!(
-    "checksum-user's tests need its `testkit` feature (the self dev-dependency in Cargo.toml)"
-);
+//! Test-only code lives in the checksum-testkit crate, which depends on this one.
 
 // One folder per concern; the tree reads as the architecture:
 // kernel (load, attach, read) -> net (which interfaces, in which namespaces) -> analysis
@@ -18,8 +8,6 @@ compile_error!(
 // replay wire them up.
 pub mod analysis;
 pub mod cli;
-#[cfg(feature = "testkit")]
-pub mod fuzzing;
 pub mod kernel;
 pub mod kube;
 pub mod lifecycle;
@@ -28,5 +16,3 @@ pub mod net;
 pub mod pcap;
 pub mod replay;
 pub mod report;
-#[cfg(feature = "testkit")]
-pub mod testkit;

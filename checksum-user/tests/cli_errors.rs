@@ -4,7 +4,7 @@ mod common;
 
 use std::{io::Write, process::Command};
 
-use checksum_user::testkit::frames::pcap_file;
+use checksum_testkit::frames::pcap_file;
 use common::{
     auditor::{BIN, run_to_end},
     require_root,

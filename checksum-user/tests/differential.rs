@@ -1,7 +1,7 @@
 //! Differential test: a fixed-seed sample of generated and mutated frames goes through the loaded
 //! XDP program (every 16th through a TC program too) with `BPF_PROG_TEST_RUN`, and every verdict
 //! and counter must agree with the independent reference verifier
-//! (`checksum_user::testkit::differential`). `cargo xtask fuzz --frames N` runs longer samples
+//! (`checksum_testkit::differential`). `cargo xtask fuzz --frames N` runs longer samples
 //! and replays single frames.
 
 mod common;
@@ -9,16 +9,14 @@ mod common;
 use std::{fmt::Write as _, time::Instant};
 
 use checksum_common::{Hook, Kind, Layer, Status, csum::ones_add, encap::EncapKind};
-use checksum_user::{
-    kernel::testrun::FrameAuditor,
-    testkit::{
-        differential::{
-            Runner, TC_EVERY, generate::generate, judged::differences, reference::judge,
-            rng::frame_seed,
-        },
-        frames::*,
+use checksum_testkit::{
+    differential::{
+        Runner, TC_EVERY, generate::generate, judged::differences, reference::judge,
+        rng::frame_seed,
     },
+    frames::*,
 };
+use checksum_user::kernel::testrun::FrameAuditor;
 use common::require_root;
 
 /// Fixed, so that CI runs the same frames every time ("diff-fuz").

@@ -1,7 +1,7 @@
 //! Every committed fuzz input through the body of its `cargo fuzz` target, on stable and without
 //! libFuzzer or root: fuzz/corpus/NAME (the seeds a fuzz run starts from) and fuzz/regressions/NAME
 //! (minimized inputs of crashes fixed since, so they stay fixed). The bodies are
-//! `checksum_user::fuzzing::NAME`, the very functions the fuzz targets call.
+//! `checksum_testkit::fuzzing::NAME`, the very functions the fuzz targets call.
 
 use std::{
     fs,
@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use checksum_user::fuzzing::TARGETS;
+use checksum_testkit::fuzzing::TARGETS;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -33,7 +33,7 @@ fn run(name: &str) {
     let body = TARGETS
         .iter()
         .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("{name} is not in checksum_user::fuzzing::TARGETS"))
+        .unwrap_or_else(|| panic!("{name} is not in checksum_testkit::fuzzing::TARGETS"))
         .1;
     let corpus = inputs(&fuzz_dir().join("corpus").join(name));
     assert!(!corpus.is_empty(), "fuzz/corpus/{name} has no seeds");
@@ -79,7 +79,7 @@ macro_rules! targets {
             here.sort();
             let mut listed: Vec<&str> = TARGETS.iter().map(|t| t.0).collect();
             listed.sort();
-            assert_eq!(here, listed, "checksum_user::fuzzing::TARGETS");
+            assert_eq!(here, listed, "checksum_testkit::fuzzing::TARGETS");
             let mut files: Vec<String> = inputs(&fuzz_dir().join("fuzz_targets"))
                 .iter()
                 .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())

@@ -5,8 +5,8 @@
 
 mod common;
 
-use checksum_user::testkit::frames::*;
-use checksum_user::testkit::netns::{VETH_A, VETH_B, VethPair, send_raw_frames};
+use checksum_testkit::frames::*;
+use checksum_testkit::netns::{VETH_A, VETH_B, VethPair, send_raw_frames};
 use common::auditor::Running;
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
 //! The node agent against a real API server (etcd + kube-apiserver v1.20 in the test's own
-//! namespace, `testkit::kube`): it names pods and Services in its diagnoses, posts aggregated
+//! namespace, `checksum_testkit::kube`): it names pods and Services in its diagnoses, posts aggregated
 //! Events on the receiving pod, serves pod-labelled metrics and readiness, audits while the API
 //! server is unreachable, resumes after it restarts, says a node name that matches no node is
 //! an error, and names a missing RBAC verb in one line. Needs root and the control-plane
@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use checksum_user::testkit::{
+use checksum_testkit::{
     dnat::{DnatLab, SERVER_IF, SERVICE_TCP_PORT, SERVICE_UDP_PORT},
     kube::{Binaries, ControlPlane, Pause},
     netns::NetNs,

@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use checksum_user::testkit::{
+use checksum_testkit::{
     frames::*,
     netns::{self, VETH_A, VETH_B, VethPair, ordinary_traffic, send_raw_frames},
 };
@@ -821,7 +821,7 @@ fn metrics_are_served_and_parse_with_an_independent_parser() {
 /// service address, and the good flows beside it raise no problem.
 #[test]
 fn a_stale_dnat_is_diagnosed_on_the_hops_naming_the_service_address() {
-    use checksum_user::testkit::dnat::{
+    use checksum_testkit::dnat::{
         DnatLab, SERVER_IF, SERVICE_TCP_PORT, SERVICE_UDP_PORT, netns_args,
     };
     root_only!();
@@ -1056,7 +1056,7 @@ fn flood_accounting(extra: &[&str]) {
 #[test]
 fn a_nat_that_breaks_a_partial_checksum_is_a_problem_at_its_own_hop() {
     use checksum_common::csum::{addr_sum_v4, ones_add, ones_eq, ones_sub};
-    use checksum_user::testkit::dnat::{
+    use checksum_testkit::dnat::{
         CLIENT_IF, DnatLab, Fault, L4Update, Place, SERVER, SERVICE, SERVICE_TCP_PORT,
         SERVICE_UDP_PORT,
     };

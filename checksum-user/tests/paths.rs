@@ -5,7 +5,7 @@
 
 mod common;
 
-use checksum_user::testkit::dnat::{
+use checksum_testkit::dnat::{
     CLIENT_IF, DnatLab, Fault, L4Update, MIDDLE_IN, Place, SERVER_IF, SERVICE_TCP_PORT,
     SERVICE_UDP_PORT, netns_args,
 };

@@ -14,7 +14,7 @@ use checksum_common::{
     Hook, Kind, Layer, Status,
     event::{CAPTURE_HEADER_LEN, MAX_SNAP},
 };
-use checksum_user::testkit::frames::*;
+use checksum_testkit::frames::*;
 use checksum_user::{
     kernel::event::{Captured, Verdict},
     kernel::loader::{LoadOptions, capture_record_bytes, effective_snaplen},

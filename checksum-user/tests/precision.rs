@@ -1,5 +1,5 @@
 //! Precision and recall of the diagnosis, through the kernel program (replay), over the corpus of
-//! `testkit::corpus`: random single-packet corruptions over more than a thousand addresses beside
+//! `checksum_testkit::corpus`: random single-packet corruptions over more than a thousand addresses beside
 //! true rewrites of every signature. A rewrite is named only with evidence: every true rewrite
 //! with evidence is named exactly, no random flow is ever called a rewrite, and every random
 //! flow keeps its per-packet kind.
@@ -8,8 +8,8 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use checksum_user::testkit::corpus::{self, Corpus, CorpusFlow, Truth};
-use checksum_user::testkit::frames::{TCP, pcap_file};
+use checksum_testkit::corpus::{self, Corpus, CorpusFlow, Truth};
+use checksum_testkit::frames::{TCP, pcap_file};
 use common::{
     replay::{json_lines, replay},
     require_root,

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use checksum_user::testkit::{
+use checksum_testkit::{
     frames::*,
     netns::{NetNs, VETH_A, VETH_B, VethPair, send_raw_frames},
 };

@@ -6,7 +6,7 @@ mod common;
 use std::sync::{LazyLock, Mutex};
 
 use checksum_common::{Counters, Hook, Kind, Layer, Status, csum::ones_add, event::Direction};
-use checksum_user::testkit::frames::*;
+use checksum_testkit::frames::*;
 use checksum_user::{
     kernel::event::Verdict, kernel::loader::LoadOptions, kernel::testrun::FrameAuditor,
 };

@@ -3,7 +3,7 @@
 
 mod common;
 
-use checksum_user::testkit::frames::*;
+use checksum_testkit::frames::*;
 use common::{
     replay::{json_lines, replay},
     require_root,

@@ -22,7 +22,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use checksum_common::{Hook, Kind, Layer, Status, event::IpSummed};
-use checksum_user::testkit::netns::{
+use checksum_testkit::netns::{
     ADDR_A, ADDR_B, ADDR6_A, ADDR6_B, NetNs, VETH_A, VETH_B, VethPair, sh,
 };
 use checksum_user::{

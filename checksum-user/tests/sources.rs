@@ -5,7 +5,7 @@
 mod common;
 
 use checksum_common::{Counters, Hook, Kind, SourceKey, source::MAX_SOURCES};
-use checksum_user::testkit::frames::*;
+use checksum_testkit::frames::*;
 use checksum_user::{
     kernel::loader::{LoadOptions, Loaded},
     kernel::testrun::FrameAuditor,

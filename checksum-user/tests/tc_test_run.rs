@@ -5,7 +5,7 @@
 mod common;
 
 use checksum_common::{Hook, Layer, Status};
-use checksum_user::testkit::frames::*;
+use checksum_testkit::frames::*;
 use checksum_user::{
     kernel::event::Verdict,
     kernel::testrun::{FrameAuditor, RunError, SkbMeta},

@@ -7,7 +7,7 @@ mod common;
 use std::sync::{LazyLock, Mutex};
 
 use checksum_common::{Counters, Layer, Status, encap::EncapKind};
-use checksum_user::testkit::frames::*;
+use checksum_testkit::frames::*;
 use checksum_user::{
     kernel::event::Verdict, kernel::loader::LoadOptions, kernel::testrun::FrameAuditor,
 };

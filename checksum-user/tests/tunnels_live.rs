@@ -8,7 +8,7 @@
 mod common;
 
 use checksum_common::encap::EncapKind;
-use checksum_user::testkit::{
+use checksum_testkit::{
     frames::*,
     netns::{ADDR_A, ADDR_B, VETH_A, VETH_B, VethPair, ordinary_traffic_between, send_raw_frames},
 };

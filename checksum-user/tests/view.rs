@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use checksum_user::testkit::{
+use checksum_testkit::{
     frames::*,
     netns::{VETH_A, VETH_B, VethPair, send_raw_frames},
 };

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| checksum_user::fuzzing::netlink_datagram(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checksum_testkit::fuzzing::netlink_datagram(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| checksum_user::fuzzing::ring_record(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checksum_testkit::fuzzing::ring_record(data));

@@ -6,10 +6,12 @@ use std::{fs, path::Path};
 
 use anyhow::{Context as _, Result};
 use checksum_common::{Hook, encap::EncapKind};
+use checksum_testkit::frames::{
+    TCP, UDP, segment, tunnel_frame, tunnel_header, v4_frame, v6_frame,
+};
 use checksum_user::{
     kernel::loader::{NOOP_TC, NOOP_XDP, SUM_FLOOR_XDP},
     kernel::testrun::{FrameAuditor, audit_program},
-    testkit::frames::{TCP, UDP, segment, tunnel_frame, tunnel_header, v4_frame, v6_frame},
 };
 use serde_json::{Value, json};
 

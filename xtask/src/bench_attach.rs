@@ -18,10 +18,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::{
-    kernel::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS},
-    testkit::netns::NetNs,
-};
+use checksum_testkit::netns::NetNs;
+use checksum_user::kernel::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS};
 use serde_json::{Value, json};
 
 use crate::{

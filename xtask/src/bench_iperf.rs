@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use checksum_user::testkit::netns::{ADDR_B, NetNs, VETH_A, VETH_B, VethPair};
+use checksum_testkit::netns::{ADDR_B, NetNs, VETH_A, VETH_B, VethPair};
 use serde_json::Value;
 
 const SECONDS: u32 = 10;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::testkit::{
+use checksum_testkit::{
     frames::{TCP, segment, v4_frame},
     netns::{NetNs, VETH_A, VETH_B, VethPair},
 };

@@ -1,6 +1,6 @@
 //! `cargo xtask bench --attach`, the agent case (`--pods N`, default 100): a node with N pods,
 //! audited by `checksum-audit agent` against a real API server. A node namespace holds etcd and
-//! kube-apiserver (`testkit::kube`) and the host ends `bp0`.. of N veths, whose peers (`eth0`,
+//! kube-apiserver (`checksum_testkit::kube`) and the host ends `bp0`.. of N veths, whose peers (`eth0`,
 //! holding the pod's IP) are each in a pod namespace of their own with a `sleep` standing for
 //! the pod's pause process; a Pod object per pod is on the node. Measured from the agent's
 //! spawn: seconds until it is ready, until its API watches are synced and until every interface
@@ -20,7 +20,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use checksum_user::testkit::{
+use checksum_testkit::{
     kube::{Binaries, ControlPlane, Pause},
     netns::NetNs,
 };

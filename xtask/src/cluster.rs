@@ -32,7 +32,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::testkit::{
+use checksum_testkit::{
     dnat::{Injector, L4Update, StaleDnat, TcAttachType, attach_stale_dnat},
     netns::{NetNs, spawn_in},
 };
@@ -531,7 +531,7 @@ impl Cluster {
     /// Bad UDP checksums sent from one veth to the other are counted at the receiver's ingress
     /// (metrics) and diagnosed in the agent's JSON log on the pod's stdout (the kubelet's pod log).
     fn check_audit(&self) -> Result<()> {
-        use checksum_user::testkit::{
+        use checksum_testkit::{
             frames::{UDP, segment, v4_frame},
             netns::send_raw_frames,
         };

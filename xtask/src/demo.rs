@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::testkit::dnat::{DnatLab, netns_args};
+use checksum_testkit::dnat::{DnatLab, netns_args};
 
 use crate::{cargo, require_root, run as run_cmd, target_dir};
 

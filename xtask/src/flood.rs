@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use checksum_user::testkit::netns::packet_socket;
+use checksum_testkit::netns::packet_socket;
 
 /// Frames per `sendmmsg` call.
 const BATCH: usize = 64;

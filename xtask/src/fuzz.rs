@@ -7,12 +7,10 @@ use std::{path::Path, time::Instant};
 
 use anyhow::{Context as _, Result, bail};
 use checksum_common::Hook;
-use checksum_user::{
-    kernel::testrun::FrameAuditor,
-    testkit::differential::{
-        Disagreement, Runner, Stats, TC_EVERY, generate, tc_accepts, write_pcap,
-    },
+use checksum_testkit::differential::{
+    Disagreement, Runner, Stats, TC_EVERY, generate, tc_accepts, write_pcap,
 };
+use checksum_user::kernel::testrun::FrameAuditor;
 
 use crate::{require_root, workspace_root};
 

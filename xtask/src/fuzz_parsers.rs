@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::fuzzing::TARGETS;
+use checksum_testkit::fuzzing::TARGETS;
 
 use crate::workspace_root;
 

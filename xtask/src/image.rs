@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use checksum_user::testkit::netns::NetNs;
+use checksum_testkit::netns::NetNs;
 
 use crate::{cargo, run, target_dir, workspace_root};
 

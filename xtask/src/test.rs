@@ -16,19 +16,9 @@ pub fn run_suite() -> Result<()> {
         "--workspace",
         "--exclude",
         "checksum-ebpf",
+        "--exclude",
+        "checksum-testkit-ebpf",
         "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    // The binary's own feature set: `--all-targets` above builds checksum-user with the test-only
-    // `testkit` feature (its self dev-dependency), so check the lib and binary without it too.
-    run(cargo().args([
-        "clippy",
-        "--package",
-        "checksum-user",
-        "--lib",
-        "--bins",
         "--",
         "-D",
         "warnings",
@@ -42,6 +32,8 @@ pub fn run_suite() -> Result<()> {
             "clippy",
             "--package",
             "checksum-ebpf",
+            "--package",
+            "checksum-testkit-ebpf",
         ])
         .args([
             "--target",
@@ -58,12 +50,15 @@ pub fn run_suite() -> Result<()> {
     // The agent's tests (tests/kube_agent.rs) start a real etcd and kube-apiserver, and the
     // cluster step below a whole node: build or find them first (cached, seconds when warm).
     run(Command::new("bash").args(["scripts/k8s/build.sh"]))?;
-    // checksum-ebpf only builds for bpfel-unknown-none (checksum-user's build.rs does that).
+    // The eBPF crates only build for bpfel-unknown-none (the build.rs of checksum-user and
+    // checksum-testkit do that).
     let totals = run_tests(cargo().args([
         "test",
         "--workspace",
         "--exclude",
         "checksum-ebpf",
+        "--exclude",
+        "checksum-testkit-ebpf",
         "--no-fail-fast",
     ]));
     // A minute of the release binary under load with interfaces coming and going: memory

@@ -65,7 +65,7 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 /// short SR-IOV VF MAC, ...), so it is given as little as possible: only link messages, errors
 /// and the end of a dump, what these sockets ask for, are decoded (any other message is skipped by
 /// its header's length), and of a link message only `KEPT_LINK_ATTRIBUTES`.
-pub(crate) fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
+pub fn parse_datagram(buf: &[u8]) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
     let mut messages = Vec::new();
     let mut offset = 0;
     while offset < buf.len() {

@@ -17,7 +17,7 @@ pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 pub const SUPPORTED_LINKTYPES: &str = "Ethernet (1), raw IP (101, 228, 229), Linux cooked SLL (113) and SLL2 (276), BSD loopback (0, 108)";
 
 /// Largest record accepted: far above any real frame (jumbo, 64 KiB GSO), far below memory limits.
-pub(crate) const MAX_RECORD: usize = 256 * 1024;
+pub const MAX_RECORD: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {

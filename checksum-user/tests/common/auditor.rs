@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use checksum_user::testkit::netns::NetNs;
+use checksum_testkit::netns::NetNs;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_checksum-audit");
 

@@ -14,10 +14,8 @@ use aya::programs::{
     LinkOrder, SchedClassifier,
     tc::{NlOptions, TcAttach, TcAttachType},
 };
-use checksum_user::{
-    kernel::loader::{LoadOptions, Loaded, NOOP_TC},
-    testkit::netns::{NetNs, sh},
-};
+use checksum_testkit::netns::{NetNs, sh};
+use checksum_user::kernel::loader::{LoadOptions, Loaded, NOOP_TC};
 
 /// Everything the kernel reports on one interface's hooks: TCX programs with their ids, the XDP
 /// line of `ip -d link`, and the clsact filters of both directions as `tc filter show` prints them.

@@ -1,5 +1,5 @@
 //! Shared by the integration tests: the privilege gate, the binary under test, leftovers and the
-//! output schema. Frames and namespaces come from `checksum_user::testkit`.
+//! output schema. Frames and namespaces come from `checksum_testkit`.
 #![expect(
     dead_code,
     reason = "every test crate compiles this module and uses only part of it"
@@ -67,7 +67,7 @@ pub fn assert_matches_schema(lines: &[serde_json::Value]) {
 
 /// HTTP GET inside `ns` (the auditor's loopback lives there).
 pub fn http_get(
-    ns: &checksum_user::testkit::netns::NetNs,
+    ns: &checksum_testkit::netns::NetNs,
     addr: &'static str,
     path: &'static str,
 ) -> String {

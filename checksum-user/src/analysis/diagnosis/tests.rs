@@ -12,9 +12,9 @@ use checksum_common::{
 use super::{value::addr_sum, *};
 
 /// Reference one's-complement sum of `bytes` as big-endian words, folded (not complemented):
-/// the test kit's plain RFC 1071 implementation, which shares no code with checksum-common.
+/// checksum-common's plain RFC 1071 reference, which shares no code with its `csum`.
 fn ref_sum(bytes: &[u8]) -> u16 {
-    !crate::testkit::frames::reference_checksum(&[bytes])
+    checksum_common::reference::ref_sum(&[bytes])
 }
 
 /// RFC 1624 eqn. 3, word by word, as a NAT updates a checksum it believes complete:

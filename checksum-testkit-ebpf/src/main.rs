@@ -123,13 +123,6 @@ fn rewrite(ctx: &TcContext) {
     store(ctx, field_off, updated.to_ne_bytes());
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // SAFETY: no panic path is reachable in verified code (the verifier rejects infinite loops).
-    unsafe { core::hint::unreachable_unchecked() }
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+// The panic handler comes with this crate; the licence section is defined here.
+use checksum_ebpf_runtime as _;
+checksum_ebpf_runtime::license!();

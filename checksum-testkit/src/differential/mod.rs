@@ -21,7 +21,7 @@ use std::{
 
 use checksum_common::{Counters, Hook, Layer, Status, encap::EncapKind};
 
-use crate::kernel::testrun::{FrameAuditor, RunError, SkbMeta};
+use checksum_user::kernel::testrun::{FrameAuditor, RunError, SkbMeta};
 use judged::{Outcome, differences};
 
 /// Every this many frames, one also goes through a TC program (alternately ingress and egress):
@@ -338,6 +338,6 @@ impl fmt::Display for Stats {
 pub fn write_pcap(dir: &Path, d: &Disagreement) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("disagreement-{:016x}.pcap", d.frame_seed));
-    std::fs::write(&path, crate::testkit::frames::pcap_file(1, &[&d.frame]))?;
+    std::fs::write(&path, crate::frames::pcap_file(1, &[&d.frame]))?;
     Ok(path)
 }

@@ -18,24 +18,8 @@ pub const UDP: u8 = 17;
 pub const ICMP: u8 = 1;
 pub const ICMPV6: u8 = 58;
 
-/// RFC 1071 over big-endian words, 32-bit accumulator, folded and complemented.
-pub fn reference_checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u64 = 0;
-    for part in parts {
-        let mut i = 0;
-        while i + 1 < part.len() {
-            sum += (u64::from(part[i]) << 8) | u64::from(part[i + 1]);
-            i += 2;
-        }
-        if i < part.len() {
-            sum += u64::from(part[i]) << 8;
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// The independent RFC 1071 reference every frame builder here fills checksums with.
+pub use checksum_common::reference::reference_checksum;
 
 pub fn pseudo_v4(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> Vec<u8> {
     let mut p = Vec::new();

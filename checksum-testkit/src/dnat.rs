@@ -20,7 +20,7 @@ use aya::{
 
 use super::netns::NetNs;
 
-/// The fault injector object, built next to the auditor by build.rs.
+/// The fault injector object (checksum-testkit-ebpf), built by this crate's build.rs.
 static FAULT_INJECTOR: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fault-injector"));
 

@@ -11,7 +11,7 @@ use super::{
     reference::{judge, trace},
     rng::frame_seed,
 };
-use crate::testkit::frames::*;
+use crate::frames::*;
 
 fn l4(o: &Outcome) -> &Judged {
     o.verdicts.last().expect("a verdict")

@@ -11,7 +11,7 @@
 use super::rng::Rng;
 use checksum_common::encap::EncapKind;
 
-use crate::testkit::frames::{ICMP, ICMPV6, TCP, UDP, reference_checksum};
+use crate::frames::{ICMP, ICMPV6, TCP, UDP, reference_checksum};
 
 /// A generated frame and how it was made.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use checksum_common::{
     event::{CAPTURE_HEADER_LEN, Direction, MAX_SNAP},
 };
 
-use crate::{
+use checksum_user::{
     analysis::{Analysis, SourceFacts, severity::IfaceClass},
     cli::{MAX_DURATION, parse_duration},
     kernel::event::{Flow, Verdict},
@@ -278,10 +278,10 @@ pub fn verdict_stream(data: &[u8]) {
     for d in &diagnoses {
         let _ = output::diagnosis_json(&analysis, d);
     }
-    let _ = crate::report::view::rows(&analysis, &clock, true, limit);
-    let _ = crate::report::metrics::render(&crate::report::metrics::Snapshot::of(
+    let _ = checksum_user::report::view::rows(&analysis, &clock, true, limit);
+    let _ = checksum_user::report::metrics::render(&checksum_user::report::metrics::Snapshot::of(
         &analysis,
-        &crate::lifecycle::Lifecycle::default(),
+        &checksum_user::lifecycle::Lifecycle::default(),
     ));
 }
 
