@@ -13,7 +13,7 @@ use clap::{
 ///
 /// Live: `checksum-audit --iface eth0 --iface veth1`. Offline: `checksum-audit replay FILE`.
 #[derive(Debug, Parser)]
-#[command(name = "checksum-audit", version)]
+#[command(name = "checksum-audit", version, after_help = ENVIRONMENT)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -23,6 +23,19 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 }
+
+/// The environment variables a live run reads, for `--help` and the man pages (docs/usage.md
+/// has the same list). `CHECKSUM_AUDIT_BTF` is `kernel::btf::BTF_OVERRIDE`.
+const ENVIRONMENT: &str = "\
+Environment:
+  CHECKSUM_AUDIT_BTF=FILE  Read the sk_buff checksum-state offsets and the kernel's checksum drop
+                           reasons from FILE instead of /sys/kernel/btf/vmlinux (the programs are
+                           still loaded against the kernel's own BTF)
+  NODE_NAME                This node's name when --node-name is not given (the downward API's
+                           spec.nodeName)
+  KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT
+                           (agent, without --kubeconfig) the API server, as in every pod
+  RUST_LOG                 Log filter, in place of the one -v chooses";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -37,6 +50,7 @@ pub enum Command {
     ///
     /// Example: `checksum-audit agent --iface 'veth*' --metrics-addr 0.0.0.0:9465` with
     /// `NODE_NAME` from the downward API.
+    #[command(after_help = ENVIRONMENT)]
     Agent(Box<AgentArgs>),
 }
 

@@ -1,6 +1,6 @@
 //! The reference verifier: what the kernel program should report for a frame, derived from the
-//! RFCs and the documented semantics (README "What is checked, and the verdicts"), not from the
-//! kernel code. Headers are decoded with etherparse and every sum is etherparse's
+//! RFCs and the documented semantics (docs/usage.md, "What is checked, and the verdicts"), not
+//! from the kernel code. Headers are decoded with etherparse and every sum is etherparse's
 //! `Sum16BitWords`; nothing here calls checksum-common, so a bug in the shared arithmetic cannot
 //! hide on both sides.
 //!
@@ -558,7 +558,7 @@ impl Check {
     }
 }
 
-/// README "kind" table, tested in order: offload-pending (the field holds the folded
+/// The "kind" table of docs/usage.md, tested in order: offload-pending (the field holds the folded
 /// pseudo-header sum), zero, byte-swapped, corrupt.
 fn kind(got: u16, want: u16, pseudo: Option<u16>) -> Kind {
     if pseudo == Some(got) {

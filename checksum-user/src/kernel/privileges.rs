@@ -1,6 +1,6 @@
 //! Which capabilities checksum-audit needs, checked before the kernel is asked so that the error
 //! names the missing one instead of surfacing a bare EPERM. What each is for (measured on 6.18;
-//! the README's "Privileges" section has the details):
+//! docs/privileges.md has the details):
 //!
 //! - `CAP_BPF`: creating maps (ring buffer, counters, globals), loading BTF and programs;
 //! - `CAP_PERFMON`: the verifier lets only perfmon-capable loaders do the pointer arithmetic our
