@@ -85,9 +85,9 @@ pub fn build() -> Result<PathBuf> {
         .arg(&archive)
         .status()
         .context("running scripts/k8s/image.sh")?;
-    let left = crate::cluster::kill_namespace_processes(&ns.name);
+    let left = crate::cluster::node::kill_namespace_processes(&ns.name);
     drop(ns);
-    crate::cluster::remove_cgroups(&dir.file_name().expect("named").to_string_lossy());
+    crate::cluster::node::remove_cgroups(&dir.file_name().expect("named").to_string_lossy());
     remove_tree(&dir);
     if !status.success() {
         bail!("scripts/k8s/image.sh failed: {status}");

@@ -7,11 +7,6 @@
 )]
 
 mod bench;
-mod bench_attach;
-mod bench_iperf;
-mod bench_live;
-mod bench_pods;
-mod bench_userspace;
 mod cluster;
 mod demo;
 mod dist;
@@ -20,7 +15,6 @@ mod fuzz;
 mod fuzz_parsers;
 mod image;
 mod soak;
-mod soak_report;
 mod test;
 
 use std::{
@@ -147,31 +141,33 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Test => test::run_suite(),
         Cmd::Image => image::build().map(|_| ()),
-        Cmd::Cluster => cluster::run(),
+        Cmd::Cluster => cluster::node::run(),
         Cmd::Dist => dist::run().map(|_| ()),
         Cmd::Demo => demo::run(),
         Cmd::Bench {
             userspace: true, ..
-        } => bench_userspace::run(),
-        Cmd::Bench { live: true, .. } => bench_live::run(),
+        } => bench::userspace::run(),
+        Cmd::Bench { live: true, .. } => bench::live::run(),
         Cmd::Bench {
             attach: true,
             sizes,
             max_wait,
             pods,
             ..
-        } => bench_attach::run(&bench_attach::Options {
+        } => bench::attach::run(&bench::attach::Options {
             sizes,
             max_wait: Duration::from_secs(max_wait),
             pods,
         }),
-        Cmd::Bench { repeat, .. } => bench::run(repeat),
+        Cmd::Bench { repeat, .. } => bench::testrun::run(repeat),
         Cmd::Fuzz {
             frames,
             seed,
             replay,
         } => fuzz::run(frames, seed, replay),
-        Cmd::Soak { minutes, pps, out } => soak::run(&soak::Options { minutes, pps, out }),
+        Cmd::Soak { minutes, pps, out } => {
+            soak::run::run(&soak::run::Options { minutes, pps, out })
+        }
         Cmd::FuzzParsers { seconds, targets } => fuzz_parsers::run(seconds, &targets),
     };
     match result {

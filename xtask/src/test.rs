@@ -68,14 +68,14 @@ pub fn run_suite() -> Result<()> {
     ]));
     // A minute of the release binary under load with interfaces coming and going: memory
     // growth, a dying agent, errors or wrong attach/detach counts fail it (`cargo xtask soak`).
-    let soak = crate::soak::run(&crate::soak::Options {
+    let soak = crate::soak::run::run(&crate::soak::run::Options {
         minutes: 1.0,
         pps: 200_000,
         out: "target/soak".into(),
     });
     // A real single-node cluster in a namespace of its own: the image, the chart rolled out, the
     // agent's programs attached and gone with the DaemonSet (`cargo xtask cluster`).
-    let cluster = crate::cluster::run();
+    let cluster = crate::cluster::node::run();
     if let Err(e) = &cluster {
         eprintln!("xtask: cluster test failed: {e:#}");
     }

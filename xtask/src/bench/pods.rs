@@ -27,11 +27,11 @@ use checksum_user::testkit::{
 use serde_json::{Value, json};
 
 use crate::{
-    bench_attach::{
+    bench::attach::{
         Auditor, BpfObjects, MIB, POLL, PROGRESS_EVERY, TARGET_READY_S, TARGET_TOTAL_MIB, audited,
         check_interrupted, interrupted, ip_batch, verdict,
     },
-    soak::{rss_kib, scrape, status_kib},
+    soak::run::{rss_kib, scrape, status_kib},
     workspace_root,
 };
 

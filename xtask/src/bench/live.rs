@@ -222,5 +222,5 @@ pub fn run() -> Result<()> {
         );
     }
     drop(pair);
-    crate::bench_iperf::run(&bin)
+    crate::bench::iperf::run(&bin)
 }

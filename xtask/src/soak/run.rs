@@ -22,7 +22,7 @@ use checksum_user::testkit::{
 };
 use serde_json::json;
 
-use crate::{release_binary, require_root, soak_report, workspace_root};
+use crate::{release_binary, require_root, soak::report as soak_report, workspace_root};
 
 pub struct Options {
     pub minutes: f64,

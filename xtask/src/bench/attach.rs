@@ -25,8 +25,9 @@ use checksum_user::{
 use serde_json::{Value, json};
 
 use crate::{
-    bench_pods, release_binary, require_root,
-    soak::{ip, rss_kib, wait_timeout},
+    bench::pods,
+    release_binary, require_root,
+    soak::run::{ip, rss_kib, wait_timeout},
     workspace_root,
 };
 
@@ -83,7 +84,7 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     let pods = match opts.pods {
         0 => Ok(()),
-        n => bench_pods::run(&bin, n, opts.max_wait),
+        n => pods::run(&bin, n, opts.max_wait),
     };
     let unclean: Vec<String> = rows
         .iter()

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use crate::soak::Outcome;
+use crate::soak::run::Outcome;
 
 /// Resident memory may grow this much past the warm-up baseline (or a quarter of it, if more):
 /// tables fill up to their bounds and the allocator keeps some slack, but a leak per event or
