@@ -14,7 +14,7 @@ use checksum_user::{
     },
 };
 
-use crate::{require_root, workspace_root};
+use crate::{sandbox::require_root, workspace::workspace_root};
 
 /// Frames between progress lines.
 const CHUNK: u64 = 100_000;

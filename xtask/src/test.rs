@@ -5,7 +5,10 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::{cargo, require_root, run};
+use crate::{
+    sandbox::require_root,
+    workspace::{cargo, run},
+};
 
 const EBPF_TOOLCHAIN: &str = include_str!("../../checksum-ebpf/TOOLCHAIN");
 
@@ -75,7 +78,7 @@ pub fn run_suite() -> Result<()> {
     });
     // A real single-node cluster in a namespace of its own: the image, the chart rolled out, the
     // agent's programs attached and gone with the DaemonSet (`cargo xtask cluster`).
-    let cluster = crate::cluster::node::run();
+    let cluster = crate::cluster::run();
     if let Err(e) = &cluster {
         eprintln!("xtask: cluster test failed: {e:#}");
     }
@@ -100,7 +103,7 @@ fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
     use std::io::{BufRead, BufReader};
     eprintln!("xtask: $ {}", format!("{cmd:?}").replace('"', ""));
     let mut child = cmd
-        .current_dir(crate::workspace_root())
+        .current_dir(crate::workspace::workspace_root())
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     let (mut passed, mut failed) = (0, 0);
