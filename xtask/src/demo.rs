@@ -13,7 +13,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use checksum_testkit::dnat::{DnatLab, netns_args};
 
-use crate::{cargo, require_root, run as run_cmd, target_dir};
+use crate::{
+    sandbox::require_root,
+    workspace::{cargo, run as run_cmd, target_dir},
+};
 
 pub fn run() -> Result<()> {
     require_root("demo")?;

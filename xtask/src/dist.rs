@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 
-use crate::target_dir;
+use crate::workspace::target_dir;
 
 pub fn run() -> Result<PathBuf> {
     let dist = target_dir().join("dist");

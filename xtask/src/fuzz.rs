@@ -12,7 +12,7 @@ use checksum_testkit::differential::{
 };
 use checksum_user::kernel::testrun::FrameAuditor;
 
-use crate::{require_root, workspace_root};
+use crate::{sandbox::require_root, workspace::workspace_root};
 
 /// Frames between progress lines.
 const CHUNK: u64 = 100_000;

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use checksum_testkit::fuzzing::TARGETS;
 
-use crate::workspace_root;
+use crate::workspace::workspace_root;
 
 const EBPF_TOOLCHAIN: &str = include_str!("../../checksum-ebpf/TOOLCHAIN");
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -49,7 +49,7 @@ pub fn run(seconds: u32, only: &[String]) -> Result<()> {
     install_cargo_fuzz()?;
     let root = workspace_root();
     let work = root.join("target/fuzz-parsers");
-    crate::run(cargo_fuzz().arg("build"))?;
+    crate::workspace::run(cargo_fuzz().arg("build"))?;
     let mut outcomes = Vec::new();
     for name in &selected {
         let corpus = work.join("corpus").join(name);
@@ -138,7 +138,7 @@ fn install_cargo_fuzz() -> Result<()> {
     if installed {
         return Ok(());
     }
-    crate::run(
+    crate::workspace::run(
         Command::new("rustup")
             .args(["run", EBPF_TOOLCHAIN.trim(), "cargo", "install", "--locked"])
             .arg(format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"))

@@ -3,15 +3,15 @@
 //! our own (Debian's docker.io, scripts/k8s/image.sh) inside a network namespace with only `lo`,
 //! and saved as a docker archive for `docker load` on a node (the cluster test loads it).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 use checksum_testkit::netns::NetNs;
 
-use crate::{cargo, run, target_dir, workspace_root};
+use crate::{
+    sandbox::{kill_namespace_processes, remove_cgroups, remove_tree, require_root},
+    workspace::{cargo, run, target_dir, workspace_root},
+};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -53,7 +53,7 @@ fn dockerfile(revision: &str) -> String {
 
 /// Builds the image and returns its docker archive, target/image/checksum-audit-VERSION.tar.
 pub fn build() -> Result<PathBuf> {
-    crate::require_root("image")?;
+    require_root("image")?;
     let binary = static_binary()?;
     let out_dir = target_dir().join("image");
     let context = out_dir.join("context");
@@ -85,9 +85,9 @@ pub fn build() -> Result<PathBuf> {
         .arg(&archive)
         .status()
         .context("running scripts/k8s/image.sh")?;
-    let left = crate::cluster::kill_namespace_processes(&ns.name);
+    let left = kill_namespace_processes(&ns.name);
     drop(ns);
-    crate::cluster::remove_cgroups(&dir.file_name().expect("named").to_string_lossy());
+    remove_cgroups(&dir.file_name().expect("named").to_string_lossy());
     remove_tree(&dir);
     if !status.success() {
         bail!("scripts/k8s/image.sh failed: {status}");
@@ -103,13 +103,4 @@ pub fn build() -> Result<PathBuf> {
             / 1024.0
     );
     Ok(archive)
-}
-
-/// `rm -rf`, quietly: a tree our own scripts made under /var/tmp.
-pub fn remove_tree(dir: &Path) {
-    if dir.exists()
-        && let Err(e) = std::fs::remove_dir_all(dir)
-    {
-        eprintln!("xtask: warning: removing {}: {e}", dir.display());
-    }
 }

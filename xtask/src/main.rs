@@ -1,5 +1,10 @@
 //! `cargo xtask test|demo|bench|fuzz|fuzz-parsers|soak|image|cluster|dist`: what cargo alone cannot do. Run through
 //! `./x`, which installs the pinned toolchains first (scripts/bootstrap.sh).
+//!
+//! Each layer uses only those below it, bottom up: `workspace` (paths, cargo, the release binary),
+//! `sandbox` (root, namespaces, processes) and `flood`; `image`, built for the command of that name
+//! and for the cluster test; the commands (`bench/`, `soak/`, `cluster/`, `demo`, `dist`, `fuzz`,
+//! `fuzz_parsers`); `test`, the suite that runs them; and this file, the command line.
 #![expect(
     clippy::cast_precision_loss,
     reason = "benchmark and soak statistics: counts and nanoseconds far below 2^52, shown as \
@@ -7,11 +12,6 @@
 )]
 
 mod bench;
-mod bench_attach;
-mod bench_iperf;
-mod bench_live;
-mod bench_pods;
-mod bench_userspace;
 mod cluster;
 mod demo;
 mod dist;
@@ -19,17 +19,14 @@ mod flood;
 mod fuzz;
 mod fuzz_parsers;
 mod image;
+mod sandbox;
 mod soak;
-mod soak_report;
 mod test;
+mod workspace;
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, ExitCode},
-    time::Duration,
-};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -152,26 +149,28 @@ fn main() -> ExitCode {
         Cmd::Demo => demo::run(),
         Cmd::Bench {
             userspace: true, ..
-        } => bench_userspace::run(),
-        Cmd::Bench { live: true, .. } => bench_live::run(),
+        } => bench::userspace::run(),
+        Cmd::Bench { live: true, .. } => bench::live::run(),
         Cmd::Bench {
             attach: true,
             sizes,
             max_wait,
             pods,
             ..
-        } => bench_attach::run(&bench_attach::Options {
+        } => bench::attach::run(&bench::attach::Options {
             sizes,
             max_wait: Duration::from_secs(max_wait),
             pods,
         }),
-        Cmd::Bench { repeat, .. } => bench::run(repeat),
+        Cmd::Bench { repeat, .. } => bench::testrun::run(repeat),
         Cmd::Fuzz {
             frames,
             seed,
             replay,
         } => fuzz::run(frames, seed, replay),
-        Cmd::Soak { minutes, pps, out } => soak::run(&soak::Options { minutes, pps, out }),
+        Cmd::Soak { minutes, pps, out } => {
+            soak::run::run(&soak::run::Options { minutes, pps, out })
+        }
         Cmd::FuzzParsers { seconds, targets } => fuzz_parsers::run(seconds, &targets),
     };
     match result {
@@ -190,66 +189,4 @@ fn positive_minutes(s: &str) -> Result<f64, String> {
             "'{s}' is not a positive number of minutes (e.g. 1, 0.5, 10)"
         )),
     }
-}
-
-/// The workspace: the directory above xtask's own.
-///
-/// # Panics
-///
-/// Not in a build of this repository, where xtask's directory always has a parent.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Runs a command in the workspace root, echoing it, and fails on a non-zero exit.
-pub fn run(cmd: &mut Command) -> Result<()> {
-    eprintln!("xtask: $ {}", format!("{cmd:?}").replace('"', ""));
-    let status = cmd
-        .current_dir(workspace_root())
-        .status()
-        .with_context(|| format!("spawning {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
-}
-
-pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
-/// Builds the release binary (what a node runs) and returns its path.
-pub fn release_binary() -> Result<PathBuf> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "checksum-user",
-        "--bin",
-        "checksum-audit",
-    ]))?;
-    Ok(target_dir().join("release/checksum-audit"))
-}
-
-/// Where cargo builds: `CARGO_TARGET_DIR` when set (relative to the workspace root, where `run`
-/// runs cargo), otherwise target/ in the workspace.
-pub fn target_dir() -> PathBuf {
-    let root = workspace_root();
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
-pub fn require_root(what: &str) -> Result<()> {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "{what} creates network namespaces and loads eBPF programs: run it as root (e.g. sudo -E ./x {what})"
-        );
-    }
-    Ok(())
 }

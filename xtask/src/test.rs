@@ -5,7 +5,10 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::{cargo, require_root, run};
+use crate::{
+    sandbox::require_root,
+    workspace::{cargo, run},
+};
 
 const EBPF_TOOLCHAIN: &str = include_str!("../../checksum-ebpf/TOOLCHAIN");
 
@@ -63,7 +66,7 @@ pub fn run_suite() -> Result<()> {
     ]));
     // A minute of the release binary under load with interfaces coming and going: memory
     // growth, a dying agent, errors or wrong attach/detach counts fail it (`cargo xtask soak`).
-    let soak = crate::soak::run(&crate::soak::Options {
+    let soak = crate::soak::run::run(&crate::soak::run::Options {
         minutes: 1.0,
         pps: 200_000,
         out: "target/soak".into(),
@@ -95,7 +98,7 @@ fn run_tests(cmd: &mut Command) -> Result<(u64, u64)> {
     use std::io::{BufRead, BufReader};
     eprintln!("xtask: $ {}", format!("{cmd:?}").replace('"', ""));
     let mut child = cmd
-        .current_dir(crate::workspace_root())
+        .current_dir(crate::workspace::workspace_root())
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     let (mut passed, mut failed) = (0, 0);

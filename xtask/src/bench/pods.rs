@@ -26,13 +26,13 @@ use checksum_testkit::{
 };
 use serde_json::{Value, json};
 
+use super::harness::{
+    Auditor, BpfObjects, MIB, POLL, PROGRESS_EVERY, TARGET_READY_S, TARGET_TOTAL_MIB, audited,
+    check_interrupted, interrupted, verdict,
+};
 use crate::{
-    bench_attach::{
-        Auditor, BpfObjects, MIB, POLL, PROGRESS_EVERY, TARGET_READY_S, TARGET_TOTAL_MIB, audited,
-        check_interrupted, interrupted, ip_batch, verdict,
-    },
-    soak::{rss_kib, scrape, status_kib},
-    workspace_root,
+    sandbox::{ip_batch, rss_kib, scrape, status_kib},
+    workspace::workspace_root,
 };
 
 /// The node the pods are on, as the agent is told (`--node-name`).

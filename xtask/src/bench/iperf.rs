@@ -46,7 +46,7 @@ fn start_auditor(bin: &Path, ns: &NetNs, iface: &str) -> Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    crate::bench_live::wait_ready(&mut child, &ready).with_context(|| format!("on {iface}"))?;
+    crate::bench::harness::wait_ready(&mut child, &ready).with_context(|| format!("on {iface}"))?;
     let _ = std::fs::remove_file(&ready);
     Ok(child)
 }

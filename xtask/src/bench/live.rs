@@ -9,13 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use checksum_testkit::{
     frames::{TCP, segment, v4_frame},
     netns::{NetNs, VETH_A, VETH_B, VethPair},
 };
 
-use crate::{release_binary, require_root};
+use super::harness::wait_ready;
+use crate::{sandbox::require_root, workspace::release_binary};
 
 const SECONDS: f64 = 3.0;
 
@@ -42,20 +43,6 @@ fn flood(pair: &VethPair) -> u64 {
             start.elapsed().as_secs_f64() >= SECONDS
         })
     })
-}
-
-/// Waits until `auditor` has written its `--ready-file` `ready` (every program attached); kills it
-/// and fails if it exits first or takes over 20 s.
-pub fn wait_ready(auditor: &mut std::process::Child, ready: &std::path::Path) -> Result<()> {
-    let started = Instant::now();
-    while !ready.exists() {
-        if started.elapsed() > Duration::from_secs(20) || auditor.try_wait()?.is_some() {
-            let _ = auditor.kill();
-            bail!("checksum-audit did not attach");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 struct Measured {
@@ -222,5 +209,5 @@ pub fn run() -> Result<()> {
         );
     }
     drop(pair);
-    crate::bench_iperf::run(&bin)
+    crate::bench::iperf::run(&bin)
 }

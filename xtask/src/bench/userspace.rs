@@ -109,7 +109,7 @@ fn run_once(flows: u32) -> Result<(f64, u64, u64, u64)> {
 pub fn run() -> Result<()> {
     // Timings of a debug build say nothing: run the release build of this same command.
     if cfg!(debug_assertions) {
-        return crate::run(crate::cargo().args([
+        return crate::workspace::run(crate::workspace::cargo().args([
             "run",
             "--quiet",
             "--release",

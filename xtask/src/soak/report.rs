@@ -1,12 +1,80 @@
-//! What `cargo xtask soak` reports: the RSS verdict, summary.json, the RSS plot and a few lines
-//! on stdout.
+//! What a soak produced (`Outcome`, also what summary.json holds) and what `cargo xtask soak`
+//! reports of it: the RSS verdict, summary.json, the RSS plot and a few lines on stdout.
 
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use crate::soak::Outcome;
+/// One sample, taken every second.
+pub struct Sample {
+    pub t: f64,
+    pub rss_kib: u64,
+    pub events: u64,
+    pub lost: u64,
+    pub packets: u64,
+    pub attached: u64,
+    pub detached: u64,
+}
+
+/// What the run produced; also what summary.json holds.
+pub struct Outcome {
+    pub opts_minutes: f64,
+    pub pps: u64,
+    pub sent: u64,
+    pub elapsed: f64,
+    pub samples: Vec<Sample>,
+    pub warmup: f64,
+    /// Seconds between two pairs created (`CHURN_EVERY`).
+    pub churn_every: f64,
+    pub pairs_created: u64,
+    pub pairs_deleted: u64,
+    /// Seconds from creating a pair to both ends attached at both hooks, as seen in the metrics
+    /// (so to within about a second).
+    pub attach_latencies: Vec<f64>,
+    pub exit: String,
+    pub errors: Vec<String>,
+    pub leftovers: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+impl Outcome {
+    pub fn json(&self) -> serde_json::Value {
+        let last = self.samples.last();
+        let get = |f: fn(&Sample) -> u64| last.map_or(0, f);
+        json!({
+            "minutes": self.opts_minutes,
+            "elapsed_s": self.elapsed,
+            "pps_target": self.pps,
+            "frames_sent": self.sent,
+            "pps_sent": self.sent as f64 / self.elapsed.max(1e-9),
+            "packets_audited": get(|s| s.packets),
+            "events": get(|s| s.events),
+            "events_lost": get(|s| s.lost),
+            "errors": self.errors,
+            "exit": self.exit,
+            "churn": {
+                "every_s": self.churn_every,
+                "pairs_created": self.pairs_created,
+                "pairs_deleted": self.pairs_deleted,
+                "attach_latency_s": latency_json(&self.attach_latencies),
+            },
+            "attachments": get(|s| s.attached),
+            "detachments": get(|s| s.detached),
+            "leftovers": self.leftovers,
+            "rss_kib": rss_json(self),
+            "verdict": if self.failures.is_empty() { "pass" } else { "fail" },
+            "failures": self.failures,
+            "samples": self.samples.iter().map(|s| json!({
+                "t": (s.t * 10.0).round() / 10.0,
+                "rss_kib": s.rss_kib,
+                "events": s.events,
+                "lost": s.lost,
+                "packets": s.packets,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
 
 /// Resident memory may grow this much past the warm-up baseline (or a quarter of it, if more):
 /// tables fill up to their bounds and the allocator keeps some slack, but a leak per event or

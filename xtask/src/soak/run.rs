@@ -7,7 +7,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -20,9 +20,12 @@ use checksum_testkit::{
     frames::{UDP, udp_datagram, v4_frame},
     netns::{NetNs, VETH_A, VETH_B, VethPair},
 };
-use serde_json::json;
 
-use crate::{release_binary, require_root, soak_report, workspace_root};
+use super::report::{self, Outcome, Sample};
+use crate::{
+    sandbox::{ip, require_root, rss_kib, scrape, wait_timeout},
+    workspace::{release_binary, workspace_root},
+};
 
 pub struct Options {
     pub minutes: f64,
@@ -41,35 +44,6 @@ const CHURN_ALIVE: usize = 3;
 const HOOKS: u64 = 2;
 /// Metrics port, on the loopback of the auditor's own namespace.
 const METRICS_PORT: u16 = 9467;
-/// One sample, taken every second.
-pub struct Sample {
-    pub t: f64,
-    pub rss_kib: u64,
-    pub events: u64,
-    pub lost: u64,
-    pub packets: u64,
-    pub attached: u64,
-    pub detached: u64,
-}
-
-/// What the run produced; also what summary.json holds.
-pub struct Outcome {
-    pub opts_minutes: f64,
-    pub pps: u64,
-    pub sent: u64,
-    pub elapsed: f64,
-    pub samples: Vec<Sample>,
-    pub warmup: f64,
-    pub pairs_created: u64,
-    pub pairs_deleted: u64,
-    /// Seconds from creating a pair to both ends attached at both hooks, as seen in the metrics
-    /// (so to within about a second).
-    pub attach_latencies: Vec<f64>,
-    pub exit: String,
-    pub errors: Vec<String>,
-    pub leftovers: Vec<String>,
-    pub failures: Vec<String>,
-}
 
 pub fn run(opts: &Options) -> Result<()> {
     require_root("soak")?;
@@ -85,8 +59,8 @@ pub fn run(opts: &Options) -> Result<()> {
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let pair = VethPair::new("soak");
     let outcome = soak(&bin, &pair, opts)?;
-    soak_report::write(&outcome, &out_dir)?;
-    soak_report::print(&outcome, &out_dir);
+    report::write(&outcome, &out_dir)?;
+    report::print(&outcome, &out_dir);
     if !outcome.failures.is_empty() {
         bail!("soak failed: {}", outcome.failures.join("; "));
     }
@@ -245,6 +219,7 @@ fn soak(bin: &Path, pair: &VethPair, opts: &Options) -> Result<Outcome> {
         elapsed,
         samples,
         warmup: warmup.as_secs_f64(),
+        churn_every: CHURN_EVERY.as_secs_f64(),
         pairs_created: churn.created,
         pairs_deleted: churn.deleted,
         attach_latencies: churn.latencies,
@@ -253,7 +228,7 @@ fn soak(bin: &Path, pair: &VethPair, opts: &Options) -> Result<Outcome> {
         leftovers,
         failures,
     };
-    if let Some(why) = soak_report::rss_failure(&outcome) {
+    if let Some(why) = report::rss_failure(&outcome) {
         outcome.failures.push(why);
     }
     // Keep the auditor's stderr when something went wrong.
@@ -279,34 +254,6 @@ fn sample(t0: Instant, pid: u32, ns: &NetNs) -> Result<(Sample, String)> {
         detached: sum("checksum_audit_detachments_total"),
     };
     Ok((sample, metrics))
-}
-
-pub fn rss_kib(pid: u32) -> Result<u64> {
-    status_kib(pid, "VmRSS")
-}
-
-/// A `NAME:  N kB` field of /proc/PID/status (`VmRSS`, `VmHWM`: the peak RSS).
-pub fn status_kib(pid: u32, name: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {name} in /proc/{pid}/status"))
-}
-
-/// GET /metrics from 127.0.0.1:`port` inside `ns`, where the auditor's loopback is.
-pub fn scrape(ns: &NetNs, port: u16) -> Result<String> {
-    use std::io::{Read, Write};
-    ns.run(move || -> std::io::Result<String> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n")?;
-        let mut response = String::new();
-        s.read_to_string(&mut response)?;
-        Ok(response)
-    })
-    .context("scraping the metrics")
 }
 
 /// The sum of every sample of `name` (all label sets) in the text exposition.
@@ -380,31 +327,6 @@ impl Churn {
     }
 }
 
-pub fn ip(ns: &NetNs, args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .arg("-n")
-        .arg(&ns.name)
-        .args(args)
-        .output()?;
-    if !out.status.success() {
-        bail!("ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if start.elapsed() > timeout {
-            bail!("checksum-audit did not exit within {timeout:?} of being told to stop");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Never leave the auditor running (and attached) when the soak itself fails.
 struct KillOnDrop<'a>(&'a mut Child);
 
@@ -414,43 +336,5 @@ impl Drop for KillOnDrop<'_> {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
-    }
-}
-
-impl Outcome {
-    pub fn json(&self) -> serde_json::Value {
-        let last = self.samples.last();
-        let get = |f: fn(&Sample) -> u64| last.map_or(0, f);
-        json!({
-            "minutes": self.opts_minutes,
-            "elapsed_s": self.elapsed,
-            "pps_target": self.pps,
-            "frames_sent": self.sent,
-            "pps_sent": self.sent as f64 / self.elapsed.max(1e-9),
-            "packets_audited": get(|s| s.packets),
-            "events": get(|s| s.events),
-            "events_lost": get(|s| s.lost),
-            "errors": self.errors,
-            "exit": self.exit,
-            "churn": {
-                "every_s": CHURN_EVERY.as_secs_f64(),
-                "pairs_created": self.pairs_created,
-                "pairs_deleted": self.pairs_deleted,
-                "attach_latency_s": soak_report::latency_json(&self.attach_latencies),
-            },
-            "attachments": get(|s| s.attached),
-            "detachments": get(|s| s.detached),
-            "leftovers": self.leftovers,
-            "rss_kib": soak_report::rss_json(self),
-            "verdict": if self.failures.is_empty() { "pass" } else { "fail" },
-            "failures": self.failures,
-            "samples": self.samples.iter().map(|s| json!({
-                "t": (s.t * 10.0).round() / 10.0,
-                "rss_kib": s.rss_kib,
-                "events": s.events,
-                "lost": s.lost,
-                "packets": s.packets,
-            })).collect::<Vec<_>>(),
-        })
     }
 }

@@ -15,7 +15,7 @@ use checksum_user::{
 };
 use serde_json::{Value, json};
 
-use crate::{require_root, workspace_root};
+use crate::{sandbox::require_root, workspace::workspace_root};
 
 const FRAME_SIZES: [usize; 6] = [64, 128, 512, 1514, 4096, 9014];
 /// Measurements per row; the best is kept.
