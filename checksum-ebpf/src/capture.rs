@@ -1,11 +1,11 @@
 //! Frame capture for `--pcap-out`: a mismatch event that also carries the first bytes of its
 //! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it. The
-//! `EVENTS` ring and the `CAPTURE_BUF` events are built in live here too, below `audit.rs`, which
-//! sends plain events through them.
+//! `EVENTS` ring and `CAPTURE_BUF`, where every event is built, live here too: below `audit.rs`,
+//! which sends plain events through them.
 //!
 //! Verifier notes (messages as Linux 6.18 prints them, each found by undoing the workaround): the
 //! record (144 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the stack (512 bytes,
-//! nearly all of them already in use); on the stack it does not even reach the verifier, LLVM refuses
+//! nearly all already in use); on the stack it does not even reach the verifier, LLVM refuses
 //! it: "Looks like the BPF stack limit is exceeded. Please move large on stack variables into BPF
 //! per-cpu array map." The frame is copied with the hook's load-bytes helper (which also reads the
 //! fragments of multi-buffer XDP frames) straight into that buffer, with a length provably in

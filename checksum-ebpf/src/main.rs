@@ -10,7 +10,8 @@
               few global functions, each of which the verifier checks on its own"
 )]
 
-// The modules bottom-up, one layer per group: each uses only those in the groups above it.
+// The modules bottom-up, one layer per group: each uses only modules of the groups before its
+// own, never one after (so the crate reads from here down, and has no import loops).
 // Byte access to a packet, and the kernel state behind it.
 mod bytes;
 mod netns;
@@ -31,7 +32,7 @@ mod track;
 // The per-frame pipeline.
 mod audit;
 
-// The per-context global functions, and the dispatch to them that the modules above ask for
+// The per-context global functions, and the dispatch to them, which the modules before ask for
 // with a trait of their own (`sum::SumLarge`, `source::SlotLookup`, `audit::Passes`).
 mod dispatch;
 
