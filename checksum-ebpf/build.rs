@@ -13,7 +13,7 @@ fn main() {
     // wide load instead. Stack accesses must stay aligned; LLVM aligns its stack slots.
     println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
     // bpf-linker makes every function but the programs static, and the verifier re-checks a static
-    // function on every path that calls it. These stay global: verified once (packet.rs).
+    // function on every path that calls it. These stay global: verified once (dispatch.rs, skb.rs).
     println!(
         "cargo:rustc-link-arg=--export=csa_sum_large_xdp,csa_sum_large_tc,csa_source_slot_xdp,csa_source_slot_tc,csa_skb_state,csa_audit_level_xdp,csa_audit_level_tc,csa_emit_xdp,csa_emit_tc"
     );

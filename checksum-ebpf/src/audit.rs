@@ -1,9 +1,10 @@
 //! The per-frame pipeline: parse, check every checksum the frame carries, count, report.
 
 use aya_ebpf::{
-    bindings::{__sk_buff, xdp_md},
+    Global,
     helpers::generated::bpf_ktime_get_ns,
-    programs::{TcContext, XdpContext},
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
 };
 use aya_log_ebpf::debug;
 use checksum_common::{
@@ -12,20 +13,69 @@ use checksum_common::{
         classify, expected_field, field_for, fold, ones_sub, pseudo_header_v4, pseudo_header_v6,
         verifies,
     },
-    encap::{Encap, EncapKind, MAX_TUNNEL_PORTS, Payload, parse_tunnel, tunnel_kind},
+    encap::{
+        DEFAULT_TUNNEL_PORTS, Encap, EncapKind, MAX_TUNNEL_PORTS, Payload, parse_tunnel,
+        tunnel_kind,
+    },
     event::{FAMILY_IPV4, IP_SUMMED_UNKNOWN, REPORT_TRACKED, REPORT_VERDICT},
-    source::{OUTER_SUM_VALID, SOURCE_REPORT_OFFLOAD},
+    source::{EVENT_BUDGET_FLOWS, OUTER_SUM_VALID, SOURCE_REPORT_OFFLOAD},
 };
 
 use crate::{
-    CAPTURE_BUF, CAPTURE_SNAPLEN, EVENT_BUDGET, EVENTS, EVENTS_PER_FLOW, PARTIAL_OK, PENDING,
-    REPORT_ALL, STATES, TUNNEL_PORTS, capture,
-    packet::{OFFSET_MASK, Packet, TcPacket, XdpPacket, be16, be32, bounded},
+    bytes::{OFFSET_MASK, be16, be32, bounded},
+    capture::{self, CAPTURE_BUF, CAPTURE_SNAPLEN, EVENTS},
     parse::{self, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, ParseError, Segment},
     skb::{SkbState, partial_key},
-    sum::{sum_header, sum_range},
+    source::{self, STATES, SlotLookup},
+    sum::{SumLarge, sum_header, sum_range},
     track,
 };
+
+/// Per-CPU hand-over of a verdict from an audit pass to `emit` (see `Pending`).
+#[map]
+static PENDING: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+
+/// Events sent per flow and kind, for `EVENTS_PER_FLOW`. User space shrinks it to one entry when
+/// the budget is off.
+#[map]
+static EVENT_BUDGET: LruHashMap<BudgetKey, u32> =
+    LruHashMap::with_max_entries(EVENT_BUDGET_FLOWS, 0);
+
+/// UDP destination ports whose datagrams are tunnels, as `encap::tunnel_port` entries (the
+/// defaults, plus `--vxlan-port` and `--geneve-port`).
+#[unsafe(no_mangle)]
+static TUNNEL_PORTS: Global<[u32; MAX_TUNNEL_PORTS]> = Global::new(DEFAULT_TUNNEL_PORTS);
+
+// Run-wide settings are frozen globals (.rodata): the verifier sees their values as constants and
+// prunes the branches they turn off, so a feature that is off costs nothing on the hot path.
+
+/// Set to 1 by `checksum-audit replay --all` to report every verdict, not only mismatches.
+#[unsafe(no_mangle)]
+static REPORT_ALL: Global<u8> = Global::new(0);
+
+/// Events per flow and kind (`--events-per-flow`); 0 sends an event for every mismatch. The rest
+/// are counted in `events_sampled_out`, so a flood of one broken flow cannot crowd the others out
+/// of the ring buffer.
+#[unsafe(no_mangle)]
+static EVENTS_PER_FLOW: Global<u32> = Global::new(0);
+
+/// 1 to settle a TCP/UDP field in O(1) when the skb is `CHECKSUM_PARTIAL` at exactly that field and
+/// the field holds the pseudo-header sum (`Status::PartialOk`, no sum over the segment). Needs
+/// `skb::SKB_STATE`. Off by default: such fields are then summed and reported as offload-pending,
+/// as before.
+#[unsafe(no_mangle)]
+static PARTIAL_OK: Global<u8> = Global::new(0);
+
+/// A packet whose passes and `emit` run as global functions (`dispatch.rs` implements it, per
+/// context type, with `audit_level` and `emit` as the bodies): each is verified once, on its own
+/// (see `audit_frame` and `emit`).
+pub trait Passes: SumLarge + SlotLookup {
+    /// One audit pass over the packet at `at` (`audit_level`).
+    fn audit_level(&self, hook: Hook, slot: u32, at: u32) -> u32;
+
+    /// Reports the verdict `record` left in `PENDING` (`emit`).
+    fn emit(&self, hook: Hook, slot: u32);
+}
 
 /// One checksum's verdict and what a report about it needs.
 #[derive(Clone, Copy)]
@@ -77,7 +127,7 @@ impl Verdict {
     }
 }
 
-/// `at` of the first pass: the frame from its start, through `Packet::link_layer`.
+/// `at` of the first pass: the frame from its start, through `parse::link_layer`.
 const OUTER: u32 = 0;
 /// What lies at a second pass's `at` (offset | what << 16): an Ethernet frame, or an IP packet.
 const AT_ETHERNET: u32 = 0;
@@ -90,10 +140,10 @@ const AT_IPV6: u32 = 2 << 16;
 /// ("BPF program is too large"). This frame stays small, since the pass's frame, the summing
 /// function's and its loop callback's must fit in the 512 bytes of stack with it.
 #[inline(always)]
-pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
-    // The source's slot (an inlined array read in the common case, `packet::direct_slot`), then
+pub fn audit_frame<P: Passes>(pkt: &P, hook: Hook) {
+    // The source's slot (an inlined array read in the common case, `source::direct_slot`), then
     // one array lookup: the source's settings and this CPU's counters live in one value.
-    let slot = pkt.source_slot(hook);
+    let slot = source::slot(pkt, hook);
     let Some(state) = STATES.get_ptr_mut(slot) else {
         return;
     };
@@ -114,7 +164,7 @@ pub fn audit_frame<P: Packet>(pkt: &P, hook: Hook) {
 
 /// One pass (see `audit_frame`); returns where the inner packet is, or `OUTER` for none.
 #[inline(always)]
-fn audit_level<P: Packet>(pkt: &P, hook: Hook, slot: u32, at: u32) -> u32 {
+pub fn audit_level<P: Passes>(pkt: &P, hook: Hook, slot: u32, at: u32) -> u32 {
     let Some(state) = STATES.get_ptr_mut(slot) else {
         return OUTER;
     };
@@ -144,7 +194,7 @@ fn audit_level<P: Packet>(pkt: &P, hook: Hook, slot: u32, at: u32) -> u32 {
 }
 
 #[inline(always)]
-fn audit_ip<P: Packet>(
+fn audit_ip<P: Passes>(
     pkt: &P,
     hook: Hook,
     at: u32,
@@ -157,7 +207,7 @@ fn audit_ip<P: Packet>(
         s.encap.kind = EncapKind::None as u8;
         s.encap.inner = 0;
         s.outer_sum = 0;
-        pkt.link_layer()
+        parse::link_layer(pkt)
     } else {
         // Set first: `audit_level` counts a cut-short inner frame by it.
         s.encap.inner = 1;
@@ -176,8 +226,8 @@ fn audit_ip<P: Packet>(
     if outer {
         // The skb's checksum state is read at most once per packet, and only when needed: for a
         // field that holds the pseudo-header sum (is the skb still to complete it?) and for a
-        // verdict that becomes an event. The read is one helper call, about 40 ns at TC: on every
-        // packet it made 64-byte frames 1.7 times slower. Until then `partial` holds the IP
+        // verdict that becomes an event. The read is one helper call: on every packet it made
+        // small frames much slower at TC (bench/README.md). Until then `partial` holds the IP
         // header's offset, which the read needs (see `skb_state`): the outer one, which the skb's
         // `network_header` points at, for both passes. Kept in the source's value, not in
         // registers (see `SourceState::slot`).
@@ -193,8 +243,8 @@ fn audit_ip<P: Packet>(
         return Ok(());
     };
     // SAFETY: this CPU's PENDING value, used by no one else during this run. The segment is parsed
-    // into it in place: on the stack (and copied there for `emit`) it took 100 bytes more than the
-    // 512 the programs, the passes and the summing function share.
+    // into it in place: on the stack (and copied there for `emit`) it took more than the 512 bytes
+    // the programs, the passes and the summing function share.
     let segment = unsafe { &mut (*pending).seg };
     if parse::is_ipv4(ethertype) {
         let ip = parse::ipv4(pkt, l3_off, segment)?;
@@ -237,7 +287,7 @@ fn audit_ip<P: Packet>(
 
 /// The link layer of the inner packet at `at` (see `AT_ETHERNET`); `None` when it is cut short.
 #[inline(always)]
-fn inner_link_layer<P: Packet>(pkt: &P, at: u32) -> Option<(u16, u32)> {
+fn inner_link_layer<P: Passes>(pkt: &P, at: u32) -> Option<(u16, u32)> {
     let off = bounded(at, OFFSET_MASK);
     match at & !0xffff {
         AT_ETHERNET => parse::ethernet_at(pkt, off),
@@ -251,7 +301,7 @@ fn inner_link_layer<P: Packet>(pkt: &P, at: u32) -> Option<(u16, u32)> {
 /// payload starts in `s.inner_at` for the second pass. Fragments are not followed (the payload
 /// is not all here).
 #[inline(always)]
-fn tunnel<P: Packet>(pkt: &P, seg: &Segment, s: &mut SourceState) {
+fn tunnel<P: Passes>(pkt: &P, seg: &Segment, s: &mut SourceState) {
     if seg.protocol != IPPROTO_UDP || seg.partial {
         return;
     }
@@ -327,7 +377,7 @@ fn tunnel_port(i: usize) -> u32 {
 
 /// IPv4 header checksum (RFC 791): no pseudo-header, so never `offload-pending`.
 #[inline(always)]
-fn check_ipv4_header<P: Packet>(pkt: &P, off: u32, ip: &parse::Ipv4Header) -> Verdict {
+fn check_ipv4_header<P: Passes>(pkt: &P, off: u32, ip: &parse::Ipv4Header) -> Verdict {
     let mut v = Verdict::unverifiable(Layer::Ipv4, ip.header_len);
     // sum_range, not a load sized by the header length: LLVM folds the length's masks in a way the
     // verifier cannot bound ("invalid write to stack R3 size=252").
@@ -355,7 +405,7 @@ const fn field_layout(layer: Layer) -> (u32, u32) {
     clippy::cast_possible_truncation,
     reason = "an IPv4 segment's length comes from the 16-bit total length"
 )]
-fn check_segment<P: Packet>(
+fn check_segment<P: Passes>(
     pkt: &P,
     seg: &Segment,
     layer: Layer,
@@ -390,7 +440,7 @@ fn check_segment<P: Packet>(
         if layer == Layer::Tcp {
             v.tcp_seq = be32(&head, 4);
             // Here, once per packet: loaded while writing an event it made the verifier walk
-            // every path to an event twice (180,000 more instructions at XDP, 420,000 at TC).
+            // every path to an event twice.
             s.tcp_ack = pkt.load::<4>(off + 8).map_or(0, |a| be32(&a, 0));
         }
         // Whether a tracked flow's packet is to be reported, decided (and a report taken) here,
@@ -432,8 +482,7 @@ fn check_segment<P: Packet>(
     // this segment and offset) and the field holds the pseudo-header sum, as the offload-pending
     // signature is recognised below. Without PARTIAL_OK (a frozen 0) this is pruned.
     // (A tracked flow's packets take it too: summing them for their identity, with the answer
-    // carried past the sum, made the verifier walk everything after it twice, 2.6 times the
-    // instructions.)
+    // carried past the sum, made the verifier walk everything after it twice.)
     if PARTIAL_OK.load() != 0
         && (layer == Layer::Tcp || layer == Layer::Udp)
         && got == folded_pseudo
@@ -445,7 +494,7 @@ fn check_segment<P: Packet>(
         return Ok(v);
     }
     // A tunnel's inner segment takes its sum from the outer datagram's, which covered the same
-    // bytes: summed twice, a VXLAN frame cost 1.9 times a plain frame of its size.
+    // bytes: summed twice, a VXLAN frame cost far more than a plain frame of its size.
     let reused = if s.encap.inner == 0 {
         None
     } else {
@@ -494,7 +543,7 @@ fn check_segment<P: Packet>(
     clippy::cast_possible_truncation,
     reason = "the folded sum is the low 16 bits"
 )]
-fn inner_from_outer_sum<P: Packet>(pkt: &P, off: u32, len: u32, s: &SourceState) -> Option<u64> {
+fn inner_from_outer_sum<P: Passes>(pkt: &P, off: u32, len: u32, s: &SourceState) -> Option<u64> {
     if s.outer_sum & OUTER_SUM_VALID == 0 {
         return None;
     }
@@ -514,7 +563,7 @@ fn inner_from_outer_sum<P: Packet>(pkt: &P, off: u32, len: u32, s: &SourceState)
 /// inner field holds (what the inner segment will sum to, completed). Only at TC, where the skb
 /// says so; false for anything else.
 #[inline(always)]
-fn outer_udp_by_lco<P: Packet>(
+fn outer_udp_by_lco<P: Passes>(
     pkt: &P,
     off: u32,
     len: u32,
@@ -542,7 +591,7 @@ fn outer_udp_by_lco<P: Packet>(
 /// ICMPv4 has no pseudo-header, so its data can be all zero bytes; its field is then 0xffff, which
 /// a sum over the field cannot tell from 0x0000. Sum the message without its field instead.
 #[inline(always)]
-fn check_icmpv4<P: Packet>(pkt: &P, off: u32, len: u32, mut v: Verdict) -> Verdict {
+fn check_icmpv4<P: Passes>(pkt: &P, off: u32, len: u32, mut v: Verdict) -> Verdict {
     // Type and code: the word before the field.
     let Some(head) = pkt.load::<2>(off) else {
         return v;
@@ -560,7 +609,7 @@ fn check_icmpv4<P: Packet>(pkt: &P, off: u32, len: u32, mut v: Verdict) -> Verdi
 /// partial-ok field where offload-pending ones are listed, a tracked flow's packet), hands it to
 /// `emit`. Only the count and that test run here, on every verdict.
 #[inline(always)]
-fn record<P: Packet>(pkt: &P, hook: Hook, v: &Verdict, s: &mut SourceState) {
+fn record<P: Passes>(pkt: &P, hook: Hook, v: &Verdict, s: &mut SourceState) {
     s.counters.checks[v.layer as usize][v.status as usize] += 1;
     if s.encap.inner != 0 {
         s.counters.inner_checks[v.layer as usize][v.status as usize] += 1;
@@ -588,7 +637,7 @@ fn record<P: Packet>(pkt: &P, hook: Hook, v: &Verdict, s: &mut SourceState) {
 
 /// A verdict on its way to `emit`: global functions take only scalars and the context, so it goes
 /// through this per-CPU value rather than the stack.
-pub struct Pending {
+struct Pending {
     seg: Segment,
     verdict: Verdict,
 }
@@ -598,7 +647,7 @@ pub struct Pending {
 /// A global function of its own (`csa_emit_*`): its event, budget key and tracking keys are off
 /// the pass's stack, and it is verified once, not at every verdict of every path.
 #[inline(always)]
-fn emit<P: Packet>(pkt: &P, hook: Hook, slot: u32) {
+pub fn emit<P: Passes>(pkt: &P, hook: Hook, slot: u32) {
     let (Some(s), Some(pending)) = (STATES.get_ptr_mut(slot), PENDING.get_ptr(0)) else {
         return;
     };
@@ -669,51 +718,12 @@ fn emit<P: Packet>(pkt: &P, hook: Hook, slot: u32) {
     }
 }
 
-/// The passes and `emit` as global functions (exported in build.rs), one per context type: the
-/// kernel verifies each once, with `ctx` as the program's context and the rest as any scalars.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn csa_audit_level_xdp(ctx: *mut xdp_md, hook: u32, slot: u32, at: u32) -> u32 {
-    audit_level(&XdpPacket(XdpContext::new(ctx)), hook_from(hook), slot, at)
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn csa_audit_level_tc(ctx: *mut __sk_buff, hook: u32, slot: u32, at: u32) -> u32 {
-    // SAFETY: the kernel passes a valid context.
-    let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
-    audit_level(&TcPacket(TcContext::new(skb)), hook_from(hook), slot, at)
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn csa_emit_xdp(ctx: *mut xdp_md, hook: u32, slot: u32) -> u32 {
-    emit(&XdpPacket(XdpContext::new(ctx)), hook_from(hook), slot);
-    0
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn csa_emit_tc(ctx: *mut __sk_buff, hook: u32, slot: u32) -> u32 {
-    // SAFETY: the kernel passes a valid context.
-    let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
-    emit(&TcPacket(TcContext::new(skb)), hook_from(hook), slot);
-    0
-}
-
-/// A hook passed to a global function as a scalar.
-#[inline(always)]
-#[expect(clippy::cast_possible_truncation, reason = "a `Hook` value")]
-fn hook_from(raw: u32) -> Hook {
-    Hook::from_u8(raw as u8).unwrap_or(Hook::Xdp)
-}
-
 /// An offload-pending field that nothing will complete: with the partial-ok fast path, the
 /// fields a `CHECKSUM_PARTIAL` skb is still to complete never get here, so at TC, where the skb
 /// state is known, every one that does is a problem wherever it is seen, and is sent. At XDP
 /// (no skb) and without the fast path it is not (both frozen, pruned).
 #[inline(always)]
-fn unfinished_partial<P: Packet>(pkt: &P, s: &mut SourceState) -> bool {
+fn unfinished_partial<P: Passes>(pkt: &P, s: &mut SourceState) -> bool {
     PARTIAL_OK.load() != 0 && skb_state(pkt, s).0.ip_summed() != IP_SUMMED_UNKNOWN
 }
 
@@ -724,7 +734,7 @@ const SKB_NOT_READ: u64 = u64::MAX;
 /// The packet's skb checksum state and its `SkbState::partial` key, read on first use (see
 /// `audit_ip`).
 #[inline(always)]
-fn skb_state<P: Packet>(pkt: &P, s: &mut SourceState) -> (SkbState, u32) {
+fn skb_state<P: Passes>(pkt: &P, s: &mut SourceState) -> (SkbState, u32) {
     if s.skb == SKB_NOT_READ {
         let skb = pkt.skb_state();
         s.skb = skb.raw();
@@ -736,7 +746,7 @@ fn skb_state<P: Packet>(pkt: &P, s: &mut SourceState) -> (SkbState, u32) {
 /// A flow and kind at one source, for the per-flow event budget. No padding: the whole key is
 /// hashed.
 #[repr(C, align(8))]
-pub struct BudgetKey {
+struct BudgetKey {
     /// The source (its `STATES` slot).
     slot: u32,
     layer: u8,
@@ -784,12 +794,12 @@ fn within_budget(slot: u32, seg: &Segment, v: &Verdict) -> bool {
     true
 }
 
-/// Fills in an event, field by field. Measured: building it this way from a zeroed value takes
-/// 408 (XDP) and 424 (TC) bytes of the programs' stack; the same event as one struct literal took
-/// 472 and 480, and written in place into the ring-buffer reservation 480, past the 512 bytes
-/// the programs and the summing function share ("combined stack size of 3 calls is 528").
+/// Fills in an event, field by field: built this way from a zeroed value it takes the least of
+/// the programs' stack. The same event as one struct literal, or written in place into the
+/// ring-buffer reservation, took more, past the 512 bytes the programs and the summing function
+/// share ("combined stack size of 3 calls is 528").
 #[inline(always)]
-fn write_event<P: Packet>(
+fn write_event<P: Passes>(
     e: &mut ChecksumEvent,
     pkt: &P,
     hook: Hook,

@@ -1,9 +1,11 @@
 //! Frame capture for `--pcap-out`: a mismatch event that also carries the first bytes of its
-//! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it.
+//! frame. Only mismatches with `CAPTURE_SNAPLEN` set come here; nothing else pays for it. The
+//! `EVENTS` ring and `CAPTURE_BUF`, where every event is built, live here too: below `audit.rs`,
+//! which sends plain events through them.
 //!
 //! Verifier notes (messages as Linux 6.18 prints them, each found by undoing the workaround): the
 //! record (144 + `MAX_SNAP` bytes) is built in a per-CPU map value, never on the stack (512 bytes,
-//! over 450 of them already in use); on the stack it does not even reach the verifier, LLVM refuses
+//! nearly all already in use); on the stack it does not even reach the verifier, LLVM refuses
 //! it: "Looks like the BPF stack limit is exceeded. Please move large on stack variables into BPF
 //! per-cpu array map." The frame is copied with the hook's load-bytes helper (which also reads the
 //! fragments of multi-buffer XDP frames) straight into that buffer, with a length provably in
@@ -17,12 +19,35 @@
 
 use core::ptr::addr_of_mut;
 
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
 use checksum_common::{
     Counters,
     event::{CAPTURE_HEADER_LEN, CaptureRecord, MAX_SNAP},
+    source::DEFAULT_RING_BYTES,
 };
 
-use crate::{EVENTS, packet::Packet};
+use crate::{packet::Packet, parse};
+
+/// Mismatch events of every source, plain (`audit::emit`) or with their frame's bytes (`send`):
+/// one ring for the whole run, so that one reader drains it and its size is one setting
+/// (`--ring-buffer-size`, set with `set_max_entries` at load time).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Per-CPU staging area for capture records (`send`): far too big for the stack, and
+/// `bpf_ringbuf_reserve` only takes constant sizes, while a record is sent with only the bytes
+/// captured. `audit::emit` builds every event at its head, capture or not.
+#[map]
+pub static CAPTURE_BUF: PerCpuArray<CaptureRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Frame bytes each mismatch event carries (`--snaplen` with `--pcap-out`); 0, the default, sends
+/// plain `ChecksumEvent`s. User space clamps it to `MAX_SNAP`, the kernel clamps it again.
+#[unsafe(no_mangle)]
+pub static CAPTURE_SNAPLEN: Global<u32> = Global::new(0);
 
 #[expect(
     clippy::cast_possible_truncation,
@@ -59,7 +84,7 @@ pub fn send<P: Packet>(pkt: &P, snaplen: u32, rec: *mut CaptureRecord, c: &mut C
     let cap_len = if copied { n } else { 0 };
     // Where the (outer) IP header starts, recomputed here rather than carried down from the
     // parser so the path without capture keeps its registers and stack.
-    let l3_off = pkt.link_layer().map_or(0, |(_, off)| off);
+    let l3_off = parse::link_layer(pkt).map_or(0, |(_, off)| off);
     // SAFETY: `rec` is this CPU's CAPTURE_BUF value, valid and used by no one else during this run;
     // the fields are written in place through raw pointers, no reference to it is formed.
     unsafe {

@@ -8,20 +8,58 @@
 //! `netns.rs` does: Rust has no CO-RE relocations and rustc emits no BTF for the kernel's types.
 
 use aya_ebpf::{
+    Global,
     helpers::{bpf_get_current_task, bpf_ktime_get_ns},
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use checksum_common::{
-    drop::{DROPS_LOST, DROPS_SEEN, DropEvent, MAX_DROP_REASONS},
+    drop::{DROP_RING_BYTES, DROPS_LOST, DROPS_SEEN, DropEvent, MAX_DROP_REASONS, NO_REASON},
     event::{FAMILY_IPV4, FAMILY_IPV6},
 };
 
-use crate::{
-    DROP_COUNTS, DROP_REASONS, DROPS, OFF_DEV_IFINDEX, OFF_NSPROXY_NET, OFF_SKB_DEV, OFF_SKB_HEAD,
-    OFF_SKB_IIF, OFF_SKB_NETWORK_HEADER, OFF_SKB_PROTOCOL, OFF_SKB_SK, OFF_SKB_TRANSPORT_HEADER,
-    OFF_SOCK_NET, OFF_TASK_NSPROXY,
-    netns::{device_net, net_cookie, read},
-};
+use crate::netns::{OFF_SKB_DEV, device_net, net_cookie, read};
+
+/// The kernel's checksum drops, apart from the audit events: another record type, and a flood of
+/// audit events must not crowd them out.
+#[map]
+static DROPS: RingBuf = RingBuf::with_byte_size(DROP_RING_BYTES, 0);
+
+/// Checksum drops seen and lost to a full `DROPS` (`DROPS_SEEN`, `DROPS_LOST`), per CPU.
+#[map]
+static DROP_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// The checksum drop reasons (`enum skb_drop_reason` values) `csum_kfree_skb` reports, resolved
+/// by name from BTF at load time; unused entries hold `NO_REASON`. A frozen global: the list is
+/// the same for the whole run, and a map lookup would cost more than the compares.
+#[unsafe(no_mangle)]
+static DROP_REASONS: Global<[u32; MAX_DROP_REASONS]> = Global::new([NO_REASON; MAX_DROP_REASONS]);
+
+/// More `struct sk_buff`, `net_device` and `sock` offsets, beside `netns::OFF_SKB_DEV`:
+/// `sk_buff.head`, `.network_header`, `.transport_header`, `.protocol`, `.skb_iif`, `.sk`,
+/// `net_device.ifindex` and `sock.__sk_common.skc_net`.
+#[unsafe(no_mangle)]
+static OFF_SKB_HEAD: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_NETWORK_HEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_TRANSPORT_HEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_PROTOCOL: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_DEV_IFINDEX: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_IIF: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SKB_SK: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_SOCK_NET: Global<u32> = Global::new(0);
+/// `task_struct.nsproxy` and `nsproxy.net_ns`, for drops in `recvmsg` (see `read_device`).
+#[unsafe(no_mangle)]
+static OFF_TASK_NSPROXY: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_NSPROXY_NET: Global<u32> = Global::new(0);
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;

@@ -10,9 +10,27 @@
 //! runs with several namespaces pay for it: with one, `NETNS_BY_DEVICE` is a frozen 0 and the
 //! verifier prunes every read.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::{Global, helpers::bpf_probe_read_kernel};
 
-use crate::{NETNS_BY_DEVICE, OFF_DEV_NET, OFF_NET_COOKIE, OFF_RXQ_DEV, OFF_SKB_DEV, OFF_XDP_RXQ};
+/// 1 when several network namespaces are audited: ifindexes then repeat across them, and the
+/// programs read the packet's namespace cookie from its device (`cookie`). 0 otherwise, and that
+/// code is pruned.
+#[unsafe(no_mangle)]
+pub static NETNS_BY_DEVICE: Global<u8> = Global::new(0);
+
+/// Kernel structure offsets for `cookie`, resolved by user space from the running kernel's BTF
+/// (Rust has no CO-RE relocations yet): `sk_buff.dev`, `xdp_buff.rxq`, `xdp_rxq_info.dev`,
+/// `net_device.nd_net` and `net.net_cookie`.
+#[unsafe(no_mangle)]
+pub static OFF_SKB_DEV: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_XDP_RXQ: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_RXQ_DEV: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_DEV_NET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static OFF_NET_COOKIE: Global<u32> = Global::new(0);
 
 /// Which context a program has: the pointer chain to its device differs.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,10 @@
 
 use checksum_common::event::{FAMILY_IPV4, FAMILY_IPV6};
 
-use crate::packet::{OFFSET_MASK, Packet, be16, be32, mem16};
+use crate::{
+    bytes::{OFFSET_MASK, PacketBytes, be16, be32, mem16},
+    packet::Packet,
+};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -23,15 +26,49 @@ const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_DSTOPTS: u8 = 60;
 
+/// The ethertype after any VLAN tags and the offset of the L3 header, of the frame as the hook
+/// sees it.
+///
+/// At TC the data normally starts at the MAC header, but not always: after a generic-mode XDP
+/// program on the same device, TC ingress sees the skb starting at the network header
+/// (`mac_len` 0). `skb->protocol` tells which: when it is IP but the Ethernet ethertype
+/// disagrees and the first byte carries the matching IP version, L3 starts at offset 0. At XDP
+/// (no skb, `skb_protocol` a constant `None`) this is `ethernet`.
+#[inline(always)]
+pub fn link_layer<P: Packet>(pkt: &P) -> Option<(u16, u32)> {
+    let eth = ethernet(pkt);
+    let Some(protocol) = pkt.skb_protocol() else {
+        return eth;
+    };
+    let version = match protocol {
+        ETH_P_IPV4 => 4,
+        ETH_P_IPV6 => 6,
+        _ => return eth,
+    };
+    if let Some((ethertype, _)) = eth
+        && ethertype == protocol
+    {
+        return eth;
+    }
+    // Two bytes, not one: LLVM turns a one-byte bound check into `data < data_end`, which the
+    // verifier does not accept as a range ("invalid access to packet").
+    let first = pkt.load::<2>(0)?;
+    if first[0] >> 4 == version {
+        Some((protocol, 0))
+    } else {
+        eth
+    }
+}
+
 /// Returns the ethertype after any VLAN tags and the offset of the L3 header.
 #[inline(always)]
-pub fn ethernet<P: Packet>(pkt: &P) -> Option<(u16, u32)> {
+pub fn ethernet<P: PacketBytes>(pkt: &P) -> Option<(u16, u32)> {
     ethernet_at(pkt, 0)
 }
 
 /// `ethernet` for a frame that starts at `at`: a tunnel's inner frame.
 #[inline(always)]
-pub fn ethernet_at<P: Packet>(pkt: &P, at: u32) -> Option<(u16, u32)> {
+pub fn ethernet_at<P: PacketBytes>(pkt: &P, at: u32) -> Option<(u16, u32)> {
     let eth = pkt.load::<14>(at)?;
     let mut ethertype = be16(&eth, 12);
     let mut off = at + 14;
@@ -91,7 +128,11 @@ pub struct Ipv4Header {
 /// Parses an IPv4 header into `seg`, in place: the segment lives in a per-CPU value (see
 /// `audit::Pending`), and a segment returned by value took stack the programs do not have.
 #[inline(always)]
-pub fn ipv4<P: Packet>(pkt: &P, off: u32, seg: &mut Segment) -> Result<Ipv4Header, ParseError> {
+pub fn ipv4<P: PacketBytes>(
+    pkt: &P,
+    off: u32,
+    seg: &mut Segment,
+) -> Result<Ipv4Header, ParseError> {
     let h = pkt.load::<20>(off).ok_or(ParseError::Truncated)?;
     if h[0] >> 4 != 4 {
         return Err(ParseError::Malformed);
@@ -123,7 +164,7 @@ pub fn ipv4<P: Packet>(pkt: &P, off: u32, seg: &mut Segment) -> Result<Ipv4Heade
 
 /// Parses an IPv6 header and its extension headers into `seg`, in place (see `ipv4`).
 #[inline(always)]
-pub fn ipv6<P: Packet>(pkt: &P, off: u32, seg: &mut Segment) -> Result<(), ParseError> {
+pub fn ipv6<P: PacketBytes>(pkt: &P, off: u32, seg: &mut Segment) -> Result<(), ParseError> {
     let h = pkt.load::<40>(off).ok_or(ParseError::Truncated)?;
     if h[0] >> 4 != 6 {
         return Err(ParseError::Malformed);
@@ -185,7 +226,7 @@ pub fn ipv6<P: Packet>(pkt: &P, off: u32, seg: &mut Segment) -> Result<(), Parse
 
 /// The last address a Routing header leads to, for the types that carry it in the clear.
 #[inline(always)]
-fn routing_final_destination<P: Packet>(pkt: &P, pos: u32, ext: &[u8]) -> Option<[u8; 16]> {
+fn routing_final_destination<P: PacketBytes>(pkt: &P, pos: u32, ext: &[u8]) -> Option<[u8; 16]> {
     match ext[2] {
         // Type 0 (deprecated source route): the last address of the list.
         0 => {

@@ -26,15 +26,33 @@
 //! no room left beside the summing function's). With `SKB_STATE` a frozen 0 (no layout, or
 //! turned off) the call is pruned and every hook reports "unknown".
 
-use aya_ebpf::{bindings::__sk_buff, helpers::generated::bpf_probe_read_kernel};
+use aya_ebpf::{Global, bindings::__sk_buff, helpers::generated::bpf_probe_read_kernel};
 use checksum_common::{
     event::{IP_SUMMED_UNKNOWN, IpSummed, SKB_ENCAPSULATION},
     source::SKB_WINDOW,
 };
 
-use crate::{
-    OFF_SKB_WINDOW, SKB_CSUM, SKB_CSUM_LEVEL, SKB_ENCAP, SKB_IP_SUMMED, SKB_NETWORK_HEADER,
-};
+/// 1 when the TC programs read the skb's checksum state (`state`); 0, and that code is pruned,
+/// when user space could not resolve the layout below or turned it off.
+#[unsafe(no_mangle)]
+static SKB_STATE: Global<u8> = Global::new(0);
+
+/// Where `csa_skb_state` finds its fields, resolved by user space from the running kernel's BTF:
+/// the byte of `struct sk_buff` where its `SKB_WINDOW`-byte read starts, then offsets in that
+/// window: the `csum` union (`csum_start`, `csum_offset`) and `network_header`, and the bitfields
+/// `ip_summed`, `csum_level` and `encapsulation` as byte | shift << 8 | mask << 16.
+#[unsafe(no_mangle)]
+static OFF_SKB_WINDOW: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_CSUM: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_NETWORK_HEADER: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_IP_SUMMED: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_CSUM_LEVEL: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+static SKB_ENCAP: Global<u32> = Global::new(0);
 
 /// The state packed into one register, so that carrying it costs no stack: bits 0-15
 /// `csum_start`, 16-31 `csum_offset` (together `skb->csum`), 32-47 `network_header`, 48-55
@@ -133,7 +151,7 @@ fn bits(w: &Window, at: u32) -> u64 {
 #[inline(never)]
 pub extern "C" fn csa_skb_state(ctx: *mut __sk_buff) -> u64 {
     // Not zeroed first (the helper takes uninitialized memory): LLVM zeroed it with a call to
-    // a BPF memset, which cost about 45 ns per packet (64-byte TC test runs: 155 against 113 ns).
+    // a BPF memset, which made every TC packet measurably slower (bench/README.md).
     let mut w = core::mem::MaybeUninit::<Window>::uninit();
     // SAFETY: a kernel address read with the fault-tolerant helper into a buffer of exactly
     // `SKB_WINDOW` bytes; the verifier accepts the context plus a constant as its source.
@@ -170,7 +188,7 @@ pub extern "C" fn csa_skb_state(ctx: *mut __sk_buff) -> u64 {
 /// The state of the skb at `ctx`, or `UNKNOWN` when `SKB_STATE` is off.
 #[inline(always)]
 pub fn state(ctx: *mut __sk_buff) -> SkbState {
-    if crate::SKB_STATE.load() == 0 {
+    if SKB_STATE.load() == 0 {
         return SkbState::UNKNOWN;
     }
     SkbState(csa_skb_state(ctx))

@@ -17,8 +17,8 @@
 //! - The chunks come from a `bpf_loop` callback, verified once (and inlined by the kernel into a
 //!   plain loop). A plain loop of constant-size calls on packet memory used to exhaust the
 //!   verifier's 1M-instruction budget; on 6.18 it no longer does: a plain loop of up to 128 chunks
-//!   verifies, at 292,598 processed instructions for the XDP program and 339,563 for each TC one,
-//!   against 233,373 and 280,338 with `bpf_loop`. The callback stays for those 59,000 instructions.
+//!   verifies, but the verifier processes more instructions for every program than with
+//!   `bpf_loop` (bench/README.md has the counts). The callback stays for those instructions.
 //! - In the staged path, the short tail is loaded in one call whose length is provably in
 //!   [1, CHUNK] (aya#1207), with no per-byte loop: a length that may be zero fails with
 //!   "R4 invalid zero-sized read: u64=[0,255]".
@@ -28,12 +28,29 @@ use core::ffi::c_void;
 use aya_ebpf::{
     EbpfContext,
     helpers::generated::{bpf_csum_diff, bpf_loop},
+    macros::map,
+    maps::PerCpuArray,
 };
 
-use crate::{SCRATCH, packet::Packet};
+use crate::bytes::PacketBytes;
 
 /// `bpf_csum_diff` sums at most 512 bytes per call.
 pub const CHUNK: u32 = 512;
+
+/// Per-CPU staging area for the chunks and tails that are not in the linear part: the BPF stack
+/// (512 bytes in all) is too small, and `bpf_csum_diff` may not read packet memory of a variable
+/// length (aya#1562).
+#[map]
+static SCRATCH: PerCpuArray<[u8; CHUNK as usize]> = PerCpuArray::with_max_entries(1, 0);
+
+/// A packet whose long ranges can be summed by a global function (`dispatch.rs` implements it,
+/// per context type, with `sum_large` as the body). The verifier checks that function once, on its
+/// own, instead of again on every path that leads to it (VLAN tags, IPv4 options, IPv6 extension
+/// headers, each protocol), which made loading, and so attaching, several times slower.
+pub trait SumLarge: PacketBytes {
+    /// The sum of `[off, off + len)` (`sum_large`), or `NO_SUM`.
+    fn sum_large(&self, off: u32, len: u32) -> u64;
+}
 
 #[inline(always)]
 fn csum(buf: *mut u8, len: u32) -> Option<u64> {
@@ -57,7 +74,7 @@ const SMALL: usize = 64;
     clippy::cast_possible_truncation,
     reason = "`len` and `rest` are masked to 7 bits"
 )]
-fn sum_linear_small<P: Packet>(pkt: &P, off: u32, len: u32) -> Option<u64> {
+fn sum_linear_small<P: PacketBytes>(pkt: &P, off: u32, len: u32) -> Option<u64> {
     if len as usize > SMALL || len < 4 || off >= 0x4000 {
         return None;
     }
@@ -116,7 +133,7 @@ const LINEAR_MASK: u32 = 0x7fff;
 
 /// `bpf_csum_diff` over the `N` bytes at `pos` of the linear part, in place.
 #[inline(always)]
-fn csum_in_place<P: Packet, const N: u32>(pkt: &P, pos: u32) -> Option<u64> {
+fn csum_in_place<P: PacketBytes, const N: u32>(pkt: &P, pos: u32) -> Option<u64> {
     if pos > LINEAR_MASK {
         return None;
     }
@@ -164,7 +181,7 @@ impl ChunkLoop {
 
 /// Sums chunk `index`: in place when it is in the linear part, else after copying it into the
 /// per-CPU buffer (XDP fragments, the paged data of an skb). Returns 1 (stop) on failure.
-extern "C" fn sum_chunk<P: Packet>(index: u64, state: *mut c_void) -> i64 {
+extern "C" fn sum_chunk<P: PacketBytes>(index: u64, state: *mut c_void) -> i64 {
     // SAFETY: bpf_loop hands back the pointer `run_chunks` gave it.
     let state = unsafe { &mut *state.cast::<ChunkLoop>() };
     // SAFETY: `ctx` is the program's context, saved by `run_chunks`.
@@ -187,7 +204,7 @@ extern "C" fn sum_chunk<P: Packet>(index: u64, state: *mut c_void) -> i64 {
 /// The sum of the `count` chunks from `off`. One `bpf_loop` call site per program: the verifier
 /// walks a callback once per call site, until its states converge, which costs load time.
 #[inline(always)]
-fn run_chunks<P: Packet>(pkt: &P, off: u32, count: u32) -> Option<u64> {
+fn run_chunks<P: PacketBytes>(pkt: &P, off: u32, count: u32) -> Option<u64> {
     if count == 0 {
         return Some(0);
     }
@@ -207,7 +224,7 @@ fn run_chunks<P: Packet>(pkt: &P, off: u32, count: u32) -> Option<u64> {
 /// The sum of `[pos, pos + tail)`, shorter than a chunk: in place when it is all in the linear
 /// part, staged otherwise.
 #[inline(always)]
-fn sum_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
+fn sum_tail<P: PacketBytes>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
     if tail == 0 {
         return Some(0);
     }
@@ -219,14 +236,14 @@ fn sum_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
 /// as redundant, but the verifier cannot see why and rejects the accesses ("invalid access to
 /// packet, off=22 size=32, R3(id=0,off=22,r=50)").
 #[inline(always)]
-fn sum_tail_in_place<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
+fn sum_tail_in_place<P: PacketBytes>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
     let (start, end) = pkt.linear();
     // Constant-size pieces, largest first (bpf_csum_diff wants multiples of 4), then 0-3 bytes.
     // Each piece's offset comes from the tail's higher bits alone, not from a running position:
     // the verifier then sees the same state after each piece whether it was summed or not, and
     // prunes instead of exploring every combination. With a running position the XDP program
     // fails, "combined stack size of 3 calls is 528. Too large" (the position needs a stack slot),
-    // and a TC one verifies at 281,714 instructions instead of 280,338.
+    // and a TC one takes the verifier more instructions.
     let mut sum = 0;
     macro_rules! piece {
         ($n:literal) => {
@@ -258,7 +275,7 @@ fn sum_tail_in_place<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
     clippy::cast_ptr_alignment,
     reason = "the last word is 4-aligned: map values are 8-aligned and `whole` a multiple of 4"
 )]
-fn sum_staged_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
+fn sum_staged_tail<P: PacketBytes>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
     let buf = SCRATCH.get_ptr_mut(0)?.cast::<u8>();
     // Zero the word the tail ends in, then let the load overwrite its leading bytes.
     let whole = tail & (CHUNK - 4);
@@ -283,7 +300,7 @@ fn sum_staged_tail<P: Packet>(pkt: &P, pos: u32, tail: u32) -> Option<u64> {
 /// Adds the bytes of a header, `[off, off + len)` with `len` under a chunk, to `seed`; `None`
 /// when they are not all in the packet. No loop: one less `bpf_loop` site to verify.
 #[inline(always)]
-pub fn sum_header<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
+pub fn sum_header<P: PacketBytes>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
     if let Some(sum) = sum_linear_small(pkt, off, len) {
         return Some(seed + sum);
     }
@@ -292,7 +309,7 @@ pub fn sum_header<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u
 
 /// Adds the bytes `[off, off + len)` to `seed`. `None` when they are not all in the packet.
 #[inline(always)]
-pub fn sum_range<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
+pub fn sum_range<P: SumLarge>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u64> {
     if let Some(sum) = sum_linear_small(pkt, off, len) {
         return Some(seed + sum);
     }
@@ -304,9 +321,9 @@ pub fn sum_range<P: Packet>(pkt: &P, off: u32, len: u32, seed: u64) -> Option<u6
 /// at most 64 KiB of data in 32-bit words.
 pub const NO_SUM: u64 = u64::MAX;
 
-/// The body of the global functions `Packet::sum_large` calls (see packet.rs).
+/// The body of the global functions `SumLarge::sum_large` calls (see dispatch.rs).
 #[inline(always)]
-pub fn sum_large<P: Packet>(pkt: &P, off: u32, len: u32) -> u64 {
+pub fn sum_large<P: PacketBytes>(pkt: &P, off: u32, len: u32) -> u64 {
     let full = len / CHUNK;
     let Some(chunks) = run_chunks(pkt, off, full) else {
         return NO_SUM;
