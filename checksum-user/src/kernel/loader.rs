@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::{
     kernel::btf::{Btf, DropConfig, NetnsOffsets, SkbLayout, kernel_btf_path},
-    kernel::privileges,
+    model::{SkbStateUse, effective_snaplen},
+    sys::privileges,
 };
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -17,7 +18,7 @@ use checksum_common::{
     Counters, Hook, SourceKey, SourceState,
     drop::{DROPS_LOST, DROPS_SEEN, MAX_DROP_REASONS, NO_REASON},
     encap::{DEFAULT_TUNNEL_PORTS, MAX_TUNNEL_PORTS},
-    event::{CAPTURE_HEADER_LEN, MAX_SNAP},
+    event::CAPTURE_HEADER_LEN,
     source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
     track::{DEFAULT_TRACK_TTL_NS, TrackKey, Tracked},
 };
@@ -117,17 +118,6 @@ impl Default for LoadOptions {
     }
 }
 
-/// The snap length the kernel uses for a requested one: clamped to `MAX_SNAP` (16384 bytes, the
-/// size of the kernel's staging buffer). Also what a capture file's interface should declare.
-#[expect(clippy::cast_possible_truncation, reason = "MAX_SNAP is 16384")]
-pub const fn effective_snaplen(requested: u32) -> u32 {
-    if requested > MAX_SNAP as u32 {
-        MAX_SNAP as u32
-    } else {
-        requested
-    }
-}
-
 /// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
 /// header, the 144-byte capture header and the frame bytes, rounded up to 8. Size
 /// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 136).
@@ -213,17 +203,6 @@ pub struct Loaded {
     skb_state: SkbStateUse,
     /// See [`Loaded::drop_config`].
     drop_config: Option<Result<DropConfig, String>>,
-}
-
-/// Whether severity at TC follows the skb's own checksum state (see `LoadOptions::partial_ok`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkbStateUse {
-    /// Read, and partial checksums the skb is still to complete are `partial-ok`.
-    On,
-    /// Turned off by the caller.
-    Off,
-    /// Asked for, but this kernel's layout could not be resolved: why.
-    Unavailable(String),
 }
 
 impl Loaded {
@@ -430,7 +409,7 @@ impl Loaded {
     /// left, tells the programs to stop looking (`TRACK_ACTIVE`). Returns how many were removed,
     /// and how many are left.
     pub fn sweep_tracked(&mut self) -> (u64, u64) {
-        let now = super::monotonic_ns();
+        let now = crate::sys::clock::monotonic_ns();
         let Ok(mut tracked) = self.tracked() else {
             return (0, 0);
         };

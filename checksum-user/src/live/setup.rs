@@ -15,9 +15,10 @@ use crate::{
         attach::SharedKernel,
         btf::DropConfig,
         drops,
-        loader::{self, LoadOptions, Loaded, SkbStateUse},
+        loader::{self, LoadOptions, Loaded},
     },
-    net::follow::Namespace,
+    model::SkbStateUse,
+    net::namespace::Namespace,
     pcap::sink::CaptureSink,
     report::metrics,
 };
@@ -130,8 +131,8 @@ fn start_kernel_drops(loaded: &mut Loaded) -> KernelDropsSetup {
 pub(super) fn check_privileges(netns: bool) -> Result<()> {
     loader::check_privileges()?;
     if netns
-        && crate::kernel::privileges::effective()
-            .is_some_and(|e| !crate::kernel::privileges::can_join_netns(e))
+        && crate::sys::privileges::effective()
+            .is_some_and(|e| !crate::sys::privileges::can_join_netns(e))
     {
         anyhow::bail!(
             "missing privileges: CAP_SYS_ADMIN is not in the effective capability set; --netns needs it to join \
