@@ -87,8 +87,9 @@ impl Verdict {
         Self::from_event(&e)
     }
 
-    /// Decodes a ring-buffer record of either kind: a plain event (exactly 136 bytes) gives no
-    /// capture, a capture record (104-byte header and `cap_len` frame bytes) gives the bytes too.
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly a `ChecksumEvent`) gives
+    /// no capture, a capture record (`CAPTURE_HEADER_LEN` bytes of header and `cap_len` frame
+    /// bytes) gives the bytes too.
     /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
     /// error. (`decode` accepts both kinds too, and ignores the bytes.)
     pub fn decode_with_capture(bytes: &[u8]) -> Result<(Self, Option<Captured>), DecodeError> {

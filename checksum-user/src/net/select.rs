@@ -112,7 +112,7 @@ mod tests {
     fn globs_take_linear_time() {
         // Found by the cli_specs fuzz target: the recursive matcher retried every `*` at every
         // position, exponential in the number of stars: `*` x 60 then `k[` against a 15-character
-        // name did not finish in minutes. This one takes microseconds now.
+        // name never finished. The matcher is linear now, so this ends well within the timeout.
         let pattern = format!("{}k[", "*".repeat(60));
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || done.send(glob_match(&pattern, "abcdefghijklmno")));
