@@ -155,8 +155,20 @@ pub enum LoadError {
     #[error("loading the eBPF object failed: {0}")]
     Other(String),
     /// A layout the run cannot do without is missing from the kernel's BTF (its own words).
+    #[error(transparent)]
+    Btf(#[from] LayoutError),
+}
+
+/// Why a layout the programs need could not be had from the kernel's BTF, in one line. Cloned:
+/// one unreadable BTF is the reason for every layout asked of it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LayoutError {
+    /// The kernel's BTF could not be read or parsed.
     #[error("{0}")]
     Btf(String),
+    /// The BTF was read, but lacks a type, a field or a shape the layout needs.
+    #[error("{0}")]
+    Resolve(String),
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -202,7 +214,7 @@ pub struct Loaded {
     /// it, or why not.
     skb_state: SkbStateUse,
     /// See [`Loaded::drop_config`].
-    drop_config: Option<Result<DropConfig, String>>,
+    drop_config: Option<Result<DropConfig, LayoutError>>,
 }
 
 impl Loaded {
@@ -306,7 +318,7 @@ impl Loaded {
 
     /// What the kernel-drop program needs of this kernel, or why it cannot run here (one line);
     /// `None` when not asked for (`LoadOptions::kernel_drops`).
-    pub fn drop_config(&self) -> Option<&Result<DropConfig, String>> {
+    pub fn drop_config(&self) -> Option<&Result<DropConfig, LayoutError>> {
         self.drop_config.as_ref()
     }
 
@@ -603,7 +615,7 @@ impl Loaded {
 /// What the programs need of the kernel's structures, as `LoadOptions` asks for them.
 struct Layouts {
     netns: Option<NetnsOffsets>,
-    drops: Option<Result<DropConfig, String>>,
+    drops: Option<Result<DropConfig, LayoutError>>,
     skb: Option<SkbLayout>,
     skb_use: SkbStateUse,
 }
@@ -612,8 +624,11 @@ struct Layouts {
 /// first use. Only the namespace offsets are required; the others fall back, saying why.
 fn layouts(opts: &LoadOptions) -> Result<Layouts, LoadError> {
     let btf = std::cell::OnceCell::new();
-    let kernel_btf =
-        || btf.get_or_init(|| Btf::from_file(&kernel_btf_path()).map_err(|e| format!("{e:#}")));
+    let kernel_btf = || {
+        btf.get_or_init(|| {
+            Btf::from_file(&kernel_btf_path()).map_err(|e| LayoutError::Btf(format!("{e:#}")))
+        })
+    };
     let netns = opts
         .netns_by_device
         .then(|| resolved(kernel_btf(), NetnsOffsets::of))
@@ -627,7 +642,7 @@ fn layouts(opts: &LoadOptions) -> Result<Layouts, LoadError> {
         (true, partial_ok) => match resolved(kernel_btf(), SkbLayout::of) {
             Ok(layout) if partial_ok => (Some(layout), SkbStateUse::On),
             Ok(layout) => (Some(layout), SkbStateUse::Off),
-            Err(why) => (None, SkbStateUse::Unavailable(why)),
+            Err(why) => (None, SkbStateUse::Unavailable(why.to_string())),
         },
     };
     Ok(Layouts {
@@ -640,10 +655,10 @@ fn layouts(opts: &LoadOptions) -> Result<Layouts, LoadError> {
 
 /// `of` the kernel's BTF, or why it cannot be had (in one line).
 fn resolved<T>(
-    btf: &Result<Btf, String>,
+    btf: &Result<Btf, LayoutError>,
     of: impl FnOnce(&Btf) -> anyhow::Result<T>,
-) -> Result<T, String> {
-    of(btf.as_ref().map_err(Clone::clone)?).map_err(|e| format!("{e:#}"))
+) -> Result<T, LayoutError> {
+    of(btf.as_ref().map_err(Clone::clone)?).map_err(|e| LayoutError::Resolve(format!("{e:#}")))
 }
 
 /// The audit program of a hook.

@@ -109,7 +109,7 @@ fn start_kernel_drops(loaded: &mut Loaded) -> KernelDropsSetup {
                 config: None,
             };
         }
-        Some(Err(why)) => return unavailable(why),
+        Some(Err(why)) => return unavailable(why.to_string()),
         Some(Ok(config)) => config,
     };
     if let Err(e) = drops::attach(loaded) {
