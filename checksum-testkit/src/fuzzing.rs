@@ -22,12 +22,15 @@ use checksum_common::{
 };
 
 use checksum_user::{
-    analysis::{Analysis, SourceFacts, severity::IfaceClass},
+    analysis::{Analysis, SourceFacts},
     cli::{MAX_DURATION, parse_duration},
-    kernel::event::{Flow, Verdict},
     kernel::testrun::MIN_FRAME,
-    net::follow::{Namespace, glob_match, is_pattern},
-    net::netlink,
+    model::{Flow, Verdict},
+    net::{
+        iface::IfaceClass,
+        namespace::Namespace,
+        select::{glob_match, is_pattern},
+    },
     pcap::read::{
         CaptureError, CaptureReader, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
         LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
@@ -36,6 +39,7 @@ use checksum_user::{
     pcap::write::PcapngWriter,
     replay::replay_frame,
     report::{metrics, output},
+    sys::netlink,
 };
 
 /// A target's body: takes any bytes, panics on a finding.
@@ -270,7 +274,7 @@ pub fn verdict_stream(data: &[u8]) {
     let in_diagnoses: u64 = diagnoses.iter().map(|d| d.count).sum();
     assert_eq!(in_diagnoses + analysis.untracked().mismatches, mismatches);
 
-    let clock = output::Clock::new();
+    let clock = checksum_user::sys::clock::Clock::new();
     let _ = output::flows_text(&analysis, &clock, 5, true);
     let _ = output::flows_text(&analysis, &clock, 50, false);
     let _ = output::flows_json(&analysis, &clock);

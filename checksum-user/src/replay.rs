@@ -9,19 +9,24 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use checksum_common::{Hook, Status};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     analysis::{
         Analysis, SourceFacts, SourceId, SourceStatus,
-        severity::{Basis, IfaceClass, Severity},
+        severity::{Basis, Severity},
     },
     cli::{Format, ReplayArgs},
-    kernel::event::Verdict,
     kernel::loader::LoadOptions,
     kernel::testrun::{CountedSource, FrameAuditor, MIN_FRAME},
+    model::Verdict,
+    net::iface::IfaceClass,
     pcap::read::{CaptureError, CaptureReader, Record, supported, to_ethernet},
-    report::output::{self, Clock, Source},
+    report::{
+        json,
+        output::{self, Source},
+    },
+    sys::clock::Clock,
 };
 
 /// What happened to the frames of a file.
@@ -205,9 +210,11 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
 fn write_verdict(out: &mut dyn Write, format: Format, packet: u64, v: &Verdict) -> Result<()> {
     match format {
         Format::Json => {
-            let mut m = v.json_fields();
-            m.insert("packet".into(), json!(packet));
-            writeln!(out, "{}", Value::Object(m))?;
+            writeln!(
+                out,
+                "{}",
+                json::verdict_line(v, json::Seen::Replay { packet })
+            )?;
         }
         Format::Text => writeln!(out, "#{packet:<6} {}", output::verdict_text(v))?,
     }

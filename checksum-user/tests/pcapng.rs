@@ -16,9 +16,9 @@ use checksum_common::{
 };
 use checksum_testkit::frames::*;
 use checksum_user::{
-    kernel::event::{Captured, Verdict},
-    kernel::loader::{LoadOptions, capture_record_bytes, effective_snaplen},
+    kernel::loader::{LoadOptions, capture_record_bytes},
     kernel::testrun::{FrameAuditor, SkbMeta},
+    model::{Captured, Verdict, effective_snaplen},
     pcap::write::PcapngWriter,
 };
 

@@ -7,9 +7,7 @@ use std::sync::{LazyLock, Mutex};
 
 use checksum_common::{Counters, Hook, Kind, Layer, Status, csum::ones_add, event::Direction};
 use checksum_testkit::frames::*;
-use checksum_user::{
-    kernel::event::Verdict, kernel::loader::LoadOptions, kernel::testrun::FrameAuditor,
-};
+use checksum_user::{kernel::loader::LoadOptions, kernel::testrun::FrameAuditor, model::Verdict};
 
 /// One loaded program (with `REPORT_ALL`, so `ok` verdicts are reported too) shared by the tests.
 static AUDITOR: LazyLock<Mutex<FrameAuditor>> =

@@ -7,8 +7,8 @@ mod common;
 use checksum_common::{Hook, Layer, Status};
 use checksum_testkit::frames::*;
 use checksum_user::{
-    kernel::event::Verdict,
     kernel::testrun::{FrameAuditor, RunError, SkbMeta},
+    model::Verdict,
 };
 use common::require_root;
 

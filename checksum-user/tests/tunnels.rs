@@ -8,9 +8,7 @@ use std::sync::{LazyLock, Mutex};
 
 use checksum_common::{Counters, Layer, Status, encap::EncapKind};
 use checksum_testkit::frames::*;
-use checksum_user::{
-    kernel::event::Verdict, kernel::loader::LoadOptions, kernel::testrun::FrameAuditor,
-};
+use checksum_user::{kernel::loader::LoadOptions, kernel::testrun::FrameAuditor, model::Verdict};
 
 static AUDITOR: LazyLock<Mutex<FrameAuditor>> =
     LazyLock::new(|| Mutex::new(FrameAuditor::new(true).expect("load the XDP program")));

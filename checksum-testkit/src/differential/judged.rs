@@ -7,7 +7,7 @@ use std::{fmt, net::IpAddr};
 
 use checksum_common::{Counters, Kind, Layer, Status, encap::EncapKind};
 
-use checksum_user::kernel::event::Verdict;
+use checksum_user::model::Verdict;
 
 /// The tunnel a verdict's packet came in, as the event reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

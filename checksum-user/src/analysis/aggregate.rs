@@ -11,7 +11,7 @@ use checksum_common::{Hook, Kind, Layer, Status, event::IpSummed};
 
 use crate::{
     analysis::severity::Severity,
-    kernel::event::{Flow, Verdict},
+    model::{Flow, Verdict},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,7 +125,7 @@ impl Aggregator {
             want: v.want,
             severity,
             state: v.skb.map(|skb| skb.ip_summed),
-            encap: crate::kernel::event::Tunnel::label(v.encap.as_ref()),
+            encap: crate::model::Tunnel::label(v.encap.as_ref()),
         };
         let seen = self.seq;
         self.entries.insert(key, Slot { entry, seen });

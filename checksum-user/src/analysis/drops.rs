@@ -9,7 +9,7 @@ use std::{
 
 use checksum_common::Layer;
 
-use crate::kernel::event::Flow;
+use crate::model::Flow;
 
 /// A flow as both sides can name it: the IPv4 header's checksum (`IP_CSUM`, the `ipv4` layer)
 /// is a matter of addresses alone.

@@ -11,14 +11,15 @@ pub mod severity;
 
 use checksum_common::{Counters, Hook, Kind};
 
-use crate::{kernel::event::Verdict, net::snmp::CsumErrors};
+use crate::{
+    model::{SkbStateUse, Verdict},
+    net::{iface::IfaceClass, snmp::CsumErrors},
+};
 use aggregate::{Aggregator, Entry, Key};
 use diagnosis::{Diagnoser, Diagnosis, FlowDiagnosis};
 use drops::{DropFlow, DropSeen, FlowDrops, KernelDrops};
 use path::{Path, Paths};
-use severity::{Basis, IfaceClass, Severity};
-
-pub use crate::kernel::loader::SkbStateUse;
+use severity::{Basis, Severity};
 
 /// Index of a source (one interface at one hook, or a replayed capture's interface) in an
 /// [`Analysis`].

@@ -18,7 +18,7 @@ use checksum_common::{
 };
 
 use super::SourceId;
-use crate::kernel::event::{Flow, Verdict};
+use crate::model::{Flow, Verdict};
 
 /// Packets followed at once; the oldest is forgotten first (counted).
 pub const MAX_PACKETS: usize = 8192;

@@ -6,48 +6,22 @@
 //! forwarded it), and the receiver will drop the packet.
 
 use checksum_common::{Hook, Kind, event::Direction};
-use netlink_packet_route::link::LinkMessage;
 
-use crate::net::netlink::{is_loopback, link_kind};
+use crate::net::iface::IfaceClass;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IfaceClass {
-    /// A NIC: no link kind, not loopback.
-    Physical,
-    Bond,
-    Vlan,
-    Loopback,
-    /// veth, tun/tap, bridge, vxlan, netkit, dummy, ...: the kernel's link kind.
-    Virtual(String),
+/// Where a received partial checksum means the sender's offload never completed.
+pub fn partial_is_a_problem_on_ingress(class: &IfaceClass) -> bool {
+    matches!(
+        class,
+        IfaceClass::Physical | IfaceClass::Bond | IfaceClass::Vlan
+    )
 }
 
-impl IfaceClass {
-    pub fn of(link: &LinkMessage) -> Self {
-        if is_loopback(link) {
-            return Self::Loopback;
-        }
-        match link_kind(link).as_deref() {
-            None => Self::Physical,
-            Some("bond") => Self::Bond,
-            Some("vlan") => Self::Vlan,
-            Some(kind) => Self::Virtual(kind.to_owned()),
-        }
-    }
-
-    /// Where a received partial checksum means the sender's offload never completed.
-    pub fn partial_is_a_problem_on_ingress(&self) -> bool {
-        matches!(self, Self::Physical | Self::Bond | Self::Vlan)
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Physical => "physical",
-            Self::Bond => "bond",
-            Self::Vlan => "vlan",
-            Self::Loopback => "loopback",
-            Self::Virtual(kind) => kind,
-        }
-    }
+/// Whether the programs send offload-pending mismatches at `hook` on an interface of `class` as
+/// events, where they are a problem, or with `show_offload` (`--show-offload`); elsewhere they are
+/// only counted. What a source is attached with (`SOURCE_REPORT_OFFLOAD`).
+pub fn reports_offload_pending(hook: Hook, class: &IfaceClass, show_offload: bool) -> bool {
+    show_offload || (hook != Hook::TcEgress && partial_is_a_problem_on_ingress(class))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,7 +83,7 @@ pub fn severity(kind: Kind, hook: Hook, class: &IfaceClass) -> Severity {
     match kind {
         Kind::Match => Severity::Expected,
         Kind::OffloadPending => {
-            if hook.direction() == Direction::Ingress && class.partial_is_a_problem_on_ingress() {
+            if hook.direction() == Direction::Ingress && partial_is_a_problem_on_ingress(class) {
                 Severity::Problem
             } else {
                 Severity::Expected

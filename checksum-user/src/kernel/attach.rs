@@ -20,10 +20,9 @@ use aya::programs::{
 use checksum_common::{Counters, Hook, SourceKey, source::SOURCE_REPORT_OFFLOAD};
 
 use crate::{
-    analysis::severity::IfaceClass,
     kernel::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, Loaded},
     kernel::xdp_slot::{XdpHolder, xdp_holder},
-    net::netlink,
+    net::iface::IfaceClass,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -141,22 +140,17 @@ fn is_busy(e: &ProgramError) -> bool {
 
 /// Attaches the audit program of `hook` to `iface`, interface number `ifindex` (in the calling
 /// thread's network namespace, whose key is `netns`; by index, so that an interface deleted and
-/// re-created under the same name is never mistaken for the one we were told about). Offload-
-/// pending mismatches are sent as events where they are a problem, or with `show_offload`;
-/// elsewhere they are only counted.
+/// re-created under the same name is never mistaken for the one we were told about), an interface
+/// of `class`. With `report_offload` offload-pending mismatches are sent as events; without, they
+/// are only counted (the caller decides: `analysis::severity::reports_offload_pending`).
 pub fn attach(
     kernel: &SharedKernel,
     iface: &str,
     (netns, ifindex): (u64, u32),
     hook: Hook,
     xdp_mode: XdpAttachMode,
-    show_offload: bool,
+    (class, report_offload): (IfaceClass, bool),
 ) -> Result<Attachment> {
-    let link = netlink::get_link(ifindex)
-        .with_context(|| format!("{iface}: reading its link over rtnetlink"))?;
-    let class = IfaceClass::of(&link);
-    let report_offload =
-        show_offload || (hook != Hook::TcEgress && class.partial_is_a_problem_on_ingress());
     if hook == Hook::Xdp
         && let Some(holder) =
             xdp_holder(ifindex).with_context(|| format!("{iface}: reading its XDP state"))?

@@ -14,7 +14,10 @@ use checksum_common::{
     event::{FAMILY_IPV4, FAMILY_IPV6},
 };
 
-use crate::kernel::{event::DecodeError, event::Flow, loader::Loaded};
+use crate::{
+    kernel::{event::DecodeError, loader::Loaded},
+    model::Flow,
+};
 
 /// The program's name in the object, and the tracepoint it attaches to.
 pub const KFREE_SKB_PROGRAM: &str = "csum_kfree_skb";

@@ -1,11 +1,8 @@
-//! Decoding kernel events into owned reports, and their JSON form.
+//! Decoding the kernel programs' ring-buffer records (`ChecksumEvent`, capture records) into the
+//! model's verdicts and captures: the wire format, checked, never trusted to be well formed.
 
-use std::{
-    borrow::Cow,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use checksum_common::csum::{complete_l4_sum, verifies};
 use checksum_common::{
     ChecksumEvent, Hook, Kind, Layer, Status,
     encap::EncapKind,
@@ -14,79 +11,8 @@ use checksum_common::{
         MAX_SNAP, REPORT_TRACKED, SKB_ENCAPSULATION,
     },
 };
-use serde_json::{Value, json};
 
-/// The flow a verdict belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Flow {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    /// Ports for TCP and UDP; `None` for the IPv4 header, ICMP and ICMPv6.
-    pub ports: Option<(u16, u16)>,
-    pub protocol: u8,
-}
-
-impl Flow {
-    /// `ipv4` or `ipv6`, as the output names it.
-    pub fn family(&self) -> &'static str {
-        if self.src.is_ipv4() { "ipv4" } else { "ipv6" }
-    }
-}
-
-impl std::fmt::Display for Flow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.ports, self.src) {
-            (Some((sp, dp)), IpAddr::V6(_)) => {
-                write!(f, "[{}]:{sp} -> [{}]:{dp}", self.src, self.dst)
-            }
-            (Some((sp, dp)), _) => write!(f, "{}:{sp} -> {}:{dp}", self.src, self.dst),
-            (None, _) => write!(f, "{} -> {}", self.src, self.dst),
-        }
-    }
-}
-
-/// One decoded checksum verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub timestamp_ns: u64,
-    /// The source it was seen at: the programs' `STATES` slot user space gave it.
-    pub slot: u32,
-    pub ifindex: u32,
-    pub hook: Hook,
-    pub direction: Direction,
-    pub layer: Layer,
-    pub status: Status,
-    pub kind: Kind,
-    pub flow: Flow,
-    pub got: u16,
-    pub want: u16,
-    pub pseudo: u16,
-    pub l4_len: u32,
-    pub ip_id: u32,
-    pub tcp_seq: u32,
-    pub tcp_ack: u32,
-    /// IPv6 flow label, 0 for IPv4.
-    pub flow_label: u32,
-    /// Sent because its flow is tracked (a hook saw it broken), not as a mismatch itself.
-    pub tracked: bool,
-    /// The socket buffer's checksum state when the TC program ran; `None` at XDP, in replay, and
-    /// where the kernel's layout could not be resolved.
-    pub skb: Option<SkbCsum>,
-    /// The tunnel the packet came in (VXLAN, Geneve), `None` when it is not encapsulated.
-    pub encap: Option<Tunnel>,
-}
-
-/// The tunnel around a verdict's packet (`checksum_common::encap::Encap`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tunnel {
-    pub kind: EncapKind,
-    pub vni: u32,
-    /// The verdict is for the inner packet (its flow is the inner flow); else for the outer
-    /// headers.
-    pub inner: bool,
-    pub outer_src: IpAddr,
-    pub outer_dst: IpAddr,
-}
+use crate::model::{Captured, Flow, SkbCsum, Tunnel, Verdict};
 
 impl Tunnel {
     fn from_event(e: &ChecksumEvent) -> Result<Option<Self>, DecodeError> {
@@ -103,48 +29,6 @@ impl Tunnel {
             outer_src,
             outer_dst,
         }))
-    }
-
-    /// The metrics' `encap` label: the kind and level (`vxlan-inner`), bounded to seven values.
-    pub fn label(tunnel: Option<&Tunnel>) -> &'static str {
-        match tunnel.map(|t| (t.kind, t.inner)) {
-            None | Some((EncapKind::None, _)) => "none",
-            Some((EncapKind::Vxlan, false)) => "vxlan-outer",
-            Some((EncapKind::Vxlan, true)) => "vxlan-inner",
-            Some((EncapKind::VxlanGpe, false)) => "vxlan-gpe-outer",
-            Some((EncapKind::VxlanGpe, true)) => "vxlan-gpe-inner",
-            Some((EncapKind::Geneve, false)) => "geneve-outer",
-            Some((EncapKind::Geneve, true)) => "geneve-inner",
-        }
-    }
-
-    /// `outer` or `inner`: which headers of the tunnelled packet a verdict is about.
-    pub fn level(&self) -> &'static str {
-        if self.inner { "inner" } else { "outer" }
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "kind": self.kind.name(),
-            "vni": self.vni,
-            "level": self.level(),
-            "outer_src": self.outer_src.to_string(),
-            "outer_dst": self.outer_dst.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for Tunnel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} vni {} {} (outer {} -> {})",
-            self.kind.name(),
-            self.vni,
-            self.level(),
-            self.outer_src,
-            self.outer_dst
-        )
     }
 }
 
@@ -165,34 +49,7 @@ fn addresses(family: u8, src: [u8; 16], dst: [u8; 16]) -> (IpAddr, IpAddr) {
     }
 }
 
-/// What a socket buffer said about its checksum at TC (see `ChecksumEvent::ip_summed`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SkbCsum {
-    pub ip_summed: IpSummed,
-    /// From `skb->head`, meaningful for `IpSummed::Partial`.
-    pub csum_start: u16,
-    pub csum_offset: u16,
-    /// The IP header's offset from `skb->head`.
-    pub network_header: u16,
-    pub csum_level: u8,
-    pub encapsulation: bool,
-}
-
 impl SkbCsum {
-    /// Where the checksummed bytes start, counted from the IP header: `csum_start` and
-    /// `network_header` both count from `skb->head`, so their difference does not depend on the
-    /// headroom. For a PARTIAL TCP or UDP checksum of the packet's own segment this is the IP
-    /// header's length (with IPv6 extension headers), and `csum_offset` the field's offset in the
-    /// segment (16, 6); an encapsulated packet's may point further in.
-    pub fn start_from_ip_header(&self) -> i32 {
-        i32::from(self.csum_start) - i32::from(self.network_header)
-    }
-
-    /// `skb->csum`, the device's sum for `IpSummed::Complete` (a union with the two offsets).
-    pub fn csum(&self) -> u32 {
-        u32::from(self.csum_start) | u32::from(self.csum_offset) << 16
-    }
-
     fn from_event(e: &ChecksumEvent) -> Result<Option<Self>, DecodeError> {
         if e.ip_summed == IP_SUMMED_UNKNOWN {
             return Ok(None);
@@ -205,60 +62,6 @@ impl SkbCsum {
             csum_level: e.csum_level,
             encapsulation: e.skb_flags & SKB_ENCAPSULATION != 0,
         }))
-    }
-
-    fn json(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        m.insert("ip_summed".into(), json!(self.ip_summed.name()));
-        if self.ip_summed == IpSummed::Partial {
-            m.insert("csum_start".into(), json!(self.csum_start));
-            m.insert("csum_offset".into(), json!(self.csum_offset));
-            m.insert("network_header".into(), json!(self.network_header));
-        }
-        if self.ip_summed == IpSummed::Complete {
-            m.insert("csum".into(), json!(format!("{:#010x}", self.csum())));
-        }
-        if self.ip_summed == IpSummed::Unnecessary {
-            m.insert("csum_level".into(), json!(self.csum_level));
-        }
-        m.insert("encapsulation".into(), json!(self.encapsulation));
-        Value::Object(m)
-    }
-}
-
-/// The first bytes of the frame a mismatch was found in: what a capture record carries besides
-/// its verdict (`LoadOptions::snaplen` > 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Captured {
-    /// Length of the whole frame (a pcapng "original length").
-    pub frame_len: u32,
-    /// Offset of the IP header in `data`: 14 after Ethernet, +4 per VLAN tag; 0 when the frame
-    /// starts at the IP header (TC ingress behind a generic-mode XDP program: no MAC header).
-    pub l3_off: u16,
-    /// The first min(snap length, `frame_len`) bytes. Empty only if the kernel could not copy
-    /// them (not expected); the verdict is still valid.
-    pub data: Vec<u8>,
-}
-
-impl Captured {
-    /// The frame as `--pcap-out` writes it, and its length on the wire. Bytes that start at the IP
-    /// header (`l3_off` 0: TC behind a generic-mode XDP program sees no MAC header) get the
-    /// Ethernet header replay synthesizes for raw-IP captures, so every packet in the file is
-    /// Ethernet. `None` when there is nothing to write (the kernel could not copy the bytes).
-    pub fn ethernet_frame(&self) -> Option<(Cow<'_, [u8]>, u32)> {
-        if self.data.is_empty() {
-            return None;
-        }
-        if self.l3_off == 0 {
-            let framed =
-                crate::pcap::read::to_ethernet(crate::pcap::read::LINKTYPE_RAW, &self.data)
-                    .ok()??;
-            // frame_len comes from the record: saturate rather than overflow (a panic in debug
-            // builds, a wrapped, tiny original length in release ones).
-            Some((Cow::Owned(framed), self.frame_len.saturating_add(14)))
-        } else {
-            Some((Cow::Borrowed(&self.data[..]), self.frame_len))
-        }
     }
 }
 
@@ -284,8 +87,9 @@ impl Verdict {
         Self::from_event(&e)
     }
 
-    /// Decodes a ring-buffer record of either kind: a plain event (exactly 136 bytes) gives no
-    /// capture, a capture record (104-byte header and `cap_len` frame bytes) gives the bytes too.
+    /// Decodes a ring-buffer record of either kind: a plain event (exactly a `ChecksumEvent`) gives
+    /// no capture, a capture record (`CAPTURE_HEADER_LEN` bytes of header and `cap_len` frame
+    /// bytes) gives the bytes too.
     /// Any other length, or a `cap_len` larger than `MAX_SNAP`, the frame, or the record, is an
     /// error. (`decode` accepts both kinds too, and ignores the bytes.)
     pub fn decode_with_capture(bytes: &[u8]) -> Result<(Self, Option<Captured>), DecodeError> {
@@ -361,103 +165,13 @@ impl Verdict {
             encap: Tunnel::from_event(e)?,
         })
     }
-
-    pub fn family(&self) -> &'static str {
-        self.flow.family()
-    }
-
-    /// For a `CHECKSUM_COMPLETE` skb: whether the device's own sum (`skb->csum`) says otherwise
-    /// than the kernel program's sum of the segment (`csum::complete_l4_sum`). That is the
-    /// kernel's "hw csum failure": the packet changed after the device summed it without
-    /// `skb->csum` being updated (a program or a NAT), or the device summed wrongly. Only for
-    /// TCP/UDP over IPv4, whose header sums to zero when valid; Ethernet padding the device
-    /// summed (frames under 60 bytes) also makes them differ, which the caller says. `None`
-    /// where it cannot be told.
-    pub fn device_sum_disagrees(&self) -> Option<bool> {
-        let skb = self.skb?;
-        let summed = matches!(self.status, Status::Ok | Status::Bad);
-        if skb.ip_summed != IpSummed::Complete
-            || !summed
-            || !self.flow.src.is_ipv4()
-            || !matches!(self.layer, Layer::Tcp | Layer::Udp)
-        {
-            return None;
-        }
-        // Events carry host-order values of the wire words; the sums are of memory-order words.
-        let pseudo = u64::from(self.pseudo.to_be());
-        let device = complete_l4_sum(skb.csum(), 0, 0, pseudo);
-        Some(verifies(device) != (self.status == Status::Ok))
-    }
-
-    /// The JSON object shared by `replay --format json` and live `--format json`; the caller adds
-    /// `packet`, or `iface`, `hook` and `ts`.
-    pub fn json_fields(&self) -> serde_json::Map<String, Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("type".into(), json!("verdict"));
-        m.insert("layer".into(), json!(self.layer.name()));
-        m.insert("status".into(), json!(self.status.name()));
-        let verified = matches!(self.status, Status::Ok | Status::Bad);
-        m.insert(
-            "got".into(),
-            if verified || matches!(self.status, Status::None | Status::PartialOk) {
-                json!(hex(self.got))
-            } else {
-                Value::Null
-            },
-        );
-        m.insert(
-            "want".into(),
-            if verified {
-                json!(hex(self.want))
-            } else {
-                Value::Null
-            },
-        );
-        m.insert(
-            "kind".into(),
-            if self.status == Status::Bad {
-                json!(self.kind.name())
-            } else {
-                Value::Null
-            },
-        );
-        m.insert("family".into(), json!(self.family()));
-        m.insert("src".into(), json!(self.flow.src.to_string()));
-        m.insert("dst".into(), json!(self.flow.dst.to_string()));
-        let (sport, dport) = self
-            .flow
-            .ports
-            .map_or((Value::Null, Value::Null), |(s, d)| (json!(s), json!(d)));
-        m.insert("sport".into(), sport);
-        m.insert("dport".into(), dport);
-        let mut skb = self.skb.as_ref().map_or(Value::Null, SkbCsum::json);
-        if let (Some(d), Value::Object(o)) = (self.device_sum_disagrees(), &mut skb) {
-            o.insert("device_sum_disagrees".into(), json!(d));
-        }
-        m.insert("skb".into(), skb);
-        m.insert(
-            "encap".into(),
-            self.encap.as_ref().map_or(Value::Null, Tunnel::json),
-        );
-        m
-    }
-
-    /// A zero outer UDP checksum over IPv6 on a tunnel: legal where the tunnel opted in (RFC 6935,
-    /// 6936: Linux's `udp6zerocsumtx`/`udp6zerocsumrx`), so `none` rather than bad, and said.
-    pub fn zero_outer_udp6(&self) -> bool {
-        self.status == Status::None
-            && self.layer == Layer::Udp
-            && !self.flow.src.is_ipv4()
-            && self.encap.is_some_and(|t| !t.inner)
-    }
-}
-
-pub fn hex(v: u16) -> String {
-    format!("{v:#06x}")
 }
 
 #[cfg(test)]
 mod tests {
+    use checksum_common::csum::verifies;
+    use serde_json::{Value, json};
+
     use super::*;
 
     /// A TCP/IPv4 event with a `CHECKSUM_COMPLETE` skb whose `skb->csum` a device summed over the
@@ -605,39 +319,6 @@ mod tests {
             ..event()
         };
         assert!(Verdict::from_event(&bad).is_err());
-    }
-
-    #[test]
-    fn ethernet_frame_of_captures() {
-        let ip = vec![0x45, 0, 0, 20];
-        let raw = Captured {
-            frame_len: 20,
-            l3_off: 0,
-            data: ip.clone(),
-        };
-        let (frame, orig_len) = raw.ethernet_frame().unwrap();
-        assert_eq!(
-            (&frame[12..], orig_len),
-            (&[0x08, 0x00, 0x45, 0, 0, 20][..], 34)
-        );
-        let eth = Captured { l3_off: 14, ..raw };
-        assert_eq!(eth.ethernet_frame().unwrap(), (Cow::Borrowed(&ip[..]), 20));
-        assert!(
-            Captured {
-                data: vec![],
-                ..eth
-            }
-            .ethernet_frame()
-            .is_none()
-        );
-        // Found by the ring_record fuzz target: a frame length near u32::MAX (any record may carry
-        // one) overflowed when the synthesized Ethernet header was added.
-        let huge = Captured {
-            frame_len: u32::MAX - 3,
-            l3_off: 0,
-            data: ip,
-        };
-        assert_eq!(huge.ethernet_frame().unwrap().1, u32::MAX);
     }
 
     #[test]

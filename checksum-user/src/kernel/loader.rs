@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::{
     kernel::btf::{Btf, DropConfig, NetnsOffsets, SkbLayout, kernel_btf_path},
-    kernel::privileges,
+    model::{SkbStateUse, effective_snaplen},
+    sys::privileges,
 };
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -17,7 +18,7 @@ use checksum_common::{
     Counters, Hook, SourceKey, SourceState,
     drop::{DROPS_LOST, DROPS_SEEN, MAX_DROP_REASONS, NO_REASON},
     encap::{DEFAULT_TUNNEL_PORTS, MAX_TUNNEL_PORTS},
-    event::{CAPTURE_HEADER_LEN, MAX_SNAP},
+    event::CAPTURE_HEADER_LEN,
     source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
     track::{DEFAULT_TRACK_TTL_NS, TrackKey, Tracked},
 };
@@ -117,17 +118,6 @@ impl Default for LoadOptions {
     }
 }
 
-/// The snap length the kernel uses for a requested one: clamped to `MAX_SNAP` (16384 bytes, the
-/// size of the kernel's staging buffer). Also what a capture file's interface should declare.
-#[expect(clippy::cast_possible_truncation, reason = "MAX_SNAP is 16384")]
-pub const fn effective_snaplen(requested: u32) -> u32 {
-    if requested > MAX_SNAP as u32 {
-        MAX_SNAP as u32
-    } else {
-        requested
-    }
-}
-
 /// Ring-buffer bytes one capture record takes at most with `snaplen`: the kernel's 8-byte record
 /// header, the 144-byte capture header and the frame bytes, rounded up to 8. Size
 /// `LoadOptions::ring_bytes` from it when capturing (a plain event takes 136).
@@ -165,8 +155,20 @@ pub enum LoadError {
     #[error("loading the eBPF object failed: {0}")]
     Other(String),
     /// A layout the run cannot do without is missing from the kernel's BTF (its own words).
+    #[error(transparent)]
+    Btf(#[from] LayoutError),
+}
+
+/// Why a layout the programs need could not be had from the kernel's BTF, in one line. Cloned:
+/// one unreadable BTF is the reason for every layout asked of it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LayoutError {
+    /// The kernel's BTF could not be read or parsed.
     #[error("{0}")]
     Btf(String),
+    /// The BTF was read, but lacks a type, a field or a shape the layout needs.
+    #[error("{0}")]
+    Resolve(String),
 }
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -212,18 +214,7 @@ pub struct Loaded {
     /// it, or why not.
     skb_state: SkbStateUse,
     /// See [`Loaded::drop_config`].
-    drop_config: Option<Result<DropConfig, String>>,
-}
-
-/// Whether severity at TC follows the skb's own checksum state (see `LoadOptions::partial_ok`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkbStateUse {
-    /// Read, and partial checksums the skb is still to complete are `partial-ok`.
-    On,
-    /// Turned off by the caller.
-    Off,
-    /// Asked for, but this kernel's layout could not be resolved: why.
-    Unavailable(String),
+    drop_config: Option<Result<DropConfig, LayoutError>>,
 }
 
 impl Loaded {
@@ -327,7 +318,7 @@ impl Loaded {
 
     /// What the kernel-drop program needs of this kernel, or why it cannot run here (one line);
     /// `None` when not asked for (`LoadOptions::kernel_drops`).
-    pub fn drop_config(&self) -> Option<&Result<DropConfig, String>> {
+    pub fn drop_config(&self) -> Option<&Result<DropConfig, LayoutError>> {
         self.drop_config.as_ref()
     }
 
@@ -430,7 +421,7 @@ impl Loaded {
     /// left, tells the programs to stop looking (`TRACK_ACTIVE`). Returns how many were removed,
     /// and how many are left.
     pub fn sweep_tracked(&mut self) -> (u64, u64) {
-        let now = super::monotonic_ns();
+        let now = crate::sys::clock::monotonic_ns();
         let Ok(mut tracked) = self.tracked() else {
             return (0, 0);
         };
@@ -624,7 +615,7 @@ impl Loaded {
 /// What the programs need of the kernel's structures, as `LoadOptions` asks for them.
 struct Layouts {
     netns: Option<NetnsOffsets>,
-    drops: Option<Result<DropConfig, String>>,
+    drops: Option<Result<DropConfig, LayoutError>>,
     skb: Option<SkbLayout>,
     skb_use: SkbStateUse,
 }
@@ -633,8 +624,11 @@ struct Layouts {
 /// first use. Only the namespace offsets are required; the others fall back, saying why.
 fn layouts(opts: &LoadOptions) -> Result<Layouts, LoadError> {
     let btf = std::cell::OnceCell::new();
-    let kernel_btf =
-        || btf.get_or_init(|| Btf::from_file(&kernel_btf_path()).map_err(|e| format!("{e:#}")));
+    let kernel_btf = || {
+        btf.get_or_init(|| {
+            Btf::from_file(&kernel_btf_path()).map_err(|e| LayoutError::Btf(format!("{e:#}")))
+        })
+    };
     let netns = opts
         .netns_by_device
         .then(|| resolved(kernel_btf(), NetnsOffsets::of))
@@ -648,7 +642,7 @@ fn layouts(opts: &LoadOptions) -> Result<Layouts, LoadError> {
         (true, partial_ok) => match resolved(kernel_btf(), SkbLayout::of) {
             Ok(layout) if partial_ok => (Some(layout), SkbStateUse::On),
             Ok(layout) => (Some(layout), SkbStateUse::Off),
-            Err(why) => (None, SkbStateUse::Unavailable(why)),
+            Err(why) => (None, SkbStateUse::Unavailable(why.to_string())),
         },
     };
     Ok(Layouts {
@@ -661,10 +655,10 @@ fn layouts(opts: &LoadOptions) -> Result<Layouts, LoadError> {
 
 /// `of` the kernel's BTF, or why it cannot be had (in one line).
 fn resolved<T>(
-    btf: &Result<Btf, String>,
+    btf: &Result<Btf, LayoutError>,
     of: impl FnOnce(&Btf) -> anyhow::Result<T>,
-) -> Result<T, String> {
-    of(btf.as_ref().map_err(Clone::clone)?).map_err(|e| format!("{e:#}"))
+) -> Result<T, LayoutError> {
+    of(btf.as_ref().map_err(Clone::clone)?).map_err(|e| LayoutError::Resolve(format!("{e:#}")))
 }
 
 /// The audit program of a hook.

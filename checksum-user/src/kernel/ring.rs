@@ -7,9 +7,9 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::kernel::{
-    drops::KernelDrop,
-    event::{Captured, DecodeError, Verdict},
+use crate::{
+    kernel::{drops::KernelDrop, event::DecodeError},
+    model::{Captured, Verdict},
 };
 
 /// A decoded record: a verdict, and the frame's first bytes when capture is on. The verdict names

@@ -10,8 +10,8 @@ use aya::{
 use checksum_common::{Counters, Hook, SourceKey, source::REPLAY_NETNS};
 
 use crate::{
-    kernel::event::{Captured, Verdict},
     kernel::loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, LoadError, LoadOptions, Loaded, NOOP_TC},
+    model::{Captured, Verdict},
 };
 
 pub use crate::kernel::loader::audit_program;

@@ -41,7 +41,7 @@ fn program_name(prog_id: u32) -> Option<String> {
 }
 
 fn xdp_prog_id(ifindex: u32) -> io::Result<Option<u32>> {
-    let link = crate::net::netlink::get_link(ifindex)?;
+    let link = crate::sys::netlink::get_link(ifindex)?;
     Ok(link.attributes.iter().find_map(|attr| match attr {
         LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
             LinkXdp::ProgId(id) if *id != 0 => Some(*id),

@@ -116,13 +116,13 @@ pub mod stamp {
 
         /// `2026-12-02T06:00:00Z` (Time: seconds).
         pub fn seconds(self) -> String {
-            let full = crate::report::output::rfc3339(self.0);
+            let full = crate::sys::clock::rfc3339(self.0);
             format!("{}Z", &full[..19])
         }
 
         /// `2026-12-02T06:00:00.123456Z` (`MicroTime`).
         pub fn micros(self) -> String {
-            crate::report::output::rfc3339(self.0)
+            crate::sys::clock::rfc3339(self.0)
         }
     }
 }

@@ -16,7 +16,7 @@ use std::{
 };
 
 use super::state::PodEntry;
-use crate::net::netlink;
+use crate::sys::netlink;
 
 /// Interface name -> `namespace/pod`, for the interfaces of `ifaces` (ifindex, name) of this
 /// namespace whose peer is in a pod's namespace.

@@ -22,10 +22,10 @@ use crate::{
     kernel::{
         attach::AttachError,
         drops::{KernelDrop, Symbolizer},
-        event::{Captured, Verdict},
         ring,
     },
-    net::follow::{Selector, Update, WorkerConfig, is_pattern, spawn_worker},
+    model::{Captured, Verdict},
+    net::select::{Selector, is_pattern},
     pcap::sink::CaptureSink,
     report::{
         metrics,
@@ -33,9 +33,12 @@ use crate::{
     },
 };
 
+mod follow;
 mod printer;
 mod setup;
 mod sources;
+
+use follow::{Update, WorkerConfig, spawn_worker};
 
 use crate::kube::Cluster;
 use printer::Printer;

@@ -9,16 +9,17 @@ use checksum_common::{Kind, Status};
 use serde_json::{Value, json};
 
 use crate::{
-    analysis::{Analysis, SkbStateUse, SourceFacts, SourceId, drops::DropSeen, severity::Severity},
+    analysis::{Analysis, SourceFacts, SourceId, drops::DropSeen, severity::Severity},
     cli::{Format, LiveArgs},
-    kernel::event::{Flow, hex},
     lifecycle::Lifecycle,
+    model::{Flow, SkbStateUse, hex},
     pcap::sink::CaptureSink,
     report::{
-        metrics,
-        output::{self, Clock, Source},
+        json, metrics,
+        output::{self, Source},
         view::{self, LiveView},
     },
+    sys::clock::Clock,
 };
 
 use super::{Received, sources::SourceInfo};
@@ -154,24 +155,13 @@ impl<'a> Printer<'a> {
         }
         match self.args.format {
             Format::Json => {
-                let mut m = v.json_fields();
-                m.insert("iface".into(), json!(facts.name));
-                m.insert("hook".into(), json!(v.hook.name()));
-                m.insert("ts".into(), json!(self.clock.rfc3339(v.timestamp_ns)));
-                m.insert("severity".into(), json!(sev.name()));
-                m.insert(
-                    "severity_basis".into(),
-                    json!(self.analysis.basis(source).name()),
-                );
-                m.insert("direction".into(), json!(v.direction.name()));
-                m.insert("ip_id".into(), json!(v.ip_id));
-                m.insert("tcp_seq".into(), json!(v.tcp_seq));
-                m.insert("tcp_ack".into(), json!(v.tcp_ack));
-                m.insert("flow_label".into(), json!(v.flow_label));
-                m.insert("tracked".into(), json!(v.tracked));
-                m.insert("pseudo".into(), json!(hex(v.pseudo)));
-                m.insert("len".into(), json!(v.l4_len));
-                writeln!(out, "{}", Value::Object(m))?;
+                let seen = json::Seen::Live {
+                    iface: &facts.name,
+                    ts: self.clock.rfc3339(v.timestamp_ns),
+                    severity: sev,
+                    basis: self.analysis.basis(source),
+                };
+                writeln!(out, "{}", json::verdict_line(v, seen))?;
             }
             Format::Text => {
                 let seen = if v.status == Status::PartialOk {

@@ -15,9 +15,10 @@ use crate::{
         attach::SharedKernel,
         btf::DropConfig,
         drops,
-        loader::{self, LoadOptions, Loaded, SkbStateUse},
+        loader::{self, LoadOptions, Loaded},
     },
-    net::follow::Namespace,
+    model::SkbStateUse,
+    net::namespace::Namespace,
     pcap::sink::CaptureSink,
     report::metrics,
 };
@@ -108,7 +109,7 @@ fn start_kernel_drops(loaded: &mut Loaded) -> KernelDropsSetup {
                 config: None,
             };
         }
-        Some(Err(why)) => return unavailable(why),
+        Some(Err(why)) => return unavailable(why.to_string()),
         Some(Ok(config)) => config,
     };
     if let Err(e) = drops::attach(loaded) {
@@ -130,8 +131,8 @@ fn start_kernel_drops(loaded: &mut Loaded) -> KernelDropsSetup {
 pub(super) fn check_privileges(netns: bool) -> Result<()> {
     loader::check_privileges()?;
     if netns
-        && crate::kernel::privileges::effective()
-            .is_some_and(|e| !crate::kernel::privileges::can_join_netns(e))
+        && crate::sys::privileges::effective()
+            .is_some_and(|e| !crate::sys::privileges::can_join_netns(e))
     {
         anyhow::bail!(
             "missing privileges: CAP_SYS_ADMIN is not in the effective capability set; --netns needs it to join \

@@ -7,8 +7,8 @@ use checksum_common::{Counters, Hook};
 
 use crate::{
     analysis::{
-        Analysis, DropTracing, NamespaceCsumErrors, SkbStateUse, SourceId, SourceStatus,
-        drops::DropSeen, severity::IfaceClass, source_id,
+        Analysis, DropTracing, NamespaceCsumErrors, SourceId, SourceStatus, drops::DropSeen,
+        source_id,
     },
     kernel::{
         attach::{Attachment, SharedKernel, lock},
@@ -17,8 +17,10 @@ use crate::{
         ring,
     },
     lifecycle::Lifecycle,
+    model::SkbStateUse,
     net::{
-        follow::Namespace,
+        iface::IfaceClass,
+        namespace::Namespace,
         snmp::{CsumErrors, SnmpFiles},
     },
     report::notice,

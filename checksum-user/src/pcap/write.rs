@@ -112,7 +112,7 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Declares an Ethernet interface (e.g. `veth-b` or `netns/veth-b@tc-ingress`) and returns the
     /// id packets name it by. `snaplen` is what the kernel captured
-    /// (`loader::effective_snaplen`).
+    /// (`model::effective_snaplen`).
     pub fn add_interface(&mut self, name: &str, snaplen: u32) -> io::Result<u32> {
         self.add_interface_with_linktype(name, LINKTYPE_ETHERNET, snaplen)
     }

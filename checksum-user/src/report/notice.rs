@@ -41,7 +41,7 @@ impl Level {
 pub fn json(level: Level, event: &str, message: &str) -> serde_json::Value {
     json!({
         "type": "lifecycle",
-        "ts": super::output::rfc3339(now_unix_ns()),
+        "ts": crate::sys::clock::rfc3339(now_unix_ns()),
         "level": level.name(),
         "event": event,
         "message": message,

@@ -1,87 +1,20 @@
 //! Rendering verdicts and summaries as text for people and JSON lines for machines.
 
-use std::{
-    fmt::Write as _,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{fmt::Write as _, time::Duration};
 
 use checksum_common::{Counters, Kind, Layer, Status};
 use serde_json::{Value, json};
 
 use crate::{
     analysis::{
-        Analysis, DropTracing, FlowRow, KernelSays, SkbStateUse, SourceId,
+        Analysis, DropTracing, FlowRow, KernelSays, SourceId,
         diagnosis::{FlowDiagnosis, Rewrite},
         drops::DropSeen,
         severity::{Basis, Severity},
     },
-    kernel::event::{Flow, Verdict, hex},
+    model::{Flow, SkbStateUse, Verdict, hex},
+    sys::clock::Clock,
 };
-
-/// Converts kernel `CLOCK_MONOTONIC` timestamps to wall-clock time.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    /// Wall-clock nanoseconds minus monotonic nanoseconds, sampled once.
-    offset_ns: i128,
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        let mono = i128::from(crate::kernel::monotonic_ns());
-        let wall = i128::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        )
-        .unwrap_or(i128::MAX);
-        Self {
-            offset_ns: wall - mono,
-        }
-    }
-
-    pub fn wall_ns(&self, mono_ns: u64) -> i128 {
-        i128::from(mono_ns) + self.offset_ns
-    }
-
-    /// RFC 3339 UTC time with microseconds.
-    pub fn rfc3339(&self, mono_ns: u64) -> String {
-        rfc3339(self.wall_ns(mono_ns))
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Formats Unix nanoseconds as RFC 3339 UTC (civil-from-days, H. Hinnant's algorithm).
-#[expect(
-    clippy::cast_possible_truncation,
-    reason = "seconds of any representable date fit an i64, and micros are below 10^6"
-)]
-pub fn rfc3339(unix_ns: i128) -> String {
-    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
-    let micros = (unix_ns.rem_euclid(1_000_000_000) / 1000) as u32;
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
-}
 
 /// One line per verdict, text form: `tcp bad got 0x1443 want 0x46a1 offload-pending ...`.
 pub fn verdict_text(v: &Verdict) -> String {
@@ -733,7 +666,7 @@ mod tests {
 
     #[test]
     fn a_mismatch_in_an_unnecessary_skb_says_the_stack_accepts_it() {
-        use crate::{analysis::aggregate::tests::verdict, kernel::event::SkbCsum};
+        use crate::{analysis::aggregate::tests::verdict, model::SkbCsum};
         use checksum_common::event::IpSummed;
         let mut v = verdict(1, Kind::Corrupt, 1);
         assert!(!verdict_text(&v).contains("UNNECESSARY"));
@@ -753,18 +686,5 @@ mod tests {
         );
         v.skb = Some(skb(IpSummed::None));
         assert!(!verdict_text(&v).contains("UNNECESSARY"));
-    }
-
-    #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            rfc3339(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000000Z"
-        );
-        assert_eq!(
-            rfc3339(1_795_690_000_123_456_789),
-            "2026-11-26T10:46:40.123456Z"
-        );
     }
 }

@@ -10,7 +10,7 @@ use crate::{
         Analysis,
         path::{Change, Hop, Path},
     },
-    kernel::event::{Flow, hex},
+    model::{Flow, hex},
 };
 
 /// Where a hop is: `netns/iface hook`.

@@ -8,8 +8,8 @@ use checksum_common::{Kind, Layer};
 
 use crate::{
     analysis::{Analysis, SourceId, diagnosis::Diagnosis, severity::Severity},
-    kernel::event::Flow,
-    report::output::Clock,
+    model::Flow,
+    sys::clock::Clock,
 };
 
 /// Whether stdout is a terminal.

@@ -312,7 +312,7 @@ fn unix_micros(t: SystemTime) -> Result<i64> {
 }
 
 /// Unix microseconds of an RFC 3339 UTC time as the agent writes it
-/// (`2026-11-26T10:46:40.123456Z`, `report::output::rfc3339`), days from the civil date by
+/// (`2026-11-26T10:46:40.123456Z`, `sys::clock::rfc3339`), days from the civil date by
 /// H. Hinnant's algorithm.
 fn rfc3339_micros(ts: &str) -> Option<i64> {
     let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
@@ -602,7 +602,7 @@ mod tests {
             1_795_690_000_123_456_789,
             4_107_542_399_999_999_000,
         ] {
-            let ts = checksum_user::report::output::rfc3339(ns);
+            let ts = checksum_user::sys::clock::rfc3339(ns);
             assert_eq!(
                 rfc3339_micros(&ts),
                 Some(i64::try_from(ns / 1000).unwrap()),

@@ -8,8 +8,9 @@ use std::time::Instant;
 use anyhow::Result;
 use checksum_common::{ChecksumEvent, Hook, Kind, Layer, Status, event::FAMILY_IPV4};
 use checksum_user::{
-    analysis::{Analysis, SourceFacts, severity::IfaceClass},
-    kernel::event::Verdict,
+    analysis::{Analysis, SourceFacts},
+    model::Verdict,
+    net::iface::IfaceClass,
 };
 
 const EVENTS: u32 = 1_000_000;

@@ -7,7 +7,7 @@ use checksum_common::{
 };
 
 use super::value::Side;
-use crate::kernel::event::{Flow, hex};
+use crate::model::{Flow, hex};
 
 /// The most chance matches expected over a flow's hypotheses for a run-wide value to be named.
 pub const CHANCE_LIMIT: f64 = 0.01;

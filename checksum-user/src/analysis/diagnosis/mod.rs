@@ -43,7 +43,7 @@ use crate::{
         candidates::{Candidate, CandidateValue, Candidates, Origin, Protocol, TargetPort},
         severity::Severity,
     },
-    kernel::event::{Flow, Verdict},
+    model::{Flow, Verdict},
 };
 
 pub use finding::{CHANCE_LIMIT, Diagnosis, Evidence, Rewrite, RewriteFinding, RewrittenField};

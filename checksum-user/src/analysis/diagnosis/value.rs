@@ -9,7 +9,7 @@ use checksum_common::{
 };
 
 use super::{Evidence, RewrittenField};
-use crate::kernel::event::Flow;
+use crate::model::Flow;
 
 /// How a rewritten value enters the checksum (`Signature::contribution`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
