@@ -7,39 +7,13 @@
     reason = "called from the kernel programs, where everything but a few global functions is inlined"
 )]
 
-/// Which tunnel carried a verdict's packet (`Encap::kind`).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EncapKind {
-    None = 0,
-    Vxlan = 1,
-    VxlanGpe = 2,
-    Geneve = 3,
-}
-
-impl EncapKind {
-    pub const COUNT: usize = 4;
-    pub const ALL: [EncapKind; Self::COUNT] =
-        [Self::None, Self::Vxlan, Self::VxlanGpe, Self::Geneve];
-
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::None),
-            1 => Some(Self::Vxlan),
-            2 => Some(Self::VxlanGpe),
-            3 => Some(Self::Geneve),
-            _ => None,
-        }
-    }
-
-    /// Bounded label values for metrics and JSON.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Vxlan => "vxlan",
-            Self::VxlanGpe => "vxlan-gpe",
-            Self::Geneve => "geneve",
-        }
+wire_enum! {
+    /// Which tunnel carried a verdict's packet (`Encap::kind`).
+    pub enum EncapKind {
+        None = 0 => "none",
+        Vxlan = 1 => "vxlan",
+        VxlanGpe = 2 => "vxlan-gpe",
+        Geneve = 3 => "geneve",
     }
 }
 

@@ -4,168 +4,68 @@
 //! [`CaptureRecord`] that also carries the first bytes of the frame. User space tells them apart
 //! by length: exactly 136 bytes is an event, [`CAPTURE_HEADER_LEN`] + `cap_len` a capture record.
 
-/// Which checksum a verdict is about.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Layer {
-    Ipv4 = 0,
-    Tcp = 1,
-    Udp = 2,
-    Icmp = 3,
-    Icmpv6 = 4,
-}
-
-impl Layer {
-    pub const COUNT: usize = 5;
-    pub const ALL: [Layer; Self::COUNT] =
-        [Self::Ipv4, Self::Tcp, Self::Udp, Self::Icmp, Self::Icmpv6];
-
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::Ipv4),
-            1 => Some(Self::Tcp),
-            2 => Some(Self::Udp),
-            3 => Some(Self::Icmp),
-            4 => Some(Self::Icmpv6),
-            _ => None,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Ipv4 => "ipv4",
-            Self::Tcp => "tcp",
-            Self::Udp => "udp",
-            Self::Icmp => "icmp",
-            Self::Icmpv6 => "icmpv6",
-        }
+wire_enum! {
+    /// Which checksum a verdict is about.
+    pub enum Layer {
+        Ipv4 = 0 => "ipv4",
+        Tcp = 1 => "tcp",
+        Udp = 2 => "udp",
+        Icmp = 3 => "icmp",
+        Icmpv6 = 4 => "icmpv6",
     }
 }
 
-/// The verdict on one checksum. `malformed` frames are only counted, never reported.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
-    Ok = 0,
-    Bad = 1,
-    /// UDP over IPv4 with a zero field: the sender chose not to checksum (legal).
-    None = 2,
-    /// Fragments and truncated segments: the bytes needed are not all here.
-    Unverifiable = 3,
-    /// TCP/UDP at TC whose skb is `CHECKSUM_PARTIAL` with `csum_start`/`csum_offset` at this very
-    /// field, and the field holds the pseudo-header sum: the device (or the stack, in software)
-    /// will complete it. Decided in O(1), without summing the segment; only with the programs'
-    /// `PARTIAL_OK` fast path on (otherwise such a field is `Bad`/`OffloadPending`).
-    PartialOk = 4,
-}
-
-impl Status {
-    pub const COUNT: usize = 5;
-    pub const ALL: [Status; Self::COUNT] = [
-        Self::Ok,
-        Self::Bad,
-        Self::None,
-        Self::Unverifiable,
-        Self::PartialOk,
-    ];
-
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::Ok),
-            1 => Some(Self::Bad),
-            2 => Some(Self::None),
-            3 => Some(Self::Unverifiable),
-            4 => Some(Self::PartialOk),
-            _ => None,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Bad => "bad",
-            Self::None => "none",
-            Self::Unverifiable => "unverifiable",
-            Self::PartialOk => "partial-ok",
-        }
+wire_enum! {
+    /// The verdict on one checksum. `malformed` frames are only counted, never reported.
+    pub enum Status {
+        Ok = 0 => "ok",
+        Bad = 1 => "bad",
+        /// UDP over IPv4 with a zero field: the sender chose not to checksum (legal).
+        None = 2 => "none",
+        /// Fragments and truncated segments: the bytes needed are not all here.
+        Unverifiable = 3 => "unverifiable",
+        /// TCP/UDP at TC whose skb is `CHECKSUM_PARTIAL` with `csum_start`/`csum_offset` at this very
+        /// field, and the field holds the pseudo-header sum: the device (or the stack, in software)
+        /// will complete it. Decided in O(1), without summing the segment; only with the programs'
+        /// `PARTIAL_OK` fast path on (otherwise such a field is `Bad`/`OffloadPending`).
+        PartialOk = 4 => "partial-ok",
     }
 }
 
-/// The per-packet signature of a mismatch, tested in declaration order (see `csum::classify`).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    /// Not a mismatch.
-    Match = 0,
-    /// The field holds only the folded pseudo-header sum: TX checksum offload never completed.
-    OffloadPending = 1,
-    /// The field is zero where a checksum is mandatory.
-    Zero = 2,
-    /// The field is the correct value with its bytes swapped.
-    ByteSwapped = 3,
-    Corrupt = 4,
+wire_enum! {
+    /// The per-packet signature of a mismatch, tested in declaration order (see `csum::classify`).
+    pub enum Kind {
+        /// Not a mismatch.
+        Match = 0 => "match",
+        /// The field holds only the folded pseudo-header sum: TX checksum offload never completed.
+        OffloadPending = 1 => "offload-pending",
+        /// The field is zero where a checksum is mandatory.
+        Zero = 2 => "zero",
+        /// The field is the correct value with its bytes swapped.
+        ByteSwapped = 3 => "byte-swapped",
+        Corrupt = 4 => "corrupt",
+    }
 }
 
 impl Kind {
-    pub const COUNT: usize = 5;
     pub const MISMATCHES: [Kind; 4] = [
         Self::OffloadPending,
         Self::Zero,
         Self::ByteSwapped,
         Self::Corrupt,
     ];
-
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::Match),
-            1 => Some(Self::OffloadPending),
-            2 => Some(Self::Zero),
-            3 => Some(Self::ByteSwapped),
-            4 => Some(Self::Corrupt),
-            _ => None,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Match => "match",
-            Self::OffloadPending => "offload-pending",
-            Self::Zero => "zero",
-            Self::ByteSwapped => "byte-swapped",
-            Self::Corrupt => "corrupt",
-        }
-    }
 }
 
-/// Where a program runs.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Hook {
-    Xdp = 0,
-    TcIngress = 1,
-    TcEgress = 2,
+wire_enum! {
+    /// Where a program runs.
+    pub enum Hook {
+        Xdp = 0 => "xdp",
+        TcIngress = 1 => "tc-ingress",
+        TcEgress = 2 => "tc-egress",
+    }
 }
 
 impl Hook {
-    pub const ALL: [Hook; 3] = [Self::Xdp, Self::TcIngress, Self::TcEgress];
-
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::Xdp),
-            1 => Some(Self::TcIngress),
-            2 => Some(Self::TcEgress),
-            _ => None,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Xdp => "xdp",
-            Self::TcIngress => "tc-ingress",
-            Self::TcEgress => "tc-egress",
-        }
-    }
-
     pub const fn direction(self) -> Direction {
         match self {
             Self::Xdp | Self::TcIngress => Direction::Ingress,
@@ -174,48 +74,31 @@ impl Hook {
     }
 }
 
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Direction {
-    Ingress = 0,
-    Egress = 1,
-}
-
-impl Direction {
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::Ingress),
-            1 => Some(Self::Egress),
-            _ => None,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Ingress => "ingress",
-            Self::Egress => "egress",
-        }
+wire_enum! {
+    pub enum Direction {
+        Ingress = 0 => "ingress",
+        Egress = 1 => "egress",
     }
 }
 
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;
 
-/// `skb->ip_summed` (include/linux/skbuff.h): what the socket buffer itself says about its
-/// checksum, read by the TC programs (checksum-ebpf/src/skb.rs).
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IpSummed {
-    /// Nothing is known: the checksum is in the packet, unverified (every test-run skb).
-    None = 0,
-    /// Verified by the device or the stack (`csum_level` counts the extra verified levels of an
-    /// encapsulation).
-    Unnecessary = 1,
-    /// The device summed the packet: `csum` holds that sum.
-    Complete = 2,
-    /// To be completed by the device or in software: the field at `csum_start + csum_offset`
-    /// (offsets from `skb->head`) holds the pseudo-header sum.
-    Partial = 3,
+wire_enum! {
+    /// `skb->ip_summed` (include/linux/skbuff.h): what the socket buffer itself says about its
+    /// checksum, read by the TC programs (checksum-ebpf/src/skb.rs).
+    pub enum IpSummed {
+        /// Nothing is known: the checksum is in the packet, unverified (every test-run skb).
+        None = 0 => "none",
+        /// Verified by the device or the stack (`csum_level` counts the extra verified levels of an
+        /// encapsulation).
+        Unnecessary = 1 => "unnecessary",
+        /// The device summed the packet: `csum` holds that sum.
+        Complete = 2 => "complete",
+        /// To be completed by the device or in software: the field at `csum_start + csum_offset`
+        /// (offsets from `skb->head`) holds the pseudo-header sum.
+        Partial = 3 => "partial",
+    }
 }
 
 /// `ChecksumEvent::ip_summed` when there is no skb state: XDP (no socket buffer yet), replay (the
@@ -224,27 +107,6 @@ pub const IP_SUMMED_UNKNOWN: u8 = 0xff;
 
 /// `ChecksumEvent::skb_flags`: `skb->encapsulation`.
 pub const SKB_ENCAPSULATION: u8 = 1;
-
-impl IpSummed {
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(Self::None),
-            1 => Some(Self::Unnecessary),
-            2 => Some(Self::Complete),
-            3 => Some(Self::Partial),
-            _ => None,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Unnecessary => "unnecessary",
-            Self::Complete => "complete",
-            Self::Partial => "partial",
-        }
-    }
-}
 
 /// One checksum verdict. Fields are plain integers (no enums, no bools) so that any bytes the
 /// kernel writes are a valid value; decode them with the `from_u8` constructors.
