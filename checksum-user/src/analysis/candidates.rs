@@ -24,6 +24,9 @@ use std::{
 
 use serde_json::{Map, Value};
 
+use crate::model::service::{NatService, ServiceError, ServicePort, ServiceReader};
+pub use crate::model::service::{Protocol, TargetPort};
+
 /// What a candidate is: an address, a port, or both together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CandidateValue {
@@ -72,51 +75,6 @@ impl Origin {
     }
 }
 
-/// A Service port's protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Protocol {
-    /// As Kubernetes spells it: `TCP`, `UDP`, `SCTP`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
-            Self::Sctp => "SCTP",
-        }
-    }
-
-    /// The IP protocol number (a flow's `protocol`): 6, 17, 132.
-    pub fn number(self) -> u8 {
-        match self {
-            Self::Tcp => 6,
-            Self::Udp => 17,
-            Self::Sctp => 132,
-        }
-    }
-}
-
-/// Where a Service port forwards to on the endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum TargetPort {
-    Number(u16),
-    /// A container port's name: the number is the endpoint's, unknown here.
-    Named(String),
-}
-
-impl fmt::Display for TargetPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Number(port) => write!(f, "{port}"),
-            Self::Named(name) => f.write_str(name),
-        }
-    }
-}
-
 /// One value a NAT may have rewritten to or from, and what it is known to be.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Candidate {
@@ -141,8 +99,30 @@ pub struct Candidates {
 /// What a Service list is, for errors saying the JSON is something else.
 const SERVICE_LIST: &str = "kubectl get svc -A -o json output (a Service list)";
 
-/// How much of a bad line or value an error quotes.
+/// How much of a bad line an error quotes.
 const QUOTE_CHARS: usize = 60;
+
+/// Why a `--nat-candidates` file was refused: one line, without the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum CandidatesError {
+    #[error("no addresses or ports in it")]
+    Empty,
+    /// `quoted` is the line, trimmed and quoted (see `quoted`).
+    #[error(
+        "line {line} is not ADDR or ADDR:PORT (or kubectl get svc -A -o json output): {quoted}"
+    )]
+    BadLine { line: usize, quoted: String },
+    #[error("not valid JSON: {0}")]
+    Json(serde_json::Error),
+    /// What the JSON is instead (`JSON of kind "PodList"`).
+    #[error("{0}, not {SERVICE_LIST}")]
+    NotServices(String),
+    /// A `List` or `ServiceList` (the kind) without its items.
+    #[error("JSON of kind {0:?} without an \"items\" list")]
+    NoItems(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
 
 impl Candidates {
     /// Reads and parses the file given to `--nat-candidates`; errors are one line that names it.
@@ -167,7 +147,7 @@ impl Candidates {
     }
 
     /// Parses either format (module docs); the error is one line, without the file's name.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, CandidatesError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let list = if looks_like_json(text) {
             parse_json(text)?
@@ -175,7 +155,7 @@ impl Candidates {
             parse_lines(text)?
         };
         if list.is_empty() {
-            return Err("no addresses or ports in it".to_owned());
+            return Err(CandidatesError::Empty);
         }
         Ok(Self::from_list(list))
     }
@@ -254,7 +234,7 @@ fn quoted(s: &str) -> String {
 
 // ---- plain text -------------------------------------------------------------------------------
 
-fn parse_lines(text: &str) -> Result<Vec<Candidate>, String> {
+fn parse_lines(text: &str) -> Result<Vec<Candidate>, CandidatesError> {
     let mut list = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let content = strip_comment(line).trim();
@@ -265,12 +245,9 @@ fn parse_lines(text: &str) -> Result<Vec<Candidate>, String> {
             Some((token, label)) => (token, Some(label.trim())),
             None => (content, None),
         };
-        let value = parse_value(token).ok_or_else(|| {
-            format!(
-                "line {} is not ADDR or ADDR:PORT (or kubectl get svc -A -o json output): {}",
-                i + 1,
-                quoted(line.trim())
-            )
+        let value = parse_value(token).ok_or_else(|| CandidatesError::BadLine {
+            line: i + 1,
+            quoted: quoted(line.trim()),
         })?;
         list.push(Candidate {
             value,
@@ -315,211 +292,24 @@ fn parse_value(token: &str) -> Option<CandidateValue> {
 
 // ---- kubectl get svc -A -o json ---------------------------------------------------------------
 
-/// The candidates of one Service object as the API serves it (the JSON of `kubectl get svc NAME
-/// -o json`), for the live cluster view: the same reading as a file's Services.
-pub fn of_service(service_json: &Value) -> Result<Vec<Candidate>, String> {
-    let Value::Object(obj) = service_json else {
-        return Err(format!("JSON that is not an object, not {SERVICE_LIST}"));
-    };
-    let mut list = Vec::new();
-    service(obj, None, &mut list)?;
-    Ok(list)
-}
-
-fn parse_json(text: &str) -> Result<Vec<Candidate>, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let Value::Object(top) = &doc else {
-        return Err(format!("JSON array, not {SERVICE_LIST}"));
-    };
-    let mut list = Vec::new();
-    match top.get("kind").and_then(Value::as_str) {
-        Some("Service") => service(top, None, &mut list)?,
-        Some(kind @ ("List" | "ServiceList")) => {
-            let items = top
-                .get("items")
-                .and_then(Value::as_array)
-                .ok_or_else(|| format!("JSON of kind {kind:?} without an \"items\" list"))?;
-            for (i, item) in items.iter().enumerate() {
-                let Value::Object(item) = item else {
-                    return Err(format!(
-                        "JSON items[{i}] is not an object, not {SERVICE_LIST}"
-                    ));
-                };
-                match item.get("kind").and_then(Value::as_str) {
-                    Some("Service") => {}
-                    None if kind == "ServiceList" && !item.contains_key("kind") => {}
-                    Some(other) => {
-                        return Err(format!(
-                            "JSON of kind {other:?} at items[{i}], not {SERVICE_LIST}"
-                        ));
-                    }
-                    None => {
-                        return Err(format!(
-                            "JSON without a \"kind\" at items[{i}], not {SERVICE_LIST}"
-                        ));
-                    }
-                }
-                service(item, Some(i), &mut list)?;
+/// The candidates of one Service: each virtual address alone and with each port, then each
+/// node port alone (module docs). The one place a Service becomes candidates, whether it came
+/// from a file or from the cluster watcher.
+pub fn of_service(svc: &NatService) -> Vec<Candidate> {
+    let mut vips: Vec<(IpAddr, Origin)> = Vec::new();
+    let addresses = [
+        (&svc.cluster_ips, Origin::ClusterIp),
+        (&svc.external_ips, Origin::ExternalIp),
+        (&svc.load_balancer_ips, Origin::LoadBalancer),
+    ];
+    for (ips, origin) in addresses {
+        for &ip in ips {
+            if !vips.contains(&(ip, origin)) {
+                vips.push((ip, origin));
             }
         }
-        Some(kind) => return Err(format!("JSON of kind {kind:?}, not {SERVICE_LIST}")),
-        None => return Err(format!("JSON without a \"kind\", not {SERVICE_LIST}")),
     }
-    Ok(list)
-}
-
-/// One Service being read: its name, and how its errors begin.
-struct Service {
-    name: Option<String>,
-    who: String,
-}
-
-impl Service {
-    fn of(obj: &Map<String, Value>, index: Option<usize>) -> Self {
-        let meta = obj.get("metadata");
-        let field = |key| meta.and_then(|m| m.get(key)).and_then(Value::as_str);
-        let name = match (field("namespace"), field("name")) {
-            (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
-            (None, Some(name)) => Some(name.to_owned()),
-            _ => None,
-        };
-        let who = match (&name, index) {
-            (Some(name), _) => format!("Service {name}"),
-            (None, Some(i)) => format!("the Service at items[{i}] (no metadata.name)"),
-            (None, None) => "the Service (no metadata.name)".to_owned(),
-        };
-        Self { name, who }
-    }
-
-    /// `<who>: <field> <problem>`.
-    fn error(&self, field: &str, problem: impl fmt::Display) -> String {
-        format!("{}: {field} {problem}", self.who)
-    }
-
-    /// `<field> <value> is not <what>`, quoting at most [`QUOTE_CHARS`] of the value.
-    fn not(&self, field: &str, value: &Value, what: &str) -> String {
-        let shown = value.to_string();
-        let shown = if shown.chars().count() > QUOTE_CHARS {
-            let cut: String = shown.chars().take(QUOTE_CHARS).collect();
-            format!("{cut}…")
-        } else {
-            shown
-        };
-        self.error(field, format!("{shown} is not {what}"))
-    }
-
-    /// The object at `field` of `obj`; absent or null is empty.
-    fn object<'v>(
-        &self,
-        obj: &'v Map<String, Value>,
-        key: &str,
-        field: &str,
-    ) -> Result<Option<&'v Map<String, Value>>, String> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(o)) => Ok(Some(o)),
-            Some(v) => Err(self.not(field, v, "an object")),
-        }
-    }
-
-    /// The list at `field` of `obj`; absent or null is empty.
-    fn array<'v>(
-        &self,
-        obj: &'v Map<String, Value>,
-        key: &str,
-        field: &str,
-    ) -> Result<&'v [Value], String> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(&[]),
-            Some(Value::Array(a)) => Ok(a),
-            Some(v) => Err(self.not(field, v, "a list")),
-        }
-    }
-
-    /// An address field: `None` for a headless Service's `"None"` and for `""`.
-    fn ip(&self, value: &Value, field: &str) -> Result<Option<IpAddr>, String> {
-        match value {
-            Value::Null => Ok(None),
-            Value::String(s) if s.is_empty() || s == "None" => Ok(None),
-            Value::String(s) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| self.not(field, value, "an IP address")),
-            _ => Err(self.not(field, value, "an IP address")),
-        }
-    }
-
-    /// A port number, 1 to 65535.
-    fn port(&self, value: &Value, field: &str) -> Result<u16, String> {
-        value
-            .as_u64()
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|&p| p != 0)
-            .ok_or_else(|| self.not(field, value, "a port (1-65535)"))
-    }
-}
-
-/// The candidates of one Service object, appended to `list`.
-fn service(
-    obj: &Map<String, Value>,
-    index: Option<usize>,
-    list: &mut Vec<Candidate>,
-) -> Result<(), String> {
-    let svc = Service::of(obj, index);
-    let empty = Map::new();
-    let spec = svc.object(obj, "spec", "spec")?.unwrap_or(&empty);
-
-    let mut vips: Vec<(IpAddr, Origin)> = Vec::new();
-    let mut add = |ip: Option<IpAddr>, origin| {
-        if let Some(ip) = ip
-            && !vips.contains(&(ip, origin))
-        {
-            vips.push((ip, origin));
-        }
-    };
-    if let Some(v) = spec.get("clusterIP") {
-        add(svc.ip(v, "spec.clusterIP")?, Origin::ClusterIp);
-    }
-    for (i, v) in svc
-        .array(spec, "clusterIPs", "spec.clusterIPs")?
-        .iter()
-        .enumerate()
-    {
-        add(
-            svc.ip(v, &format!("spec.clusterIPs[{i}]"))?,
-            Origin::ClusterIp,
-        );
-    }
-    for (i, v) in svc
-        .array(spec, "externalIPs", "spec.externalIPs")?
-        .iter()
-        .enumerate()
-    {
-        add(
-            svc.ip(v, &format!("spec.externalIPs[{i}]"))?,
-            Origin::ExternalIp,
-        );
-    }
-    let status = svc.object(obj, "status", "status")?.unwrap_or(&empty);
-    let lb = svc
-        .object(status, "loadBalancer", "status.loadBalancer")?
-        .unwrap_or(&empty);
-    for (i, entry) in svc
-        .array(lb, "ingress", "status.loadBalancer.ingress")?
-        .iter()
-        .enumerate()
-    {
-        let field = format!("status.loadBalancer.ingress[{i}]");
-        let Value::Object(entry) = entry else {
-            return Err(svc.not(&field, entry, "an object"));
-        };
-        // An entry with only a hostname (a cloud load balancer's DNS name) has no address.
-        if let Some(v) = entry.get("ip") {
-            add(svc.ip(v, &format!("{field}.ip"))?, Origin::LoadBalancer);
-        }
-    }
-
-    let ports = service_ports(&svc, spec)?;
+    let mut list = Vec::new();
     for &(ip, origin) in &vips {
         list.push(Candidate {
             value: CandidateValue::Addr(ip),
@@ -528,7 +318,7 @@ fn service(
             name: svc.name.clone(),
             origin,
         });
-        for p in &ports {
+        for p in &svc.ports {
             list.push(Candidate {
                 value: CandidateValue::AddrPort(ip, p.port),
                 protocol: Some(p.protocol),
@@ -538,7 +328,7 @@ fn service(
             });
         }
     }
-    for p in &ports {
+    for p in &svc.ports {
         if let Some(node_port) = p.node_port {
             list.push(Candidate {
                 value: CandidateValue::Port(node_port),
@@ -549,34 +339,120 @@ fn service(
             });
         }
     }
-    Ok(())
+    list
 }
 
-/// One entry of `spec.ports`.
-struct ServicePort {
-    port: u16,
-    protocol: Protocol,
-    target: TargetPort,
-    node_port: Option<u16>,
+fn parse_json(text: &str) -> Result<Vec<Candidate>, CandidatesError> {
+    let not_services = |what: String| CandidatesError::NotServices(what);
+    let doc: Value = serde_json::from_str(text).map_err(CandidatesError::Json)?;
+    let Value::Object(top) = &doc else {
+        return Err(not_services("JSON array".to_owned()));
+    };
+    let mut list = Vec::new();
+    match top.get("kind").and_then(Value::as_str) {
+        Some("Service") => list.extend(of_service(&service(top, None)?)),
+        Some(kind @ ("List" | "ServiceList")) => {
+            let items = top
+                .get("items")
+                .and_then(Value::as_array)
+                .ok_or_else(|| CandidatesError::NoItems(kind.to_owned()))?;
+            for (i, item) in items.iter().enumerate() {
+                let Value::Object(item) = item else {
+                    return Err(not_services(format!("JSON items[{i}] is not an object")));
+                };
+                match item.get("kind").and_then(Value::as_str) {
+                    Some("Service") => {}
+                    None if kind == "ServiceList" && !item.contains_key("kind") => {}
+                    Some(other) => {
+                        return Err(not_services(format!(
+                            "JSON of kind {other:?} at items[{i}]"
+                        )));
+                    }
+                    None => {
+                        return Err(not_services(format!(
+                            "JSON without a \"kind\" at items[{i}]"
+                        )));
+                    }
+                }
+                list.extend(of_service(&service(item, Some(i))?));
+            }
+        }
+        Some(kind) => return Err(not_services(format!("JSON of kind {kind:?}"))),
+        None => return Err(not_services("JSON without a \"kind\"".to_owned())),
+    }
+    Ok(list)
 }
 
-fn service_ports(svc: &Service, spec: &Map<String, Value>) -> Result<Vec<ServicePort>, String> {
+/// What the JSON of one Service gives: read in the order of its fields below, so that the
+/// first bad one is the one named.
+fn service(obj: &Map<String, Value>, index: Option<usize>) -> Result<NatService, ServiceError> {
+    let meta = obj.get("metadata");
+    let field = |key| meta.and_then(|m| m.get(key)).and_then(Value::as_str);
+    let svc = ServiceReader::new(field("namespace"), field("name"), index);
+    let empty = Map::new();
+    let spec = object(&svc, obj, "spec", "spec")?.unwrap_or(&empty);
+
+    let mut out = NatService {
+        name: svc.name.clone(),
+        ..NatService::default()
+    };
+    if let Some(v) = spec.get("clusterIP") {
+        out.cluster_ips.extend(ip(&svc, v, "spec.clusterIP")?);
+    }
+    for (i, v) in array(&svc, spec, "clusterIPs", "spec.clusterIPs")?
+        .iter()
+        .enumerate()
+    {
+        out.cluster_ips
+            .extend(ip(&svc, v, &format!("spec.clusterIPs[{i}]"))?);
+    }
+    for (i, v) in array(&svc, spec, "externalIPs", "spec.externalIPs")?
+        .iter()
+        .enumerate()
+    {
+        out.external_ips
+            .extend(ip(&svc, v, &format!("spec.externalIPs[{i}]"))?);
+    }
+    let status = object(&svc, obj, "status", "status")?.unwrap_or(&empty);
+    let lb = object(&svc, status, "loadBalancer", "status.loadBalancer")?.unwrap_or(&empty);
+    for (i, entry) in array(&svc, lb, "ingress", "status.loadBalancer.ingress")?
+        .iter()
+        .enumerate()
+    {
+        let field = format!("status.loadBalancer.ingress[{i}]");
+        let Value::Object(entry) = entry else {
+            return Err(not(&svc, &field, entry, "an object"));
+        };
+        // An entry with only a hostname (a cloud load balancer's DNS name) has no address.
+        if let Some(v) = entry.get("ip") {
+            out.load_balancer_ips
+                .extend(ip(&svc, v, &format!("{field}.ip"))?);
+        }
+    }
+    out.ports = service_ports(&svc, spec)?;
+    Ok(out)
+}
+
+fn service_ports(
+    svc: &ServiceReader,
+    spec: &Map<String, Value>,
+) -> Result<Vec<ServicePort>, ServiceError> {
     let mut ports = Vec::new();
-    for (i, entry) in svc.array(spec, "ports", "spec.ports")?.iter().enumerate() {
+    for (i, entry) in array(svc, spec, "ports", "spec.ports")?.iter().enumerate() {
         let field = format!("spec.ports[{i}]");
         let Value::Object(entry) = entry else {
-            return Err(svc.not(&field, entry, "an object"));
+            return Err(not(svc, &field, entry, "an object"));
         };
         let port = match entry.get("port") {
-            Some(v) => svc.port(v, &format!("{field}.port"))?,
+            Some(v) => port(svc, v, &format!("{field}.port"))?,
             None => return Err(svc.error(&format!("{field}.port"), "is missing")),
         };
         let protocol = match entry.get("protocol") {
             None | Some(Value::Null) => Protocol::Tcp,
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("TCP") => Protocol::Tcp,
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("UDP") => Protocol::Udp,
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("SCTP") => Protocol::Sctp,
-            Some(v) => return Err(svc.not(&format!("{field}.protocol"), v, "TCP, UDP or SCTP")),
+            Some(v) => v
+                .as_str()
+                .and_then(Protocol::parse)
+                .ok_or_else(|| not(svc, &format!("{field}.protocol"), v, "TCP, UDP or SCTP"))?,
         };
         // The API server sets an unset targetPort (absent, 0 or "") to the port.
         let target = match entry.get("targetPort") {
@@ -584,15 +460,20 @@ fn service_ports(svc: &Service, spec: &Map<String, Value>) -> Result<Vec<Service
             Some(Value::String(s)) if s.is_empty() => TargetPort::Number(port),
             Some(Value::String(s)) => TargetPort::Named(s.clone()),
             Some(v) if v.as_u64() == Some(0) => TargetPort::Number(port),
-            Some(v) => TargetPort::Number(svc.port(v, &format!("{field}.targetPort"))?),
+            Some(v) => TargetPort::Number(self::port(svc, v, &format!("{field}.targetPort"))?),
         };
         // 0 is how a request asks for one to be allocated; kubectl's output omits it instead.
         let node_port = match entry.get("nodePort") {
             None | Some(Value::Null) => None,
             Some(v) if v.as_u64() == Some(0) => None,
-            Some(v) => Some(svc.port(v, &format!("{field}.nodePort"))?),
+            Some(v) => Some(self::port(svc, v, &format!("{field}.nodePort"))?),
         };
         ports.push(ServicePort {
+            name: entry
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             port,
             protocol,
             target,
@@ -600,6 +481,53 @@ fn service_ports(svc: &Service, spec: &Map<String, Value>) -> Result<Vec<Service
         });
     }
     Ok(ports)
+}
+
+/// `<field> <value> is not <what>`, the value as JSON spells it.
+fn not(svc: &ServiceReader, field: &str, value: &Value, what: &str) -> ServiceError {
+    svc.not(field, &value.to_string(), what)
+}
+
+/// The object at `key` of `obj`; absent or null is empty.
+fn object<'v>(
+    svc: &ServiceReader,
+    obj: &'v Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<&'v Map<String, Value>>, ServiceError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(v) => Err(not(svc, field, v, "an object")),
+    }
+}
+
+/// The list at `key` of `obj`; absent or null is empty.
+fn array<'v>(
+    svc: &ServiceReader,
+    obj: &'v Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<&'v [Value], ServiceError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(v) => Err(not(svc, field, v, "a list")),
+    }
+}
+
+/// An address field: `None` for null, a headless Service's `"None"` and `""`.
+fn ip(svc: &ServiceReader, value: &Value, field: &str) -> Result<Option<IpAddr>, ServiceError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => svc.ip(s, field, &value.to_string()),
+        _ => Err(not(svc, field, value, "an IP address")),
+    }
+}
+
+/// A port number, 1 to 65535.
+fn port(svc: &ServiceReader, value: &Value, field: &str) -> Result<u16, ServiceError> {
+    svc.port(value.as_u64(), field, &value.to_string())
 }
 
 #[cfg(test)]
@@ -647,7 +575,7 @@ mod tests {
     }
 
     fn parse_err(text: &str) -> String {
-        let e = Candidates::parse(text).unwrap_err();
+        let e = Candidates::parse(text).unwrap_err().to_string();
         assert!(!e.contains('\n'), "one line: {e}");
         e
     }

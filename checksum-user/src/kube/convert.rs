@@ -1,13 +1,20 @@
 //! From the API's objects to what the state keeps: a pod's name and addresses, a Service's
-//! addresses and ports (as the JSON the candidate reader takes), an Endpoints' port numbers.
+//! addresses and ports (the `NatService` the candidate table is built from), an Endpoints' port
+//! numbers.
 //! Only what is used is kept, so memory follows the number of objects, not their size.
 
 use std::collections::{BTreeSet, HashMap};
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use serde_json::{Map, Value, json};
+use k8s_openapi::{
+    api::core::v1::{Endpoints, Pod, Service},
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+use serde_json::Value;
 
 use super::state::PodEntry;
+use crate::model::service::{
+    NatService, Protocol, ServiceError, ServicePort, ServiceReader, TargetPort,
+};
 
 /// `namespace/name` of an object (`name` alone for cluster-scoped ones).
 pub fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -47,27 +54,103 @@ pub fn pod(p: &Pod) -> PodEntry {
     }
 }
 
-/// The Service trimmed to its name, `spec` addresses and ports, and load-balancer status: what
-/// `candidates::of_service` reads.
-pub fn service(s: &Service) -> Value {
-    let full = serde_json::to_value(s).unwrap_or(Value::Null);
-    let pick = |obj: Option<&Value>, keys: &[&str]| -> Value {
-        let mut out = Map::new();
-        if let Some(Value::Object(obj)) = obj {
-            for k in keys {
-                if let Some(v) = obj.get(*k) {
-                    out.insert((*k).to_owned(), v.clone());
-                }
-            }
-        }
-        Value::Object(out)
+/// What the candidate table needs of the Service (`model::service`), checked field by field in
+/// the order, and with the messages, of the `--nat-candidates` reader of its JSON.
+pub fn service(s: &Service) -> Result<NatService, ServiceError> {
+    let svc = ServiceReader::new(
+        s.metadata.namespace.as_deref(),
+        s.metadata.name.as_deref(),
+        None,
+    );
+    let spec = s.spec.as_ref();
+    let mut out = NatService {
+        name: svc.name.clone(),
+        ..NatService::default()
     };
-    json!({
-        "kind": "Service",
-        "metadata": pick(full.get("metadata"), &["namespace", "name"]),
-        "spec": pick(full.get("spec"), &["clusterIP", "clusterIPs", "externalIPs", "ports"]),
-        "status": pick(full.get("status"), &["loadBalancer"]),
+    if let Some(ip) = spec.and_then(|spec| spec.cluster_ip.as_deref()) {
+        out.cluster_ips
+            .extend(svc.ip(ip, "spec.clusterIP", &json_string(ip))?);
+    }
+    let cluster_ips = spec.and_then(|s| s.cluster_ips.as_deref());
+    for (i, ip) in cluster_ips.unwrap_or_default().iter().enumerate() {
+        let field = format!("spec.clusterIPs[{i}]");
+        out.cluster_ips
+            .extend(svc.ip(ip, &field, &json_string(ip))?);
+    }
+    let external_ips = spec.and_then(|s| s.external_ips.as_deref());
+    for (i, ip) in external_ips.unwrap_or_default().iter().enumerate() {
+        let field = format!("spec.externalIPs[{i}]");
+        out.external_ips
+            .extend(svc.ip(ip, &field, &json_string(ip))?);
+    }
+    let ingress = s
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    for (i, entry) in ingress.into_iter().flatten().enumerate() {
+        // An entry with only a hostname (a cloud load balancer's DNS name) has no address.
+        if let Some(ip) = entry.ip.as_deref() {
+            let field = format!("status.loadBalancer.ingress[{i}].ip");
+            out.load_balancer_ips
+                .extend(svc.ip(ip, &field, &json_string(ip))?);
+        }
+    }
+    let ports = spec.and_then(|s| s.ports.as_ref());
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        out.ports.push(service_port(&svc, i, p)?);
+    }
+    Ok(out)
+}
+
+fn service_port(
+    svc: &ServiceReader,
+    i: usize,
+    p: &k8s_openapi::api::core::v1::ServicePort,
+) -> Result<ServicePort, ServiceError> {
+    let field = format!("spec.ports[{i}]");
+    let number = |n: i32, what: &str| {
+        svc.port(
+            u64::try_from(n).ok(),
+            &format!("{field}.{what}"),
+            &n.to_string(),
+        )
+    };
+    let port = number(p.port, "port")?;
+    let protocol = match p.protocol.as_deref() {
+        None => Protocol::Tcp,
+        Some(s) => Protocol::parse(s).ok_or_else(|| {
+            svc.not(
+                &format!("{field}.protocol"),
+                &json_string(s),
+                "TCP, UDP or SCTP",
+            )
+        })?,
+    };
+    // The API server sets an unset targetPort (absent, 0 or "") to the port.
+    let target = match &p.target_port {
+        None | Some(IntOrString::Int(0)) => TargetPort::Number(port),
+        Some(IntOrString::String(s)) if s.is_empty() => TargetPort::Number(port),
+        Some(IntOrString::String(s)) => TargetPort::Named(s.clone()),
+        Some(IntOrString::Int(n)) => TargetPort::Number(number(*n, "targetPort")?),
+    };
+    // 0 is how a request asks for one to be allocated.
+    let node_port = match p.node_port {
+        None | Some(0) => None,
+        Some(n) => Some(number(n, "nodePort")?),
+    };
+    Ok(ServicePort {
+        name: p.name.clone().unwrap_or_default(),
+        port,
+        protocol,
+        target,
+        node_port,
     })
+}
+
+/// `s` as JSON spells it, as the JSON reader's messages quote it.
+fn json_string(s: &str) -> String {
+    Value::from(s).to_string()
 }
 
 /// Port numbers by port name over every subset (unnamed ports, a Service's only one, are "").
@@ -87,6 +170,8 @@ pub fn endpoints(e: &Endpoints) -> HashMap<String, BTreeSet<u16>> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -113,14 +198,29 @@ mod tests {
                      "ports": [{"port": 80, "targetPort": 8080}]},
         }))
         .unwrap();
-        let v = service(&s);
-        assert_eq!(
-            v["metadata"],
-            json!({"namespace": "default", "name": "web"})
-        );
-        assert!(v["spec"].get("selector").is_none());
-        let c = crate::analysis::candidates::of_service(&v).unwrap();
+        let v = service(&s).unwrap();
+        assert_eq!(v.name.as_deref(), Some("default/web"));
+        let c = crate::analysis::candidates::of_service(&v);
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_service_field_reads_as_in_a_file() {
+        let spec = json!({"clusterIP": "10.0.0.1", "ports": [
+            {"port": 80}, {"port": 81, "protocol": "ICMP", "targetPort": "x"}]});
+        let typed: Service = serde_json::from_value(json!({
+            "metadata": {"namespace": "shop", "name": "web"}, "spec": spec}))
+        .unwrap();
+        let file = json!({"kind": "Service", "metadata": {"namespace": "shop", "name": "web"},
+                          "spec": spec});
+        let from_file = crate::analysis::candidates::Candidates::parse(&file.to_string())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(service(&typed).unwrap_err().to_string(), from_file);
+        assert_eq!(
+            from_file,
+            r#"Service shop/web: spec.ports[1].protocol "ICMP" is not TCP, UDP or SCTP"#
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! What the agent knows of the cluster: the pods on its node, the Services (as the NAT
-//! candidates they give) and the port names of their Endpoints. Pure data, filled by the
+//! What the agent knows of the cluster: the pods on its node, the Services (what the NAT
+//! candidates are built from) and the port names of their Endpoints. Pure data, filled by the
 //! watchers (`watch.rs`), read by the live loop; every table has a bound, and what does not fit
 //! is counted.
 
@@ -8,11 +8,12 @@ use std::{
     net::IpAddr,
 };
 
-use serde_json::Value;
-
-use crate::analysis::{
-    EndpointNames,
-    candidates::{self, Candidate, Candidates},
+use crate::{
+    analysis::{
+        EndpointNames,
+        candidates::{self, Candidate, Candidates},
+    },
+    model::service::{NatService, ServiceError, TargetPort},
 };
 
 /// Most pods kept: far above a node's pod limit (110 by default, a few hundred at most).
@@ -81,13 +82,13 @@ pub struct ClusterState {
     /// Bumped at every change that the live loop must pick up.
     pub generation: u64,
     pods: BTreeMap<String, PodEntry>,
-    /// The Service objects' JSON, trimmed to what candidates need, by `namespace/name`.
-    services: BTreeMap<String, Value>,
+    /// What candidates need of each Service, or why it could not be read, by `namespace/name`.
+    services: BTreeMap<String, Result<NatService, ServiceError>>,
     /// Endpoints' port numbers by port name, by `namespace/name` (the Service's).
     endpoints: HashMap<String, HashMap<String, BTreeSet<u16>>>,
     pub watches: BTreeMap<Resource, WatchStatus>,
-    /// Services whose JSON the candidate reader refused (counted; the first error kept).
-    pub bad_services: (u64, Option<String>),
+    /// Services that could not be read (counted; the first error kept).
+    pub bad_services: (u64, Option<ServiceError>),
     pub events: EventStats,
 }
 
@@ -147,7 +148,7 @@ impl ClusterState {
         }
     }
 
-    pub fn upsert_service(&mut self, key: String, service: Value) {
+    pub fn upsert_service(&mut self, key: String, service: Result<NatService, ServiceError>) {
         if !self.services.contains_key(&key) && self.services.len() >= MAX_SERVICES {
             self.watch(Resource::Services).overflow += 1;
             return;
@@ -219,12 +220,14 @@ impl ClusterState {
         let mut list = Vec::new();
         let mut bad = (0, None);
         for (key, service) in &self.services {
-            let resolved = resolve_named_ports(service, self.endpoints.get(key));
-            match candidates::of_service(&resolved) {
-                Ok(c) => list.extend(c),
+            match service {
+                Ok(service) => {
+                    let resolved = resolve_named_ports(service, self.endpoints.get(key));
+                    list.extend(candidates::of_service(&resolved));
+                }
                 Err(e) => {
                     bad.0 += 1;
-                    bad.1.get_or_insert(e);
+                    bad.1.get_or_insert_with(|| e.clone());
                 }
             }
         }
@@ -242,29 +245,24 @@ impl ClusterState {
     }
 }
 
-/// The Service's JSON with each named `targetPort` replaced by the number its Endpoints give
-/// the port of the same name (an Endpoints port is named after the Service port).
+/// The Service with each named `targetPort` replaced by the number its Endpoints give the port
+/// of the same name (an Endpoints port is named after the Service port).
 fn resolve_named_ports(
-    service: &Value,
+    service: &NatService,
     endpoints: Option<&HashMap<String, BTreeSet<u16>>>,
-) -> Value {
-    let Some(endpoints) = endpoints else {
-        return service.clone();
-    };
+) -> NatService {
     let mut service = service.clone();
-    if let Some(ports) = service
-        .pointer_mut("/spec/ports")
-        .and_then(Value::as_array_mut)
-    {
-        for port in ports {
-            let named = port.get("targetPort").and_then(Value::as_str).is_some();
-            let name = port.get("name").and_then(Value::as_str).unwrap_or("");
-            if let (true, Some(numbers)) = (named, endpoints.get(name))
-                && numbers.len() == 1
-                && let Some(&number) = numbers.iter().next()
-            {
-                port["targetPort"] = Value::from(number);
-            }
+    let Some(endpoints) = endpoints else {
+        return service;
+    };
+    for port in &mut service.ports {
+        if let TargetPort::Named(_) = port.target
+            && let Some(numbers) = endpoints.get(&port.name)
+            && numbers.len() == 1
+            && let Some(&number) = numbers.first()
+        {
+            // 0, which the API refuses in an Endpoints, would be an unset target: the port.
+            port.target = TargetPort::Number(if number == 0 { port.port } else { number });
         }
     }
     service
@@ -272,10 +270,10 @@ fn resolve_named_ports(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
-    use crate::analysis::candidates::{CandidateValue, TargetPort};
+    use crate::analysis::candidates::CandidateValue;
 
     fn pod(ns: &str, name: &str, ip: &str, host_network: bool) -> PodEntry {
         PodEntry {
@@ -287,14 +285,18 @@ mod tests {
         }
     }
 
-    fn web() -> Value {
-        json!({
-            "kind": "Service",
+    /// The Service of `json`, as the watcher converts it.
+    fn service(json: Value) -> Result<NatService, ServiceError> {
+        super::super::convert::service(&serde_json::from_value(json).unwrap())
+    }
+
+    fn web() -> Result<NatService, ServiceError> {
+        service(json!({
             "metadata": {"namespace": "default", "name": "web"},
             "spec": {"clusterIP": "10.96.0.20", "ports": [
                 {"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"},
             ]},
-        })
+        }))
     }
 
     #[test]
@@ -374,11 +376,15 @@ mod tests {
         let mut s = ClusterState::default();
         s.upsert_service(
             "x/bad".into(),
-            json!({"kind": "Service", "metadata": {"namespace": "x", "name": "bad"},
-                   "spec": {"clusterIP": "not-an-ip"}}),
+            service(json!({"metadata": {"namespace": "x", "name": "bad"},
+                           "spec": {"clusterIP": "not-an-ip"}})),
         );
         s.upsert_service("default/web".into(), web());
         assert_eq!(s.candidates().len(), 2);
         assert_eq!(s.bad_services.0, 1);
+        assert_eq!(
+            s.bad_services.1.unwrap().to_string(),
+            r#"Service x/bad: spec.clusterIP "not-an-ip" is not an IP address"#
+        );
     }
 }
