@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 STABLE=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)   # user side: aya 0.16 needs >= 1.98
 NIGHTLY=$(tr -d '[:space:]' < checksum-ebpf/TOOLCHAIN)              # eBPF side: -Z build-std=core
 BPF_LINKER_VERSION=0.13.0
-DEBIAN_PACKAGES=(iproute2 iputils-ping bpftool tcpdump ethtool tshark tmux procps libcap2-bin iperf3)
+DEBIAN_PACKAGES=(iproute2 iputils-ping bpftool tcpdump ethtool tshark tmux procps libcap2-bin iperf3 qemu-system-x86 busybox-static cpio xz-utils kmod)
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 
