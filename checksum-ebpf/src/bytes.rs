@@ -48,7 +48,7 @@ pub trait PacketBytes: Sized {
         // processes far more instructions for every program (bench/README.md has the counts),
         // so the bound stays for that.
         if off < 0x4000 {
-            let at = start + (off & 0x3fff) as usize;
+            let at = start + bounded(off, 0x3fff) as usize;
             if at + N <= end {
                 // SAFETY: [at, at + N) is inside the packet, as just checked.
                 return Some(Bytes(unsafe { (at as *const [u8; N]).read_unaligned() }));

@@ -22,11 +22,13 @@
 //!
 //! The fields lie close together (Linux 6.18: `ip_summed` at byte 128, `csum_start` at 136,
 //! `network_header` at 180), so one read of `SKB_WINDOW` bytes fetches them all. It happens in a
-//! global function: the 64-byte buffer lives in its stack frame, not in the programs' (which has
-//! no room left beside the summing function's). With `SKB_STATE` a frozen 0 (no layout, or
-//! turned off) the call is pruned and every hook reports "unknown".
+//! global function, into a per-CPU buffer (see `SKB_WINDOW_BUF`). With `SKB_STATE` a frozen 0 (no
+//! layout, or turned off) the call is pruned and every hook reports "unknown".
 
-use aya_ebpf::{Global, bindings::__sk_buff, helpers::generated::bpf_probe_read_kernel};
+use aya_ebpf::{
+    Global, bindings::__sk_buff, helpers::generated::bpf_probe_read_kernel, macros::map,
+    maps::PerCpuArray,
+};
 use checksum_common::{
     event::{IP_SUMMED_UNKNOWN, IpSummed, SKB_ENCAPSULATION},
     source::SKB_WINDOW,
@@ -130,9 +132,16 @@ pub fn partial_key(l4_off: u32, field: u32) -> u32 {
     (l4_off & 0xffff) | field << 16
 }
 
-/// The bytes read, 8-aligned: the verifier wants aligned stack loads.
+/// The bytes read, 8-aligned: the verifier wants aligned loads.
 #[repr(C, align(8))]
 struct Window([u8; SKB_WINDOW as usize]);
+
+/// Where `csa_skb_state` reads the window to: a per-CPU map value, not its stack. Its frame is the
+/// last of the chain program -> `csa_audit_level_tc` -> `csa_emit_tc` -> `csa_skb_state`, and
+/// Linux 6.1 rounds each frame of a chain up to 32 bytes and refuses a chain over 512: with the
+/// window on the stack it came to 544 ("combined stack size of 4 calls is 544. Too large").
+#[map]
+static SKB_WINDOW_BUF: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
 
 /// One bitfield from its global: byte in the window | shift << 8 | mask << 16 (user space checks
 /// that it fits in one byte).
@@ -150,14 +159,14 @@ fn bits(w: &Window, at: u32) -> u64 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn csa_skb_state(ctx: *mut __sk_buff) -> u64 {
-    // Not zeroed first (the helper takes uninitialized memory): LLVM zeroed it with a call to
-    // a BPF memset, which made every TC packet measurably slower (bench/README.md).
-    let mut w = core::mem::MaybeUninit::<Window>::uninit();
-    // SAFETY: a kernel address read with the fault-tolerant helper into a buffer of exactly
-    // `SKB_WINDOW` bytes; the verifier accepts the context plus a constant as its source.
+    let Some(w) = SKB_WINDOW_BUF.get_ptr_mut(0) else {
+        return SkbState::UNKNOWN.0;
+    };
+    // SAFETY: a kernel address read with the fault-tolerant helper into this CPU's map value of
+    // exactly `SKB_WINDOW` bytes; the verifier accepts the context plus a constant as its source.
     let rc = unsafe {
         bpf_probe_read_kernel(
-            w.as_mut_ptr().cast(),
+            w.cast(),
             SKB_WINDOW,
             ctx.cast::<u8>()
                 .wrapping_add(OFF_SKB_WINDOW.load() as usize)
@@ -167,8 +176,8 @@ pub extern "C" fn csa_skb_state(ctx: *mut __sk_buff) -> u64 {
     if rc != 0 {
         return SkbState::UNKNOWN.0;
     }
-    // SAFETY: the helper succeeded, so it wrote all `SKB_WINDOW` bytes.
-    let w = unsafe { w.assume_init_ref() };
+    // SAFETY: this CPU's value, all `SKB_WINDOW` bytes just written by the helper.
+    let w = unsafe { &*w };
     // 4- and 2-aligned in the window (user space checks), so these are aligned stack loads.
     let csum_at = (SKB_CSUM.load() & (SKB_WINDOW - 4)) as usize;
     let csum = u64::from(u32::from_ne_bytes([

@@ -32,7 +32,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 
-use crate::bytes::PacketBytes;
+use crate::bytes::{PacketBytes, bounded};
 
 /// `bpf_csum_diff` sums at most 512 bytes per call.
 pub const CHUNK: u32 = 512;
@@ -82,7 +82,7 @@ fn sum_linear_small<P: PacketBytes>(pkt: &P, off: u32, len: u32) -> Option<u64> 
     // Bounded for the verifier, like every packet offset here (see LINEAR_MASK). Not needed on
     // 6.18 with today's callers, whose offsets it already knows to be small: without the masks
     // and the `off` check the programs verify too (the `off` mask alone compiles to nothing).
-    let base = start + (off & 0x3fff) as usize;
+    let base = start + bounded(off, 0x3fff) as usize;
     let len = (len & 0x7f) as usize;
     let mut sum = 0u64;
     for i in 0..SMALL / 4 {
@@ -113,7 +113,7 @@ fn sum_linear_small<P: PacketBytes>(pkt: &P, off: u32, len: u32) -> Option<u64> 
 fn last_bytes(start: usize, end: usize, range_end: u32, rest: u32) -> Option<u64> {
     // Masked after the subtraction: a pointer with a negative constant offset is rejected
     // ("invalid access to packet, off=-4 size=4, R1(id=64,off=-4,r=0)" for `start + end - 4`).
-    let p = start + ((range_end - 4) & LINEAR_MASK) as usize;
+    let p = start + bounded(range_end - 4, LINEAR_MASK) as usize;
     if p + 4 > end {
         return None;
     }
@@ -138,7 +138,7 @@ fn csum_in_place<P: PacketBytes, const N: u32>(pkt: &P, pos: u32) -> Option<u64>
         return None;
     }
     let (start, end) = pkt.linear();
-    let p = start + (pos & LINEAR_MASK) as usize;
+    let p = start + bounded(pos, LINEAR_MASK) as usize;
     if p + N as usize > end {
         return None;
     }
@@ -284,7 +284,10 @@ fn sum_staged_tail<P: PacketBytes>(pkt: &P, pos: u32, tail: u32) -> Option<u64> 
     // SAFETY: that word is in bounds and 4-aligned (map values are 8-aligned, `whole` a multiple of
     // 4), and the per-CPU value is used by no one else during this run.
     unsafe { last_word.cast::<u32>().write(0) };
-    let n = ((tail - 1) & (CHUNK - 1)) + 1;
+    // Behind `bounded`: LLVM otherwise folds the `+ 1` into the mask and hands Linux 6.1 a length
+    // it sees as [0, 511] ("invalid access to map value, value_size=512 off=0 size=0", "R3 min
+    // value is outside of the allowed memory range" at bpf_skb_load_bytes).
+    let n = bounded(tail - 1, CHUNK - 1) + 1;
     if !pkt.load_raw(pos, buf, n) {
         return None;
     }

@@ -11,7 +11,7 @@ use aya_ebpf::{
     Global,
     helpers::generated::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use checksum_common::track::{TRACKED_HALVES, TrackKey, Tracked};
 
@@ -28,6 +28,20 @@ static TRACK_TTL_NS: Global<u64> = Global::new(0);
 
 #[map]
 static TRACKED: HashMap<TrackKey, Tracked> = HashMap::with_max_entries(TRACKED_HALVES, 0);
+
+/// `csa_track_start`'s key and new value, off its stack. Its frame is the last of the chain
+/// program -> `csa_audit_level_*` -> `csa_emit_*` -> `csa_track_start`, and Linux 6.1 rounds each
+/// frame of a chain up to 32 bytes and refuses a chain over 512: with the 40 bytes of key and
+/// value on the stack (a 64-byte frame rounded) it came to 544, "combined stack size of 4 calls
+/// is 544. Too large". (6.18 rounds no longer.)
+#[repr(C)]
+struct StartScratch {
+    key: TrackKey,
+    value: Tracked,
+}
+
+#[map]
+static TRACK_SCRATCH: PerCpuArray<StartScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Non-zero while anything may be tracked: set here on every start, reset by user space when
 /// its sweep leaves the map empty. Read on every packet instead of two hash lookups (an array
@@ -115,21 +129,26 @@ fn key(meta: u64, hi: u64, lo: u64) -> TrackKey {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn csa_track_start(meta: u64, hi: u64, lo: u64) -> u32 {
-    let key = key(meta, hi, lo);
+    let Some(buf) = TRACK_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's value, used by no one else during this run.
+    let buf = unsafe { &mut *buf };
+    buf.key = key(meta, hi, lo);
     // SAFETY: bpf_ktime_get_ns takes no arguments and touches no memory.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(t) = TRACKED.get_ptr(&key) {
+    if let Some(t) = TRACKED.get_ptr(&buf.key) {
         // SAFETY: a map value, read once.
         if unsafe { (*t).expires_ns } > now {
             return 1;
         }
     }
-    let value = Tracked {
+    buf.value = Tracked {
         expires_ns: now + TRACK_TTL_NS.load(),
         remaining: TRACK_REPORTS.load(),
         _pad: 0,
     };
-    u32::from(TRACKED.insert(&key, &value, 0).is_ok())
+    u32::from(TRACKED.insert(&buf.key, &buf.value, 0).is_ok())
 }
 
 /// 1 when the half is tracked, live, and had a report left (now taken).
