@@ -152,6 +152,16 @@ fn l4_from_a(verdicts: &[Verdict], hook: Hook) -> Vec<&Verdict> {
         .collect()
 }
 
+/// A segment without data that the kernel sent from its control socket (`tcp_v4_send_ack`, a
+/// reset): checksummed in software, so `CHECKSUM_NONE` with a correct field even with offload on.
+/// Whether one shows up depends on timing (seen once, on a loaded machine: a 32-byte ACK).
+fn from_control_socket(v: &Verdict) -> bool {
+    v.layer == Layer::Tcp
+        && v.status == Status::Ok
+        && v.l4_len <= 60
+        && v.skb.is_some_and(|skb| skb.ip_summed == IpSummed::None)
+}
+
 fn summary(verdicts: &[&Verdict]) -> Vec<String> {
     let mut seen: Vec<String> = verdicts
         .iter()
@@ -222,7 +232,7 @@ fn egress_skbs_carry_their_checksum_state() {
         .count();
     assert!(tcp > TCP_WRITES, "{tcp} TCP verdicts at egress");
     assert_eq!((udp4, udp6), (UDP_DATAGRAMS, UDP_DATAGRAMS));
-    for v in &egress {
+    for v in egress.iter().filter(|v| !from_control_socket(v)) {
         let skb = v.skb.expect("skb state");
         let ip_header = if v.flow.src.is_ipv4() { 20 } else { 40 };
         let field = if v.layer == Layer::Tcp { 16 } else { 6 };
@@ -251,7 +261,7 @@ fn egress_skbs_carry_their_checksum_state() {
     let egress = l4_from_a(&verdicts, Hook::TcEgress);
     eprintln!("partial-ok on:\n  {}", summary(&egress).join("\n  "));
     assert!(egress.len() > TCP_WRITES + 2 * UDP_DATAGRAMS);
-    for v in &egress {
+    for v in egress.iter().filter(|v| !from_control_socket(v)) {
         assert_eq!(v.status, Status::PartialOk, "{v:?}");
         assert_eq!(v.got, v.pseudo, "{v:?}");
     }
