@@ -14,7 +14,12 @@ fn main() {
     println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
     // bpf-linker makes every function but the programs static, and the verifier re-checks a static
     // function on every path that calls it. These stay global: verified once (dispatch.rs, skb.rs).
-    println!(
-        "cargo:rustc-link-arg=--export=csa_sum_large_xdp,csa_sum_large_tc,csa_source_slot_xdp,csa_source_slot_tc,csa_skb_state,csa_audit_level_xdp,csa_audit_level_tc,csa_emit_xdp,csa_emit_tc"
+    let mut globals = String::from(
+        "csa_sum_large_xdp,csa_sum_large_tc,csa_source_slot_xdp,csa_source_slot_tc,csa_skb_state,csa_audit_level_xdp,csa_audit_level_tc,csa_emit_xdp,csa_emit_tc",
     );
+    // The build for kernels before 5.17 sums each chunk in a global function (sum.rs, `Chunks`).
+    if std::env::var_os("CARGO_FEATURE_LEGACY_KERNELS").is_some() {
+        globals.push_str(",csa_sum_chunk_xdp,csa_sum_chunk_tc");
+    }
+    println!("cargo:rustc-link-arg=--export={globals}");
 }

@@ -15,6 +15,10 @@ pub trait PacketBytes: Sized {
     ///
     /// # Safety
     /// `ctx` must be this program's context pointer.
+    #[cfg_attr(
+        feature = "legacy-kernels",
+        expect(dead_code, reason = "that build has no bpf_loop")
+    )]
     unsafe fn from_raw_ctx(ctx: *mut core::ffi::c_void) -> Self;
     /// Total length, fragments included.
     fn len(&self) -> u32;

@@ -89,6 +89,39 @@ pub extern "C" fn csa_sum_large_tc(ctx: *mut __sk_buff, off: u32, len: u32) -> u
     sum::sum_large(&TcPacket(TcContext::new(skb)), off, len)
 }
 
+#[cfg(feature = "legacy-kernels")]
+impl sum::Chunks for XdpPacket {
+    #[inline(always)]
+    fn sum_chunk(&self, pos: u32) -> u64 {
+        csa_sum_chunk_xdp(self.0.ctx, pos)
+    }
+}
+
+#[cfg(feature = "legacy-kernels")]
+impl sum::Chunks for TcPacket {
+    #[inline(always)]
+    fn sum_chunk(&self, pos: u32) -> u64 {
+        csa_sum_chunk_tc(self.0.as_ptr().cast(), pos)
+    }
+}
+
+/// One chunk of a long range, before 5.17 (`sum::Chunks`).
+#[cfg(feature = "legacy-kernels")]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_sum_chunk_xdp(ctx: *mut xdp_md, pos: u32) -> u64 {
+    sum::chunk_sum_or_none(&XdpPacket(XdpContext::new(ctx)), pos)
+}
+
+#[cfg(feature = "legacy-kernels")]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn csa_sum_chunk_tc(ctx: *mut __sk_buff, pos: u32) -> u64 {
+    // SAFETY: the kernel passes a valid context.
+    let skb = unsafe { core::ptr::NonNull::new_unchecked(ctx) };
+    sum::chunk_sum_or_none(&TcPacket(TcContext::new(skb)), pos)
+}
+
 /// The `STATES` slot of the packet's source by its full key (`source::lookup`): for the reasons
 /// given at `source::SOURCES`.
 #[unsafe(no_mangle)]

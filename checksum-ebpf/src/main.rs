@@ -50,21 +50,24 @@ use aya_ebpf::{
 };
 use checksum_common::Hook;
 
-#[xdp(frags)]
+#[cfg_attr(not(feature = "legacy-kernels"), xdp(frags))]
+#[cfg_attr(feature = "legacy-kernels", xdp)]
 pub fn csum_audit_xdp(ctx: XdpContext) -> u32 {
     audit::audit_frame(&packet::XdpPacket(ctx), Hook::Xdp);
     xdp_action::XDP_PASS
 }
 
 /// The baseline for benchmarks: the cost of running any XDP program at all.
-#[xdp(frags)]
+#[cfg_attr(not(feature = "legacy-kernels"), xdp(frags))]
+#[cfg_attr(feature = "legacy-kernels", xdp)]
 pub fn noop_xdp(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
 /// The floor for benchmarks: the audit's cost to sum a frame's L4 bytes, and nothing else (see
 /// `floor.rs`).
-#[xdp(frags)]
+#[cfg_attr(not(feature = "legacy-kernels"), xdp(frags))]
+#[cfg_attr(feature = "legacy-kernels", xdp)]
 pub fn sum_floor_xdp(ctx: XdpContext) -> u32 {
     floor::sum_floor(&packet::XdpPacket(ctx));
     xdp_action::XDP_PASS

@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    helpers::generated::bpf_skb_load_bytes,
     programs::{TcContext, XdpContext},
 };
 
@@ -61,21 +61,58 @@ impl PacketBytes for XdpPacket {
         Self(XdpContext::new(ctx.cast()))
     }
     #[inline(always)]
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "a frame's length, fragments included, is far below 4 GiB"
-    )]
     fn len(&self) -> u32 {
-        // SAFETY: the helper only reads the program's own xdp_md context.
-        unsafe { bpf_xdp_get_buff_len(self.0.as_ptr().cast()) as u32 }
+        xdp_len(&self.0)
     }
 
     #[inline(always)]
     fn load_raw(&self, off: u32, dst: *mut u8, len: u32) -> bool {
-        // SAFETY: the helper writes at most `len` bytes to `dst`; callers pass a stack buffer or a
-        // per-CPU map value with room for `len` (the verifier rejects anything else).
-        unsafe { bpf_xdp_load_bytes(self.0.as_ptr().cast(), off, dst.cast(), len) == 0 }
+        xdp_load_raw(&self.0, off, dst, len)
     }
+}
+
+/// The frame's length, fragments included.
+#[cfg(not(feature = "legacy-kernels"))]
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a frame's length, fragments included, is far below 4 GiB"
+)]
+fn xdp_len(ctx: &XdpContext) -> u32 {
+    // SAFETY: the helper only reads the program's own xdp_md context.
+    unsafe { aya_ebpf::helpers::generated::bpf_xdp_get_buff_len(ctx.as_ptr().cast()) as u32 }
+}
+
+/// Bytes anywhere in the frame, fragments included, copied to `dst`.
+#[cfg(not(feature = "legacy-kernels"))]
+#[inline(always)]
+fn xdp_load_raw(ctx: &XdpContext, off: u32, dst: *mut u8, len: u32) -> bool {
+    // SAFETY: the helper writes at most `len` bytes to `dst`; callers pass a stack buffer or a
+    // per-CPU map value with room for `len` (the verifier rejects anything else).
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_xdp_load_bytes(ctx.as_ptr().cast(), off, dst.cast(), len)
+            == 0
+    }
+}
+
+/// Before 5.18 an XDP frame is all linear (no fragments, and neither helper above): its length
+/// is that of its data.
+#[cfg(feature = "legacy-kernels")]
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a linear frame is at most a page"
+)]
+fn xdp_len(ctx: &XdpContext) -> u32 {
+    (ctx.data_end() - ctx.data()) as u32
+}
+
+/// Nothing lies outside the linear part to copy: every range was summed in place, or is not in
+/// the frame.
+#[cfg(feature = "legacy-kernels")]
+#[inline(always)]
+fn xdp_load_raw(_ctx: &XdpContext, _off: u32, _dst: *mut u8, _len: u32) -> bool {
+    false
 }
 
 impl Packet for XdpPacket {

@@ -19,18 +19,18 @@
 //!   verifier's 1M-instruction budget; on 6.18 it no longer does: a plain loop of up to 128 chunks
 //!   verifies, but the verifier processes more instructions for every program than with
 //!   `bpf_loop` (bench/README.md has the counts). The callback stays for those instructions.
+//!   Kernels before 5.17 have no `bpf_loop`: their object (feature `legacy-kernels`) has the
+//!   plain loop.
 //! - In the staged path, the short tail is loaded in one call whose length is provably in
 //!   [1, CHUNK] (aya#1207), with no per-byte loop: a length that may be zero fails with
 //!   "R4 invalid zero-sized read: u64=[0,255]".
 
+#[cfg(not(feature = "legacy-kernels"))]
 use core::ffi::c_void;
 
-use aya_ebpf::{
-    EbpfContext,
-    helpers::generated::{bpf_csum_diff, bpf_loop},
-    macros::map,
-    maps::PerCpuArray,
-};
+#[cfg(not(feature = "legacy-kernels"))]
+use aya_ebpf::EbpfContext;
+use aya_ebpf::{helpers::generated::bpf_csum_diff, macros::map, maps::PerCpuArray};
 
 use crate::bytes::{PacketBytes, bounded};
 
@@ -146,6 +146,7 @@ fn csum_in_place<P: PacketBytes, const N: u32>(pkt: &P, pos: u32) -> Option<u64>
 }
 
 /// What a `bpf_loop` callback works on; it lives on the caller's stack.
+#[cfg(not(feature = "legacy-kernels"))]
 #[repr(C)]
 struct ChunkLoop {
     /// The program's context: the callback gets nothing else to find the packet with.
@@ -155,6 +156,7 @@ struct ChunkLoop {
     failed: u64,
 }
 
+#[cfg(not(feature = "legacy-kernels"))]
 impl ChunkLoop {
     /// Adds one chunk's sum; the callback's return value: 0 goes on, 1 stops the loop.
     #[inline(always)]
@@ -179,32 +181,37 @@ impl ChunkLoop {
     }
 }
 
-/// Sums chunk `index`: in place when it is in the linear part, else after copying it into the
-/// per-CPU buffer (XDP fragments, the paged data of an skb). Returns 1 (stop) on failure.
+/// The sum of the chunk at `pos`: in place when it is in the linear part, else after copying it
+/// into the per-CPU buffer (XDP fragments, the paged data of an skb).
+#[inline(always)]
+fn chunk_sum<P: PacketBytes>(pkt: &P, pos: u32) -> Option<u64> {
+    if let Some(sum) = csum_in_place::<P, CHUNK>(pkt, pos) {
+        return Some(sum);
+    }
+    let buf = SCRATCH.get_ptr_mut(0)?.cast::<u8>();
+    if pkt.load_raw(pos, buf, CHUNK) {
+        csum(buf, CHUNK)
+    } else {
+        None
+    }
+}
+
+/// Sums chunk `index` (`bpf_loop`'s callback). Returns 1 (stop) on failure.
+#[cfg(not(feature = "legacy-kernels"))]
 extern "C" fn sum_chunk<P: PacketBytes>(index: u64, state: *mut c_void) -> i64 {
     // SAFETY: bpf_loop hands back the pointer `run_chunks` gave it.
     let state = unsafe { &mut *state.cast::<ChunkLoop>() };
     // SAFETY: `ctx` is the program's context, saved by `run_chunks`.
     let pkt = unsafe { P::from_raw_ctx(state.ctx) };
     let pos = state.chunk_off(index);
-    if let Some(sum) = csum_in_place::<P, CHUNK>(&pkt, pos) {
-        return state.add(Some(sum));
-    }
-    let sum = SCRATCH.get_ptr_mut(0).and_then(|buf| {
-        let buf = buf.cast::<u8>();
-        if pkt.load_raw(pos, buf, CHUNK) {
-            csum(buf, CHUNK)
-        } else {
-            None
-        }
-    });
-    state.add(sum)
+    state.add(chunk_sum(&pkt, pos))
 }
 
 /// The sum of the `count` chunks from `off`. One `bpf_loop` call site per program: the verifier
 /// walks a callback once per call site, until its states converge, which costs load time.
+#[cfg(not(feature = "legacy-kernels"))]
 #[inline(always)]
-fn run_chunks<P: PacketBytes>(pkt: &P, off: u32, count: u32) -> Option<u64> {
+fn run_chunks<P: Chunks>(pkt: &P, off: u32, count: u32) -> Option<u64> {
     if count == 0 {
         return Some(0);
     }
@@ -217,8 +224,62 @@ fn run_chunks<P: PacketBytes>(pkt: &P, off: u32, count: u32) -> Option<u64> {
     let callback = sum_chunk::<P> as *mut c_void;
     let state_ptr = (&raw mut state).cast();
     // SAFETY: the callback and its state match; flags must be 0.
-    let done = unsafe { bpf_loop(count, callback, state_ptr, 0) };
+    let done = unsafe { aya_ebpf::helpers::generated::bpf_loop(count, callback, state_ptr, 0) };
     (done == i64::from(count) && state.failed == 0).then_some(state.sum)
+}
+
+/// The most chunks a range can have: an IP packet, GSO aggregates included, is at most 64 KiB
+/// (BIG TCP, which allows more, came in 5.19, after `bpf_loop`).
+#[cfg(feature = "legacy-kernels")]
+const MAX_CHUNKS: u32 = 65_536 / CHUNK;
+
+/// `run_chunks` before 5.17, which has no `bpf_loop`: a loop the verifier walks once per
+/// iteration, up to `MAX_CHUNKS`, each chunk summed by a global function (`Chunks`), so that an
+/// iteration costs the verifier a few instructions, not the chunk's two paths (inlined, the TC
+/// programs took 515,000 instead of 432,000). The index goes through `bounded` every time round:
+/// LLVM otherwise turns the loop into a countdown from `count`, whose bounds the verifier loses
+/// after the first decrement ("The sequence of 8193 jumps is too complex"); behind the barrier the
+/// index is a constant the verifier follows exactly.
+#[cfg(feature = "legacy-kernels")]
+#[inline(always)]
+fn run_chunks<P: Chunks>(pkt: &P, off: u32, count: u32) -> Option<u64> {
+    let mut sum = 0;
+    let mut i = 0;
+    while i < MAX_CHUNKS {
+        i = bounded(i, 2 * MAX_CHUNKS - 1);
+        if i >= count {
+            return Some(sum);
+        }
+        let chunk = pkt.sum_chunk(off + i * CHUNK);
+        if chunk == NO_SUM {
+            return None;
+        }
+        sum += chunk;
+        i += 1;
+    }
+    (count <= MAX_CHUNKS).then_some(sum)
+}
+
+/// What `sum_large` needs of a packet besides its bytes: nothing with `bpf_loop`, whose callback
+/// the verifier checks once anyway.
+#[cfg(not(feature = "legacy-kernels"))]
+pub trait Chunks: PacketBytes {}
+
+#[cfg(not(feature = "legacy-kernels"))]
+impl<P: PacketBytes> Chunks for P {}
+
+/// Before 5.17: a global function per context type (dispatch.rs) around `chunk_sum`.
+#[cfg(feature = "legacy-kernels")]
+pub trait Chunks: PacketBytes {
+    /// The sum of the chunk at `pos` (`chunk_sum_or_none`).
+    fn sum_chunk(&self, pos: u32) -> u64;
+}
+
+/// The body of the global functions behind `Chunks::sum_chunk`: `chunk_sum`, or `NO_SUM`.
+#[cfg(feature = "legacy-kernels")]
+#[inline(always)]
+pub fn chunk_sum_or_none<P: PacketBytes>(pkt: &P, pos: u32) -> u64 {
+    chunk_sum(pkt, pos).unwrap_or(NO_SUM)
 }
 
 /// The sum of `[pos, pos + tail)`, shorter than a chunk: in place when it is all in the linear
@@ -326,7 +387,7 @@ pub const NO_SUM: u64 = u64::MAX;
 
 /// The body of the global functions `SumLarge::sum_large` calls (see dispatch.rs).
 #[inline(always)]
-pub fn sum_large<P: PacketBytes>(pkt: &P, off: u32, len: u32) -> u64 {
+pub fn sum_large<P: Chunks>(pkt: &P, off: u32, len: u32) -> u64 {
     let full = len / CHUNK;
     let Some(chunks) = run_chunks(pkt, off, full) else {
         return NO_SUM;

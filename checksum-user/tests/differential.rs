@@ -16,7 +16,7 @@ use checksum_testkit::{
     },
     frames::*,
 };
-use checksum_user::kernel::testrun::FrameAuditor;
+use checksum_user::kernel::{loader::LoadOptions, object::Object, testrun::FrameAuditor};
 use common::require_root;
 
 /// Fixed, so that CI runs the same frames every time ("diff-fuz").
@@ -98,6 +98,35 @@ fn kernel_agrees_with_the_reference_on_a_fixed_sample() {
         }
     }
     assert!(stats.inner_malformed > 0);
+}
+
+/// The build for kernels before 5.18 (`Object::Legacy`: a plain loop for `bpf_loop`, XDP without
+/// fragments) audits alike: the host verifies it too, so it is checked on every run, not only in
+/// the kernel matrix. A shorter sample: what differs is how long ranges are summed. Only linear
+/// frames: the build's XDP program sees no fragments (its kernels have none).
+#[test]
+fn the_legacy_build_agrees_with_the_reference() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let mut auditor = FrameAuditor::with_options(&LoadOptions {
+        report_all: true,
+        object: Some(Object::Legacy),
+        ..LoadOptions::default()
+    })
+    .expect("load the legacy build");
+    let mut runner = Runner::new(&mut auditor).linear_only();
+    let stats = runner
+        .run(SEED, 0..FRAMES / 5, TC_EVERY / 4, |d| {
+            if d.known.is_none() {
+                eprintln!("{d}\n");
+            }
+        })
+        .expect("test runs");
+    eprintln!("{stats}");
+    assert_eq!(stats.disagreements, 0, "the legacy build disagrees");
+    assert!(stats.frames > FRAMES / 10, "{} linear frames", stats.frames);
+    assert!(stats.tc_runs > FRAMES / TC_EVERY / 2);
 }
 
 /// The comparison is not vacuous: a reference that expects something else for a real kernel

@@ -11,42 +11,8 @@ use checksum_testkit::{
 };
 use common::{
     auditor::{BIN, Running, run_to_end, tcx_programs, xdp_state},
-    http_get,
+    bad_frames, http_get,
 };
-
-/// Crafted frames with known-bad checksums, each with the layer, kind, got and want the auditor
-/// must report.
-fn bad_frames() -> Vec<(Vec<u8>, &'static str, &'static str, u16, u16)> {
-    let mut out = Vec::new();
-    let mut f = v4_frame(&[], TCP, segment(TCP, 200), &[]);
-    let want = f.checksum;
-    f.set_field(want ^ 0x1111);
-    out.push((f.bytes.clone(), "tcp", "corrupt", want ^ 0x1111, want));
-    let mut f = v4_frame(&[], UDP, segment(UDP, 64), &[]);
-    let want = f.checksum;
-    f.set_field(want.swap_bytes());
-    out.push((
-        f.bytes.clone(),
-        "udp",
-        "byte-swapped",
-        want.swap_bytes(),
-        want,
-    ));
-    let mut f = v6_frame(UDP, segment(UDP, 64));
-    let want = f.checksum;
-    f.set_field(0);
-    out.push((f.bytes.clone(), "udp", "zero", 0, want));
-    let mut f = v4_frame(&[0x8100], ICMP, segment(ICMP, 56), &[]);
-    let want = f.checksum;
-    f.set_field(want ^ 0x00f0);
-    out.push((f.bytes.clone(), "icmp", "corrupt", want ^ 0x00f0, want));
-    let mut f = v6_frame(TCP, segment(TCP, 1000));
-    let want = f.checksum;
-    let pseudo = f.pseudo;
-    f.set_field(pseudo);
-    out.push((f.bytes.clone(), "tcp", "offload-pending", pseudo, want));
-    out
-}
 
 #[test]
 fn bad_frames_from_the_peer_arrive_as_events_on_every_ingress_hook() {

@@ -8,8 +8,9 @@ mod common;
 
 use std::time::Instant;
 
-use checksum_user::kernel::loader::{
-    AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded,
+use checksum_user::kernel::{
+    loader::{AUDIT_TC_EGRESS, AUDIT_TC_INGRESS, AUDIT_XDP, LoadOptions, Loaded},
+    object::Object,
 };
 
 /// Instructions the verifier may process per audit program, half its limit of 1,000,000. The XDP
@@ -31,8 +32,18 @@ fn audit_programs_verify_within_budget() {
             ..LoadOptions::default()
         },
     ] {
-        eprintln!("track_reports: {}", opts.track_reports);
-        verify_within_budget(&opts);
+        // Both builds: the host verifies the one for kernels before 5.18 too.
+        for object in [Object::Current, Object::Legacy] {
+            eprintln!(
+                "{} build, track_reports: {}",
+                object.name(),
+                opts.track_reports
+            );
+            verify_within_budget(&LoadOptions {
+                object: Some(object),
+                ..opts.clone()
+            });
+        }
     }
 }
 

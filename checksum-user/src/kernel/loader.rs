@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use crate::{
-    kernel::btf::{Btf, DropConfig, NetnsOffsets, SkbLayout, kernel_btf_path},
+    kernel::{
+        btf::{Btf, DropConfig, NetnsOffsets, SkbLayout, kernel_btf_path},
+        object::Object,
+    },
     model::{SkbStateUse, effective_snaplen},
     sys::privileges,
 };
@@ -22,10 +25,6 @@ use checksum_common::{
     source::{DIRECT_IFINDEXES, EVENT_BUDGET_FLOWS, MAX_SOURCES, UNATTRIBUTED_SLOT},
     track::{DEFAULT_TRACK_TTL_NS, TrackKey, Tracked},
 };
-
-/// The eBPF object built by build.rs.
-pub static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/checksum-ebpf"));
 
 /// Program names in the object (the kernel keeps 15 characters).
 pub const AUDIT_XDP: &str = "csum_audit_xdp";
@@ -96,6 +95,9 @@ pub struct LoadOptions {
     pub track_ttl: std::time::Duration,
     /// UDP ports audited as tunnels, inner packet included (`cli::TunnelArgs::table`).
     pub tunnel_ports: [u32; MAX_TUNNEL_PORTS],
+    /// Which build of the programs to load; `None` takes the one the running kernel can verify
+    /// (`Object::for_running_kernel`). The tests load both on the host.
+    pub object: Option<Object>,
 }
 
 impl Default for LoadOptions {
@@ -114,6 +116,7 @@ impl Default for LoadOptions {
             track_reports: 0,
             track_ttl: std::time::Duration::from_nanos(DEFAULT_TRACK_TTL_NS),
             tunnel_ports: DEFAULT_TUNNEL_PORTS,
+            object: None,
         }
     }
 }
@@ -215,6 +218,8 @@ pub struct Loaded {
     skb_state: SkbStateUse,
     /// See [`Loaded::drop_config`].
     drop_config: Option<Result<DropConfig, LayoutError>>,
+    /// The build of the programs loaded.
+    object: Object,
 }
 
 impl Loaded {
@@ -303,8 +308,9 @@ impl Loaded {
                     EVENT_BUDGET_FLOWS
                 },
             );
+        let object = object_for(opts);
         let ebpf = loader
-            .load(EBPF_OBJECT)
+            .load(object.bytes())
             .map_err(|e| classify_load_error(&e))?;
         Ok(Self {
             ebpf,
@@ -313,7 +319,13 @@ impl Loaded {
             direct: !opts.netns_by_device,
             skb_state: skb_use,
             drop_config,
+            object,
         })
+    }
+
+    /// The build of the programs this run loaded.
+    pub fn object(&self) -> Object {
+        self.object
     }
 
     /// What the kernel-drop program needs of this kernel, or why it cannot run here (one line);
@@ -610,6 +622,19 @@ impl Loaded {
         }
         total
     }
+}
+
+/// The build of the programs `opts` asks for, or the one this kernel can verify.
+fn object_for(opts: &LoadOptions) -> Object {
+    let object = opts.object.unwrap_or_else(Object::for_running_kernel);
+    if object != Object::Current {
+        log::info!(
+            "this kernel lacks bpf_loop or XDP fragments (Linux < 5.18): loading the {} build of \
+             the programs, which audits alike",
+            object.name()
+        );
+    }
+    object
 }
 
 /// What the programs need of the kernel's structures, as `LoadOptions` asks for them.

@@ -154,6 +154,18 @@ impl FrameAuditor {
         self.loaded.source_counters(&source.key())
     }
 
+    /// Verifies the audit program of `hook` now, if it is not yet, and returns the instructions
+    /// the verifier processed for it (`None` before Linux 5.16, which does not tell).
+    pub fn verified_instructions(&mut self, hook: Hook) -> Result<Option<u32>, LoadError> {
+        let name = audit_program(hook);
+        let info = if hook == Hook::Xdp {
+            self.loaded.xdp(name)?.info()
+        } else {
+            self.loaded.tc(name)?.info()
+        };
+        Ok(info.ok().and_then(|i| i.verified_instruction_count()))
+    }
+
     /// Runs one frame through the XDP audit program and returns every verdict it reported.
     pub fn audit(&mut self, frame: &[u8]) -> Result<Vec<Verdict>, RunError> {
         self.audit_at(Hook::Xdp, frame, &SkbMeta::default())

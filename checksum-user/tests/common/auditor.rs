@@ -13,6 +13,16 @@ use checksum_testkit::netns::NetNs;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_checksum-audit");
 
+/// How long a run may take to attach: 20 s, or `CSA_READY_TIMEOUT_S` seconds. The kernel matrix
+/// sets it, since its guests (QEMU without KVM) verify a program about 50 times slower.
+pub fn ready_timeout() -> Duration {
+    let secs = std::env::var("CSA_READY_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    Duration::from_secs(secs)
+}
+
 pub struct Running {
     /// `None` once stopped.
     child: Option<Child>,
@@ -150,7 +160,7 @@ impl Running {
                 panic!("checksum-audit exited early ({status}): {err}");
             }
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < ready_timeout(),
                 "checksum-audit did not become ready"
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -165,7 +175,7 @@ impl Running {
     pub fn stop(self, signal: i32) -> Finished {
         // SAFETY: plain syscall; no memory is passed.
         unsafe { libc::kill(self.pid(), signal) };
-        self.finish(Duration::from_secs(20))
+        self.finish(ready_timeout())
     }
 
     /// Waits for it to exit on its own (killing it and failing after `timeout`) and collects.
