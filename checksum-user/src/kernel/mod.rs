@@ -6,6 +6,7 @@ pub mod btf;
 pub mod drops;
 pub mod event;
 pub mod loader;
+pub mod refusal;
 pub mod ring;
 pub mod testrun;
 pub mod xdp_slot;
