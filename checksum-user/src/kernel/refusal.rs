@@ -117,7 +117,12 @@ pub fn describe(
 
 /// Logs the full verifier log of `program` at debug level (shown with -v).
 pub fn log_full(program: &str, log: &str) {
-    log::debug!(target: LOG_TARGET, "{program}: the verifier's log:\n{}", log.trim_end());
+    let log = log.trim_end_matches(|c: char| c.is_whitespace() || c == '\0');
+    if log.trim().is_empty() {
+        log::debug!(target: LOG_TARGET, "{program}: the verifier's log is empty");
+    } else {
+        log::debug!(target: LOG_TARGET, "{program}: the verifier's log:\n{log}");
+    }
 }
 
 #[cfg(test)]
