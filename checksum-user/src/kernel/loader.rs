@@ -753,8 +753,9 @@ fn classify_program_error(name: &str, e: &ProgramError) -> LoadError {
     }
 }
 
-/// A refused load as `LoadError::Verifier`. The whole log is logged here, at debug level: each
-/// program is loaded once per run, so it appears once.
+/// A refused load as `LoadError::Verifier`. The whole log is logged here, at debug level: the
+/// runs load each program once, before use (live: `load_audit_programs`; replay:
+/// `FrameAuditor::verify`), and stop at a refusal, so it appears once.
 fn refused(program: &str, io_error: &std::io::Error, log: String) -> LoadError {
     refusal::log_full(program, &log);
     LoadError::Verifier {
