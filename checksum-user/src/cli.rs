@@ -19,7 +19,8 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub live: LiveArgs,
-    /// More logging; -v also shows the kernel program's own log messages.
+    /// More logging; -v also shows the kernel program's own log messages, and the verifier's
+    /// whole log of a program the kernel refused.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 }

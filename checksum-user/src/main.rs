@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     let filter = match cli.verbose {
         // kube's watcher logs each failed attempt; the agent says each episode once itself.
         0 => "warn,netlink_packet_route=error,kube_runtime=off,kube_client=off",
-        1 => "info,checksum_ebpf=debug,netlink_packet_route=error",
+        // The verifier's full log of a refused program is a debug record of its own target.
+        1 => {
+            "info,checksum_ebpf=debug,checksum_user::kernel::refusal=debug,netlink_packet_route=error"
+        }
         _ => "debug",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter)).init();

@@ -18,7 +18,7 @@ use crate::{
     },
     cli::{Format, ReplayArgs},
     kernel::loader::LoadOptions,
-    kernel::testrun::{CountedSource, FrameAuditor, MIN_FRAME},
+    kernel::testrun::{CountedSource, FrameAuditor, MIN_FRAME, RunError},
     model::Verdict,
     net::iface::IfaceClass,
     pcap::read::{CaptureError, CaptureReader, Record, supported, to_ethernet},
@@ -152,6 +152,9 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
         tunnel_ports: args.tunnels.table().map_err(anyhow::Error::msg)?,
         ..LoadOptions::default()
     })?;
+    // Before any frame: a refused program is one error, not a warning per frame and a summary
+    // of nothing audited that reads as an all-clear.
+    auditor.verify()?;
     let mut stats = ReplayStats::default();
     // The same pipeline as live auditing, with each of the capture's interfaces as a source.
     // Every verdict, matching or not, feeds the diagnosis: the pre-rewrite flow is usually fine.
@@ -159,6 +162,8 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
     if let Some(c) = &candidates {
         analysis.add_nat_candidates(c);
     }
+    // The first frame the kernel's test run failed for, and why.
+    let mut first_failure: Option<(u64, RunError)> = None;
     let mut sources = CaptureSources {
         by_interface: Vec::new(),
         current: None,
@@ -191,6 +196,7 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
             Err(e) => {
                 log::warn!("packet {packet}: not audited: {e}");
                 stats.not_run += 1;
+                first_failure.get_or_insert((packet, e));
                 continue;
             }
         };
@@ -201,6 +207,18 @@ pub fn replay(args: &ReplayArgs, kernel_log: bool, out: &mut dyn Write) -> Resul
                 write_verdict(out, args.format, packet, v)?;
             }
         }
+    }
+    if stats.audited == 0
+        && let Some((packet, e)) = first_failure
+    {
+        // Frames were given to the kernel and none came back audited: an error, not a summary
+        // of zero mismatches.
+        bail!(
+            "{}: no frame was audited: the kernel's test run failed for all {} frames given to \
+             it; the first, packet {packet}: {e}",
+            args.file.display(),
+            stats.not_run,
+        );
     }
     sources.refresh(&mut analysis, &mut auditor);
     write_summary(out, args, &stats, &auditor.counters(), &analysis)?;

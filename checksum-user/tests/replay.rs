@@ -227,3 +227,52 @@ fn a_capture_of_one_interface_keeps_one_block() {
     assert_eq!(ifaces.len(), 1, "{summary}");
     assert_eq!(ifaces[0]["packets"], summary["counters"]["packets"]);
 }
+
+/// A frame no XDP test run takes on any kernel: more bytes than its page and fragments hold
+/// (`MAX_SKB_FRAGS` is at most 45 pages, 184 KiB; a capture record at most 256 KiB).
+fn unrunnable_frame() -> Vec<u8> {
+    let mut f = v4_frame(&[], UDP, segment(UDP, 10), &[]).bytes;
+    f.resize(260_000, 0);
+    f
+}
+
+#[test]
+fn a_capture_whose_every_frame_fails_to_run_is_an_error() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let frame = unrunnable_frame();
+    let path = std::env::temp_dir().join(format!("csa-unrunnable-{}.pcap", std::process::id()));
+    std::fs::write(&path, pcap_file(1, &[&frame, &frame])).unwrap();
+    let (code, stdout, stderr) = common::auditor::run_to_end(
+        std::process::Command::new(common::auditor::BIN)
+            .arg("replay")
+            .arg(&path),
+    );
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 1, "{stderr}");
+    // No verdict and no summary that could read as an all-clear: only the error.
+    assert_eq!(stdout, "", "{stderr}");
+    let error = stderr.lines().last().unwrap_or_default();
+    assert!(
+        error.starts_with("checksum-audit: error: ")
+            && error
+                .contains("no frame was audited: the kernel's test run failed for all 2 frames")
+            && error.contains("the first, packet 1: BPF_PROG_TEST_RUN failed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_capture_with_some_frames_audited_still_gets_its_summary() {
+    if !require_root(module_path!()) {
+        return;
+    }
+    let good = v4_frame(&[], UDP, segment(UDP, 10), &[]).bytes;
+    let (text, stderr) = replay(&pcap_file(1, &[&unrunnable_frame(), &good]), &[]);
+    assert!(
+        text.contains("2 frames, 1 audited, 0 too short, 1 refused by the kernel test run"),
+        "{text}"
+    );
+    assert!(stderr.contains("packet 1: not audited"), "{stderr}");
+}

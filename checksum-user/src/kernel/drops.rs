@@ -15,7 +15,7 @@ use checksum_common::{
 };
 
 use crate::{
-    kernel::{event::DecodeError, loader::Loaded},
+    kernel::{event::DecodeError, loader::Loaded, refusal},
     model::Flow,
 };
 
@@ -43,8 +43,8 @@ pub fn attach(loaded: &mut Loaded) -> Result<()> {
     Ok(())
 }
 
-/// A program load error in one line: the syscall's error and, from a verifier log, the line that
-/// says why (the last before its statistics), not the whole log.
+/// A program load error in one line: the syscall's error and the verifier's decisive line
+/// (`refusal::decisive_line`), not the whole log (that goes to the debug log, -v).
 fn verifier_gist(e: &aya::programs::ProgramError) -> String {
     match e {
         aya::programs::ProgramError::LoadError {
@@ -52,13 +52,9 @@ fn verifier_gist(e: &aya::programs::ProgramError) -> String {
             verifier_log,
         } => {
             let log = verifier_log.to_string();
-            let why = log
-                .lines()
-                .map(str::trim)
-                .take_while(|l| !l.starts_with("verification time"))
-                .filter(|l| !l.is_empty())
-                .last()
-                .unwrap_or("");
+            refusal::log_full(KFREE_SKB_PROGRAM, &log);
+            let why =
+                refusal::decisive_line(&log).unwrap_or_else(|| "the verifier log is empty".into());
             format!("{io_error}: {why}")
         }
         other => other.to_string(),

@@ -7,6 +7,7 @@ use crate::{
     kernel::{
         btf::{Btf, DropConfig, NetnsOffsets, SkbLayout, kernel_btf_path},
         object::Object,
+        refusal,
     },
     model::{SkbStateUse, effective_snaplen},
     sys::privileges,
@@ -153,8 +154,18 @@ pub enum LoadError {
     NoBtf(String),
     #[error("--ring-buffer-size {0}: must be a power of two and at least 4096 bytes")]
     BadRingSize(u32),
-    #[error("the kernel rejected the checksum program: {0}")]
-    Verifier(String),
+    /// The kernel refused to load `program`, in one line (see `refusal::describe`): `decisive`
+    /// is the verifier's line that says why (`None` when its log is empty), `log` the whole log,
+    /// which was logged at debug level (-v) when the refusal was classified.
+    #[error("{}", refusal::describe(program, kernel, io_error, decisive.as_deref()))]
+    Verifier {
+        program: String,
+        /// `uname -sr`: "Linux 6.1.0-50-amd64".
+        kernel: String,
+        io_error: std::io::Error,
+        decisive: Option<String>,
+        log: String,
+    },
     #[error("loading the eBPF object failed: {0}")]
     Other(String),
     /// A layout the run cannot do without is missing from the kernel's BTF (its own words).
@@ -758,9 +769,27 @@ fn classify_program_error(name: &str, e: &ProgramError) -> LoadError {
             if is_eperm(io_error) && (log.trim().is_empty() || log.contains("!root")) {
                 LoadError::MissingPrivileges
             } else {
-                LoadError::Verifier(format!("{name}: {io_error}\n{verifier_log}"))
+                refused(name, io_error, log)
             }
         }
         _ => LoadError::Other(format!("{name}: {e}")),
+    }
+}
+
+/// A refused load as `LoadError::Verifier`. The whole log is logged here, at debug level: the
+/// runs load each program once, before use (live: `load_audit_programs`; replay:
+/// `FrameAuditor::verify`), and stop at a refusal, so it appears once.
+fn refused(program: &str, io_error: &std::io::Error, log: String) -> LoadError {
+    refusal::log_full(program, &log);
+    LoadError::Verifier {
+        program: program.to_owned(),
+        kernel: refusal::kernel_release(),
+        // io::Error is not Clone; its errno is all a refusal carries.
+        io_error: io_error.raw_os_error().map_or_else(
+            || std::io::Error::new(io_error.kind(), io_error.to_string()),
+            std::io::Error::from_raw_os_error,
+        ),
+        decisive: refusal::decisive_line(&log),
+        log,
     }
 }

@@ -7,6 +7,7 @@ pub mod drops;
 pub mod event;
 pub mod loader;
 pub mod object;
+pub mod refusal;
 pub mod ring;
 pub mod testrun;
 pub mod xdp_slot;

@@ -124,6 +124,12 @@ impl FrameAuditor {
         })
     }
 
+    /// Loads (verifies) the XDP audit program now rather than on the first frame: a program the
+    /// kernel refuses is then one error before any frame, not a failure of every frame.
+    pub fn verify(&mut self) -> Result<(), LoadError> {
+        self.loaded.xdp(audit_program(Hook::Xdp)).map(drop)
+    }
+
     /// A new source with counters of its own, for XDP test runs after `count_as` names it.
     ///
     /// # Panics
@@ -223,7 +229,16 @@ impl FrameAuditor {
         if frame.len() < MIN_FRAME {
             return Err(RunError::TooShort(frame.len()));
         }
-        let kernel = |e: &dyn std::fmt::Display| RunError::Kernel(format!("{e:#}"));
+        // With its causes: aya's syscall errors keep the errno in `source()`.
+        let kernel = |e: &dyn std::error::Error| {
+            let mut text = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            RunError::Kernel(text)
+        };
         let is_tc = [AUDIT_TC_INGRESS, AUDIT_TC_EGRESS, NOOP_TC].contains(&program);
         let ctx = skb.to_sk_buff();
         let opts = TestRunOptions {
