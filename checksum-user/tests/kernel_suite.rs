@@ -2,10 +2,11 @@
 //! kernels`, docs/kernels.md), which runs it inside a QEMU guest of each Debian kernel, and of
 //! every `cargo test` on the host. Each feature prints one line,
 //!
-//!     CSA-FEATURE <name> <ok|degraded|failed> <detail>
+//!     CSA-FEATURE <name> <ok|degraded|failed> <tag> <detail>
 //!
 //! `degraded`: the kernel lacks a mechanism, and the detail says what the run does instead (the
-//! rest goes on); `failed` fails the test. Under QEMU without KVM the verifier runs about 50
+//! rest goes on); `failed` fails the test. The tag is one stable word (the build loaded, how the
+//! programs attached), for the matrix's table; the detail has figures and timings. Under QEMU without KVM the verifier runs about 50
 //! times slower, so each program is loaded as few times as it can be, and the frame sample is
 //! `CSA_SUITE_FRAMES` long (default 3000).
 
@@ -38,17 +39,18 @@ use common::{
 /// The differential test's seed, another range of it.
 const SEED: u64 = 0x6b65_726e_656c_7321;
 
+/// A feature's status, its tag and its detail.
 enum Outcome {
-    Ok(String),
-    Degraded(String),
+    Ok(&'static str, String),
+    Degraded(&'static str, String),
 }
 
 /// Runs one feature's check and prints its line; a panic is a failure (with its message).
 fn feature(failures: &mut Vec<String>, name: &str, check: impl FnOnce() -> Outcome) {
     let started = Instant::now();
-    let (status, detail) = match catch_unwind(AssertUnwindSafe(check)) {
-        Ok(Outcome::Ok(d)) => ("ok", d),
-        Ok(Outcome::Degraded(d)) => ("degraded", d),
+    let (status, tag, detail) = match catch_unwind(AssertUnwindSafe(check)) {
+        Ok(Outcome::Ok(t, d)) => ("ok", t, d),
+        Ok(Outcome::Degraded(t, d)) => ("degraded", t, d),
         Err(panic) => {
             let why = panic
                 .downcast_ref::<String>()
@@ -56,11 +58,11 @@ fn feature(failures: &mut Vec<String>, name: &str, check: impl FnOnce() -> Outco
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "panicked".into());
             failures.push(format!("{name}: {why}"));
-            ("failed", why.replace('\n', " | "))
+            ("failed", "-", why.replace('\n', " | "))
         }
     };
     println!(
-        "CSA-FEATURE {name} {status} {detail} [{:.1} s]",
+        "CSA-FEATURE {name} {status} {tag} {detail} [{:.1} s]",
         started.elapsed().as_secs_f64()
     );
 }
@@ -98,11 +100,10 @@ fn every_feature_on_this_kernel() {
             ));
         }
         auditor = Some(a);
-        Outcome::Ok(format!(
-            "{} build; insns {}",
+        Outcome::Ok(
             object.name(),
-            counts.join(" ")
-        ))
+            format!("verified instructions {}", counts.join(" ")),
+        )
     });
     if let Some(a) = auditor.as_mut() {
         feature(&mut failures, "test-run", || differential(a));
@@ -111,8 +112,8 @@ fn every_feature_on_this_kernel() {
     feature(&mut failures, "skb-state", || {
         let loaded = Loaded::load(&LoadOptions::default()).expect("load the object");
         match loaded.skb_state() {
-            SkbStateUse::On => Outcome::Ok("checksum state read at TC, partial-ok".into()),
-            SkbStateUse::Unavailable(why) => Outcome::Degraded(why.clone()),
+            SkbStateUse::On => Outcome::Ok("on", "checksum state read at TC, partial-ok".into()),
+            SkbStateUse::Unavailable(why) => Outcome::Degraded("unavailable", why.clone()),
             SkbStateUse::Off => panic!("off by default"),
         }
     });
@@ -146,10 +147,13 @@ fn differential(auditor: &mut FrameAuditor) -> Outcome {
         first.unwrap_or_default()
     );
     assert!(stats.tc_runs > n / 10, "{} TC runs", stats.tc_runs);
-    Outcome::Ok(format!(
-        "{} frames agree with the reference ({} runs at TC, {} tunnelled, {} longer than a page left out)",
-        stats.frames, stats.tc_runs, stats.encapsulated, stats.left_out
-    ))
+    Outcome::Ok(
+        "agrees",
+        format!(
+            "{} frames agree with the reference ({} runs at TC, {} tunnelled, {} longer than a page left out)",
+            stats.frames, stats.tc_runs, stats.encapsulated, stats.left_out
+        ),
+    )
 }
 
 /// The kernel's own checksum drops: traced with their reasons where `kfree_skb` has them.
@@ -160,15 +164,19 @@ fn kernel_drops() -> Outcome {
     })
     .expect("load the object");
     match loaded.drop_config().cloned().expect("asked for") {
-        Err(why) => Outcome::Degraded(format!(
-            "{why}; the summary's InCsumErrors counters still count them"
-        )),
+        Err(why) => Outcome::Degraded(
+            "no-reasons",
+            format!("{why}; the summary's InCsumErrors counters still count them"),
+        ),
         Ok(config) => {
             drops::attach(&mut loaded).expect("attach the drop program");
-            Outcome::Ok(format!(
-                "kfree_skb traced, {} checksum reasons",
-                config.reasons.len()
-            ))
+            Outcome::Ok(
+                "traced",
+                format!(
+                    "kfree_skb traced, {} checksum reasons",
+                    config.reasons.len()
+                ),
+            )
         }
     }
 }
@@ -220,12 +228,26 @@ fn live(hook: &str) -> Outcome {
         frames.len() - 1,
         ready.as_secs_f64()
     );
-    if mode == "clsact" {
-        Outcome::Degraded(format!(
-            "{detail}; no TCX (Linux < 6.6): a clsact filter, which a SIGKILL leaves behind"
-        ))
-    } else {
-        Outcome::Ok(detail)
+    match mode.as_str() {
+        "clsact" => {
+            // What the README says of clsact: a SIGKILL leaves the filter (removing the pair's
+            // namespaces takes it away here).
+            let run = Running::start(&pair.b, &["--iface", VETH_B, "--hook", hook]);
+            drop(run.stop(libc::SIGKILL));
+            assert!(
+                !tc_filters(&pair.b.name).is_empty(),
+                "a SIGKILL left no clsact filter, unlike what the README says"
+            );
+            Outcome::Degraded(
+                "clsact",
+                format!(
+                    "{detail}; no TCX (Linux < 6.6): a clsact filter, which a SIGKILL left behind"
+                ),
+            )
+        }
+        "tcx" => Outcome::Ok("tcx", detail),
+        "native" => Outcome::Ok("native", detail),
+        other => panic!("attached as {other}: {detail}"),
     }
 }
 

@@ -19,6 +19,7 @@ mod flood;
 mod fuzz;
 mod fuzz_parsers;
 mod image;
+mod kernels;
 mod sandbox;
 mod soak;
 mod test;
@@ -37,7 +38,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// fmt, clippy and every test (unit, property, `BPF_PROG_TEST_RUN`, live, conformance), a
+    /// fmt, clippy and every test (unit, property, `BPF_PROG_TEST_RUN`, live, conformance), the kernel matrix, a
     /// one-minute soak and the cluster test.
     Test,
     /// The container image FROM scratch (a static binary, labels), built with a dockerd of our own
@@ -51,11 +52,23 @@ enum Cmd {
     Cluster,
     /// Namespaces, a veth pair, ordinary traffic and corrupted frames, audited live.
     Demo,
+    /// The kernel matrix: `tests/kernel_suite.rs` on the host and in a QEMU guest of each Debian
+    /// kernel of `scripts/kernels/matrix`; prints the features × kernels table, which must be the
+    /// README's.
+    Kernels {
+        /// Put the table found into README.md instead of failing when it differs.
+        #[arg(long)]
+        write_readme: bool,
+    },
     /// `BPF_PROG_TEST_RUN` cost per frame against a no-op XDP program, in one run.
     Bench {
         /// Test-run repetitions per measurement.
         #[arg(long, default_value_t = 400_000)]
         repeat: u32,
+        /// Test-run the build for kernels before 5.18 (`legacy-kernels`, docs/kernels.md) instead,
+        /// into bench/results-legacy-kernels.json.
+        #[arg(long, conflicts_with_all = ["userspace", "live", "attach"])]
+        legacy_kernels: bool,
         /// Measure the user-space path instead: events/s decoded and aggregated on one core, and
         /// resident memory with one flow and with a million distinct flows.
         #[arg(long)]
@@ -147,6 +160,7 @@ fn main() -> ExitCode {
         Cmd::Cluster => cluster::run(),
         Cmd::Dist => dist::run().map(|_| ()),
         Cmd::Demo => demo::run(),
+        Cmd::Kernels { write_readme } => kernels::run_matrix(write_readme),
         Cmd::Bench {
             userspace: true, ..
         } => bench::userspace::run(),
@@ -162,7 +176,11 @@ fn main() -> ExitCode {
             max_wait: Duration::from_secs(max_wait),
             pods,
         }),
-        Cmd::Bench { repeat, .. } => bench::testrun::run(repeat),
+        Cmd::Bench {
+            repeat,
+            legacy_kernels,
+            ..
+        } => bench::testrun::run(repeat, legacy_kernels),
         Cmd::Fuzz {
             frames,
             seed,

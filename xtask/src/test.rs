@@ -64,6 +64,12 @@ pub fn run_suite() -> Result<()> {
         "checksum-testkit-ebpf",
         "--no-fail-fast",
     ]));
+    // The kernel matrix: the kernel suite on the host and in a QEMU guest of each Debian kernel
+    // (scripts/kernels/matrix), and the README's table checked against what it found.
+    let kernels = crate::kernels::run_matrix(false);
+    if let Err(e) = &kernels {
+        eprintln!("xtask: kernel matrix failed: {e:#}");
+    }
     // A minute of the release binary under load with interfaces coming and going: memory
     // growth, a dying agent, errors or wrong attach/detach counts fail it (`cargo xtask soak`).
     let soak = crate::soak::run::run(&crate::soak::run::Options {
@@ -82,7 +88,8 @@ pub fn run_suite() -> Result<()> {
     let verdict = |r: &Result<()>| if r.is_ok() { "passed" } else { "failed" };
     // One closing line for the whole suite, whatever cargo printed last.
     println!(
-        "tests: {passed} passed, {failed} failed; soak (1 min): {}; cluster: {}",
+        "tests: {passed} passed, {failed} failed; kernels: {}; soak (1 min): {}; cluster: {}",
+        verdict(&kernels),
         verdict(&soak),
         verdict(&cluster)
     );
@@ -90,7 +97,7 @@ pub fn run_suite() -> Result<()> {
     if failed > 0 {
         bail!("{failed} tests failed");
     }
-    soak.and(cluster)
+    kernels.and(soak).and(cluster)
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.

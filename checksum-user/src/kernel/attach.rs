@@ -332,8 +332,7 @@ fn attach_tc(
 /// Takes a just-made attachment out of aya's bookkeeping as the BPF link it must be. aya falls
 /// back to netlink for XDP where link creation fails with EINVAL; such an attachment would outlive
 /// a SIGKILL, so it is detached again (by the conversion) and refused. Kernels that load our
-/// programs (XDP multi-buffer, >= 5.18) all have XDP links (>= 5.9), so this only guards the
-/// promise.
+/// programs (>= 5.10) all have XDP links (>= 5.9), so this only guards the promise.
 fn owned_bpf_link<L>(link: L, iface: &str, hook: &'static str) -> Result<Link, AttachError>
 where
     FdLink: TryFrom<L, Error = LinkError>,

@@ -11,7 +11,11 @@ use checksum_testkit::frames::{
 };
 use checksum_user::{
     kernel::loader::{NOOP_TC, NOOP_XDP, SUM_FLOOR_XDP},
-    kernel::testrun::{FrameAuditor, audit_program},
+    kernel::{
+        loader::LoadOptions,
+        object::Object,
+        testrun::{FrameAuditor, audit_program},
+    },
 };
 use serde_json::{Value, json};
 
@@ -69,9 +73,30 @@ impl Row {
     }
 }
 
-pub fn run(repeat: u32) -> Result<()> {
+/// The auditor of the build measured (`--legacy-kernels`, or the current one).
+fn auditor_of(legacy_kernels: bool) -> Result<FrameAuditor> {
+    let object = if legacy_kernels {
+        Object::Legacy
+    } else {
+        Object::Current
+    };
+    println!("the {} build of the programs", object.name());
+    Ok(FrameAuditor::with_options(&LoadOptions {
+        object: Some(object),
+        ..LoadOptions::default()
+    })?)
+}
+
+fn write_json(path: &Path, json: &Value) -> Result<()> {
+    fs::write(path, serde_json::to_string_pretty(json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+pub fn run(repeat: u32, legacy_kernels: bool) -> Result<()> {
     require_root("bench")?;
-    let mut auditor = FrameAuditor::new(false)?;
+    let mut auditor = auditor_of(legacy_kernels)?;
     let mut rows = Vec::new();
     println!(
         "{:<10} {:<6} {:<5} {:>6} {:>6} {:>10} {:>10} {:>7} {:>8} {:>9} {:>7}",
@@ -91,7 +116,8 @@ pub fn run(repeat: u32) -> Result<()> {
         let noop_program = if hook == Hook::Xdp { NOOP_XDP } else { NOOP_TC };
         for (v6, proto) in [(false, TCP), (false, UDP), (true, TCP), (true, UDP)] {
             for size in FRAME_SIZES {
-                if hook != Hook::Xdp && size > TC_MAX_FRAME {
+                // The legacy build's XDP program sees only linear frames, as on its kernels.
+                if (hook != Hook::Xdp || legacy_kernels) && size > TC_MAX_FRAME {
                     continue;
                 }
                 for good in [true, false] {
@@ -152,6 +178,10 @@ pub fn run(repeat: u32) -> Result<()> {
     let dir = workspace_root().join("bench");
     fs::create_dir_all(&dir)?;
     let json = Value::Array(rows.iter().map(Row::json).collect());
+    if legacy_kernels {
+        // The figures of the other build only: the plots and tunnels stay the current build's.
+        return write_json(&dir.join("results-legacy-kernels.json"), &json);
+    }
     fs::write(
         dir.join("results.json"),
         serde_json::to_string_pretty(&json)? + "\n",
