@@ -48,6 +48,28 @@ pub fn run_suite() -> Result<()> {
             "-D",
             "warnings",
         ]))?;
+    // The build for kernels before 5.18 (docs/kernels.md) has code of its own.
+    run(Command::new("rustup")
+        .args([
+            "run",
+            EBPF_TOOLCHAIN.trim(),
+            "cargo",
+            "clippy",
+            "--package",
+            "checksum-ebpf",
+            "--features",
+            "legacy-kernels",
+        ])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     // Tests that need the kernel fail instead of skipping when CI=true; say so up front.
     require_root("test")?;
     // The agent's tests (tests/kube_agent.rs) start a real etcd and kube-apiserver, and the
