@@ -118,6 +118,7 @@ fn every_feature_on_this_kernel() {
         }
     });
     feature(&mut failures, "kernel-drops", kernel_drops);
+    feature(&mut failures, "several-netns", several_namespaces);
     feature(&mut failures, "live-xdp", || live("xdp"));
     feature(&mut failures, "live-tc", || live("tc-ingress"));
     assert!(failures.is_empty(), "features failed: {failures:#?}");
@@ -179,6 +180,23 @@ fn kernel_drops() -> Outcome {
             )
         }
     }
+}
+
+/// The programs as the node agent and `--netns` runs load them, several namespaces at once:
+/// each packet's namespace read from its device at offsets from BTF, with flow tracking on.
+fn several_namespaces() -> Outcome {
+    let mut loaded = Loaded::load(&LoadOptions {
+        netns_by_device: true,
+        track_reports: checksum_common::track::DEFAULT_TRACK_REPORTS,
+        ..LoadOptions::default()
+    })
+    .expect("load with the namespace offsets");
+    loaded.xdp(AUDIT_XDP).expect("verify the XDP program");
+    loaded.tc(AUDIT_TC_INGRESS).expect("verify the TC program");
+    Outcome::Ok(
+        "verified",
+        "namespace offsets resolved, XDP and TC verified with flow tracking".into(),
+    )
 }
 
 /// The real binary attached at `hook` to a veth in namespaces of the test's own, crafted frames

@@ -24,11 +24,12 @@ const SUITE_TEST: &str = "every_feature_on_this_kernel";
 /// Frames of the differential sample in a guest: test runs under TCG are slow.
 const GUEST_FRAMES: &str = "2000";
 /// Features in the table's order (the suite prints them in this order too).
-const FEATURES: [&str; 6] = [
+const FEATURES: [&str; 7] = [
     "load",
     "test-run",
     "skb-state",
     "kernel-drops",
+    "several-netns",
     "live-xdp",
     "live-tc",
 ];
