@@ -22,7 +22,7 @@ const MATRIX_END: &str = "<!-- kernel-matrix:end -->";
 /// The suite's test, run alone.
 const SUITE_TEST: &str = "every_feature_on_this_kernel";
 /// Frames of the differential sample in a guest: test runs under TCG are slow.
-const GUEST_FRAMES: &str = "2000";
+const GUEST_FRAMES: &str = "10000";
 /// Features in the table's order (the suite prints them in this order too).
 const FEATURES: [&str; 7] = [
     "load",
