@@ -26,50 +26,20 @@ pub fn run_suite() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // The kernel side only builds for BPF, with the pinned nightly.
-    run(Command::new("rustup")
-        .args([
-            "run",
-            EBPF_TOOLCHAIN.trim(),
-            "cargo",
-            "clippy",
-            "--package",
-            "checksum-ebpf",
-            "--package",
-            "checksum-testkit-ebpf",
-        ])
-        .args([
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--release",
-            "--",
-            "-D",
-            "warnings",
-        ]))?;
-    // The build for kernels before 5.18 (docs/kernels.md) has code of its own.
-    run(Command::new("rustup")
-        .args([
-            "run",
-            EBPF_TOOLCHAIN.trim(),
-            "cargo",
-            "clippy",
-            "--package",
-            "checksum-ebpf",
-            "--features",
-            "legacy-kernels",
-        ])
-        .args([
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--release",
-            "--",
-            "-D",
-            "warnings",
-        ]))?;
+    // The kernel side only builds for BPF, with the pinned nightly; the build for kernels before
+    // 5.18 (docs/kernels.md) has code of its own.
+    run(&mut ebpf_clippy(&[
+        "--package",
+        "checksum-ebpf",
+        "--package",
+        "checksum-testkit-ebpf",
+    ]))?;
+    run(&mut ebpf_clippy(&[
+        "--package",
+        "checksum-ebpf",
+        "--features",
+        "legacy-kernels",
+    ]))?;
     // Tests that need the kernel fail instead of skipping when CI=true; say so up front.
     require_root("test")?;
     // The agent's tests (tests/kube_agent.rs) start a real etcd and kube-apiserver, and the
@@ -120,6 +90,24 @@ pub fn run_suite() -> Result<()> {
         bail!("{failed} tests failed");
     }
     kernels.and(soak).and(cluster)
+}
+
+/// clippy with `-D warnings` for the BPF target, on what `args` selects.
+fn ebpf_clippy(args: &[&str]) -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", EBPF_TOOLCHAIN.trim(), "cargo", "clippy"])
+        .args(args)
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]);
+    cmd
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.
